@@ -1,0 +1,128 @@
+//! Daemon settings: one struct, a default for every key, flags and `CROWBAR_*` variables.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::telemetry::LogFormat;
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret::new(s))
+    }
+}
+
+/// Settings of `crowbar serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to serve the API, UI, boot files and events on.
+    #[arg(long, env = "CROWBAR_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL to use (postgres://...). Without it crowbar runs its own private
+    /// PostgreSQL under the data directory.
+    #[arg(long, env = "CROWBAR_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// Where crowbar keeps its state (private PostgreSQL, keys, admin token).
+    #[arg(long, env = "CROWBAR_DATA_DIR", default_value = "./var")]
+    pub data_dir: PathBuf,
+
+    /// Extra directories of barclamps (<name>.yml plus <name>/roles/<role>/ scripts),
+    /// loaded after the shipped ones.
+    #[arg(long = "barclamp-dir", env = "CROWBAR_BARCLAMP_DIRS", value_delimiter = ':')]
+    pub barclamp_dirs: Vec<PathBuf>,
+
+    /// Bearer token of the built-in admin. Generated into <data-dir>/admin.token when absent.
+    #[arg(long, env = "CROWBAR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// Log format.
+    #[arg(long, env = "CROWBAR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// How long shutdown waits for in-flight work before giving up on it.
+    #[arg(long, env = "CROWBAR_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Settings with every default, for tests and embedding.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        Wrapper::parse_from(["crowbar"]).settings
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 30s, 500ms, 5m)"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        other => Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn defaults_are_zero_configuration() {
+        let s = Settings::defaults();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert!(s.database_url.is_none());
+        assert_eq!(s.data_dir, PathBuf::from("./var"));
+    }
+}

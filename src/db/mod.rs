@@ -1,0 +1,66 @@
+//! The database layer: connections, migrations and every SQL statement.
+//!
+//! Business rules live in `domain`; this layer stores and loads, inside transactions.
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+/// Migrations embedded in the binary, applied at start and by `crowbar migrate`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot reach PostgreSQL at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("applying database migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Opens a pool. The URL is never logged (it may hold a password); `target` names the
+/// server for error messages.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
+        target: "the given database URL".into(),
+        source,
+    })?;
+    let target = describe(&options);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { target, source })
+}
+
+/// Applies every pending migration. Safe to run from several daemons at once: sqlx takes an
+/// advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// True when the database answers and every embedded migration is applied.
+pub async fn ready(pool: &PgPool) -> bool {
+    let applied: Result<i64, _> =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await;
+    matches!(applied, Ok(n) if n as usize >= MIGRATOR.iter().count())
+}
+
+fn describe(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(dir) => format!("socket {}", dir.display()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    }
+}

@@ -1,0 +1,3 @@
+//! The model and its rules: states, graph rules, validation. No SQL, no HTTP here.
+
+pub mod state;

@@ -1,0 +1,13 @@
+//! crowbar: a bare-metal provisioning orchestrator.
+//!
+//! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`.
+//! `cli` ties everything together for the binary.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod pg;
+pub mod telemetry;

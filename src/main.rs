@@ -1,0 +1,4 @@
+//! The `crowbar` binary: everything lives in the library.
+fn main() -> std::process::ExitCode {
+    crowbar::cli::main()
+}

@@ -1,0 +1,497 @@
+//! The private PostgreSQL behind zero-configuration `crowbar serve` (and the test harness).
+//!
+//! A cluster lives in one directory, is reachable only through a Unix socket that only its
+//! owner (and root) can open, and runs as an unprivileged user: `postgres` when crowbar runs
+//! as root (PostgreSQL refuses root), the current user otherwise. The postmaster is a child of
+//! a dedicated thread and gets SIGINT if crowbar dies, so a crash never leaves it behind.
+
+use std::{
+    fs,
+    io::Read,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::{Gid, Pid, Uid, User, chown},
+};
+use tokio::sync::watch;
+
+use crate::config::Secret;
+
+/// The superuser and database crowbar creates in its private cluster.
+pub const DATABASE: &str = "crowbar";
+const SOCKET_PORT: u16 = 5432;
+/// Unix socket paths are limited to 107 bytes; leave room for `/.s.PGSQL.5432`.
+const MAX_SOCKET_DIR: usize = 90;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(
+        "no PostgreSQL server binaries found (looked for `postgres` and `initdb` via pg_config, in /usr/lib/postgresql/*/bin and on PATH).\n\
+         Install them (Debian/Ubuntu: `apt-get install postgresql`), or pass --database-url postgres://USER@HOST/DB (or set CROWBAR_DATABASE_URL) to use an existing server"
+    )]
+    NotInstalled,
+    #[error(
+        "crowbar runs as root, so it runs its private PostgreSQL as the unprivileged user `postgres`, which does not exist.\n\
+         Install the postgresql package (it creates that user) or create it: `useradd --system --home /var/lib/postgresql postgres`"
+    )]
+    NoUnprivilegedUser,
+    #[error(
+        "PostgreSQL is already running on {dir} (pid {pid}): another crowbar is probably using this data directory.\n\
+         Stop it, or pass --data-dir to use another directory"
+    )]
+    AlreadyRunning { dir: PathBuf, pid: i32 },
+    #[error("{what} failed in {dir}: {detail}")]
+    Failed {
+        what: &'static str,
+        dir: PathBuf,
+        detail: String,
+    },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a cluster is tuned.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Off only for throwaway clusters (tests, benchmarks): faster, unsafe on power loss.
+    pub durable: bool,
+    pub max_connections: u32,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            durable: true,
+            max_connections: 100,
+        }
+    }
+}
+
+impl PgOptions {
+    /// Settings for test and benchmark clusters: no fsync, many connections.
+    pub fn throwaway() -> Self {
+        Self {
+            durable: false,
+            max_connections: 300,
+        }
+    }
+}
+
+/// A running private cluster. Call [`ManagedPostgres::stop`] to shut it down cleanly.
+#[derive(Debug)]
+pub struct ManagedPostgres {
+    dir: PathBuf,
+    socket_dir: PathBuf,
+    pid: Pid,
+    exited: watch::Receiver<bool>,
+    url: Secret,
+}
+
+impl ManagedPostgres {
+    /// Starts (initializing on first use) the cluster in `dir` with production settings.
+    pub async fn start(dir: &Path) -> Result<Self, PgError> {
+        Self::start_with(dir, PgOptions::default()).await
+    }
+
+    pub async fn start_with(dir: &Path, options: PgOptions) -> Result<Self, PgError> {
+        let dir = absolute(dir)?;
+        let bin = find_binaries().ok_or(PgError::NotInstalled)?;
+        let owner = Owner::for_postgres()?;
+        prepare_dir(&dir, &owner)?;
+        if !dir.join("PG_VERSION").exists() {
+            initdb(&bin, &dir, &owner, &options).await?;
+        }
+        clear_stale_pid_file(&dir)?;
+        let socket_dir = socket_dir_for(&dir, &owner)?;
+        let (pid, exited) = spawn_postmaster(&bin, &dir, &socket_dir, &owner, &options)?;
+        let url = Secret::new(format!(
+            "postgres:///{DATABASE}?host={}&port={SOCKET_PORT}&user={DATABASE}",
+            socket_dir.display()
+        ));
+        let pg = ManagedPostgres {
+            dir,
+            socket_dir,
+            pid,
+            exited,
+            url,
+        };
+        if let Err(e) = pg.wait_ready().await {
+            pg.stop().await;
+            return Err(e);
+        }
+        tracing::info!(dir = %pg.dir.display(), pid = pid.as_raw(), "private PostgreSQL is up");
+        Ok(pg)
+    }
+
+    /// The connection URL of the `crowbar` database (Unix socket, trust auth).
+    pub fn url(&self) -> &Secret {
+        &self.url
+    }
+
+    /// The URL of another database in the same cluster.
+    pub fn url_for(&self, database: &str) -> Secret {
+        Secret::new(format!(
+            "postgres:///{database}?host={}&port={SOCKET_PORT}&user={DATABASE}",
+            self.socket_dir.display()
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// Fast shutdown (SIGINT: abort sessions, checkpoint), escalating if it hangs.
+    pub async fn stop(mut self) {
+        for (signal, grace) in [
+            (Signal::SIGINT, Duration::from_secs(30)),
+            (Signal::SIGQUIT, Duration::from_secs(5)),
+            (Signal::SIGKILL, Duration::from_secs(5)),
+        ] {
+            if *self.exited.borrow() {
+                break;
+            }
+            let _ = kill(self.pid, signal);
+            let _ = tokio::time::timeout(grace, self.exited.wait_for(|done| *done)).await;
+        }
+        tracing::info!(dir = %self.dir.display(), "private PostgreSQL stopped");
+    }
+
+    async fn wait_ready(&self) -> Result<(), PgError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let admin_url = self.url_for("postgres");
+        loop {
+            if *self.exited.borrow() {
+                return Err(self.failed("starting PostgreSQL", "the server exited"));
+            }
+            match sqlx::PgPool::connect(admin_url.expose()).await {
+                Ok(pool) => {
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                    )
+                    .bind(DATABASE)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| self.failed("checking the crowbar database", &e.to_string()))?;
+                    if !exists {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
+                            .execute(&pool)
+                            .await
+                            .map_err(|e| {
+                                self.failed("creating the crowbar database", &e.to_string())
+                            })?;
+                    }
+                    pool.close().await;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(self.failed("waiting for PostgreSQL", &e.to_string()));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn failed(&self, what: &'static str, detail: &str) -> PgError {
+        PgError::Failed {
+            what,
+            dir: self.dir.clone(),
+            detail: format!("{detail}\n{}", log_tail(&self.dir)),
+        }
+    }
+}
+
+/// Where the server binaries live: next to `pg_config --bindir`, the newest
+/// /usr/lib/postgresql/<ver>/bin, or on PATH.
+pub fn find_binaries() -> Option<PathBuf> {
+    let has_server = |dir: &Path| dir.join("postgres").is_file() && dir.join("initdb").is_file();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has_server(&dir) {
+            return Some(dir);
+        }
+    }
+    let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_server(dir))
+        .collect();
+    versioned.sort();
+    if let Some((_, dir)) = versioned.pop() {
+        return Some(dir);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .find(|dir| has_server(dir))
+}
+
+/// The account PostgreSQL runs as.
+#[derive(Debug, Clone)]
+struct Owner {
+    uid: Uid,
+    gid: Gid,
+    /// Whether crowbar must switch to this account to run PostgreSQL.
+    switch: bool,
+}
+
+impl Owner {
+    fn for_postgres() -> Result<Self, PgError> {
+        if !Uid::effective().is_root() {
+            return Ok(Owner {
+                uid: Uid::effective(),
+                gid: Gid::effective(),
+                switch: false,
+            });
+        }
+        let user = User::from_name("postgres")
+            .ok()
+            .flatten()
+            .ok_or(PgError::NoUnprivilegedUser)?;
+        Ok(Owner {
+            uid: user.uid,
+            gid: user.gid,
+            switch: true,
+        })
+    }
+
+    fn command(&self, program: PathBuf) -> Command {
+        let mut cmd = Command::new(program);
+        if self.switch {
+            let (uid, gid) = (self.uid.as_raw(), self.gid.as_raw());
+            // SAFETY: only async-signal-safe calls. Dropping supplementary groups must happen
+            // before the uid switch, which std's `Command::uid` would do first.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setgroups(1, &gid) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd.env_remove("PGDATA").env("LC_ALL", "C");
+        cmd
+    }
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, PgError> {
+    std::path::absolute(dir).map_err(|source| PgError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PgError + '_ {
+    move |source| PgError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn prepare_dir(dir: &Path, owner: &Owner) -> Result<(), PgError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    if owner.switch {
+        chown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        // The unprivileged user must be able to reach the directory through its parents.
+        let probe = owner
+            .command(PathBuf::from("/bin/test"))
+            .args(["-w", &dir.to_string_lossy()])
+            .status();
+        if !matches!(probe, Ok(s) if s.success()) {
+            return Err(PgError::Failed {
+                what: "preparing the data directory",
+                dir: dir.to_path_buf(),
+                detail: "the `postgres` user cannot reach it (a parent directory is private); \
+                         pass --data-dir with a directory it can reach, e.g. /var/lib/crowbar"
+                    .into(),
+            });
+        }
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+}
+
+async fn initdb(bin: &Path, dir: &Path, owner: &Owner, options: &PgOptions) -> Result<(), PgError> {
+    let mut cmd = owner.command(bin.join("initdb"));
+    cmd.arg("-D")
+        .arg(dir)
+        .args(["-U", DATABASE, "-A", "trust", "-E", "UTF8", "--locale=C"])
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    if !options.durable {
+        cmd.arg("--no-sync");
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .map_err(|e| PgError::Failed {
+            what: "initdb",
+            dir: dir.to_path_buf(),
+            detail: e.to_string(),
+        })?
+        .map_err(io_err(dir))?;
+    if !out.status.success() {
+        return Err(PgError::Failed {
+            what: "initdb",
+            dir: dir.to_path_buf(),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A postmaster.pid left by a crash is removed unless its pid is a live postgres.
+fn clear_stale_pid_file(dir: &Path) -> Result<(), PgError> {
+    let pid_file = dir.join("postmaster.pid");
+    let Ok(text) = fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
+    if let Some(pid) = pid
+        && is_postgres_process(pid)
+    {
+        return Err(PgError::AlreadyRunning {
+            dir: dir.to_path_buf(),
+            pid,
+        });
+    }
+    tracing::warn!(file = %pid_file.display(), "removing a stale PostgreSQL pid file left by a crash");
+    fs::remove_file(&pid_file).map_err(io_err(&pid_file))
+}
+
+fn is_postgres_process(pid: i32) -> bool {
+    let mut comm = String::new();
+    fs::File::open(format!("/proc/{pid}/comm"))
+        .and_then(|mut f| f.read_to_string(&mut comm))
+        .is_ok()
+        && comm.trim().starts_with("postgres")
+}
+
+/// The socket lives in `<dir>/run`, or in a private directory under /tmp when that path
+/// would be too long for a Unix socket.
+fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
+    let mut socket_dir = dir.join("run");
+    if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+        socket_dir =
+            std::env::temp_dir().join(format!("crowbar-pg-{}", hex::encode(&digest[..6])));
+    }
+    fs::create_dir_all(&socket_dir).map_err(io_err(&socket_dir))?;
+    if owner.switch {
+        chown(&socket_dir, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
+            path: socket_dir.clone(),
+            source: e.into(),
+        })?;
+    }
+    fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(&socket_dir))?;
+    Ok(socket_dir)
+}
+
+fn spawn_postmaster(
+    bin: &Path,
+    dir: &Path,
+    socket_dir: &Path,
+    owner: &Owner,
+    options: &PgOptions,
+) -> Result<(Pid, watch::Receiver<bool>), PgError> {
+    let log_path = dir.join("postgres.log");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err(&log_path))?;
+    let log_err = log.try_clone().map_err(io_err(&log_path))?;
+    let mut cmd = owner.command(bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(dir)
+        .args(["-c", "listen_addresses="])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", socket_dir.display()))
+        .args(["-c", "unix_socket_permissions=0700"])
+        .arg("-c")
+        .arg(format!("port={SOCKET_PORT}"))
+        .arg("-c")
+        .arg(format!("max_connections={}", options.max_connections))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        // its own process group: a terminal's Ctrl-C reaches crowbar, which stops it last
+        .process_group(0);
+    if !options.durable {
+        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"]);
+    }
+    // SAFETY: prctl is async-signal-safe; it runs after the uid switch, which would
+    // otherwise clear the parent-death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (exited_tx, exited_rx) = watch::channel(false);
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let dir_for_thread = dir.to_path_buf();
+    // The parent-death signal fires when the spawning *thread* exits, so the postmaster is
+    // spawned and reaped by a thread that lives exactly as long as it does.
+    std::thread::Builder::new()
+        .name("postgres-reaper".into())
+        .spawn(move || match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = pid_tx.send(Ok(child.id()));
+                let status = child.wait();
+                tracing::debug!(dir = %dir_for_thread.display(), ?status, "postgres exited");
+                let _ = exited_tx.send(true);
+            }
+            Err(e) => {
+                let _ = pid_tx.send(Err(e));
+                let _ = exited_tx.send(true);
+            }
+        })
+        .map_err(io_err(dir))?;
+    let pid = pid_rx
+        .recv()
+        .map_err(|_| PgError::Failed {
+            what: "starting PostgreSQL",
+            dir: dir.to_path_buf(),
+            detail: "the reaper thread vanished".into(),
+        })?
+        .map_err(io_err(dir))?;
+    Ok((Pid::from_raw(pid as i32), exited_rx))
+}
+
+fn log_tail(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    format!("last lines of {}:\n{tail}", dir.join("postgres.log").display())
+}

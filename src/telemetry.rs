@@ -1,0 +1,23 @@
+//! Logging setup: human-readable by default, JSON lines with `--log-format json`.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber once. `RUST_LOG` overrides the default `info` filter.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,russh=warn,tower_http=info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+    };
+    // A second init (tests, embedded use) keeps the first subscriber.
+    let _ = result;
+}

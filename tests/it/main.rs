@@ -1,0 +1,5 @@
+//! The integration tests: one binary, real PostgreSQL, real sshd nodes.
+
+mod support;
+
+mod pg_harness;

@@ -1,0 +1,3 @@
+//! Test harness: databases, namespace nodes, daemons.
+
+pub mod db;
