@@ -176,6 +176,12 @@ CREATE TABLE noderoles (
   sysdata        jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(sysdata) = 'object'),
   wall           jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(wall) = 'object'),
   runlog         text NOT NULL DEFAULT '',
+  -- bound by an admin or a document (true), or created as some binding's parent (false)
+  explicit       boolean NOT NULL DEFAULT false,
+  -- hash of the input its last successful run saw: a changed input re-runs it (a "poke", §8)
+  input_hash     text,
+  -- a re-run asked for by a hook, on this lane, even while ACTIVE (§7)
+  requested_lane text CHECK (requested_lane IN ('normal', 'high')),
   created_at     timestamptz NOT NULL DEFAULT now(),
   updated_at     timestamptz NOT NULL DEFAULT now(),
   -- A role binds to a node at most once, across all deployments (§1).
@@ -187,6 +193,8 @@ CREATE INDEX noderoles_deployment ON noderoles (deployment_id);
 CREATE INDEX noderoles_role ON noderoles (role_id);
 CREATE INDEX noderoles_todo ON noderoles (node_id, cohort, id) WHERE state = 1;
 CREATE INDEX noderoles_unsettled ON noderoles (state) WHERE state <> 0;
+CREATE INDEX noderoles_frozen ON noderoles (node_id) WHERE state IN (-1, 2);
+CREATE INDEX noderoles_requested ON noderoles (node_id) WHERE requested_lane IS NOT NULL;
 
 CREATE TABLE noderole_edges (
   parent_id bigint NOT NULL REFERENCES noderoles(id) ON DELETE CASCADE,
@@ -204,6 +212,7 @@ CREATE TABLE runs (
   lane         text NOT NULL DEFAULT 'normal' CHECK (lane IN ('normal', 'high')),
   state        text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running')),
   input        jsonb NOT NULL,               -- the jig's data, frozen at queue time (§8)
+  input_hash   text NOT NULL,
   timeout_secs integer NOT NULL CHECK (timeout_secs > 0),
   worker       text,                          -- which daemon executes it
   queued_at    timestamptz NOT NULL DEFAULT now(),
@@ -217,6 +226,7 @@ CREATE TABLE runs (
   CONSTRAINT runs_one_per_noderole UNIQUE (noderole_id)
 );
 CREATE INDEX runs_queued ON runs (lane, queued_at, id) WHERE state = 'queued';
+CREATE INDEX runs_worker ON runs (worker) WHERE state = 'running';
 
 -- What happened to every run, for history, metrics and audits.
 CREATE TABLE run_records (

@@ -3,11 +3,14 @@
 //! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`.
 //! `cli` ties everything together for the binary.
 
+pub mod annealer;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod jig;
 pub mod pg;
+pub mod runner;
 pub mod telemetry;

@@ -2,6 +2,18 @@
 //!
 //! Business rules live in `domain`; this layer stores and loads, inside transactions.
 
+pub mod anneal;
+pub mod catalog;
+pub mod deployments;
+pub mod error;
+pub mod events;
+pub mod inputs;
+pub mod keys;
+pub mod noderoles;
+pub mod nodes;
+pub mod ripple;
+pub mod runs;
+
 use std::time::Duration;
 
 use sqlx::{

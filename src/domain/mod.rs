@@ -1,3 +1,7 @@
-//! The model and its rules: states, graph rules, validation. No SQL, no HTTP here.
+//! The model and its rules: states, graph rules, data layering. No SQL, no HTTP here.
 
+pub mod bind;
+pub mod catalog;
+pub mod data;
+pub mod reason;
 pub mod state;

@@ -2,4 +2,5 @@
 
 mod support;
 
+mod annealer;
 mod pg_harness;

@@ -1,0 +1,237 @@
+//! The annealer (SEMANTICS.md §5): passes that queue every runnable noderole, woken by
+//! NOTIFY and by a periodic sweep that also recovers lost runs and lost triggers.
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::parse_duration,
+    db::{
+        events::{CHANNEL_ANNEAL, CHANNEL_RUNS},
+        runs::{self, QueueConfig},
+    },
+    jig::JigRegistry,
+    runner::{self, Runner},
+};
+
+/// Settings of the annealer and the run queue.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnnealerSettings {
+    /// Runs executing at once across all daemons (normal lane).
+    #[arg(long, env = "CROWBAR_RUN_CAP", default_value_t = 10)]
+    pub run_cap: i64,
+    /// Runs executing at once in the high-priority lane (DHCP/DNS/provisioner databases).
+    #[arg(long, env = "CROWBAR_HIGH_LANE_CAP", default_value_t = 2)]
+    pub high_lane_cap: i64,
+    /// Timeout of a run whose role sets none.
+    #[arg(long, env = "CROWBAR_RUN_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
+    pub run_timeout: Duration,
+    /// How often the sweep runs even without notifications.
+    #[arg(long, env = "CROWBAR_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
+    /// How often a daemon tells the database its runs are still executing.
+    #[arg(long, env = "CROWBAR_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// A run whose heartbeat is older than this is lost and its noderole runs again.
+    #[arg(long, env = "CROWBAR_RUN_LOST_AFTER", default_value = "20s", value_parser = parse_duration)]
+    pub run_lost_after: Duration,
+    /// Most runs one pass queues.
+    #[arg(long, env = "CROWBAR_QUEUE_BATCH", default_value_t = 2000)]
+    pub queue_batch: i64,
+}
+
+impl Default for AnnealerSettings {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: AnnealerSettings,
+        }
+        Wrapper::parse_from(["crowbar"]).settings
+    }
+}
+
+impl AnnealerSettings {
+    pub fn queue_config(&self, jigs: &JigRegistry) -> QueueConfig {
+        QueueConfig {
+            cap: self.run_cap,
+            high_cap: self.high_lane_cap,
+            default_timeout_secs: self.run_timeout.as_secs().clamp(1, i32::MAX as u64) as i32,
+            jigs: jigs.names(),
+            batch: self.queue_batch,
+        }
+    }
+}
+
+/// One pass: optionally the recovery sweep, then queue everything runnable.
+/// Returns (noderoles repaired, runs queued).
+pub async fn pass(
+    pool: &PgPool,
+    config: &QueueConfig,
+    sweep: Option<Duration>,
+) -> sqlx::Result<(usize, usize)> {
+    let mut tx = pool.begin().await?;
+    let repaired = match sweep {
+        Some(lost_after) => runs::recover(&mut tx, lost_after.as_secs_f64()).await?,
+        None => 0,
+    };
+    let queued = runs::queue_runnable(&mut tx, config).await?;
+    tx.commit().await?;
+    Ok((repaired, queued))
+}
+
+/// A daemon's background machinery: listener, annealer and runner.
+pub struct Engine {
+    pub tracker: TaskTracker,
+    pub worker: String,
+}
+
+impl Engine {
+    /// Starts the annealer and the runner; both stop when `shutdown` is cancelled (wait on
+    /// `tracker` for them).
+    pub fn start(
+        pool: PgPool,
+        settings: &AnnealerSettings,
+        jigs: JigRegistry,
+        shutdown_grace: Duration,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        let worker = worker_id();
+        let config = settings.queue_config(&jigs);
+        let anneal_wake = Arc::new(Notify::new());
+        let runs_wake = Arc::new(Notify::new());
+        let tracker = TaskTracker::new();
+        tracker.spawn(listen(
+            pool.clone(),
+            anneal_wake.clone(),
+            runs_wake.clone(),
+            shutdown.clone(),
+        ));
+        tracker.spawn(anneal_loop(
+            pool.clone(),
+            config.clone(),
+            settings.clone(),
+            anneal_wake.clone(),
+            runs_wake.clone(),
+            shutdown.clone(),
+        ));
+        let runner = Runner {
+            pool,
+            worker: worker.clone(),
+            config,
+            jigs: Arc::new(jigs),
+            heartbeat_interval: settings.heartbeat_interval,
+            shutdown_grace,
+        };
+        tracker.spawn(runner.run(runs_wake, anneal_wake, shutdown));
+        tracker.close();
+        tracing::info!(worker = %worker, cap = settings.run_cap, "annealer started");
+        Engine { tracker, worker }
+    }
+}
+
+fn worker_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Turns NOTIFYs into wake-ups. Losing the connection loses nothing: the sweep catches up.
+async fn listen(pool: PgPool, anneal: Arc<Notify>, runs: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN; relying on the sweep");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        if let Err(e) = listener.listen_all([CHANNEL_ANNEAL, CHANNEL_RUNS]).await {
+            tracing::warn!(error = %e, "LISTEN failed");
+            continue;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = listener.recv() => match message {
+                    Ok(n) if n.channel() == CHANNEL_RUNS => runs.notify_one(),
+                    Ok(_) => anneal.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        anneal.notify_one();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn anneal_loop(
+    pool: PgPool,
+    config: QueueConfig,
+    settings: AnnealerSettings,
+    wake: Arc<Notify>,
+    runs_wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut sweep = tokio::time::interval(settings.sweep_interval);
+    loop {
+        let recover = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => None,
+            _ = sweep.tick() => Some(settings.run_lost_after),
+        };
+        match pass(&pool, &config, recover).await {
+            Ok((repaired, queued)) => {
+                if repaired > 0 {
+                    tracing::info!(repaired, "sweep repaired noderoles");
+                }
+                if queued > 0 {
+                    runs_wake.notify_one();
+                    // more may be runnable than one batch holds
+                    if queued as i64 >= config.batch {
+                        wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "annealer pass failed; retrying on the next wake-up")
+            }
+        }
+    }
+}
+
+/// Runs passes, claims and executes in the calling task until nothing is queued, running or
+/// runnable — a deterministic driver for tests and tools. Returns the runs completed.
+pub async fn run_until_idle(
+    pool: &PgPool,
+    config: &QueueConfig,
+    jigs: &JigRegistry,
+    worker: &str,
+) -> sqlx::Result<usize> {
+    let mut completed = 0;
+    loop {
+        pass(pool, config, Some(Duration::from_secs(3600))).await?;
+        let claimed = runner::claim(pool, worker, config, config.cap + config.high_cap).await?;
+        if claimed.is_empty() {
+            return Ok(completed);
+        }
+        let results =
+            futures::future::join_all(claimed.iter().map(|run| runner::execute(jigs, run))).await;
+        completed += runner::complete(pool, worker, &results).await?.completed;
+    }
+}

@@ -1,0 +1,451 @@
+//! Deployments: the tree, propose/commit, and the snapshot every commit records (§4).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    error::StoreError,
+    events::{self, Actor, NewEvent},
+    keys::Key,
+    ripple,
+};
+use crate::domain::state::NodeRoleState;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Deployment {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub parent: Option<String>,
+    pub parent_id: Option<i64>,
+    pub system: bool,
+    /// `proposed`, or for a committed deployment: `error` if any noderole failed, `active`
+    /// when everything converged, else `committed`.
+    pub state: String,
+    /// The latest committed snapshot's sequence number.
+    pub snapshot: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT_DEPLOYMENT: &str = "
+    SELECT d.id, d.name, d.description, p.name AS parent, d.parent_id, d.system,
+           CASE WHEN d.state = 'proposed' THEN 'proposed'
+                WHEN EXISTS (SELECT 1 FROM noderoles nr WHERE nr.deployment_id = d.id AND nr.state = -1) THEN 'error'
+                WHEN NOT EXISTS (SELECT 1 FROM noderoles nr WHERE nr.deployment_id = d.id AND nr.state <> 0) THEN 'active'
+                ELSE 'committed' END AS state,
+           (SELECT max(seq) FROM snapshots s WHERE s.deployment_id = d.id) AS snapshot,
+           d.created_at, d.updated_at
+      FROM deployments d LEFT JOIN deployments p ON p.id = d.parent_id";
+
+pub async fn system_id(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM deployments WHERE system")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_scalar("SELECT id FROM deployments WHERE id = $1 OR name = $2")
+        .bind(id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("deployment", key))
+}
+
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Deployment, StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_DEPLOYMENT} WHERE d.id = $1 OR d.name = $2"
+    )))
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("deployment", key))
+}
+
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployment>, StoreError> {
+    Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_DEPLOYMENT} ORDER BY d.id LIMIT $1 OFFSET $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Creates a PROPOSED deployment under `parent` (default `system`).
+pub async fn create(
+    conn: &mut PgConnection,
+    name: &str,
+    description: &str,
+    parent: Option<&Key>,
+    actor: &Actor,
+) -> Result<Deployment, StoreError> {
+    let parent_id = match parent {
+        Some(key) => id_of(conn, key).await?,
+        None => system_id(conn).await?,
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO deployments (name, description, parent_id) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(parent_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::from_constraint)?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "deployment.created",
+            deployment_id: Some(id),
+            data: json!({"id": id, "name": name}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    get(conn, &Key::Id(id)).await
+}
+
+/// Locks a deployment row for the rest of the transaction; returns (id, system, state).
+async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String), StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_as(
+        "SELECT id, system, state FROM deployments WHERE id = $1 OR name = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("deployment", key))
+}
+
+/// Makes a deployment editable; nothing in it is scheduled until it is committed again.
+/// Runs already executing finish.
+pub async fn propose(
+    conn: &mut PgConnection,
+    key: &Key,
+    actor: &Actor,
+) -> Result<Deployment, StoreError> {
+    let (id, system, state) = lock(conn, key).await?;
+    if system {
+        return Err(StoreError::conflict(
+            "system_deployment",
+            "the system deployment is always committed; bind into it and commit instead",
+        ));
+    }
+    if state != "proposed" {
+        sqlx::query("UPDATE deployments SET state = 'proposed' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        events::record(
+            conn,
+            actor,
+            NewEvent {
+                kind: "deployment.proposed",
+                deployment_id: Some(id),
+                data: json!({"id": id}),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    get(conn, &Key::Id(id)).await
+}
+
+/// A snapshot of a deployment's committed desired state.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Snapshot {
+    pub deployment_id: i64,
+    pub seq: i32,
+    pub content: Value,
+    pub content_hash: String,
+    pub committed_by: String,
+    pub committed_at: DateTime<Utc>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitOutcome {
+    pub snapshot: Option<Snapshot>,
+    /// False when the desired state equals the latest snapshot: nothing was recorded.
+    pub recorded: bool,
+    /// Noderoles whose state changed.
+    pub changed: Vec<i64>,
+}
+
+/// Commits a deployment in one transaction (§4): deployment-role data, then every PROPOSED
+/// noderole (proposed data becomes committed; TODO when all parents are ACTIVE, else
+/// BLOCKED); ACTIVE noderoles whose data changed re-run; a snapshot is recorded unless the
+/// desired state equals the latest one.
+pub async fn commit(
+    conn: &mut PgConnection,
+    key: &Key,
+    actor: &Actor,
+) -> Result<CommitOutcome, StoreError> {
+    let (id, _, _) = lock(conn, key).await?;
+    // Roles whose deployment-wide data changes: their ACTIVE noderoles here re-run.
+    let poked_roles: Vec<i64> = sqlx::query_scalar(
+        "UPDATE deployment_roles SET committed_data = proposed_data
+          WHERE deployment_id = $1 AND committed_data IS DISTINCT FROM proposed_data
+          RETURNING role_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let proposed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE noderoles SET committed_data = proposed_data, state = $2
+          WHERE deployment_id = $1 AND state = $3 RETURNING id",
+    )
+    .bind(id)
+    .bind(NodeRoleState::Blocked.code())
+    .bind(NodeRoleState::Proposed.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = proposed.clone();
+    changed.extend(ripple::settle(conn, &proposed, NodeRoleState::Blocked).await?);
+    let poked: Vec<i64> = sqlx::query_scalar(
+        "UPDATE noderoles SET committed_data = proposed_data
+          WHERE deployment_id = $1 AND state <> $2
+            AND (committed_data IS DISTINCT FROM proposed_data OR role_id = ANY($3))
+          RETURNING id",
+    )
+    .bind(id)
+    .bind(NodeRoleState::Transition.code())
+    .bind(&poked_roles)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rerun: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles WHERE id = ANY($1) AND state IN ($2, $3) ORDER BY id FOR UPDATE",
+    )
+    .bind(&poked)
+    .bind(NodeRoleState::Active.code())
+    .bind(NodeRoleState::Error.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    changed.extend(ripple::reset_by_parents(conn, &rerun).await?);
+    changed.extend(ripple::block_waiting_children(conn, &rerun).await?);
+    sqlx::query(
+        "UPDATE deployments SET state = 'committed' WHERE id = $1 AND state <> 'committed'",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    changed.sort_unstable();
+    changed.dedup();
+    events::noderoles_changed(conn, actor, "deployment committed", &changed).await?;
+
+    let content = desired_state(conn, id).await?;
+    let hash = content_hash(&content);
+    let latest = latest_snapshot(conn, id).await?;
+    let (snapshot, recorded) = match latest {
+        Some(latest) if latest.content_hash == hash => (Some(latest), false),
+        latest => {
+            let seq = latest.map_or(1, |s| s.seq + 1);
+            let snapshot: Snapshot = sqlx::query_as(
+                "INSERT INTO snapshots (deployment_id, seq, content, content_hash, committed_by)
+                 VALUES ($1, $2, $3, $4, $5)
+                 RETURNING deployment_id, seq, content, content_hash, committed_by, committed_at",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(&content)
+            .bind(&hash)
+            .bind(&actor.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::from_constraint)?;
+            (Some(snapshot), true)
+        }
+    };
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "deployment.committed",
+            deployment_id: Some(id),
+            data: json!({"id": id, "snapshot": snapshot.as_ref().map(|s| s.seq), "recorded": recorded}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(CommitOutcome {
+        snapshot,
+        recorded,
+        changed,
+    })
+}
+
+/// The deployment's desired state as a snapshot holds it: deployment roles with data and
+/// explicit bindings with data, in a canonical order.
+pub async fn desired_state(conn: &mut PgConnection, id: i64) -> Result<Value, StoreError> {
+    let roles: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT r.name, dr.committed_data FROM deployment_roles dr JOIN roles r ON r.id = dr.role_id
+          WHERE dr.deployment_id = $1 ORDER BY r.name",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let bindings: Vec<(String, String, Value)> = sqlx::query_as(
+        "SELECT n.name, r.name, nr.committed_data FROM noderoles nr
+           JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+          WHERE nr.deployment_id = $1 AND nr.explicit ORDER BY n.name, r.name",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let roles: serde_json::Map<String, Value> = roles
+        .into_iter()
+        .map(|(name, data)| (name, json!({ "data": data })))
+        .collect();
+    let bindings: Vec<Value> = bindings
+        .into_iter()
+        .map(|(node, role, data)| json!({"node": node, "role": role, "data": data}))
+        .collect();
+    Ok(json!({"roles": roles, "bindings": bindings}))
+}
+
+/// Sha-256 over the canonical JSON text (object keys sorted).
+pub fn content_hash(content: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()))
+}
+
+pub async fn latest_snapshot(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<Snapshot>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
+           FROM snapshots WHERE deployment_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn snapshot(
+    conn: &mut PgConnection,
+    key: &Key,
+    seq: i32,
+) -> Result<Snapshot, StoreError> {
+    let id = id_of(conn, key).await?;
+    sqlx::query_as(
+        "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
+           FROM snapshots WHERE deployment_id = $1 AND seq = $2",
+    )
+    .bind(id)
+    .bind(seq)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("snapshot", format!("{key}#{seq}")))
+}
+
+pub async fn snapshots(
+    pool: &PgPool,
+    id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Snapshot>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
+           FROM snapshots WHERE deployment_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Deletes a deployment (§9): not `system`, not one with child deployments. Its noderoles
+/// and deployment roles go; its nodes move to the parent deployment.
+pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<(), StoreError> {
+    let (id, system, _) = lock(conn, key).await?;
+    if system {
+        return Err(StoreError::conflict(
+            "system_deployment",
+            "the system deployment cannot be deleted",
+        ));
+    }
+    let children: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM deployments WHERE parent_id = $1 ORDER BY name")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    if !children.is_empty() {
+        return Err(StoreError::Conflict {
+            code: "has_child_deployments",
+            message: format!(
+                "delete its child deployments first: {}",
+                children.join(", ")
+            ),
+            details: json!({ "children": children }),
+        });
+    }
+    let parent_id: i64 = sqlx::query_scalar("SELECT parent_id FROM deployments WHERE id = $1")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    // Children in other deployments lose parents; re-judge them afterwards.
+    let orphans: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT e.child_id FROM noderole_edges e
+           JOIN noderoles p ON p.id = e.parent_id JOIN noderoles c ON c.id = e.child_id
+          WHERE p.deployment_id = $1 AND c.deployment_id <> $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM noderoles WHERE deployment_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE nodes SET deployment_id = $2 WHERE deployment_id = $1")
+        .bind(id)
+        .bind(parent_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM deployments WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let changed = ripple::settle(conn, &orphans, NodeRoleState::Blocked).await?;
+    events::noderoles_changed(conn, actor, "a parent's deployment was deleted", &changed).await?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "deployment.deleted",
+            deployment_id: Some(id),
+            data: json!({"id": id}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(())
+}
+
+/// The chain of deployment ids from `id` up to `system`.
+pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "WITH RECURSIVE up(id, parent_id, depth) AS (
+             SELECT id, parent_id, 0 FROM deployments WHERE id = $1
+             UNION ALL
+             SELECT d.id, d.parent_id, up.depth + 1 FROM deployments d JOIN up ON d.id = up.parent_id
+         ) SELECT id FROM up ORDER BY depth",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?)
+}

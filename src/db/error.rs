@@ -1,0 +1,91 @@
+//! Errors of database operations, in terms a caller (HTTP, CLI) can act on.
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} `{key}` not found")]
+    NotFound { kind: &'static str, key: String },
+    /// The change conflicts with the current state (HTTP 409).
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
+    /// The request itself is invalid (HTTP 422).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub fn not_found(kind: &'static str, key: impl ToString) -> Self {
+        StoreError::NotFound {
+            kind,
+            key: key.to_string(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Conflict {
+            code,
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Turns constraint violations into conflicts or validation errors by constraint name.
+    pub fn from_constraint(e: sqlx::Error) -> Self {
+        let Some(db) = e.as_database_error() else {
+            return StoreError::Sql(e);
+        };
+        let constraint = db.constraint().unwrap_or_default().to_string();
+        let message = match constraint.as_str() {
+            "nodes_name_unique" => "a node with that name exists already",
+            "nodes_mac_unique" => "a node with that MAC address exists already",
+            "deployments_name_unique" => "a deployment with that name exists already",
+            "noderoles_role_once_per_node" => "that role is already bound to that node",
+            "deployment_roles_once" => "that role is already in that deployment",
+            "snapshots_seq_unique" => "another commit of this deployment won the race; retry",
+            "deployments_system_undeletable" => "the system deployment cannot be deleted",
+            "api_tokens_name_unique" => "a token with that name exists already",
+            "nodes_name_check" => {
+                return StoreError::invalid(
+                    "invalid_name",
+                    "node names are lower-case host names or FQDNs (letters, digits, '-', '.')",
+                );
+            }
+            "deployments_name_check" => {
+                return StoreError::invalid(
+                    "invalid_name",
+                    "deployment names start with a letter or digit and use letters, digits, '_', '-', '.'",
+                );
+            }
+            _ => {
+                return match db.kind() {
+                    sqlx::error::ErrorKind::CheckViolation => StoreError::invalid(
+                        "invalid",
+                        format!("invalid value (violates {constraint})"),
+                    ),
+                    _ => StoreError::Sql(e),
+                };
+            }
+        };
+        StoreError::conflict("conflict", message)
+    }
+}
+
+/// Whether a failed transaction may simply be run again (deadlock, serialization failure).
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}

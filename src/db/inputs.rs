@@ -1,0 +1,95 @@
+//! The data a jig receives (SEMANTICS.md §8), computed for many noderoles at once.
+//!
+//! Layers, later wins: role template → deployment-role committed data → noderole sysdata →
+//! noderole committed data. A noderole sees its own layers on top of those of its ancestors
+//! on the same node (lowest cohort first), plus node facts under `crowbar`, plus — from
+//! noderoles on other nodes — only the attribs its role wants, placed at each attrib's path.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use crate::domain::data::{deep_merge, get_path, set_path};
+
+/// Input data and its hash, per noderole id.
+pub async fn compute(
+    conn: &mut PgConnection,
+    ids: &[i64],
+) -> sqlx::Result<HashMap<i64, (Value, String)>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let layers: Vec<(i64, i64, Value, Value, Value, Value)> = sqlx::query_as(
+        "WITH RECURSIVE a(target, id) AS (
+             SELECT id, id FROM noderoles WHERE id = ANY($1)
+             UNION
+             SELECT a.target, e.parent_id FROM a
+               JOIN noderole_edges e ON e.child_id = a.id
+               JOIN noderoles p ON p.id = e.parent_id
+               JOIN noderoles t ON t.id = a.target
+              WHERE p.node_id = t.node_id)
+         SELECT a.target, nr.id, r.template, coalesce(dr.committed_data, '{}'::jsonb),
+                nr.sysdata, nr.committed_data
+           FROM a JOIN noderoles nr ON nr.id = a.id JOIN roles r ON r.id = nr.role_id
+           LEFT JOIN deployment_roles dr ON dr.deployment_id = nr.deployment_id AND dr.role_id = nr.role_id
+          ORDER BY a.target, nr.cohort, nr.id",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let facts: Vec<(i64, Value)> = sqlx::query_as(
+        "SELECT nr.id, jsonb_build_object(
+                    'node', jsonb_build_object('id', n.id, 'name', n.name, 'address', host(n.address),
+                                               'admin', n.admin, 'bootenv', n.bootenv, 'mac', n.mac::text,
+                                               'hints', n.hints, 'quirks', to_jsonb(n.quirks)),
+                    'noderole', jsonb_build_object('id', nr.id, 'role', r.name, 'deployment', d.name))
+           FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+           JOIN deployments d ON d.id = nr.deployment_id
+          WHERE nr.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Attribs wanted from parents (any node): the parent's wall over its committed data.
+    let wanted: Vec<(i64, String, Option<Value>, Value, Value)> = sqlx::query_as(
+        "SELECT c.id, a.map, a.default_value, p.committed_data, p.wall
+           FROM noderoles c JOIN roles cr ON cr.id = c.role_id
+           JOIN attribs a ON a.name = ANY(cr.wants_attribs)
+           JOIN noderole_edges e ON e.child_id = c.id
+           JOIN noderoles p ON p.id = e.parent_id AND p.role_id = a.role_id
+          WHERE c.id = ANY($1)
+          ORDER BY c.id, a.name, p.id DESC",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut inputs: HashMap<i64, Value> = HashMap::with_capacity(ids.len());
+    for (target, _, template, deployment_data, sysdata, committed) in &layers {
+        let input = inputs.entry(*target).or_insert_with(|| json!({}));
+        for layer in [template, deployment_data, sysdata, committed] {
+            deep_merge(input, layer);
+        }
+    }
+    for (id, map, default, committed, wall) in wanted {
+        let mut source = committed;
+        deep_merge(&mut source, &wall);
+        let value = get_path(&source, &map).cloned().or(default);
+        if let (Some(value), Some(input)) = (value, inputs.get_mut(&id)) {
+            set_path(input, &map, value);
+        }
+    }
+    for (id, crowbar) in facts {
+        if let Some(input) = inputs.get_mut(&id) {
+            set_path(input, "crowbar", crowbar);
+        }
+    }
+    Ok(inputs
+        .into_iter()
+        .map(|(id, input)| {
+            let hash = super::deployments::content_hash(&input);
+            (id, (input, hash))
+        })
+        .collect())
+}

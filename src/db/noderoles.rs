@@ -1,0 +1,478 @@
+//! Noderoles: binding (§3), reading with reasons, data edits, retry (§5) and deletion (§9).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    error::StoreError,
+    events::{self, Actor, NewEvent},
+    keys::Key,
+    ripple,
+};
+use crate::domain::{
+    bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
+    state::NodeRoleState,
+};
+
+/// Serializes changes to the graph's shape (bind, delete) across daemons.
+const GRAPH_LOCK: i64 = 0x6372_6f77_6261_7201;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct NodeRole {
+    pub id: i64,
+    pub node: String,
+    pub node_id: i64,
+    pub role: String,
+    pub role_id: i64,
+    pub deployment: String,
+    pub deployment_id: i64,
+    pub state: i16,
+    pub status: String,
+    pub cohort: i32,
+    pub run_count: i32,
+    pub runlog: String,
+    /// Whether the node is available (admin flag).
+    pub available: bool,
+    /// Whether any noderole on the same node is in ERROR (the node is frozen).
+    pub node_error: bool,
+    pub explicit: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT_NODEROLE: &str = "
+    SELECT nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
+           nr.deployment_id, nr.state,
+           CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
+                         WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
+           nr.cohort, nr.run_count, nr.runlog, n.available,
+           EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = nr.node_id AND o.state = -1) AS node_error,
+           nr.explicit, nr.created_at, nr.updated_at
+      FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+      JOIN deployments d ON d.id = nr.deployment_id";
+
+/// A single noderole with its data, wall and neighbours.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRoleDetail {
+    #[serde(flatten)]
+    pub noderole: NodeRole,
+    /// Committed data, or proposed data while PROPOSED.
+    pub data: Value,
+    pub proposed_data: Value,
+    pub committed_data: Value,
+    pub sysdata: Value,
+    pub wall: Value,
+    pub parents: Vec<i64>,
+    pub children: Vec<i64>,
+}
+
+/// Filters of a noderole listing.
+#[derive(Debug, Clone, Default)]
+pub struct NodeRoleFilter {
+    pub state: Option<NodeRoleState>,
+    pub deployment: Option<String>,
+    pub node: Option<String>,
+    pub role: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn list(pool: &PgPool, f: &NodeRoleFilter) -> Result<Vec<NodeRole>, StoreError> {
+    Ok(sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_NODEROLE}
+          WHERE ($1::smallint IS NULL OR nr.state = $1)
+            AND ($2::text IS NULL OR d.name = $2)
+            AND ($3::text IS NULL OR n.name = $3)
+            AND ($4::text IS NULL OR r.name = $4)
+          ORDER BY nr.id LIMIT $5 OFFSET $6"
+    )))
+    .bind(f.state.map(|s| s.code()))
+    .bind(&f.deployment)
+    .bind(&f.node)
+    .bind(&f.role)
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole, StoreError> {
+    sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_NODEROLE} WHERE nr.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("noderole", id))
+}
+
+/// The noderole of `role` on `node`.
+pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64, StoreError> {
+    let (node_id, node_name) = node.parts();
+    sqlx::query_scalar(
+        "SELECT nr.id FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+          WHERE (n.id = $1 OR n.name = $2) AND r.name = $3",
+    )
+    .bind(node_id)
+    .bind(node_name)
+    .bind(role)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("noderole", format!("{role} on {node}")))
+}
+
+pub async fn detail(conn: &mut PgConnection, id: i64) -> Result<NodeRoleDetail, StoreError> {
+    let noderole = get(conn, id).await?;
+    let (proposed_data, committed_data, sysdata, wall): (Value, Value, Value, Value) =
+        sqlx::query_as(
+            "SELECT proposed_data, committed_data, sysdata, wall FROM noderoles WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let parents = sqlx::query_scalar(
+        "SELECT parent_id FROM noderole_edges WHERE child_id = $1 ORDER BY parent_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let children = sqlx::query_scalar(
+        "SELECT child_id FROM noderole_edges WHERE parent_id = $1 ORDER BY child_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let data = if noderole.state == NodeRoleState::Proposed.code() {
+        proposed_data.clone()
+    } else {
+        committed_data.clone()
+    };
+    Ok(NodeRoleDetail {
+        noderole,
+        data,
+        proposed_data,
+        committed_data,
+        sysdata,
+        wall,
+        parents,
+        children,
+    })
+}
+
+/// What a binding created.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bound {
+    pub noderole: NodeRole,
+    /// Parent noderoles the binding had to create, parents first.
+    pub created: Vec<NodeRole>,
+}
+
+/// Binds `role` to `node` in `deployment` (default: the node's deployment), creating the
+/// parents it needs, all PROPOSED (§3). Refusals leave no rows behind.
+pub async fn bind(
+    conn: &mut PgConnection,
+    node: &Key,
+    role: &str,
+    deployment: Option<&Key>,
+    data: Option<&Value>,
+    actor: &Actor,
+) -> Result<Bound, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(GRAPH_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let node_id = super::nodes::id_of(conn, node).await?;
+    let deployment_id = match deployment {
+        Some(key) => super::deployments::id_of(conn, key).await?,
+        None => {
+            sqlx::query_scalar("SELECT deployment_id FROM nodes WHERE id = $1")
+                .bind(node_id)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    if let Some(data) = data
+        && !data.is_object()
+    {
+        return Err(StoreError::invalid(
+            "invalid_data",
+            "noderole data must be a JSON object",
+        ));
+    }
+    let catalog = super::catalog::load(conn).await?;
+    let relevant: Vec<String> = catalog.closure(role).into_iter().collect();
+    let chain = super::deployments::chain(conn, deployment_id).await?;
+    let existing: Vec<(i64, String, i64, i64, i32)> = sqlx::query_as(
+        "SELECT nr.id, r.name, nr.node_id, nr.deployment_id, nr.cohort
+           FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+          WHERE nr.node_id = $1 OR (nr.deployment_id = ANY($2) AND r.name = ANY($3))",
+    )
+    .bind(node_id)
+    .bind(&chain)
+    .bind(&relevant)
+    .fetch_all(&mut *conn)
+    .await?;
+    let cluster_parents: Vec<i64> = existing
+        .iter()
+        .filter(|(_, r, _, d, _)| *d == deployment_id && catalog.role(r).is_some_and(|r| r.cluster))
+        .map(|(id, ..)| *id)
+        .collect();
+    let cluster_edges: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT parent_id, child_id FROM noderole_edges WHERE parent_id = ANY($1)")
+            .bind(&cluster_parents)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut world = BindWorld {
+        catalog,
+        node_id,
+        deployment_chain: chain,
+        noderoles: existing
+            .into_iter()
+            .map(
+                |(id, role, node_id, deployment_id, cohort)| ExistingNodeRole {
+                    id,
+                    role,
+                    node_id,
+                    deployment_id,
+                    cohort,
+                },
+            )
+            .collect(),
+        cluster_children: Default::default(),
+    };
+    for (parent, child) in cluster_edges {
+        world
+            .cluster_children
+            .entry(parent)
+            .or_default()
+            .push(child);
+    }
+    let plan = plan_bind(&world, role).map_err(|e| StoreError::Conflict {
+        code: "bind_refused",
+        details: json!({ "roles": e.roles() }),
+        message: e.to_string(),
+    })?;
+
+    let mut ids = Vec::with_capacity(plan.create.len());
+    for (index, new) in plan.create.iter().enumerate() {
+        let target = index == plan.target();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO noderoles (node_id, role_id, deployment_id, state, cohort, explicit, proposed_data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(node_id)
+        .bind(new.role_id)
+        .bind(deployment_id)
+        .bind(NodeRoleState::Proposed.code())
+        .bind(new.cohort)
+        .bind(target)
+        .bind(if target { data.cloned().unwrap_or(json!({})) } else { json!({}) })
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::from_constraint)?;
+        ids.push(id);
+    }
+    let resolve = |r: NodeRoleRef| match r {
+        NodeRoleRef::Existing(id) => id,
+        NodeRoleRef::New(i) => ids[i],
+    };
+    let (parents, children): (Vec<i64>, Vec<i64>) = plan
+        .edges
+        .iter()
+        .map(|&(p, c)| (resolve(p), resolve(c)))
+        .unzip();
+    sqlx::query(
+        "INSERT INTO noderole_edges (parent_id, child_id) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&parents)
+    .bind(&children)
+    .execute(&mut *conn)
+    .await?;
+    ripple::fix_cohorts(conn, &plan.adopted).await?;
+    events::noderoles_changed(conn, actor, &format!("bound {role}"), &ids).await?;
+    let mut created = Vec::with_capacity(ids.len());
+    for id in &ids {
+        created.push(get(conn, *id).await?);
+    }
+    let noderole = created
+        .pop()
+        .expect("a plan creates at least the bound noderole");
+    Ok(Bound { noderole, created })
+}
+
+/// Sets a noderole's proposed data (while it or its deployment is PROPOSED).
+pub async fn set_data(
+    conn: &mut PgConnection,
+    id: i64,
+    data: &Value,
+    actor: &Actor,
+) -> Result<NodeRole, StoreError> {
+    if !data.is_object() {
+        return Err(StoreError::invalid(
+            "invalid_data",
+            "noderole data must be a JSON object",
+        ));
+    }
+    let editable: Option<bool> = sqlx::query_scalar(
+        "SELECT nr.state = 4 OR d.state = 'proposed' FROM noderoles nr
+           JOIN deployments d ON d.id = nr.deployment_id WHERE nr.id = $1 FOR UPDATE OF nr",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match editable {
+        None => return Err(StoreError::not_found("noderole", id)),
+        Some(false) => {
+            return Err(StoreError::conflict(
+                "not_proposed",
+                "data can change only while the noderole or its deployment is proposed; propose the deployment first",
+            ));
+        }
+        Some(true) => {}
+    }
+    sqlx::query("UPDATE noderoles SET proposed_data = $2 WHERE id = $1")
+        .bind(id)
+        .bind(data)
+        .execute(&mut *conn)
+        .await?;
+    events::noderoles_changed(conn, actor, "data proposed", &[id]).await?;
+    get(conn, id).await
+}
+
+/// Retry (§5): ERROR, ACTIVE or BLOCKED → TODO when every parent is ACTIVE (409 otherwise);
+/// waiting children (TODO/ERROR) are blocked and re-run after it succeeds.
+pub async fn retry(
+    conn: &mut PgConnection,
+    id: i64,
+    actor: &Actor,
+) -> Result<NodeRole, StoreError> {
+    let state: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+    let state = NodeRoleState::from_code(state).expect("the schema only allows valid states");
+    use NodeRoleState::*;
+    match state {
+        Todo => return get(conn, id).await,
+        Transition => {
+            return Err(StoreError::conflict(
+                "busy",
+                "the noderole is running now; wait for it to finish",
+            ));
+        }
+        Proposed => {
+            return Err(StoreError::conflict(
+                "not_committed",
+                "the noderole is proposed; commit it first",
+            ));
+        }
+        Error | Active | Blocked => {}
+    }
+    let waiting: Vec<(i64, String, String, i16)> = sqlx::query_as(
+        "SELECT p.id, r.name, n.name, p.state FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+           JOIN roles r ON r.id = p.role_id JOIN nodes n ON n.id = p.node_id
+          WHERE e.child_id = $1 AND p.state <> 0 ORDER BY p.cohort, p.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    if let Some((parent, role, node, pstate)) = waiting.first() {
+        let pstate = NodeRoleState::from_code(*pstate).map_or("unknown", |s| s.name());
+        return Err(StoreError::Conflict {
+            code: "parent_not_active",
+            message: format!(
+                "cannot retry: parent {role} on {node} (noderole {parent}) is {pstate}; retry it first"
+            ),
+            details: json!({ "parents": waiting.iter().map(|w| w.0).collect::<Vec<_>>() }),
+        });
+    }
+    sqlx::query("UPDATE noderoles SET state = $2 WHERE id = $1")
+        .bind(id)
+        .bind(Todo.code())
+        .execute(&mut *conn)
+        .await?;
+    let mut changed = vec![id];
+    changed.extend(ripple::block_waiting_children(conn, &[id]).await?);
+    events::noderoles_changed(conn, actor, "retry", &changed).await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    get(conn, id).await
+}
+
+/// Deletes a noderole and its descendants when allowed (§9): it has no children, or all its
+/// descendants are on its node, or all are PROPOSED and never ran. Otherwise 409 naming
+/// the blocking children.
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: i64,
+    actor: &Actor,
+) -> Result<Vec<i64>, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(GRAPH_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let node_id: i64 = sqlx::query_scalar("SELECT node_id FROM noderoles WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+    let descendants: Vec<(i64, i64, i16, i32, String, String)> = sqlx::query_as(
+        "WITH RECURSIVE d(id) AS (
+             SELECT child_id FROM noderole_edges WHERE parent_id = $1
+             UNION SELECT e.child_id FROM noderole_edges e JOIN d ON e.parent_id = d.id)
+         SELECT nr.id, nr.node_id, nr.state, nr.run_count, r.name, n.name
+           FROM d JOIN noderoles nr ON nr.id = d.id JOIN roles r ON r.id = nr.role_id
+           JOIN nodes n ON n.id = nr.node_id ORDER BY nr.id FOR UPDATE OF nr",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let same_node = descendants.iter().all(|d| d.1 == node_id);
+    let never_ran = descendants
+        .iter()
+        .all(|d| d.2 == NodeRoleState::Proposed.code() && d.3 == 0);
+    if !(descendants.is_empty() || same_node || never_ran) {
+        let blocking: Vec<Value> = descendants
+            .iter()
+            .filter(|d| d.1 != node_id)
+            .map(|d| json!({"id": d.0, "role": d.4, "node": d.5}))
+            .collect();
+        let names: Vec<String> = descendants
+            .iter()
+            .filter(|d| d.1 != node_id)
+            .map(|d| format!("{} on {}", d.4, d.5))
+            .collect();
+        return Err(StoreError::Conflict {
+            code: "has_children",
+            message: format!(
+                "cannot delete: other nodes depend on it: {}",
+                names.join(", ")
+            ),
+            details: json!({ "children": blocking }),
+        });
+    }
+    let mut removed: Vec<i64> = descendants.iter().map(|d| d.0).collect();
+    removed.push(id);
+    sqlx::query("DELETE FROM noderoles WHERE id = ANY($1)")
+        .bind(&removed)
+        .execute(&mut *conn)
+        .await?;
+    for removed_id in &removed {
+        events::record(
+            conn,
+            actor,
+            NewEvent {
+                kind: "node_role.deleted",
+                noderole_id: Some(*removed_id),
+                node_id: Some(node_id),
+                data: json!({ "id": removed_id }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(removed)
+}

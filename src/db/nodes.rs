@@ -1,0 +1,390 @@
+//! Nodes: creation, lookup, updates of alive/available/bootenv, and the death ripple (§6).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    error::StoreError,
+    events::{self, Actor, NewEvent},
+    keys::{Key, new_token, token_hash},
+    ripple, runs,
+};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Node {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub admin: bool,
+    pub alive: bool,
+    pub available: bool,
+    pub bootenv: String,
+    pub address: Option<String>,
+    pub mac: Option<String>,
+    pub deployment: String,
+    pub deployment_id: i64,
+    /// The most pressing state among its noderoles (error, transition, todo, blocked,
+    /// proposed), or `active`.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT_NODE: &str = "
+    SELECT n.id, n.name, n.description, n.admin, n.alive, n.available, n.bootenv,
+           host(n.address) AS address, n.mac::text AS mac, d.name AS deployment, n.deployment_id,
+           CASE (SELECT min(CASE nr.state WHEN -1 THEN 0 WHEN 2 THEN 1 WHEN 1 THEN 2
+                                          WHEN 3 THEN 3 WHEN 4 THEN 4 ELSE 5 END)
+                   FROM noderoles nr WHERE nr.node_id = n.id)
+                WHEN 0 THEN 'error' WHEN 1 THEN 'transition' WHEN 2 THEN 'todo'
+                WHEN 3 THEN 'blocked' WHEN 4 THEN 'proposed' ELSE 'active' END AS state,
+           n.created_at, n.updated_at
+      FROM nodes n JOIN deployments d ON d.id = n.deployment_id";
+
+/// Fields of a new node.
+#[derive(Debug, Clone, Default)]
+pub struct NewNode {
+    pub name: String,
+    pub address: Option<String>,
+    pub admin: bool,
+    pub description: String,
+    pub deployment: Option<Key>,
+    pub bootenv: Option<String>,
+    pub mac: Option<String>,
+}
+
+/// Creates a node; returns it with its token (shown once, stored hashed).
+pub async fn create(
+    conn: &mut PgConnection,
+    new: &NewNode,
+    actor: &Actor,
+) -> Result<(Node, String), StoreError> {
+    let deployment_id = match &new.deployment {
+        Some(key) => super::deployments::id_of(conn, key).await?,
+        None => super::deployments::system_id(conn).await?,
+    };
+    let token = new_token();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO nodes (name, address, admin, description, deployment_id, bootenv, mac, token_hash)
+         VALUES ($1, $2::inet, $3, $4, $5, coalesce($6, 'sledgehammer'), $7::macaddr, $8)
+         RETURNING id",
+    )
+    .bind(&new.name)
+    .bind(&new.address)
+    .bind(new.admin)
+    .bind(&new.description)
+    .bind(deployment_id)
+    .bind(&new.bootenv)
+    .bind(&new.mac)
+    .bind(token_hash(&token))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(invalid_input)?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "node.created",
+            node_id: Some(id),
+            deployment_id: Some(deployment_id),
+            data: json!({"id": id, "name": new.name}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok((get(conn, &Key::Id(id)).await?, token))
+}
+
+/// Bad addresses and MACs are the caller's mistake, not ours.
+fn invalid_input(e: sqlx::Error) -> StoreError {
+    if let Some(db) = e.as_database_error()
+        && db.code().as_deref() == Some("22P02")
+    {
+        return StoreError::invalid("invalid_value", db.message().to_string());
+    }
+    StoreError::from_constraint(e)
+}
+
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_as::<_, Node>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_NODE} WHERE n.id = $1 OR n.name = $2"
+    )))
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("node", key))
+}
+
+pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_scalar("SELECT id FROM nodes WHERE id = $1 OR name = $2")
+        .bind(id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("node", key))
+}
+
+/// Filters of a node listing.
+#[derive(Debug, Clone, Default)]
+pub struct NodeFilter {
+    pub deployment: Option<String>,
+    pub alive: Option<bool>,
+    pub available: Option<bool>,
+    pub admin: Option<bool>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError> {
+    Ok(sqlx::query_as::<_, Node>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_NODE}
+          WHERE ($1::text IS NULL OR d.name = $1)
+            AND ($2::bool IS NULL OR n.alive = $2)
+            AND ($3::bool IS NULL OR n.available = $3)
+            AND ($4::bool IS NULL OR n.admin = $4)
+          ORDER BY n.id LIMIT $5 OFFSET $6"
+    )))
+    .bind(&f.deployment)
+    .bind(f.alive)
+    .bind(f.available)
+    .bind(f.admin)
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Changes to a node. `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct NodeUpdate {
+    pub alive: Option<bool>,
+    pub available: Option<bool>,
+    pub bootenv: Option<String>,
+    pub description: Option<String>,
+    pub deployment: Option<Key>,
+    pub address: Option<Option<String>>,
+}
+
+/// Applies `update`, recording every change of alive/available/bootenv with who and why,
+/// and running the death ripple when the node goes dead.
+pub async fn update(
+    conn: &mut PgConnection,
+    key: &Key,
+    update: &NodeUpdate,
+    actor: &Actor,
+    reason: &str,
+) -> Result<Node, StoreError> {
+    let before = lock(conn, key).await?;
+    let mut changes = serde_json::Map::new();
+    if let Some(description) = &update.description
+        && *description != before.description
+    {
+        sqlx::query("UPDATE nodes SET description = $2 WHERE id = $1")
+            .bind(before.id)
+            .bind(description)
+            .execute(&mut *conn)
+            .await?;
+        changes.insert(
+            "description".into(),
+            json!({"from": before.description, "to": description}),
+        );
+    }
+    if let Some(address) = &update.address
+        && *address != before.address
+    {
+        sqlx::query("UPDATE nodes SET address = $2::inet WHERE id = $1")
+            .bind(before.id)
+            .bind(address)
+            .execute(&mut *conn)
+            .await
+            .map_err(invalid_input)?;
+        changes.insert(
+            "address".into(),
+            json!({"from": before.address, "to": address}),
+        );
+    }
+    if let Some(key) = &update.deployment {
+        let deployment_id = super::deployments::id_of(conn, key).await?;
+        if deployment_id != before.deployment_id {
+            sqlx::query("UPDATE nodes SET deployment_id = $2 WHERE id = $1")
+                .bind(before.id)
+                .bind(deployment_id)
+                .execute(&mut *conn)
+                .await?;
+            changes.insert(
+                "deployment".into(),
+                json!({"from": before.deployment_id, "to": deployment_id}),
+            );
+        }
+    }
+    if let Some(bootenv) = &update.bootenv
+        && *bootenv != before.bootenv
+    {
+        sqlx::query("UPDATE nodes SET bootenv = $2 WHERE id = $1")
+            .bind(before.id)
+            .bind(bootenv)
+            .execute(&mut *conn)
+            .await?;
+        changes.insert(
+            "bootenv".into(),
+            json!({"from": before.bootenv, "to": bootenv}),
+        );
+    }
+    if let Some(available) = update.available
+        && available != before.available
+    {
+        sqlx::query("UPDATE nodes SET available = $2 WHERE id = $1")
+            .bind(before.id)
+            .bind(available)
+            .execute(&mut *conn)
+            .await?;
+        changes.insert(
+            "available".into(),
+            json!({"from": before.available, "to": available}),
+        );
+    }
+    if let Some(alive) = update.alive
+        && alive != before.alive
+    {
+        sqlx::query("UPDATE nodes SET alive = $2 WHERE id = $1")
+            .bind(before.id)
+            .bind(alive)
+            .execute(&mut *conn)
+            .await?;
+        changes.insert("alive".into(), json!({"from": before.alive, "to": alive}));
+        if !alive {
+            death_ripple(conn, before.id, actor, reason).await?;
+        }
+    }
+    if !changes.is_empty() {
+        events::record(
+            conn,
+            actor,
+            NewEvent {
+                kind: "node.updated",
+                reason: reason.to_string(),
+                node_id: Some(before.id),
+                deployment_id: Some(before.deployment_id),
+                data: json!({"id": before.id, "name": before.name, "changes": changes}),
+                ..Default::default()
+            },
+        )
+        .await?;
+        // alive or available again, or anything else: let the annealer look
+        events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    }
+    get(conn, &Key::Id(before.id)).await
+}
+
+/// Locks the node row for the rest of the transaction and returns it.
+async fn lock(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
+    let (id, name) = key.parts();
+    let id: i64 = sqlx::query_scalar("SELECT id FROM nodes WHERE id = $1 OR name = $2 FOR UPDATE")
+        .bind(id)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("node", key))?;
+    get(conn, &Key::Id(id)).await
+}
+
+/// Node death (§6): queued runs on it are dropped, every non-PROPOSED noderole on it goes
+/// back to TODO or BLOCKED by parent state (clearing ERROR), and children elsewhere that were
+/// waiting (TODO/ERROR) are blocked. A run already executing finishes and is judged then.
+async fn death_ripple(
+    conn: &mut PgConnection,
+    node_id: i64,
+    actor: &Actor,
+    reason: &str,
+) -> Result<(), StoreError> {
+    runs::drop_queued_on_node(conn, node_id).await?;
+    let on_node: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles WHERE node_id = $1 AND state NOT IN (2, 4) ORDER BY id FOR UPDATE",
+    )
+    .bind(node_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = ripple::reset_by_parents(conn, &on_node).await?;
+    changed.extend(ripple::block_waiting_children(conn, &on_node).await?);
+    events::noderoles_changed(conn, actor, reason, &changed).await?;
+    Ok(())
+}
+
+/// Deletes a node and its noderoles (never the last admin node). Children elsewhere that
+/// lose their last non-ACTIVE parent become runnable.
+pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<(), StoreError> {
+    let node = lock(conn, key).await?;
+    if node.admin {
+        let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes WHERE admin")
+            .fetch_one(&mut *conn)
+            .await?;
+        if admins <= 1 {
+            return Err(StoreError::conflict(
+                "last_admin_node",
+                format!(
+                    "`{}` is the last admin node and cannot be deleted",
+                    node.name
+                ),
+            ));
+        }
+    }
+    let orphans: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT e.child_id FROM noderole_edges e
+           JOIN noderoles p ON p.id = e.parent_id JOIN noderoles c ON c.id = e.child_id
+          WHERE p.node_id = $1 AND c.node_id <> $1",
+    )
+    .bind(node.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM nodes WHERE id = $1")
+        .bind(node.id)
+        .execute(&mut *conn)
+        .await?;
+    let changed =
+        ripple::settle(conn, &orphans, crate::domain::state::NodeRoleState::Blocked).await?;
+    events::noderoles_changed(conn, actor, "a parent's node was deleted", &changed).await?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "node.deleted",
+            node_id: Some(node.id),
+            data: json!({"id": node.id, "name": node.name}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(())
+}
+
+/// The node a token belongs to, if any.
+pub async fn by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
+    sqlx::query_as("SELECT id, name FROM nodes WHERE token_hash = $1")
+        .bind(token_hash(token))
+        .fetch_optional(pool)
+        .await
+}
+
+/// A node's history of alive/available/bootenv (and other) changes, newest first.
+pub async fn history(
+    pool: &PgPool,
+    node_id: i64,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<super::events::EventRow>> {
+    sqlx::query_as(
+        "SELECT id, type AS kind, at, actor, reason, data FROM events
+          WHERE node_id = $1 AND type LIKE 'node.%' ORDER BY id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(node_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,153 @@
+//! Set-based state ripples through the noderole graph (SEMANTICS.md §5).
+//!
+//! Each function runs inside the caller's transaction, changes states in bulk, and returns
+//! the ids it changed so the caller can record events. Rows are locked in id order before
+//! they are read for a decision, so two transactions finishing two parents of one child
+//! cannot both miss that the child became runnable.
+
+use sqlx::PgConnection;
+
+use crate::domain::state::NodeRoleState::{Active, Blocked, Error, Proposed, Todo, Transition};
+
+/// BLOCKED children of `parents` whose parents are now all ACTIVE become TODO.
+pub async fn unblock_children(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Result<Vec<i64>> {
+    if parents.is_empty() {
+        return Ok(vec![]);
+    }
+    let candidates: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles
+          WHERE id IN (SELECT child_id FROM noderole_edges WHERE parent_id = ANY($1))
+            AND state = $2
+          ORDER BY id FOR UPDATE",
+    )
+    .bind(parents)
+    .bind(Blocked.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    settle(conn, &candidates, Blocked).await
+}
+
+/// Of `ids` in state `from`, those whose parents are all ACTIVE become TODO. Returns them.
+pub async fn settle(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    from: crate::domain::state::NodeRoleState,
+) -> sqlx::Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_scalar(
+        "UPDATE noderoles c SET state = $2
+          WHERE c.id = ANY($1) AND c.state = $3
+            AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+                             WHERE e.child_id = c.id AND p.state <> $4)
+          RETURNING c.id",
+    )
+    .bind(ids)
+    .bind(Todo.code())
+    .bind(from.code())
+    .bind(Active.code())
+    .fetch_all(conn)
+    .await
+}
+
+/// Puts `ids` into TODO when all their parents are ACTIVE, else BLOCKED — in two steps, so a
+/// parent among `ids` is never mistaken for ACTIVE. Returns every id whose state changed.
+pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut changed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE noderoles SET state = $2 WHERE id = ANY($1) AND state <> $2 RETURNING id",
+    )
+    .bind(ids)
+    .bind(Blocked.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    changed.extend(settle(conn, ids, Blocked).await?);
+    changed.sort_unstable();
+    changed.dedup();
+    Ok(changed)
+}
+
+/// Failure ripple: every transitive descendant of `ids`, on any node, that is not PROPOSED,
+/// TRANSITION or already BLOCKED becomes BLOCKED.
+pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_scalar(
+        "WITH RECURSIVE d(id) AS (
+             SELECT child_id FROM noderole_edges WHERE parent_id = ANY($1)
+             UNION
+             SELECT e.child_id FROM noderole_edges e JOIN d ON e.parent_id = d.id
+         )
+         UPDATE noderoles n SET state = $2
+           FROM d WHERE n.id = d.id AND n.state NOT IN ($2, $3, $4)
+         RETURNING n.id",
+    )
+    .bind(ids)
+    .bind(Blocked.code())
+    .bind(Proposed.code())
+    .bind(Transition.code())
+    .fetch_all(conn)
+    .await
+}
+
+/// A parent going back to TODO or BLOCKED blocks only children in TODO or ERROR (and theirs,
+/// transitively); ACTIVE children stay ACTIVE.
+pub async fn block_waiting_children(
+    conn: &mut PgConnection,
+    parents: &[i64],
+) -> sqlx::Result<Vec<i64>> {
+    if parents.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_scalar(
+        "WITH RECURSIVE d(id) AS (
+             SELECT c.id FROM noderole_edges e JOIN noderoles c ON c.id = e.child_id
+              WHERE e.parent_id = ANY($1) AND c.state IN ($2, $3)
+             UNION
+             SELECT c.id FROM d JOIN noderole_edges e ON e.parent_id = d.id
+               JOIN noderoles c ON c.id = e.child_id
+              WHERE c.state IN ($2, $3)
+         )
+         UPDATE noderoles SET state = $4 WHERE id IN (SELECT id FROM d) RETURNING id",
+    )
+    .bind(parents)
+    .bind(Todo.code())
+    .bind(Error.code())
+    .bind(Blocked.code())
+    .fetch_all(conn)
+    .await
+}
+
+/// Raises cohorts so each is 1 + the highest of its parents', starting from `ids` and
+/// following children while anything changes (edges added to existing noderoles).
+pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+    let mut frontier = ids.to_vec();
+    while !frontier.is_empty() {
+        let raised: Vec<i64> = sqlx::query_scalar(
+            "UPDATE noderoles c SET cohort = sub.cohort
+               FROM (SELECT e.child_id AS id, max(p.cohort) + 1 AS cohort
+                       FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+                      WHERE e.child_id = ANY($1) GROUP BY e.child_id) sub
+              WHERE c.id = sub.id AND c.cohort < sub.cohort
+              RETURNING c.id",
+        )
+        .bind(&frontier)
+        .fetch_all(&mut *conn)
+        .await?;
+        frontier = if raised.is_empty() {
+            vec![]
+        } else {
+            sqlx::query_scalar(
+                "SELECT DISTINCT child_id FROM noderole_edges WHERE parent_id = ANY($1)",
+            )
+            .bind(&raised)
+            .fetch_all(&mut *conn)
+            .await?
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,548 @@
+//! The run queue (SEMANTICS.md §5): queueing runnable noderoles, claiming runs under the
+//! global cap, heartbeats, completion with the state ripple, and recovery of lost runs.
+//!
+//! At most one run per node is the `runs_one_per_node` unique constraint: a daemon that
+//! loses a race to queue on a node simply queues nothing there.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    events::{self, Actor},
+    inputs, ripple,
+};
+use crate::domain::state::NodeRoleState::{self, Active, Error, Todo, Transition};
+
+/// Serializes claims across daemons so the global cap holds.
+const CLAIM_LOCK: i64 = 0x6372_6f77_6261_7202;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    Normal,
+    High,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Normal => "normal",
+            Lane::High => "high",
+        }
+    }
+}
+
+/// How the queue behaves.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Runs executing at once in the normal lane, across all daemons.
+    pub cap: i64,
+    /// Runs executing at once in the high-priority lane.
+    pub high_cap: i64,
+    pub default_timeout_secs: i32,
+    /// Jigs this daemon can execute; runs of other jigs are not queued by it.
+    pub jigs: Vec<String>,
+    /// Most runs queued by one pass.
+    pub batch: i64,
+}
+
+/// Queues a run for every node that has a runnable noderole (the lowest (cohort, id) first;
+/// hook-requested re-runs before that). Returns how many were queued.
+pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> sqlx::Result<usize> {
+    let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(
+        "SELECT DISTINCT ON (nr.node_id) nr.id, nr.node_id, coalesce(r.timeout_secs, $1),
+                CASE WHEN nr.requested_lane = 'high' THEN 'high' ELSE 'normal' END
+           FROM noderoles nr
+           JOIN nodes n ON n.id = nr.node_id
+           JOIN deployments d ON d.id = nr.deployment_id
+           JOIN roles r ON r.id = nr.role_id JOIN jigs j ON j.id = r.jig_id
+          WHERE (nr.state = $2 OR (nr.state = $3 AND nr.requested_lane IS NOT NULL))
+            AND d.state = 'committed' AND n.alive AND n.available
+            AND j.active AND j.name = ANY($4)
+            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = nr.node_id AND o.state IN ($5, $6))
+            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = nr.node_id)
+          ORDER BY nr.node_id, nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
+          LIMIT $7",
+    )
+    .bind(config.default_timeout_secs)
+    .bind(Todo.code())
+    .bind(Active.code())
+    .bind(&config.jigs)
+    .bind(Error.code())
+    .bind(Transition.code())
+    .bind(config.batch)
+    .fetch_all(&mut *conn)
+    .await?;
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+    let mut computed = inputs::compute(conn, &ids).await?;
+    let mut noderoles = Vec::new();
+    let mut nodes = Vec::new();
+    let mut timeouts = Vec::new();
+    let mut lanes = Vec::new();
+    let mut data = Vec::new();
+    let mut hashes = Vec::new();
+    for (id, node, timeout, lane) in candidates {
+        let Some((input, hash)) = computed.remove(&id) else {
+            continue;
+        };
+        noderoles.push(id);
+        nodes.push(node);
+        timeouts.push(timeout);
+        lanes.push(lane);
+        data.push(input);
+        hashes.push(hash);
+    }
+    let queued = sqlx::query(
+        "INSERT INTO runs (noderole_id, node_id, timeout_secs, lane, input, input_hash)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::jsonb[], $6::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&noderoles)
+    .bind(&nodes)
+    .bind(&timeouts)
+    .bind(&lanes)
+    .bind(&data)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected() as usize;
+    if queued > 0 {
+        events::notify(conn, events::CHANNEL_RUNS).await?;
+    }
+    Ok(queued)
+}
+
+/// A run this worker claimed and must execute.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedRun {
+    pub id: i64,
+    pub noderole_id: i64,
+    pub node_id: i64,
+    pub node: String,
+    pub role: String,
+    pub jig: String,
+    pub destructive: bool,
+    pub run_count: i32,
+    pub timeout_secs: i32,
+    pub input: Value,
+}
+
+/// Claims up to `max` queued runs for `worker`, never letting the number executing in a
+/// lane exceed its cap across all daemons. Claimed noderoles go to TRANSITION.
+pub async fn claim(
+    conn: &mut PgConnection,
+    worker: &str,
+    config: &QueueConfig,
+    max: i64,
+) -> sqlx::Result<Vec<ClaimedRun>> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLAIM_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let running: Vec<(String, i64)> =
+        sqlx::query_as("SELECT lane, count(*) FROM runs WHERE state = 'running' GROUP BY lane")
+            .fetch_all(&mut *conn)
+            .await?;
+    let running_in = |lane: &str| {
+        running
+            .iter()
+            .find(|(l, _)| l == lane)
+            .map_or(0, |(_, n)| *n)
+    };
+    let mut claimed = Vec::new();
+    let mut budget = max;
+    for (lane, cap) in [("high", config.high_cap), ("normal", config.cap)] {
+        let free = (cap - running_in(lane)).min(budget);
+        if free <= 0 {
+            continue;
+        }
+        let mut batch: Vec<ClaimedRun> = sqlx::query_as(
+            "WITH c AS (
+                 SELECT ru.id FROM runs ru
+                   JOIN noderoles nr ON nr.id = ru.noderole_id
+                   JOIN nodes n ON n.id = ru.node_id
+                   JOIN deployments d ON d.id = nr.deployment_id
+                   JOIN roles r ON r.id = nr.role_id JOIN jigs j ON j.id = r.jig_id
+                  WHERE ru.state = 'queued' AND ru.lane = $1
+                    AND (nr.state = $3 OR (nr.state = $4 AND nr.requested_lane IS NOT NULL))
+                    AND d.state = 'committed' AND n.alive AND n.available
+                    AND j.active AND j.name = ANY($5)
+                    AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = ru.node_id AND o.state IN ($6, $7))
+                  ORDER BY ru.queued_at, ru.id
+                  LIMIT $2 FOR UPDATE OF ru SKIP LOCKED)
+             UPDATE runs ru SET state = 'running', worker = $8, started_at = now(), heartbeat_at = now()
+               FROM c, noderoles nr, nodes n, roles r, jigs j
+              WHERE ru.id = c.id AND nr.id = ru.noderole_id AND n.id = ru.node_id
+                AND r.id = nr.role_id AND j.id = r.jig_id
+             RETURNING ru.id, ru.noderole_id, ru.node_id, n.name AS node, r.name AS role,
+                       j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
+        )
+        .bind(lane)
+        .bind(free)
+        .bind(Todo.code())
+        .bind(Active.code())
+        .bind(&config.jigs)
+        .bind(Error.code())
+        .bind(Transition.code())
+        .bind(worker)
+        .fetch_all(&mut *conn)
+        .await?;
+        budget -= batch.len() as i64;
+        claimed.append(&mut batch);
+    }
+    if !claimed.is_empty() {
+        let ids: Vec<i64> = claimed.iter().map(|c| c.noderole_id).collect();
+        sqlx::query("UPDATE noderoles SET state = $2, requested_lane = NULL WHERE id = ANY($1)")
+            .bind(&ids)
+            .bind(Transition.code())
+            .execute(&mut *conn)
+            .await?;
+        events::noderoles_changed(
+            conn,
+            &Actor(format!("worker:{worker}")),
+            "run started",
+            &ids,
+        )
+        .await?;
+    }
+    Ok(claimed)
+}
+
+/// Marks this worker's running runs as alive.
+pub async fn heartbeat(pool: &PgPool, worker: &str) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("UPDATE runs SET heartbeat_at = now() WHERE worker = $1 AND state = 'running'")
+            .bind(worker)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// A destructive role that already ran: the jig was not called (§5).
+    Skipped,
+    Failed,
+    TimedOut,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+        }
+    }
+    pub fn success(self) -> bool {
+        matches!(self, Outcome::Succeeded | Outcome::Skipped)
+    }
+}
+
+/// The result of executing one run.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub run_id: i64,
+    pub outcome: Outcome,
+    /// The jig's returned data; `None` keeps the previous wall.
+    pub wall: Option<Value>,
+    pub runlog: String,
+}
+
+/// What completing a batch changed.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub completed: usize,
+    pub changed: Vec<i64>,
+}
+
+/// Finishes runs of `worker` in one transaction, applying the outcome table of §5. Results
+/// for runs that are no longer this worker's (reaped as lost, deleted) are ignored.
+pub async fn complete(
+    conn: &mut PgConnection,
+    worker: &str,
+    results: &[RunResult],
+) -> sqlx::Result<Completion> {
+    let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
+    // Node rows first (shared), in id order: a concurrent death of the node waits for us or
+    // we see it, never half of it.
+    let live: Vec<(i64, i64, i64, bool, String)> = sqlx::query_as(
+        "SELECT ru.id, ru.noderole_id, n.id, n.alive, ru.input_hash FROM runs ru JOIN nodes n ON n.id = ru.node_id
+          WHERE ru.id = ANY($1) AND ru.worker = $2 AND ru.state = 'running'
+          ORDER BY n.id FOR SHARE OF n",
+    )
+    .bind(&ids)
+    .bind(worker)
+    .fetch_all(&mut *conn)
+    .await?;
+    if live.is_empty() {
+        return Ok(Completion::default());
+    }
+    let mut noderole_ids: Vec<i64> = live.iter().map(|l| l.1).collect();
+    noderole_ids.sort_unstable();
+    sqlx::query("SELECT id FROM noderoles WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&noderole_ids)
+        .execute(&mut *conn)
+        .await?;
+
+    let by_run: std::collections::HashMap<i64, &RunResult> =
+        results.iter().map(|r| (r.run_id, r)).collect();
+    let (mut run_ids, mut outcomes, mut runlogs) = (vec![], vec![], vec![]);
+    let (mut ok_ids, mut ok_walls, mut ok_hashes, mut ok_logs) = (vec![], vec![], vec![], vec![]);
+    let (mut failed_ids, mut failed_logs) = (vec![], vec![]);
+    let mut dead_ids = vec![];
+    for (run_id, noderole_id, _, alive, hash) in &live {
+        let result = by_run[run_id];
+        run_ids.push(*run_id);
+        outcomes.push(result.outcome.as_str());
+        runlogs.push(result.runlog.clone());
+        if !alive {
+            dead_ids.push(*noderole_id);
+        } else if result.outcome.success() {
+            ok_ids.push(*noderole_id);
+            ok_walls.push(result.wall.clone());
+            ok_hashes.push(hash.clone());
+            ok_logs.push(result.runlog.clone());
+        } else {
+            failed_ids.push(*noderole_id);
+            failed_logs.push(result.runlog.clone());
+        }
+    }
+    sqlx::query(
+        "WITH done AS (DELETE FROM runs WHERE id = ANY($1) RETURNING *)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at,
+                                  started_at, outcome, runlog)
+         SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
+                done.queued_at, done.started_at, r.outcome, r.runlog
+           FROM done JOIN noderoles nr ON nr.id = done.noderole_id
+           JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, outcome, runlog) ON r.id = done.id",
+    )
+    .bind(&run_ids)
+    .bind(&outcomes)
+    .bind(&runlogs)
+    .execute(&mut *conn)
+    .await?;
+
+    let mut changed = Vec::new();
+    if !ok_ids.is_empty() {
+        changed.extend(
+            sqlx::query_scalar::<_, i64>(
+                "UPDATE noderoles nr SET state = $5, run_count = nr.run_count + 1,
+                        wall = coalesce(u.wall, nr.wall), input_hash = u.hash, runlog = u.runlog
+                   FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, wall, hash, runlog)
+                  WHERE nr.id = u.id RETURNING nr.id",
+            )
+            .bind(&ok_ids)
+            .bind(&ok_walls)
+            .bind(&ok_hashes)
+            .bind(&ok_logs)
+            .bind(Active.code())
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+        changed.extend(ripple::unblock_children(conn, &ok_ids).await?);
+    }
+    if !failed_ids.is_empty() {
+        changed.extend(
+            sqlx::query_scalar::<_, i64>(
+                "UPDATE noderoles nr SET state = $3, runlog = u.runlog
+                   FROM unnest($1::bigint[], $2::text[]) AS u(id, runlog)
+                  WHERE nr.id = u.id RETURNING nr.id",
+            )
+            .bind(&failed_ids)
+            .bind(&failed_logs)
+            .bind(Error.code())
+            .fetch_all(&mut *conn)
+            .await?,
+        );
+        changed.extend(ripple::block_descendants(conn, &failed_ids).await?);
+    }
+    if !dead_ids.is_empty() {
+        // The node died while it ran: the death already reset the node; this one follows.
+        changed.extend(ripple::reset_by_parents(conn, &dead_ids).await?);
+        changed.extend(ripple::block_waiting_children(conn, &dead_ids).await?);
+    }
+    changed.sort_unstable();
+    changed.dedup();
+    let actor = Actor(format!("worker:{worker}"));
+    events::noderoles_changed(conn, &actor, "run finished", &changed).await?;
+    sqlx::query(
+        "INSERT INTO events (type, actor, reason, node_id, noderole_id, run_id, data)
+         SELECT 'run.finished', $1, r.outcome, rr.node_id, rr.noderole_id, rr.id,
+                jsonb_build_object('id', rr.id, 'outcome', r.outcome, 'noderole_id', rr.noderole_id)
+           FROM run_records rr JOIN unnest($2::bigint[], $3::text[]) AS r(id, outcome) ON r.id = rr.id",
+    )
+    .bind(&actor.0)
+    .bind(&run_ids)
+    .bind(&outcomes)
+    .execute(&mut *conn)
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(Completion {
+        completed: run_ids.len(),
+        changed,
+    })
+}
+
+/// Drops queued (not yet running) runs on a node, recording them as `dropped`.
+pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<u64> {
+    drop_where(conn, "node_id = $1 AND state = 'queued'", node_id).await
+}
+
+async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sqlx::Result<u64> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
+         SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
+                done.queued_at, done.started_at, 'dropped'
+           FROM done JOIN noderoles nr ON nr.id = done.noderole_id"
+    )))
+    .bind(param)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
+/// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
+/// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
+pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Result<usize> {
+    let lost = lose_runs(
+        conn,
+        "state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8)",
+        &lost_after_secs.to_string(),
+        "the worker running it stopped answering",
+    )
+    .await?;
+    // Queued runs whose noderole is no longer waiting to run.
+    sqlx::query(
+        "WITH done AS (DELETE FROM runs ru USING noderoles nr
+                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
+                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
+                       RETURNING ru.*, nr.role_id)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
+         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
+    )
+    .bind(Todo.code())
+    .bind(Active.code())
+    .execute(&mut *conn)
+    .await?;
+    let mut stranded: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles nr WHERE state = $1
+            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.noderole_id = nr.id AND ru.state = 'running')
+          ORDER BY id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(Transition.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    stranded.extend(lost);
+    stranded.sort_unstable();
+    stranded.dedup();
+    let mut changed = ripple::reset_by_parents(conn, &stranded).await?;
+    // Repair: BLOCKED noderoles whose parents are all ACTIVE (a lost trigger) run again.
+    let ready: Vec<i64> = sqlx::query_scalar(
+        "SELECT c.id FROM noderoles c WHERE c.state = $1
+            AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+                             WHERE e.child_id = c.id AND p.state <> $2)
+          ORDER BY c.id FOR UPDATE SKIP LOCKED",
+    )
+    .bind(NodeRoleState::Blocked.code())
+    .bind(Active.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    changed.extend(ripple::settle(conn, &ready, NodeRoleState::Blocked).await?);
+    events::noderoles_changed(conn, &Actor::annealer(), "recovered", &changed).await?;
+    Ok(changed.len())
+}
+
+/// Records running runs matching `condition` (with `$1` bound to `param`) as `lost`,
+/// deletes them and returns their noderoles (still in TRANSITION: the caller resets them).
+async fn lose_runs(
+    conn: &mut PgConnection,
+    condition: &str,
+    param: &str,
+    why: &str,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome, runlog)
+         SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
+                done.queued_at, done.started_at, 'lost', $2
+           FROM done JOIN noderoles nr ON nr.id = done.noderole_id
+         RETURNING noderole_id"
+    )))
+    .bind(param)
+    .bind(why)
+    .fetch_all(conn)
+    .await
+}
+
+/// Hands back every run `worker` is executing (a daemon shutting down): recorded `lost`,
+/// noderoles back to TODO/BLOCKED.
+pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> sqlx::Result<usize> {
+    let mut released = lose_runs(
+        conn,
+        "state = 'running' AND worker = $1",
+        worker,
+        "the daemon running it shut down",
+    )
+    .await?;
+    released.sort_unstable();
+    let changed = ripple::reset_by_parents(conn, &released).await?;
+    events::noderoles_changed(
+        conn,
+        &Actor(format!("worker:{worker}")),
+        "released at shutdown",
+        &changed,
+    )
+    .await?;
+    if !released.is_empty() {
+        events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    }
+    Ok(released.len())
+}
+
+/// A queued or executing run, as the API lists it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: i64,
+    pub node: String,
+    pub node_id: i64,
+    pub node_role: i64,
+    pub role: String,
+    pub state: String,
+    pub lane: String,
+    pub worker: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list(
+    pool: &PgPool,
+    node: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Run>> {
+    sqlx::query_as(
+        "SELECT ru.id, n.name AS node, ru.node_id, ru.noderole_id AS node_role, r.name AS role,
+                ru.state, ru.lane, ru.worker, ru.queued_at, ru.started_at
+           FROM runs ru JOIN nodes n ON n.id = ru.node_id
+           JOIN noderoles nr ON nr.id = ru.noderole_id JOIN roles r ON r.id = nr.role_id
+          WHERE ($1::text IS NULL OR n.name = $1 OR n.id::text = $1)
+          ORDER BY ru.id LIMIT $2 OFFSET $3",
+    )
+    .bind(node)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,82 @@
+//! Jigs: the ways work gets done on a node. Each is a small implementation of [`Jig`];
+//! the runner looks them up by name in a [`JigRegistry`].
+
+mod noop;
+mod test;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+pub use noop::NoopJig;
+pub use test::TestJig;
+
+/// One run handed to a jig: the frozen input data and who it is for.
+#[derive(Debug, Clone)]
+pub struct JigJob {
+    pub run_id: i64,
+    pub node_id: i64,
+    pub node: String,
+    pub role: String,
+    pub input: Value,
+}
+
+/// What a jig reports back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JigOutput {
+    pub success: bool,
+    /// Data returned to the noderole's wall; `None` keeps the old wall.
+    pub wall: Option<Value>,
+    /// Output for the runlog.
+    pub log: String,
+}
+
+impl JigOutput {
+    pub fn ok(wall: Option<Value>, log: impl Into<String>) -> Self {
+        Self {
+            success: true,
+            wall,
+            log: log.into(),
+        }
+    }
+    pub fn failed(log: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            wall: None,
+            log: log.into(),
+        }
+    }
+}
+
+pub trait Jig: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Does the work. Timeouts are the runner's business; a jig just runs.
+    fn run<'a>(&'a self, job: &'a JigJob) -> BoxFuture<'a, JigOutput>;
+}
+
+/// The jigs a daemon can execute, by name.
+#[derive(Clone, Default)]
+pub struct JigRegistry {
+    jigs: BTreeMap<&'static str, Arc<dyn Jig>>,
+}
+
+impl JigRegistry {
+    /// The jigs every daemon has.
+    pub fn builtin() -> Self {
+        Self::default().with(NoopJig).with(TestJig)
+    }
+
+    pub fn with(mut self, jig: impl Jig + 'static) -> Self {
+        self.jigs.insert(jig.name(), Arc::new(jig));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Jig>> {
+        self.jigs.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.jigs.keys().map(|k| k.to_string()).collect()
+    }
+}

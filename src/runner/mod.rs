@@ -1,0 +1,203 @@
+//! The runner: claims queued runs, executes their jigs with a timeout while heart-beating,
+//! and completes them in batches (one transaction per batch applies every outcome).
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+use tokio::{sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    db::{
+        error::is_retryable,
+        runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult},
+    },
+    jig::{JigJob, JigRegistry},
+};
+
+/// The most of a runlog kept: the tail, which usually says what went wrong.
+pub const RUNLOG_LIMIT: usize = 64 * 1024;
+
+/// Executes one claimed run: destructive roles that already ran skip their jig (§5); the
+/// jig gets the run's timeout; its output becomes the runlog (bounded).
+pub async fn execute(jigs: &JigRegistry, run: &ClaimedRun) -> RunResult {
+    let result = |outcome, wall, runlog: String| RunResult {
+        run_id: run.id,
+        outcome,
+        wall,
+        runlog: bound_log(runlog, RUNLOG_LIMIT),
+    };
+    if run.destructive && run.run_count > 0 {
+        return result(
+            Outcome::Skipped,
+            None,
+            format!("{} is destructive and already ran: jig skipped", run.role),
+        );
+    }
+    let Some(jig) = jigs.get(&run.jig) else {
+        return result(
+            Outcome::Failed,
+            None,
+            format!("this daemon has no `{}` jig", run.jig),
+        );
+    };
+    let job = JigJob {
+        run_id: run.id,
+        node_id: run.node_id,
+        node: run.node.clone(),
+        role: run.role.clone(),
+        input: run.input.clone(),
+    };
+    let timeout = Duration::from_secs(run.timeout_secs.max(1) as u64);
+    let span = tracing::info_span!("run", run = run.id, node = %run.node, role = %run.role);
+    let _ = span.enter();
+    match tokio::time::timeout(timeout, jig.run(&job)).await {
+        Ok(out) if out.success => result(Outcome::Succeeded, out.wall, out.log),
+        Ok(out) => result(Outcome::Failed, None, out.log),
+        Err(_) => result(
+            Outcome::TimedOut,
+            None,
+            format!("timed out after {}s", timeout.as_secs()),
+        ),
+    }
+}
+
+/// Keeps the last `limit` bytes of `log` (on a character boundary) and says what was cut.
+pub fn bound_log(log: String, limit: usize) -> String {
+    if log.len() <= limit {
+        return log;
+    }
+    let mut start = log.len() - limit;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[{start} earlier bytes cut]\n{}", &log[start..])
+}
+
+/// Completes a batch, retrying on deadlock or serialization failure.
+pub async fn complete(
+    pool: &PgPool,
+    worker: &str,
+    results: &[RunResult],
+) -> sqlx::Result<Completion> {
+    let mut attempt = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        match runs::complete(&mut tx, worker, results).await {
+            Ok(done) => {
+                tx.commit().await?;
+                return Ok(done);
+            }
+            Err(e) if is_retryable(&e) && attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "completion conflicted; retrying");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Claims runs, retrying on deadlock or serialization failure.
+pub async fn claim(
+    pool: &PgPool,
+    worker: &str,
+    config: &QueueConfig,
+    max: i64,
+) -> sqlx::Result<Vec<ClaimedRun>> {
+    let mut tx = pool.begin().await?;
+    let claimed = runs::claim(&mut tx, worker, config, max).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// The runner loop of one daemon.
+pub struct Runner {
+    pub pool: PgPool,
+    pub worker: String,
+    pub config: QueueConfig,
+    pub jigs: Arc<JigRegistry>,
+    pub heartbeat_interval: Duration,
+    /// How long shutdown waits for executing runs before handing them back.
+    pub shutdown_grace: Duration,
+}
+
+impl Runner {
+    /// Runs until `shutdown`; `wake` is notified when runs are queued; `annealer` is
+    /// notified after completions.
+    pub async fn run(self, wake: Arc<Notify>, annealer: Arc<Notify>, shutdown: CancellationToken) {
+        let capacity = (self.config.cap + self.config.high_cap).max(1);
+        let mut executing: JoinSet<RunResult> = JoinSet::new();
+        let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let free = capacity - executing.len() as i64;
+            if free > 0 && !shutdown.is_cancelled() {
+                match claim(&self.pool, &self.worker, &self.config, free).await {
+                    Ok(claimed) => {
+                        for run in claimed {
+                            let jigs = self.jigs.clone();
+                            executing.spawn(async move { execute(&jigs, &run).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming runs failed"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {},
+                _ = poll.tick() => {},
+                _ = heartbeat.tick() => {
+                    if let Err(e) = runs::heartbeat(&self.pool, &self.worker).await {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                    }
+                },
+                Some(first) = executing.join_next(), if !executing.is_empty() => {
+                    let mut done = Vec::new();
+                    done.extend(first.ok());
+                    while let Some(next) = executing.try_join_next() {
+                        done.extend(next.ok());
+                    }
+                    self.finish(&done, &annealer).await;
+                }
+            }
+        }
+        self.drain(executing, &annealer).await;
+    }
+
+    async fn finish(&self, results: &[RunResult], annealer: &Notify) {
+        if results.is_empty() {
+            return;
+        }
+        match complete(&self.pool, &self.worker, results).await {
+            Ok(done) if done.completed > 0 => annealer.notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, runs = results.len(), "completing runs failed; the recovery sweep will requeue them")
+            }
+        }
+    }
+
+    /// Shutdown: let executing runs finish within the grace period; hand back the rest.
+    async fn drain(&self, mut executing: JoinSet<RunResult>, annealer: &Notify) {
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        while !executing.is_empty() {
+            match tokio::time::timeout_at(deadline, executing.join_next()).await {
+                Ok(Some(Ok(result))) => self.finish(&[result], annealer).await,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        executing.abort_all();
+        if let Err(e) = release(&self.pool, &self.worker).await {
+            tracing::warn!(error = %e, "handing back unfinished runs failed; the recovery sweep will");
+        }
+    }
+}
+
+/// Hands back this worker's unfinished runs: their noderoles return to TODO/BLOCKED.
+pub async fn release(pool: &PgPool, worker: &str) -> sqlx::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let released = runs::release_worker(&mut tx, worker).await?;
+    tx.commit().await?;
+    Ok(released)
+}

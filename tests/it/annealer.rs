@@ -1,0 +1,480 @@
+//! The annealer's contract (SEMANTICS.md §3–5) against real PostgreSQL: binding, commit,
+//! every row of the outcome table, the ripples, retry, death, availability and recovery.
+
+use crowbar::{
+    db::{self, keys::Key},
+    domain::state::NodeRoleState::{self, *},
+};
+use serde_json::json;
+
+use crate::support::{db::test_db, world::*};
+
+async fn setup() -> sqlx::PgPool {
+    let db = test_db().await;
+    load_barclamps(&db.pool).await;
+    db.pool
+}
+
+#[tokio::test]
+async fn binding_creates_parents_proposed_with_cohorts() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    let bound = bind(&pool, "n1", "test-client-client", "web").await;
+    let created: Vec<(&str, i32)> = bound
+        .created
+        .iter()
+        .map(|nr| (nr.role.as_str(), nr.cohort))
+        .collect();
+    assert_eq!(
+        created,
+        vec![
+            ("test-admin", 0),
+            ("test-server", 1),
+            ("test-library", 0),
+            ("test-client", 2)
+        ]
+    );
+    assert_eq!(bound.noderole.cohort, 3);
+    assert!(states(&pool).await.iter().all(|s| s.2 == Proposed));
+}
+
+#[tokio::test]
+async fn refused_bindings_leave_no_rows() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let err = try_bind(&pool, "n1", "test-admin", "web", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already bound"), "{err}");
+    sqlx::query("UPDATE jigs SET active = false WHERE name = 'test'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = try_bind(&pool, "n1", "test-client", "web", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("inactive"), "{err}");
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn commit_then_anneal_converges_in_dependency_order() {
+    let pool = setup().await;
+    for n in ["n1", "n2", "n3"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    bind(&pool, "n2", "test-client", "web").await;
+    bind(&pool, "n3", "test-client-client", "web").await;
+    let out = commit(&pool, "web").await;
+    assert!(out.recorded);
+    assert_eq!(out.snapshot.as_ref().unwrap().seq, 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    assert_eq!(state(&pool, "n2", "test-library").await, Todo);
+
+    drive(&pool).await;
+    assert!(
+        states(&pool).await.iter().all(|s| s.2 == Active),
+        "{:?}",
+        states(&pool).await
+    );
+    let history = run_history(&pool).await;
+    let position = |node: &str, role: &str| {
+        history
+            .iter()
+            .position(|h| h.0 == node && h.1 == role)
+            .unwrap()
+    };
+    assert!(position("n1", "test-admin") < position("n1", "test-server"));
+    assert!(position("n1", "test-server") < position("n2", "test-client"));
+    assert!(position("n2", "test-library") < position("n2", "test-client"));
+    assert!(position("n2", "test-client") < position("n3", "test-client-client"));
+    let status = db::anneal::status(&pool, None).await.unwrap();
+    assert_eq!(status.status, "finished");
+    // the wall came back and run_count counts
+    let id = id_of(&pool, "n2", "test-client").await;
+    let mut conn = pool.acquire().await.unwrap();
+    let detail = db::noderoles::detail(&mut conn, id).await.unwrap();
+    assert_eq!(
+        detail.wall,
+        json!({"test": {"ran": true, "node": "n2", "role": "test-client"}})
+    );
+    assert_eq!(detail.noderole.run_count, 1);
+}
+
+#[tokio::test]
+async fn nothing_runs_while_the_deployment_is_proposed() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    assert_eq!(drive(&pool).await, 0);
+    let reasons = reasons_of(&pool, "n1", "test-admin").await;
+    assert_eq!(reasons["code"], "deployment_proposed");
+}
+
+async fn reasons_of(pool: &sqlx::PgPool, node: &str, role: &str) -> serde_json::Value {
+    let id = id_of(pool, node, role).await;
+    db::anneal::reasons(pool, &[id], 10)
+        .await
+        .unwrap()
+        .remove(&id)
+        .unwrap_or(json!(null))
+}
+
+#[tokio::test]
+async fn failure_blocks_descendants_freezes_the_node_and_retry_recovers() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    // server fails on n1 (bound with fail data); the client on n2 depends on it
+    try_bind(
+        &pool,
+        "n1",
+        "test-server",
+        "web",
+        Some(&json!({"test": {"fail": true}})),
+    )
+    .await
+    .unwrap();
+    bind(&pool, "n2", "test-client-client", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+
+    assert_eq!(state(&pool, "n1", "test-admin").await, Active);
+    assert_eq!(state(&pool, "n1", "test-server").await, Error);
+    assert_eq!(state(&pool, "n2", "test-client").await, Blocked);
+    assert_eq!(state(&pool, "n2", "test-client-client").await, Blocked);
+    let status = db::anneal::status(&pool, None).await.unwrap();
+    assert_eq!(status.status, "failed");
+    let reason = reasons_of(&pool, "n1", "test-server").await;
+    assert_eq!(reason["code"], "failed");
+    assert!(
+        reason["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed as asked")
+    );
+    let reason = reasons_of(&pool, "n2", "test-client").await;
+    assert_eq!(reason["code"], "waiting_on_parent");
+    assert_eq!(reason["parent"]["role"], "test-server");
+
+    // retry of a child whose parent is not ACTIVE is a conflict, not a crash
+    let err = retry(&pool, "n2", "test-client").await.unwrap_err();
+    assert!(err.to_string().contains("test-server"), "{err}");
+
+    // fix the data (propose, edit, commit), retry: everything converges
+    let mut tx = pool.begin().await.unwrap();
+    db::deployments::propose(&mut tx, &Key::from("web"), &admin())
+        .await
+        .unwrap();
+    let server = id_of(&pool, "n1", "test-server").await;
+    db::noderoles::set_data(&mut tx, server, &json!({"test": {"fail": false}}), &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    commit(&pool, "web").await;
+    retry(&pool, "n1", "test-server").await.ok();
+    drive(&pool).await;
+    assert!(
+        states(&pool).await.iter().all(|s| s.2 == Active),
+        "{:?}",
+        states(&pool).await
+    );
+}
+
+#[tokio::test]
+async fn an_error_freezes_its_node_until_retried() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-fails", "web").await; // cohort 0, lowest id: runs first
+    bind(&pool, "n1", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    assert_eq!(drive(&pool).await, 1);
+    assert_eq!(state(&pool, "n1", "test-fails").await, Error);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    let reason = reasons_of(&pool, "n1", "test-admin").await;
+    assert_eq!(reason["code"], "node_frozen");
+    assert_eq!(reason["noderole"]["role"], "test-fails");
+    assert_eq!(drive(&pool).await, 0, "nothing runs on a frozen node");
+    // retrying re-runs the failing role (it fails again, by design of test-fails)
+    retry(&pool, "n1", "test-fails").await.unwrap();
+    assert_eq!(drive(&pool).await, 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(outcomes, vec!["failed", "failed"]);
+}
+
+#[tokio::test]
+async fn node_death_resets_its_noderoles_and_revival_reconverges() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    bind(&pool, "n2", "test-client", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+
+    set_alive(&pool, "n1", false).await;
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    // ACTIVE children on other nodes stay ACTIVE
+    assert_eq!(state(&pool, "n2", "test-client").await, Active);
+    assert_eq!(
+        reasons_of(&pool, "n1", "test-admin").await["code"],
+        "node_dead"
+    );
+    assert_eq!(drive(&pool).await, 0, "nothing runs on a dead node");
+    assert_eq!(
+        db::anneal::status(&pool, None).await.unwrap().status,
+        "scheduled"
+    );
+
+    set_alive(&pool, "n1", true).await;
+    assert_eq!(drive(&pool).await, 2);
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+}
+
+#[tokio::test]
+async fn unavailable_nodes_run_nothing_and_keep_their_states() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    commit(&pool, "web").await;
+    set_available(&pool, "n1", false).await;
+    let before = states(&pool).await;
+    assert_eq!(drive(&pool).await, 0);
+    assert_eq!(states(&pool).await, before);
+    assert_eq!(
+        reasons_of(&pool, "n1", "test-admin").await["code"],
+        "node_unavailable"
+    );
+    set_available(&pool, "n1", true).await;
+    assert_eq!(drive(&pool).await, 2);
+}
+
+/// Claims the runnable run on `node` as worker "w" without completing it.
+async fn start_one(pool: &sqlx::PgPool) -> Vec<db::runs::ClaimedRun> {
+    let config = queue_config(10);
+    crowbar::annealer::pass(pool, &config, None).await.unwrap();
+    crowbar::runner::claim(pool, "w", &config, 10)
+        .await
+        .unwrap()
+}
+
+async fn finish(pool: &sqlx::PgPool, runs: &[db::runs::ClaimedRun], success: bool) {
+    let results: Vec<_> = runs
+        .iter()
+        .map(|r| db::runs::RunResult {
+            run_id: r.id,
+            outcome: if success {
+                db::runs::Outcome::Succeeded
+            } else {
+                db::runs::Outcome::Failed
+            },
+            wall: Some(json!({"done": true})),
+            runlog: "log".into(),
+        })
+        .collect();
+    crowbar::runner::complete(pool, "w", &results)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn outcome_success_while_node_was_made_unavailable_is_active() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Transition);
+    set_available(&pool, "n1", false).await;
+    finish(&pool, &runs, true).await;
+    assert_eq!(state(&pool, "n1", "test-admin").await, Active);
+}
+
+#[tokio::test]
+async fn outcome_success_after_node_died_goes_back_by_parent_state() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    set_alive(&pool, "n1", false).await;
+    finish(&pool, &runs, true).await;
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    // a failure on a dead node is the death's business, not an ERROR
+    set_alive(&pool, "n1", true).await;
+    let runs = start_one(&pool).await;
+    set_alive(&pool, "n1", false).await;
+    finish(&pool, &runs, false).await;
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+}
+
+#[tokio::test]
+async fn destructive_roles_skip_the_jig_after_their_first_run() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-destructive", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    retry(&pool, "n1", "test-destructive").await.unwrap();
+    drive(&pool).await;
+    let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(outcomes, vec!["succeeded", "skipped"]);
+    let id = id_of(&pool, "n1", "test-destructive").await;
+    let run_count: i32 = sqlx::query_scalar("SELECT run_count FROM noderoles WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(run_count, 2);
+    assert_eq!(state(&pool, "n1", "test-destructive").await, Active);
+}
+
+#[tokio::test]
+async fn lost_runs_are_recovered_never_stranded() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    assert_eq!(runs.len(), 1);
+    // the worker dies: its heartbeat stops
+    sqlx::query("UPDATE runs SET heartbeat_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let repaired = db::runs::recover(&mut tx, 60.0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(repaired, 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    // the dead worker's late result changes nothing
+    finish(&pool, &runs, true).await;
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    assert_eq!(drive(&pool).await, 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Active);
+    let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(outcomes, vec!["lost", "succeeded"]);
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_second_run_on_a_node() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    let admin_nr = id_of(&pool, "n1", "test-admin").await;
+    let server_nr = id_of(&pool, "n1", "test-server").await;
+    let insert = "INSERT INTO runs (noderole_id, node_id, input, input_hash, timeout_secs)
+                  SELECT id, node_id, '{}', 'h', 10 FROM noderoles WHERE id = $1";
+    sqlx::query(insert)
+        .bind(admin_nr)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = sqlx::query(insert)
+        .bind(server_nr)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_database_error().unwrap().constraint(),
+        Some("runs_one_per_node")
+    );
+}
+
+#[tokio::test]
+async fn retry_blocks_waiting_children_and_they_rerun_after() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    bind(&pool, "n2", "test-client-client", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    retry(&pool, "n1", "test-server").await.unwrap();
+    assert_eq!(state(&pool, "n1", "test-server").await, Todo);
+    // ACTIVE children stay ACTIVE
+    assert_eq!(state(&pool, "n2", "test-client").await, Active);
+    drive(&pool).await;
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+}
+
+#[tokio::test]
+async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
+    let pool = setup().await;
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, barclamp_id, jig_id, requires)
+         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for n in ["n1", "n2", "n3", "n4"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-cluster", "web").await;
+    bind(&pool, "n2", "test-cluster", "web").await;
+    let user = bind(&pool, "n3", "test-cluster-user", "web")
+        .await
+        .noderole
+        .id;
+    let late = bind(&pool, "n4", "test-cluster", "web").await.noderole.id;
+    let mut conn = pool.acquire().await.unwrap();
+    let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
+    assert_eq!(detail.parents.len(), 3);
+    assert!(detail.parents.contains(&late));
+}
+
+#[tokio::test]
+async fn identical_commits_record_no_new_snapshot() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    let first = commit(&pool, "web").await;
+    let again = commit(&pool, "web").await;
+    assert!(first.recorded && !again.recorded);
+    assert_eq!(again.snapshot.unwrap().seq, 1);
+    // snapshots cannot be edited
+    let err = sqlx::query("UPDATE snapshots SET committed_by = 'mallory'")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("immutable"));
+}
+
+/// States are valid codes; the enum matches the schema.
+#[test]
+fn state_codes_match_the_schema() {
+    assert_eq!(NodeRoleState::from_code(-1), Some(Error));
+    assert_eq!(NodeRoleState::from_code(4), Some(Proposed));
+}

@@ -1,0 +1,212 @@
+//! Typed helpers for building a crowbar world in a test database and driving the annealer.
+
+use crowbar::{
+    annealer,
+    db::{
+        deployments,
+        events::Actor,
+        keys::Key,
+        noderoles,
+        nodes::{self, NewNode, NodeUpdate},
+        runs::QueueConfig,
+    },
+    domain::state::NodeRoleState,
+    jig::JigRegistry,
+};
+use serde_json::Value;
+use sqlx::PgPool;
+
+pub fn admin() -> Actor {
+    Actor::admin("test")
+}
+
+/// Loads the `test` roles into the database.
+pub async fn load_barclamps(pool: &PgPool) {
+    sqlx::raw_sql(
+        "INSERT INTO barclamps (name, content_hash, document) VALUES ('test', 'x', '{}');
+         INSERT INTO jigs (name, barclamp_id) VALUES ('test', 1), ('noop', 1);
+         INSERT INTO roles (name, barclamp_id, jig_id, implicit, cluster, destructive, requires, template) VALUES
+           ('test-admin', 1, 1, false, false, false, '{}', '{}'),
+           ('test-server', 1, 1, false, false, false, '{test-admin}', '{}'),
+           ('test-library', 1, 1, true, false, false, '{}', '{}'),
+           ('test-client', 1, 1, true, false, false, '{test-server,test-library}', '{}'),
+           ('test-client-client', 1, 1, false, false, false, '{test-client}', '{}'),
+           ('test-cluster', 1, 1, false, true, false, '{}', '{}'),
+           ('test-fails', 1, 1, false, false, false, '{}', '{\"test\": {\"fail\": true}}'),
+           ('test-slow', 1, 1, false, false, false, '{}', '{\"test\": {\"delay\": 5}}'),
+           ('test-destructive', 1, 1, false, false, true, '{}', '{}');",
+    )
+    .execute(pool)
+    .await
+    .expect("load test roles");
+}
+
+pub fn queue_config(cap: i64) -> QueueConfig {
+    QueueConfig {
+        cap,
+        high_cap: 2,
+        default_timeout_secs: 30,
+        jigs: JigRegistry::builtin().names(),
+        batch: 1000,
+    }
+}
+
+/// Runs the annealer in the calling task until nothing more can run.
+pub async fn drive(pool: &PgPool) -> usize {
+    annealer::run_until_idle(
+        pool,
+        &queue_config(10),
+        &JigRegistry::builtin(),
+        "test-worker",
+    )
+    .await
+    .expect("annealer passes succeed")
+}
+
+pub async fn node(pool: &PgPool, name: &str, alive: bool) -> i64 {
+    let mut conn = pool.acquire().await.unwrap();
+    let (node, _token) = nodes::create(
+        &mut conn,
+        &NewNode {
+            name: name.into(),
+            ..Default::default()
+        },
+        &admin(),
+    )
+    .await
+    .expect("create node");
+    if alive {
+        set_alive(pool, name, true).await;
+    }
+    node.id
+}
+
+pub async fn set_alive(pool: &PgPool, name: &str, alive: bool) {
+    update_node(
+        pool,
+        name,
+        NodeUpdate {
+            alive: Some(alive),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+pub async fn set_available(pool: &PgPool, name: &str, available: bool) {
+    update_node(
+        pool,
+        name,
+        NodeUpdate {
+            available: Some(available),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+pub async fn update_node(pool: &PgPool, name: &str, update: NodeUpdate) {
+    let mut tx = pool.begin().await.unwrap();
+    nodes::update(&mut tx, &Key::from(name), &update, &admin(), "test")
+        .await
+        .expect("update node");
+    tx.commit().await.unwrap();
+}
+
+pub async fn deployment(pool: &PgPool, name: &str) -> i64 {
+    let mut conn = pool.acquire().await.unwrap();
+    deployments::create(&mut conn, name, "", None, &admin())
+        .await
+        .expect("create deployment")
+        .id
+}
+
+pub async fn bind(pool: &PgPool, node: &str, role: &str, deployment: &str) -> noderoles::Bound {
+    try_bind(pool, node, role, deployment, None)
+        .await
+        .unwrap_or_else(|e| panic!("bind {role} on {node}: {e}"))
+}
+
+pub async fn try_bind(
+    pool: &PgPool,
+    node: &str,
+    role: &str,
+    deployment: &str,
+    data: Option<&Value>,
+) -> Result<noderoles::Bound, crowbar::db::error::StoreError> {
+    let mut tx = pool.begin().await.unwrap();
+    let bound = noderoles::bind(
+        &mut tx,
+        &Key::from(node),
+        role,
+        Some(&Key::from(deployment)),
+        data,
+        &admin(),
+    )
+    .await?;
+    tx.commit().await.unwrap();
+    Ok(bound)
+}
+
+pub async fn commit(pool: &PgPool, deployment: &str) -> deployments::CommitOutcome {
+    let mut tx = pool.begin().await.unwrap();
+    let out = deployments::commit(&mut tx, &Key::from(deployment), &admin())
+        .await
+        .expect("commit");
+    tx.commit().await.unwrap();
+    out
+}
+
+pub async fn id_of(pool: &PgPool, node: &str, role: &str) -> i64 {
+    let mut conn = pool.acquire().await.unwrap();
+    noderoles::find(&mut conn, &Key::from(node), role)
+        .await
+        .unwrap_or_else(|e| panic!("{role} on {node}: {e}"))
+}
+
+pub async fn state(pool: &PgPool, node: &str, role: &str) -> NodeRoleState {
+    let id = id_of(pool, node, role).await;
+    let code: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    NodeRoleState::from_code(code).unwrap()
+}
+
+/// Every noderole as (node, role, state), sorted.
+pub async fn states(pool: &PgPool) -> Vec<(String, String, NodeRoleState)> {
+    let rows: Vec<(String, String, i16)> = sqlx::query_as(
+        "SELECT n.name, r.name, nr.state FROM noderoles nr JOIN nodes n ON n.id = nr.node_id
+           JOIN roles r ON r.id = nr.role_id ORDER BY n.name, r.name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(n, r, s)| (n, r, NodeRoleState::from_code(s).unwrap()))
+        .collect()
+}
+
+pub async fn retry(
+    pool: &PgPool,
+    node: &str,
+    role: &str,
+) -> Result<(), crowbar::db::error::StoreError> {
+    let id = id_of(pool, node, role).await;
+    let mut tx = pool.begin().await.unwrap();
+    noderoles::retry(&mut tx, id, &admin()).await?;
+    tx.commit().await.unwrap();
+    Ok(())
+}
+
+/// (node, role, outcome) of every finished run, in the order they finished.
+pub async fn run_history(pool: &PgPool) -> Vec<(String, String, String)> {
+    sqlx::query_as(
+        "SELECT n.name, r.name, rr.outcome FROM run_records rr JOIN nodes n ON n.id = rr.node_id
+           JOIN roles r ON r.id = rr.role_id ORDER BY rr.finished_at, rr.id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
