@@ -1,3 +1,6 @@
 //! Test harness: databases, namespace nodes, daemons.
+//!
+//! Each helper serves some tests, not necessarily all of them in every build.
+#![allow(dead_code)]
 
 pub mod db;
