@@ -10,4 +10,5 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod pg;
+pub mod ssh;
 pub mod telemetry;
