@@ -13,4 +13,5 @@ pub mod http;
 pub mod jig;
 pub mod pg;
 pub mod runner;
+pub mod ssh;
 pub mod telemetry;

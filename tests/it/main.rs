@@ -4,3 +4,4 @@ mod support;
 
 mod annealer;
 mod pg_harness;
+mod rig_smoke;

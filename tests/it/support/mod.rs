@@ -1,4 +1,8 @@
 //! Test harness: databases, namespace nodes, daemons.
+//!
+//! Each helper serves some tests, not necessarily all of them in every build.
+#![allow(dead_code)]
 
 pub mod db;
+pub mod nodes;
 pub mod world;
