@@ -3,5 +3,6 @@
 pub mod bind;
 pub mod catalog;
 pub mod data;
+pub mod plan;
 pub mod reason;
 pub mod state;
