@@ -2,6 +2,8 @@
 //!
 //! Business rules live in `domain`; this layer stores and loads, inside transactions.
 
+pub mod barclamps;
+
 use std::time::Duration;
 
 use sqlx::{
