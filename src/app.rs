@@ -9,7 +9,11 @@ use crate::http::{self, AppState};
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains in-flight requests.
 /// Tests bind `127.0.0.1:0` and pass their own token.
-pub async fn run(pool: PgPool, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    pool: PgPool,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let app = http::router(AppState { pool });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

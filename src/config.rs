@@ -48,7 +48,11 @@ pub struct Settings {
 
     /// Extra directories of barclamps (<name>.yml plus <name>/roles/<role>/ scripts),
     /// loaded after the shipped ones.
-    #[arg(long = "barclamp-dir", env = "CROWBAR_BARCLAMP_DIRS", value_delimiter = ':')]
+    #[arg(
+        long = "barclamp-dir",
+        env = "CROWBAR_BARCLAMP_DIRS",
+        value_delimiter = ':'
+    )]
     pub barclamp_dirs: Vec<PathBuf>,
 
     /// Bearer token of the built-in admin. Generated into <data-dir>/admin.token when absent.
@@ -84,7 +88,9 @@ impl Settings {
 /// Parses `250ms`, `10s`, `5m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -94,7 +100,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
-        other => Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => Err(format!(
+            "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+        )),
     }
 }
 

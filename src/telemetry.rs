@@ -16,7 +16,9 @@ pub fn init(format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().flatten_event(true))
+            .try_init(),
     };
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = result;

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "crowbar", version, about = "Bare-metal provisioning orchestrator")]
+#[command(
+    name = "crowbar",
+    version,
+    about = "Bare-metal provisioning orchestrator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -27,7 +31,10 @@ pub enum Command {
 /// (the whole cause chain, no backtrace) and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -398,8 +398,7 @@ fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
     if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-        socket_dir =
-            std::env::temp_dir().join(format!("crowbar-pg-{}", hex::encode(&digest[..6])));
+        socket_dir = std::env::temp_dir().join(format!("crowbar-pg-{}", hex::encode(&digest[..6])));
     }
     fs::create_dir_all(&socket_dir).map_err(io_err(&socket_dir))?;
     if owner.switch {
@@ -493,5 +492,8 @@ fn log_tail(dir: &Path) -> String {
     let text = fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-    format!("last lines of {}:\n{tail}", dir.join("postgres.log").display())
+    format!(
+        "last lines of {}:\n{tail}",
+        dir.join("postgres.log").display()
+    )
 }
