@@ -4,6 +4,7 @@
 //! `cli` ties everything together for the binary.
 
 pub mod app;
+pub mod barclamps;
 pub mod cli;
 pub mod config;
 pub mod db;
