@@ -2,4 +2,5 @@
 
 mod support;
 
+mod barclamps;
 mod pg_harness;
