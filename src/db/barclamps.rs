@@ -9,8 +9,8 @@ use std::fmt;
 use sqlx::PgConnection;
 
 use crate::domain::barclamp::{
-    Barclamp, Catalog, Change, Flag, ImportPlan, Role, StoredAttrib, StoredBarclamp, StoredJig,
-    StoredRole,
+    Barclamp, Catalog, Change, Flag, ImportPlan, RemovedItem, Role, StoredAttrib, StoredBarclamp,
+    StoredJig, StoredRole,
 };
 
 /// Key of the transaction-scoped advisory lock serializing barclamp imports ("crowbar" + 1).
@@ -198,9 +198,8 @@ pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), App
     for barclamp in &changed {
         upsert_barclamp(conn, barclamp).await?;
     }
-    let names = |items: &[crate::domain::barclamp::RemovedItem]| -> Vec<String> {
-        items.iter().map(|i| i.name.clone()).collect()
-    };
+    let names =
+        |items: &[RemovedItem]| -> Vec<String> { items.iter().map(|i| i.name.clone()).collect() };
     sqlx::query("DELETE FROM attribs WHERE name = ANY($1)")
         .bind(names(&plan.removed.attribs))
         .execute(&mut *conn)

@@ -185,8 +185,9 @@ pub struct Attrib {
     pub description: String,
 }
 
-/// What a problem is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What a problem is about. Serializes as `{"kind": "role", "name": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
 pub enum Subject {
     /// The file as a whole (syntax, structure).
     Document,
@@ -196,7 +197,7 @@ pub enum Subject {
 }
 
 /// One reason a barclamp is refused: which file, what in it, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub source: String,
     pub subject: Subject,
@@ -234,8 +235,8 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in one import; never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every problem found in one import; never empty. Serializes as a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -310,6 +311,10 @@ mod tests {
         assert_eq!(p.to_string(), "x.yml: role r: bad");
         let all = Problems::from_vec(vec![p.clone()]).unwrap();
         assert_eq!(all.to_string(), "barclamp refused: x.yml: role r: bad");
+        assert_eq!(
+            serde_json::to_value(&all).unwrap(),
+            serde_json::json!([{"source": "x.yml", "subject": {"kind": "role", "name": "r"}, "reason": "bad"}])
+        );
         let two = Problems::from_vec(vec![p.clone(), p]).unwrap();
         assert!(
             two.to_string()

@@ -562,6 +562,37 @@ async fn removing_a_bound_role_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn constraint_violations_are_recognized_by_name() {
+    use crowbar::db::barclamps::ApplyError;
+    let db = test_db().await;
+    import_shipped(&db.pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO deployment_roles (deployment_id, role_id)
+         SELECT d.id, r.id FROM deployments d, roles r WHERE d.system AND r.name = 'test-admin'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    // What a binding racing past the in-use check would make the import's DELETE hit.
+    let raw = sqlx::query("DELETE FROM roles WHERE name = 'test-admin'")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    let error = ApplyError::from(raw);
+    assert!(
+        matches!(&error, ApplyError::Constraint { constraint, .. }
+            if constraint == "deployment_roles_role_id_fkey"),
+        "{error:?}"
+    );
+    let error = BarclampError::from(error);
+    assert_eq!(
+        error.to_string(),
+        "barclamp import refused: a role this import removes is used by a deployment \
+         (constraint deployment_roles_role_id_fkey)"
+    );
+}
+
+#[tokio::test]
 async fn removing_a_role_another_barclamp_requires_is_refused() {
     let db = test_db().await;
     import_shipped(&db.pool).await.unwrap();
