@@ -62,6 +62,7 @@ async fn serve_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     db::migrate(pool).await?;
+    crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (is another crowbar running? pass --listen ADDR:PORT)",

@@ -3,6 +3,7 @@
 //! Business rules live in `domain`; this layer stores and loads, inside transactions.
 
 pub mod anneal;
+pub mod barclamps;
 pub mod catalog;
 pub mod deployments;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The model and its rules: states, graph rules, data layering. No SQL, no HTTP here.
 
+pub mod barclamp;
 pub mod bind;
 pub mod catalog;
 pub mod data;

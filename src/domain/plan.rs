@@ -87,7 +87,10 @@ impl Document {
                 return Err(format!("{} is bound to {} twice", b.role, b.node));
             }
             if b.data.as_ref().is_some_and(|d| !d.is_object()) {
-                return Err(format!("data of {} on {} must be an object", b.role, b.node));
+                return Err(format!(
+                    "data of {} on {} must be an object",
+                    b.role, b.node
+                ));
             }
         }
         for (name, entry) in &self.roles {
@@ -150,7 +153,10 @@ mod tests {
     fn waves_follow_dependencies_within_the_set() {
         // 1 -> 2 -> 3, 4 independent, 5 has an ACTIVE parent (9) outside the set
         let parents = HashMap::from([(2, vec![1]), (3, vec![2]), (5, vec![9])]);
-        assert_eq!(waves(&[3, 1, 2, 4, 5], &parents), vec![vec![1, 4, 5], vec![2], vec![3]]);
+        assert_eq!(
+            waves(&[3, 1, 2, 4, 5], &parents),
+            vec![vec![1, 4, 5], vec![2], vec![3]]
+        );
         assert!(waves(&[], &parents).is_empty());
     }
 

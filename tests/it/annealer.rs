@@ -432,7 +432,8 @@ async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
     let pool = setup().await;
     sqlx::raw_sql(
         "INSERT INTO roles (name, barclamp_id, jig_id, requires)
-         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+         SELECT 'test-cluster-user', b.id, j.id, '{test-cluster}'
+           FROM barclamps b, jigs j WHERE b.name = 'test' AND j.name = 'test'",
     )
     .execute(&pool)
     .await

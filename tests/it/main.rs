@@ -3,5 +3,6 @@
 mod support;
 
 mod annealer;
+mod barclamps;
 mod pg_harness;
 mod rig_smoke;

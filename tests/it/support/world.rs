@@ -20,25 +20,11 @@ pub fn admin() -> Actor {
     Actor::admin("test")
 }
 
-/// Loads the `test` roles into the database.
+/// Loads the shipped barclamps (core and test) into the database.
 pub async fn load_barclamps(pool: &PgPool) {
-    sqlx::raw_sql(
-        "INSERT INTO barclamps (name, content_hash, document) VALUES ('test', 'x', '{}');
-         INSERT INTO jigs (name, barclamp_id) VALUES ('test', 1), ('noop', 1);
-         INSERT INTO roles (name, barclamp_id, jig_id, implicit, cluster, destructive, requires, template) VALUES
-           ('test-admin', 1, 1, false, false, false, '{}', '{}'),
-           ('test-server', 1, 1, false, false, false, '{test-admin}', '{}'),
-           ('test-library', 1, 1, true, false, false, '{}', '{}'),
-           ('test-client', 1, 1, true, false, false, '{test-server,test-library}', '{}'),
-           ('test-client-client', 1, 1, false, false, false, '{test-client}', '{}'),
-           ('test-cluster', 1, 1, false, true, false, '{}', '{}'),
-           ('test-fails', 1, 1, false, false, false, '{}', '{\"test\": {\"fail\": true}}'),
-           ('test-slow', 1, 1, false, false, false, '{}', '{\"test\": {\"delay\": 5}}'),
-           ('test-destructive', 1, 1, false, false, true, '{}', '{}');",
-    )
-    .execute(pool)
-    .await
-    .expect("load test roles");
+    crowbar::barclamps::import_shipped(pool)
+        .await
+        .expect("the shipped barclamps import");
 }
 
 pub fn queue_config(cap: i64) -> QueueConfig {

@@ -1,0 +1,224 @@
+//! Importing barclamps: the one path every caller uses (start-up, the REST API, the CLI).
+//!
+//! An import is a batch of documents applied in **one transaction**, under an advisory lock
+//! that serializes imports across daemons: parse every file, load what is stored, validate
+//! the batch against it, write. Any problem anywhere refuses the whole batch and writes
+//! nothing. A barclamp whose normalized content is already stored writes nothing at all.
+
+pub mod source;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::{
+    db::barclamps::{self as store, ApplyError, RoleInUse},
+    domain::barclamp::{self, ImportPlan, Problem, Problems, SourcedDoc},
+};
+
+pub use crate::domain::barclamp::Change as ImportStatus;
+pub use source::{ReadError, ScriptFile, SourceFile, role_scripts, shipped_role_scripts};
+
+/// What an import did to one barclamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportOutcome {
+    pub barclamp: String,
+    /// Where it was read from (a path, `shipped:barclamps/<file>`, or the caller's label).
+    pub source: String,
+    pub status: ImportStatus,
+    /// What the barclamp declares.
+    pub jigs: usize,
+    pub roles: usize,
+    pub attribs: usize,
+    /// What the import deleted because the barclamp no longer declares it.
+    pub removed_jigs: usize,
+    pub removed_roles: usize,
+    pub removed_attribs: usize,
+}
+
+impl std::fmt::Display for ImportOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "barclamp {} {} ({} jigs, {} roles, {} attribs",
+            self.barclamp, self.status, self.jigs, self.roles, self.attribs
+        )?;
+        let removed = self.removed_jigs + self.removed_roles + self.removed_attribs;
+        if removed > 0 {
+            write!(
+                f,
+                "; removed {} jigs, {} roles, {} attribs",
+                self.removed_jigs, self.removed_roles, self.removed_attribs
+            )?;
+        }
+        write!(f, ") from {}", self.source)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BarclampError {
+    /// The documents are wrong: syntax, structure or validation. Each problem names its file,
+    /// its role (or jig, or barclamp) and the reason.
+    #[error(transparent)]
+    Invalid(Problems),
+    /// The import would delete roles that are still bound.
+    #[error("{}", in_use(.0))]
+    InUse(Vec<RoleInUse>),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A constraint refused a write (e.g. a concurrent binding of a role being removed).
+    #[error("barclamp import refused: {0}")]
+    Conflict(String),
+    #[error("database error while importing barclamps")]
+    Db(#[from] sqlx::Error),
+}
+
+fn in_use(roles: &[RoleInUse]) -> String {
+    let lines: Vec<String> = roles.iter().map(ToString::to_string).collect();
+    format!("barclamp refused: {}", lines.join("\n  "))
+}
+
+impl From<Problems> for BarclampError {
+    fn from(problems: Problems) -> Self {
+        BarclampError::Invalid(problems)
+    }
+}
+
+impl From<ApplyError> for BarclampError {
+    fn from(error: ApplyError) -> Self {
+        match error {
+            ApplyError::InUse(roles) => BarclampError::InUse(roles),
+            e @ ApplyError::Constraint { .. } => BarclampError::Conflict(e.to_string()),
+            ApplyError::Sql(e) => BarclampError::Db(e),
+        }
+    }
+}
+
+/// Imports one document (YAML, or the same document as JSON). `source` names it in messages
+/// and is stored with the barclamp (e.g. `api`). No file-name rule applies.
+pub async fn import_document(
+    pool: &PgPool,
+    source: &str,
+    text: &str,
+) -> Result<ImportOutcome, BarclampError> {
+    let doc = barclamp::parse(source, text).map_err(one_problem)?;
+    let mut outcomes = import_docs(
+        pool,
+        vec![SourcedDoc {
+            source: source.to_owned(),
+            doc,
+        }],
+    )
+    .await?;
+    outcomes.pop().ok_or_else(|| {
+        one_problem(Problem::new(
+            source,
+            barclamp::Subject::Document,
+            "the document declares no barclamp",
+        ))
+    })
+}
+
+/// Imports every `<name>.yml` in `dir` as one batch: files may use each other's roles and
+/// jigs in any order, and when any file is refused nothing from the directory is applied.
+pub async fn import_dir(
+    pool: &PgPool,
+    dir: &std::path::Path,
+) -> Result<Vec<ImportOutcome>, BarclampError> {
+    import_files(pool, source::read_dir(dir)?).await
+}
+
+/// Imports the barclamps shipped inside the binary (`core`, `test`, ...) as one batch.
+pub async fn import_shipped(pool: &PgPool) -> Result<Vec<ImportOutcome>, BarclampError> {
+    import_files(pool, source::shipped()).await
+}
+
+/// What `crowbar serve` runs at start: the shipped barclamps and those of every directory,
+/// as **one** batch (so a site barclamp may require shipped roles, and a bad file anywhere
+/// applies nothing). Logs one line per barclamp.
+pub async fn import_at_start(
+    pool: &PgPool,
+    dirs: &[PathBuf],
+) -> Result<Vec<ImportOutcome>, BarclampError> {
+    let mut files = source::shipped();
+    for dir in dirs {
+        files.extend(source::read_dir(dir)?);
+    }
+    let outcomes = import_files(pool, files).await?;
+    for outcome in &outcomes {
+        tracing::info!(
+            barclamp = %outcome.barclamp,
+            status = %outcome.status,
+            source = %outcome.source,
+            "{outcome}"
+        );
+    }
+    Ok(outcomes)
+}
+
+/// Imports files as one batch. Each file `<stem>.yml` must hold barclamp `<stem>`.
+pub async fn import_files(
+    pool: &PgPool,
+    files: Vec<SourceFile>,
+) -> Result<Vec<ImportOutcome>, BarclampError> {
+    let mut problems = Vec::new();
+    let mut docs = Vec::with_capacity(files.len());
+    for file in files {
+        match barclamp::parse(&file.label, &file.text) {
+            Ok(doc) => {
+                problems.extend(barclamp::check_file_name(&file.label, &file.stem, &doc));
+                docs.push(SourcedDoc {
+                    source: file.label,
+                    doc,
+                });
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if let Some(problems) = Problems::from_vec(problems) {
+        return Err(problems.into());
+    }
+    import_docs(pool, docs).await
+}
+
+async fn import_docs(
+    pool: &PgPool,
+    docs: Vec<SourcedDoc>,
+) -> Result<Vec<ImportOutcome>, BarclampError> {
+    if docs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    store::lock_imports(&mut tx).await?;
+    let catalog = store::load_catalog(&mut tx).await?;
+    let plan = barclamp::plan(&docs, &catalog)?;
+    store::apply(&mut tx, &plan).await?;
+    tx.commit().await?;
+    Ok(outcomes(&plan))
+}
+
+fn outcomes(plan: &ImportPlan) -> Vec<ImportOutcome> {
+    plan.barclamps
+        .iter()
+        .map(|planned| {
+            let b = &planned.barclamp;
+            let (removed_jigs, removed_roles, removed_attribs) = plan.removed_from(&b.name);
+            ImportOutcome {
+                barclamp: b.name.clone(),
+                source: b.source.clone(),
+                status: planned.change,
+                jigs: b.jigs.len(),
+                roles: b.roles.len(),
+                attribs: b.attrib_count(),
+                removed_jigs,
+                removed_roles,
+                removed_attribs,
+            }
+        })
+        .collect()
+}
+
+fn one_problem(problem: Problem) -> BarclampError {
+    BarclampError::Invalid(Problems::one(problem))
+}
