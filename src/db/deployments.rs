@@ -128,6 +128,11 @@ async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String),
     .ok_or_else(|| StoreError::not_found("deployment", key))
 }
 
+/// Locks a deployment row for the rest of the transaction and returns its id.
+pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+    Ok(lock(conn, key).await?.0)
+}
+
 /// Makes a deployment editable; nothing in it is scheduled until it is committed again.
 /// Runs already executing finish.
 pub async fn propose(

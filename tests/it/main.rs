@@ -4,5 +4,6 @@ mod support;
 
 mod annealer;
 mod barclamps;
+mod documents;
 mod pg_harness;
 mod rig_smoke;
