@@ -374,12 +374,20 @@ async fn describe(
         n.dedup();
         n
     };
-    let held_rows: Vec<(String, bool, bool, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT n.name, n.alive, n.available,
+    #[derive(sqlx::FromRow)]
+    struct NodeCondition {
+        node: String,
+        alive: bool,
+        available: bool,
+        error: Option<String>,
+        busy: Option<String>,
+    }
+    let held_rows: Vec<NodeCondition> = sqlx::query_as(
+        "SELECT n.name AS node, n.alive, n.available,
                 (SELECT r.name FROM noderoles o JOIN roles r ON r.id = o.role_id
-                  WHERE o.node_id = n.id AND o.state = -1 ORDER BY o.id LIMIT 1),
+                  WHERE o.node_id = n.id AND o.state = -1 ORDER BY o.id LIMIT 1) AS error,
                 (SELECT r.name FROM runs ru JOIN noderoles o ON o.id = ru.noderole_id
-                   JOIN roles r ON r.id = o.role_id WHERE ru.node_id = n.id AND ru.state = 'running' LIMIT 1)
+                   JOIN roles r ON r.id = o.role_id WHERE ru.node_id = n.id AND ru.state = 'running' LIMIT 1) AS busy
            FROM nodes n WHERE n.name = ANY($1) ORDER BY n.name",
     )
     .bind(&nodes)
@@ -387,24 +395,32 @@ async fn describe(
     .await?;
     let held = held_rows
         .into_iter()
-        .filter_map(|(node, alive, available, error, busy)| {
-            let (reason, message) = if !alive {
-                ("dead", format!("{node} is dead"))
-            } else if !available {
-                ("unavailable", format!("{node} is not available"))
-            } else if let Some(role) = error {
-                ("error", format!("{node} is frozen by the error in {role}"))
-            } else if let Some(role) = busy {
-                ("busy", format!("{node} is busy running {role}"))
-            } else {
-                return None;
-            };
-            Some(Held {
-                node,
-                reason,
-                message,
-            })
-        })
+        .filter_map(
+            |NodeCondition {
+                 node,
+                 alive,
+                 available,
+                 error,
+                 busy,
+             }| {
+                let (reason, message) = if !alive {
+                    ("dead", format!("{node} is dead"))
+                } else if !available {
+                    ("unavailable", format!("{node} is not available"))
+                } else if let Some(role) = error {
+                    ("error", format!("{node} is frozen by the error in {role}"))
+                } else if let Some(role) = busy {
+                    ("busy", format!("{node} is busy running {role}"))
+                } else {
+                    return None;
+                };
+                Some(Held {
+                    node,
+                    reason,
+                    message,
+                })
+            },
+        )
         .collect();
     Ok(Plan {
         create,
