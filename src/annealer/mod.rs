@@ -10,9 +10,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     config::parse_duration,
     db::{
-        events::{CHANNEL_ANNEAL, CHANNEL_RUNS},
+        events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS},
         runs::{self, QueueConfig},
     },
+    hooks::{Dispatcher, Hooks},
     jig::JigRegistry,
     runner::{self, Runner},
 };
@@ -97,20 +98,24 @@ impl Engine {
         pool: PgPool,
         settings: &AnnealerSettings,
         jigs: JigRegistry,
+        hooks: Hooks,
         shutdown_grace: Duration,
         shutdown: CancellationToken,
     ) -> Engine {
         let worker = worker_id();
         let config = settings.queue_config(&jigs);
-        let anneal_wake = Arc::new(Notify::new());
-        let runs_wake = Arc::new(Notify::new());
+        let wakes = Wakes::default();
+        let anneal_wake = wakes.anneal.clone();
+        let runs_wake = wakes.runs.clone();
         let tracker = TaskTracker::new();
-        tracker.spawn(listen(
-            pool.clone(),
-            anneal_wake.clone(),
-            runs_wake.clone(),
-            shutdown.clone(),
-        ));
+        tracker.spawn(listen(pool.clone(), wakes.clone(), shutdown.clone()));
+        tracker.spawn(
+            Dispatcher {
+                pool: pool.clone(),
+                hooks,
+            }
+            .run(wakes.events.clone(), shutdown.clone()),
+        );
         tracker.spawn(anneal_loop(
             pool.clone(),
             config.clone(),
@@ -146,8 +151,16 @@ fn worker_id() -> String {
     )
 }
 
+/// What NOTIFYs wake.
+#[derive(Clone, Default)]
+struct Wakes {
+    anneal: Arc<Notify>,
+    runs: Arc<Notify>,
+    events: Arc<Notify>,
+}
+
 /// Turns NOTIFYs into wake-ups. Losing the connection loses nothing: the sweep catches up.
-async fn listen(pool: PgPool, anneal: Arc<Notify>, runs: Arc<Notify>, shutdown: CancellationToken) {
+async fn listen(pool: PgPool, wakes: Wakes, shutdown: CancellationToken) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -159,7 +172,10 @@ async fn listen(pool: PgPool, anneal: Arc<Notify>, runs: Arc<Notify>, shutdown: 
                 }
             }
         };
-        if let Err(e) = listener.listen_all([CHANNEL_ANNEAL, CHANNEL_RUNS]).await {
+        if let Err(e) = listener
+            .listen_all([CHANNEL_ANNEAL, CHANNEL_RUNS, CHANNEL_EVENTS])
+            .await
+        {
             tracing::warn!(error = %e, "LISTEN failed");
             continue;
         }
@@ -167,11 +183,12 @@ async fn listen(pool: PgPool, anneal: Arc<Notify>, runs: Arc<Notify>, shutdown: 
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 message = listener.recv() => match message {
-                    Ok(n) if n.channel() == CHANNEL_RUNS => runs.notify_one(),
-                    Ok(_) => anneal.notify_one(),
+                    Ok(n) if n.channel() == CHANNEL_RUNS => wakes.runs.notify_one(),
+                    Ok(n) if n.channel() == CHANNEL_EVENTS => wakes.events.notify_one(),
+                    Ok(_) => wakes.anneal.notify_one(),
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
-                        anneal.notify_one();
+                        wakes.anneal.notify_one();
                         break;
                     }
                 }

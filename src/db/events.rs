@@ -95,8 +95,10 @@ pub async fn noderoles_changed(
         "INSERT INTO events (type, actor, reason, node_id, noderole_id, deployment_id, data)
          SELECT 'node_role.updated', $1, $2, nr.node_id, nr.id, nr.deployment_id,
                 jsonb_build_object('id', nr.id, 'state', nr.state, 'node_id', nr.node_id,
-                                   'role_id', nr.role_id, 'run_count', nr.run_count)
-           FROM noderoles nr WHERE nr.id = ANY($3) ORDER BY nr.id",
+                                   'role_id', nr.role_id, 'run_count', nr.run_count,
+                                   'deployment_committed', d.state = 'committed')
+           FROM noderoles nr JOIN deployments d ON d.id = nr.deployment_id
+          WHERE nr.id = ANY($3) ORDER BY nr.id",
     )
     .bind(&actor.0)
     .bind(reason)

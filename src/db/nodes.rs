@@ -270,7 +270,12 @@ pub async fn update(
                 reason: reason.to_string(),
                 node_id: Some(before.id),
                 deployment_id: Some(before.deployment_id),
-                data: json!({"id": before.id, "name": before.name, "changes": changes}),
+                data: json!({
+                    "id": before.id,
+                    "name": before.name,
+                    "changes": changes,
+                    "available": update.available.unwrap_or(before.available),
+                }),
                 ..Default::default()
             },
         )

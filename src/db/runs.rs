@@ -393,6 +393,45 @@ pub async fn complete(
     })
 }
 
+/// Asks for a run of a noderole on `lane` (hooks, §7), even while it is ACTIVE. A run already
+/// queued for it (not started) gets fresh input data and the lane instead of a duplicate.
+pub async fn request_run(
+    conn: &mut PgConnection,
+    noderole_id: i64,
+    lane: Lane,
+) -> sqlx::Result<()> {
+    let queued: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE noderole_id = $1 AND state = 'queued' FOR UPDATE",
+    )
+    .bind(noderole_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(run) = queued {
+        if let Some((input, hash)) = inputs::compute(conn, &[noderole_id])
+            .await?
+            .remove(&noderole_id)
+        {
+            sqlx::query("UPDATE runs SET input = $2, input_hash = $3, lane = $4 WHERE id = $1")
+                .bind(run)
+                .bind(input)
+                .bind(hash)
+                .bind(lane.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE noderoles SET requested_lane = CASE WHEN requested_lane = 'high' THEN 'high' ELSE $2 END
+          WHERE id = $1",
+    )
+    .bind(noderole_id)
+    .bind(lane.as_str())
+    .execute(&mut *conn)
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await
+}
+
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.
 pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<u64> {
     drop_where(conn, "node_id = $1 AND state = 'queued'", node_id).await

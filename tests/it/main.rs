@@ -5,5 +5,6 @@ mod support;
 mod annealer;
 mod barclamps;
 mod documents;
+mod hooks;
 mod pg_harness;
 mod rig_smoke;
