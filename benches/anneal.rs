@@ -1,0 +1,280 @@
+//! Annealer throughput: converge N nodes × M chained roles on the `noop` jig and print
+//! noderoles/second, next to pgbench's simple-update rate on the same PostgreSQL server
+//! measured in the same run, and the daemon's peak memory.
+//!
+//!     cargo bench --bench anneal -- [--nodes 1000] [--roles 10] [--cap 500] [--daemons 1]
+//!
+//! Setup (nodes, bindings) is written with bulk SQL and is not timed; the timer runs from
+//! the commit of the deployment until `/api/v2/anneal` would say `finished`. The annealer
+//! runs in this process unless `--daemons N` starts N real `crowbar serve` processes.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use crowbar::{
+    annealer::{AnnealerSettings, Engine},
+    db::{self, events::Actor, keys::Key},
+    hooks::Hooks,
+    jig::JigRegistry,
+    pg::{ManagedPostgres, PgOptions},
+};
+use tokio_util::sync::CancellationToken;
+
+struct Args {
+    nodes: i64,
+    roles: i64,
+    cap: i64,
+    daemons: usize,
+    pgbench_seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        nodes: 1000,
+        roles: 10,
+        cap: 500,
+        daemons: 0,
+        pgbench_seconds: 10,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse::<i64>().ok());
+        match argv[i].as_str() {
+            "--nodes" => a.nodes = value().expect("--nodes N"),
+            "--roles" => a.roles = value().expect("--roles M"),
+            "--cap" => a.cap = value().expect("--cap N"),
+            "--daemons" => a.daemons = value().expect("--daemons N") as usize,
+            "--pgbench-seconds" => a.pgbench_seconds = value().expect("--pgbench-seconds S") as u64,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let pg = ManagedPostgres::start_with(&dir.path().join("pg"), PgOptions::throwaway()).await?;
+    let result = bench(&args, &pg).await;
+    pg.stop().await;
+    result
+}
+
+async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
+    let tps = pgbench(pg, args.pgbench_seconds)?;
+    println!(
+        "pgbench simple-update: {tps:.0} tps (8 clients, {}s)",
+        args.pgbench_seconds
+    );
+
+    let pool = db::connect(pg.url().expose(), 32).await?;
+    db::migrate(&pool).await?;
+    crowbar::barclamps::import_shipped(&pool).await?;
+    crowbar::barclamps::import_document(&pool, "bench.yml", &bench_barclamp(args.roles)).await?;
+    let setup = Instant::now();
+    populate(&pool, args.nodes, args.roles).await?;
+    let total = args.nodes * args.roles;
+    println!(
+        "setup: {} nodes x {} roles = {total} noderoles in {:.1}s (bulk SQL, not timed below)",
+        args.nodes,
+        args.roles,
+        setup.elapsed().as_secs_f64()
+    );
+
+    let settings = AnnealerSettings {
+        run_cap: args.cap,
+        queue_batch: 5000,
+        ..AnnealerSettings::default()
+    };
+    let shutdown = CancellationToken::new();
+    let mut daemons = Vec::new();
+    let engine = if args.daemons == 0 {
+        Some(Engine::start(
+            pool.clone(),
+            &settings,
+            JigRegistry::builtin(),
+            Hooks::default(),
+            Duration::from_secs(5),
+            shutdown.clone(),
+        ))
+    } else {
+        for _ in 0..args.daemons {
+            daemons.push(spawn_daemon(pg, args.cap)?);
+        }
+        None
+    };
+
+    let start = Instant::now();
+    let mut tx = pool.begin().await?;
+    db::deployments::commit(&mut tx, &Key::from("bench"), &Actor::admin("bench")).await?;
+    tx.commit().await?;
+    let mut last_report = Instant::now();
+    loop {
+        let status = db::anneal::status(&pool, Some("bench")).await?;
+        if status.status == "finished" {
+            break;
+        }
+        if status.status == "failed" {
+            anyhow::bail!("a noop run failed: {status:?}");
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "  {:>5.1}s {:?}",
+                start.elapsed().as_secs_f64(),
+                status.counts
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate = total as f64 / elapsed;
+    let memory = match &engine {
+        Some(_) => peak_rss_kib(std::process::id()),
+        None => daemons.iter().map(|d| peak_rss_kib(d.id())).max().flatten(),
+    };
+    shutdown.cancel();
+    if let Some(engine) = engine {
+        engine.tracker.wait().await;
+    }
+    for mut d in daemons {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = d.wait();
+    }
+    println!(
+        "converged {total} noderoles in {elapsed:.2}s: {rate:.0} noderoles/s, {:.3} x pgbench's rate",
+        rate / tps
+    );
+    match memory {
+        Some(kib) => println!("daemon peak memory: {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("daemon peak memory: unknown"),
+    }
+    Ok(())
+}
+
+/// M roles on the noop jig, each requiring the previous one on the same node.
+fn bench_barclamp(roles: i64) -> String {
+    let mut yaml = String::from(
+        "barclamp: {name: bench, parent: core, description: Benchmark chain}\nroles:\n",
+    );
+    for i in 1..=roles {
+        yaml.push_str(&format!(
+            "  - name: bench-{i}\n    jig: noop\n    flags: [implicit]\n"
+        ));
+        if i > 1 {
+            yaml.push_str(&format!("    requires: [bench-{}]\n", i - 1));
+        }
+    }
+    yaml
+}
+
+/// Nodes (alive, no address), one PROPOSED chain of noderoles on each, in deployment `bench`.
+async fn populate(pool: &sqlx::PgPool, nodes: i64, roles: i64) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    db::deployments::create(
+        &mut tx,
+        "bench",
+        "throughput benchmark",
+        None,
+        &Actor::admin("bench"),
+    )
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO nodes (name, alive, deployment_id)
+           SELECT 'bench' || g || '.example.com', true, (SELECT id FROM deployments WHERE name = 'bench')
+             FROM generate_series(1, {nodes}) g;
+         INSERT INTO noderoles (node_id, role_id, deployment_id, state, cohort, explicit)
+           SELECT n.id, r.id, n.deployment_id, 4, substring(r.name from 7)::int - 1, r.name = 'bench-{roles}'
+             FROM nodes n CROSS JOIN roles r WHERE r.name LIKE 'bench-%';
+         INSERT INTO noderole_edges (parent_id, child_id)
+           SELECT p.id, c.id FROM noderoles p JOIN noderoles c ON c.node_id = p.node_id AND c.cohort = p.cohort + 1
+             JOIN roles pr ON pr.id = p.role_id JOIN roles cr ON cr.id = c.role_id
+            WHERE pr.name LIKE 'bench-%' AND cr.name LIKE 'bench-%';
+         ANALYZE;"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn pgbench(pg: &ManagedPostgres, seconds: u64) -> anyhow::Result<f64> {
+    let bin = crowbar::pg::find_binaries().ok_or_else(|| anyhow::anyhow!("no pgbench"))?;
+    let url = pg.url_for("postgres");
+    let run = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(bin.join("pgbench"))
+            .args(args)
+            .arg(url.expose())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    run(&["-i", "-q", "-s", "10"])?;
+    let seconds = seconds.to_string();
+    let out = run(&["-b", "simple-update", "-c", "8", "-j", "2", "-T", &seconds])?;
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{out}"))
+}
+
+fn spawn_daemon(pg: &ManagedPostgres, cap: i64) -> anyhow::Result<std::process::Child> {
+    let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/crowbar");
+    anyhow::ensure!(
+        exe.exists(),
+        "build the daemon first: cargo build --release"
+    );
+    let data = tempfile::tempdir()?.keep();
+    Ok(Command::new(exe)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--run-cap",
+            &cap.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("CROWBAR_DATABASE_URL", pg.url().expose())
+        .env("CROWBAR_ADMIN_TOKEN", "bench")
+        .stdout(std::process::Stdio::null())
+        .spawn()?)
+}
+
+/// VmHWM of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
