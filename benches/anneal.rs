@@ -61,6 +61,9 @@ fn args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let args = args();
+    if std::env::var_os("RUST_LOG").is_some() {
+        crowbar::telemetry::init(crowbar::telemetry::LogFormat::Text);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

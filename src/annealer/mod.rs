@@ -212,8 +212,10 @@ async fn anneal_loop(
             _ = wake.notified() => None,
             _ = sweep.tick() => Some(settings.run_lost_after),
         };
+        let started = std::time::Instant::now();
         match pass(&pool, &config, recover).await {
             Ok((repaired, queued)) => {
+                tracing::debug!(repaired, queued, ms = started.elapsed().as_millis() as u64, "pass");
                 if repaired > 0 {
                     tracing::info!(repaired, "sweep repaired noderoles");
                 }

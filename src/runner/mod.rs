@@ -132,8 +132,10 @@ impl Runner {
         loop {
             let free = capacity - executing.len() as i64;
             if free > 0 && !shutdown.is_cancelled() {
+                let started = std::time::Instant::now();
                 match claim(&self.pool, &self.worker, &self.config, free).await {
                     Ok(claimed) => {
+                        tracing::debug!(claimed = claimed.len(), ms = started.elapsed().as_millis() as u64, "claim");
                         for run in claimed {
                             let jigs = self.jigs.clone();
                             executing.spawn(async move { execute(&jigs, &run).await });
@@ -168,7 +170,10 @@ impl Runner {
         if results.is_empty() {
             return;
         }
-        match complete(&self.pool, &self.worker, results).await {
+        let started = std::time::Instant::now();
+        let outcome = complete(&self.pool, &self.worker, results).await;
+        tracing::debug!(runs = results.len(), ms = started.elapsed().as_millis() as u64, "complete");
+        match outcome {
             Ok(done) if done.completed > 0 => annealer.notify_one(),
             Ok(_) => {}
             Err(e) => {
