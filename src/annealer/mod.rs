@@ -215,7 +215,12 @@ async fn anneal_loop(
         let started = std::time::Instant::now();
         match pass(&pool, &config, recover).await {
             Ok((repaired, queued)) => {
-                tracing::debug!(repaired, queued, ms = started.elapsed().as_millis() as u64, "pass");
+                tracing::debug!(
+                    repaired,
+                    queued,
+                    ms = started.elapsed().as_millis() as u64,
+                    "pass"
+                );
                 if repaired > 0 {
                     tracing::info!(repaired, "sweep repaired noderoles");
                 }

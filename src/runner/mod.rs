@@ -1,10 +1,19 @@
 //! The runner: claims queued runs, executes their jigs with a timeout while heart-beating,
 //! and completes them in batches (one transaction per batch applies every outcome).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use sqlx::PgPool;
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -111,6 +120,10 @@ pub async fn claim(
 }
 
 /// The runner loop of one daemon.
+///
+/// Claiming, executing and completing overlap: results go to a completer task that applies
+/// them in batches (whatever finished while the previous batch was being written), so the
+/// runner keeps claiming while the database records outcomes.
 pub struct Runner {
     pub pool: PgPool,
     pub worker: String,
@@ -121,24 +134,46 @@ pub struct Runner {
     pub shutdown_grace: Duration,
 }
 
+/// Most results one completion transaction applies.
+const COMPLETION_BATCH: usize = 2000;
+
 impl Runner {
     /// Runs until `shutdown`; `wake` is notified when runs are queued; `annealer` is
     /// notified after completions.
     pub async fn run(self, wake: Arc<Notify>, annealer: Arc<Notify>, shutdown: CancellationToken) {
         let capacity = (self.config.cap + self.config.high_cap).max(1);
-        let mut executing: JoinSet<RunResult> = JoinSet::new();
+        // runs claimed and not yet completed by this daemon
+        let in_flight = Arc::new(AtomicI64::new(0));
+        let (results, completions) = mpsc::unbounded_channel::<RunResult>();
+        let completer = tokio::spawn(complete_loop(
+            self.pool.clone(),
+            self.worker.clone(),
+            completions,
+            in_flight.clone(),
+            wake.clone(),
+            annealer.clone(),
+        ));
+        let mut executing: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let free = capacity - executing.len() as i64;
+            let free = capacity - in_flight.load(Ordering::SeqCst);
             if free > 0 && !shutdown.is_cancelled() {
                 let started = std::time::Instant::now();
                 match claim(&self.pool, &self.worker, &self.config, free).await {
                     Ok(claimed) => {
-                        tracing::debug!(claimed = claimed.len(), ms = started.elapsed().as_millis() as u64, "claim");
+                        tracing::debug!(
+                            claimed = claimed.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "claim"
+                        );
+                        in_flight.fetch_add(claimed.len() as i64, Ordering::SeqCst);
                         for run in claimed {
                             let jigs = self.jigs.clone();
-                            executing.spawn(async move { execute(&jigs, &run).await });
+                            let results = results.clone();
+                            executing.spawn(async move {
+                                let _ = results.send(execute(&jigs, &run).await);
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming runs failed"),
@@ -153,49 +188,58 @@ impl Runner {
                         tracing::warn!(error = %e, "heartbeat failed");
                     }
                 },
-                Some(first) = executing.join_next(), if !executing.is_empty() => {
-                    let mut done = Vec::new();
-                    done.extend(first.ok());
-                    while let Some(next) = executing.try_join_next() {
-                        done.extend(next.ok());
-                    }
-                    self.finish(&done, &annealer).await;
+                Some(_) = executing.join_next(), if !executing.is_empty() => {
+                    while executing.try_join_next().is_some() {}
                 }
             }
         }
-        self.drain(executing, &annealer).await;
-    }
-
-    async fn finish(&self, results: &[RunResult], annealer: &Notify) {
-        if results.is_empty() {
-            return;
+        // Shutdown: executing runs get the grace period; their results still complete.
+        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
+        while !executing.is_empty() {
+            if tokio::time::timeout_at(deadline, executing.join_next())
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
+        executing.abort_all();
+        drop(results);
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(5), completer).await;
+        if let Err(e) = release(&self.pool, &self.worker).await {
+            tracing::warn!(error = %e, "handing back unfinished runs failed; the recovery sweep will");
+        }
+    }
+}
+
+/// Applies results in batches until the channel closes.
+async fn complete_loop(
+    pool: PgPool,
+    worker: String,
+    mut completions: mpsc::UnboundedReceiver<RunResult>,
+    in_flight: Arc<AtomicI64>,
+    runner: Arc<Notify>,
+    annealer: Arc<Notify>,
+) {
+    let mut batch = Vec::new();
+    while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
         let started = std::time::Instant::now();
-        let outcome = complete(&self.pool, &self.worker, results).await;
-        tracing::debug!(runs = results.len(), ms = started.elapsed().as_millis() as u64, "complete");
+        let outcome = complete(&pool, &worker, &batch).await;
+        tracing::debug!(
+            runs = batch.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "complete"
+        );
         match outcome {
             Ok(done) if done.completed > 0 => annealer.notify_one(),
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(error = %e, runs = results.len(), "completing runs failed; the recovery sweep will requeue them")
+                tracing::error!(error = %e, runs = batch.len(), "completing runs failed; the recovery sweep will requeue them")
             }
         }
-    }
-
-    /// Shutdown: let executing runs finish within the grace period; hand back the rest.
-    async fn drain(&self, mut executing: JoinSet<RunResult>, annealer: &Notify) {
-        let deadline = tokio::time::Instant::now() + self.shutdown_grace;
-        while !executing.is_empty() {
-            match tokio::time::timeout_at(deadline, executing.join_next()).await {
-                Ok(Some(Ok(result))) => self.finish(&[result], annealer).await,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        executing.abort_all();
-        if let Err(e) = release(&self.pool, &self.worker).await {
-            tracing::warn!(error = %e, "handing back unfinished runs failed; the recovery sweep will");
-        }
+        in_flight.fetch_sub(batch.len() as i64, Ordering::SeqCst);
+        runner.notify_one();
+        batch.clear();
     }
 }
 
