@@ -41,7 +41,7 @@ pub async fn compute(
     let facts: Vec<(i64, Value)> = sqlx::query_as(
         "SELECT nr.id, jsonb_build_object(
                     'node', jsonb_build_object('id', n.id, 'name', n.name, 'address', host(n.address),
-                                               'admin', n.admin, 'bootenv', n.bootenv, 'mac', n.mac::text,
+                                               'admin', n.admin, 'mac', n.mac::text,
                                                'hints', n.hints, 'quirks', to_jsonb(n.quirks)),
                     'noderole', jsonb_build_object('id', nr.id, 'role', r.name, 'deployment', d.name))
            FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id

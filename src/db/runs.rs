@@ -350,6 +350,7 @@ pub async fn complete(
             .await?,
         );
         changed.extend(ripple::unblock_children(conn, &ok_ids).await?);
+        changed.extend(poke_consumers(conn, &ok_ids).await?);
     }
     if !failed_ids.is_empty() {
         changed.extend(
@@ -430,6 +431,40 @@ pub async fn request_run(
     .execute(&mut *conn)
     .await?;
     events::notify(conn, events::CHANNEL_ANNEAL).await
+}
+
+/// Pokes (§8): ACTIVE children that want attribs owned by `parents`' roles re-run when the
+/// data they would now receive differs from what their last run saw.
+async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Result<Vec<i64>> {
+    let consumers: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT DISTINCT c.id, c.input_hash FROM noderole_edges e
+           JOIN noderoles c ON c.id = e.child_id JOIN roles cr ON cr.id = c.role_id
+           JOIN noderoles p ON p.id = e.parent_id
+           JOIN attribs a ON a.role_id = p.role_id AND a.name = ANY(cr.wants_attribs)
+          WHERE e.parent_id = ANY($1) AND c.state = $2",
+    )
+    .bind(parents)
+    .bind(Active.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    if consumers.is_empty() {
+        return Ok(vec![]);
+    }
+    let ids: Vec<i64> = consumers.iter().map(|c| c.0).collect();
+    let fresh = inputs::compute(conn, &ids).await?;
+    let mut stale: Vec<i64> = consumers
+        .into_iter()
+        .filter(|(id, seen)| fresh.get(id).map(|f| &f.1) != seen.as_ref())
+        .map(|(id, _)| id)
+        .collect();
+    stale.sort_unstable();
+    sqlx::query("SELECT id FROM noderoles WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&stale)
+        .execute(&mut *conn)
+        .await?;
+    let mut changed = ripple::reset_by_parents(conn, &stale).await?;
+    changed.extend(ripple::block_waiting_children(conn, &stale).await?);
+    Ok(changed)
 }
 
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.

@@ -479,3 +479,63 @@ fn state_codes_match_the_schema() {
     assert_eq!(NodeRoleState::from_code(-1), Some(Error));
     assert_eq!(NodeRoleState::from_code(4), Some(Proposed));
 }
+
+#[tokio::test]
+async fn changed_wanted_attribs_poke_their_consumers_unchanged_ones_do_not() {
+    let pool = setup().await;
+    crowbar::barclamps::import_document(
+        &pool,
+        "poketest.yml",
+        "barclamp: {name: poketest, parent: test}
+roles:
+  - name: poke-source
+    jig: test
+    attribs: [{name: poke-value, map: poke/value, default: 0}]
+  - name: poke-sink
+    jig: test
+    wants-attribs: [poke-value]
+",
+    )
+    .await
+    .unwrap();
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    try_bind(
+        &pool,
+        "n1",
+        "poke-source",
+        "web",
+        Some(&json!({"poke": {"value": 1}})),
+    )
+    .await
+    .unwrap();
+    bind(&pool, "n2", "poke-sink", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    let sink_runs =
+        |h: &[(String, String, String)]| h.iter().filter(|r| r.1 == "poke-sink").count();
+    assert_eq!(sink_runs(&run_history(&pool).await), 1);
+
+    // a changed value re-runs the source (its data changed) and then pokes the sink
+    let mut tx = pool.begin().await.unwrap();
+    db::deployments::propose(&mut tx, &Key::from("web"), &admin())
+        .await
+        .unwrap();
+    let source = id_of(&pool, "n1", "poke-source").await;
+    db::noderoles::set_data(&mut tx, source, &json!({"poke": {"value": 2}}), &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    assert_eq!(sink_runs(&run_history(&pool).await), 2);
+
+    // the source runs again with the same value: the sink is left alone
+    retry(&pool, "n1", "poke-source").await.unwrap();
+    drive(&pool).await;
+    let history = run_history(&pool).await;
+    assert_eq!(history.iter().filter(|r| r.1 == "poke-source").count(), 3);
+    assert_eq!(sink_runs(&history), 2);
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+}
