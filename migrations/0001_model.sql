@@ -238,7 +238,7 @@ CREATE TABLE run_records (
   worker       text,
   queued_at    timestamptz NOT NULL,
   started_at   timestamptz,
-  finished_at  timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
   outcome      text NOT NULL CHECK (outcome IN
                  ('succeeded', 'failed', 'timed_out', 'skipped', 'lost', 'dropped')),
   runlog       text NOT NULL DEFAULT ''

@@ -175,7 +175,8 @@ pub async fn claim(
                     AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = ru.node_id AND o.state IN ($6, $7))
                   ORDER BY ru.queued_at, ru.id
                   LIMIT $2 FOR UPDATE OF ru SKIP LOCKED)
-             UPDATE runs ru SET state = 'running', worker = $8, started_at = now(), heartbeat_at = now()
+             UPDATE runs ru SET state = 'running', worker = $8, started_at = clock_timestamp(),
+                                 heartbeat_at = clock_timestamp()
                FROM c, noderoles nr, nodes n, roles r, jigs j
               WHERE ru.id = c.id AND nr.id = ru.noderole_id AND n.id = ru.node_id
                 AND r.id = nr.role_id AND j.id = r.jig_id
@@ -320,9 +321,9 @@ pub async fn complete(
     sqlx::query(
         "WITH done AS (DELETE FROM runs WHERE id = ANY($1) RETURNING *)
          INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at,
-                                  started_at, outcome, runlog)
+                                  started_at, finished_at, outcome, runlog)
          SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
-                done.queued_at, done.started_at, r.outcome, r.runlog
+                done.queued_at, done.started_at, clock_timestamp(), r.outcome, r.runlog
            FROM done JOIN noderoles nr ON nr.id = done.noderole_id
            JOIN unnest($1::bigint[], $2::text[], $3::text[]) AS r(id, outcome, runlog) ON r.id = done.id",
     )
