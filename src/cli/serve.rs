@@ -62,6 +62,8 @@ async fn serve_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     db::migrate(pool).await?;
+    crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
+        .await?;
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (is another crowbar running? pass --listen ADDR:PORT)",

@@ -5,3 +5,4 @@ mod support;
 mod annealer;
 mod pg_harness;
 mod rig_smoke;
+mod store;
