@@ -8,6 +8,8 @@ use axum::{
 };
 use serde_json::json;
 
+use crate::db::error::StoreError;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -33,6 +35,18 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     pub fn unauthorized() -> Self {
@@ -61,6 +75,30 @@ impl IntoResponse for ApiError {
             error["details"] = details;
         }
         (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// Store errors map onto the contract: unknown objects 404, conflicts with the current state
+/// 409 (with their code and details), invalid requests 422, anything else a logged 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Conflict {
+                code,
+                message,
+                details,
+            } => {
+                let error = ApiError::new(StatusCode::CONFLICT, code, message);
+                if details.is_null() {
+                    error
+                } else {
+                    error.with_details(details)
+                }
+            }
+            StoreError::Invalid { code, message } => ApiError::unprocessable(code, message),
+            StoreError::Sql(e) => ApiError::internal(e),
+        }
     }
 }
 
