@@ -3,6 +3,7 @@
 mod support;
 
 mod annealer;
+mod api;
 mod pg_harness;
 mod rig_smoke;
 mod store;
