@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
@@ -102,8 +102,91 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A safety net for responses made outside handlers (timeouts, layers): a 4xx/5xx without a
+/// body gets the error body, with a code named after its status.
+pub async fn ensure_error_body(response: Response) -> Response {
+    let status = response.status();
+    let has_body = response.headers().contains_key(header::CONTENT_TYPE)
+        || axum::body::HttpBody::size_hint(response.body()).upper() != Some(0);
+    if !(status.is_client_error() || status.is_server_error()) || has_body {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let mut replaced = (
+        status,
+        Json(json!({"error": {"code": code, "message": reason.to_string()}})),
+    )
+        .into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, http::Request, middleware, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(status: StatusCode) -> (StatusCode, serde_json::Value) {
+        let app = Router::new()
+            .route("/", get(move || async move { status }))
+            .layer(middleware::map_response(ensure_error_body));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn bare_error_statuses_get_the_error_body() {
+        let (status, body) = call(StatusCode::REQUEST_TIMEOUT).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "request_timeout");
+        assert_eq!(body["error"]["message"], "Request Timeout");
+        let (_, body) = call(StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        // successes and responses with a body are left alone
+        let (status, body) = call(StatusCode::NO_CONTENT).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(body, serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn api_errors_keep_their_own_body() {
+        let app = Router::new()
+            .route(
+                "/",
+                get(|| async { ApiError::new(StatusCode::CONFLICT, "busy", "it is running") }),
+            )
+            .layer(middleware::map_response(ensure_error_body));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "busy");
     }
 }

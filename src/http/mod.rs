@@ -12,6 +12,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{StatusCode, header},
+    middleware,
 };
 use sqlx::PgPool;
 use tower_http::{
@@ -56,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
+        // outside the timeout: its bare 408 gets the error body too
+        .layer(middleware::map_response(error::ensure_error_body))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // the matched route, never the raw path (it names nodes)
