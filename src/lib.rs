@@ -5,6 +5,7 @@
 
 pub mod annealer;
 pub mod app;
+pub mod auth;
 pub mod barclamps;
 pub mod cli;
 pub mod config;

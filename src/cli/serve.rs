@@ -63,6 +63,8 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     db::migrate(pool).await?;
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
+    crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
+        .await?;
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (is another crowbar running? pass --listen ADDR:PORT)",

@@ -454,3 +454,105 @@ pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>, StoreEr
     .fetch_all(conn)
     .await?)
 }
+
+/// Changes a deployment's description.
+pub async fn update(
+    conn: &mut PgConnection,
+    key: &Key,
+    description: Option<&str>,
+    actor: &Actor,
+) -> Result<Deployment, StoreError> {
+    let (id, _, _) = lock(conn, key).await?;
+    if let Some(description) = description {
+        let changed = sqlx::query(
+            "UPDATE deployments SET description = $2 WHERE id = $1 AND description <> $2",
+        )
+        .bind(id)
+        .bind(description)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if changed > 0 {
+            events::record(
+                conn,
+                actor,
+                NewEvent {
+                    kind: "deployment.updated",
+                    deployment_id: Some(id),
+                    data: json!({"id": id, "description": description}),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+    }
+    get(conn, &Key::Id(id)).await
+}
+
+/// One noderole as the graph shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct GraphNodeRole {
+    pub id: i64,
+    pub node: String,
+    pub node_id: i64,
+    pub role: String,
+    pub role_id: i64,
+    pub deployment: String,
+    pub deployment_id: i64,
+    pub state: i16,
+    pub status: String,
+    pub cohort: i32,
+}
+
+/// A dependency: `child` waits on `parent`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct GraphEdge {
+    pub parent: i64,
+    pub child: i64,
+}
+
+/// The noderole graph of a deployment: its noderoles, every edge touching them, and the
+/// noderoles at the other end of those edges that live in other deployments (shared parents
+/// up the tree, children elsewhere), so every edge's ends are in the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Graph {
+    pub deployment: String,
+    pub deployment_id: i64,
+    pub node_roles: Vec<GraphNodeRole>,
+    pub edges: Vec<GraphEdge>,
+}
+
+pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph, StoreError> {
+    let deployment = get(conn, key).await?;
+    let edges: Vec<GraphEdge> = sqlx::query_as(
+        "SELECT e.parent_id AS parent, e.child_id AS child FROM noderole_edges e
+           JOIN noderoles p ON p.id = e.parent_id JOIN noderoles c ON c.id = e.child_id
+          WHERE p.deployment_id = $1 OR c.deployment_id = $1
+          ORDER BY e.parent_id, e.child_id",
+    )
+    .bind(deployment.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ends: Vec<i64> = edges.iter().flat_map(|e| [e.parent, e.child]).collect();
+    let node_roles: Vec<GraphNodeRole> = sqlx::query_as(
+        "SELECT nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
+                nr.deployment_id, nr.state,
+                CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
+                              WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
+                nr.cohort
+           FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+           JOIN deployments d ON d.id = nr.deployment_id
+          WHERE nr.deployment_id = $1 OR nr.id = ANY($2)
+          ORDER BY nr.cohort, nr.id",
+    )
+    .bind(deployment.id)
+    .bind(&ends)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Graph {
+        deployment: deployment.name,
+        deployment_id: deployment.id,
+        node_roles,
+        edges,
+    })
+}

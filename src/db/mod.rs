@@ -14,7 +14,9 @@ pub mod keys;
 pub mod noderoles;
 pub mod nodes;
 pub mod ripple;
+pub mod roles;
 pub mod runs;
+pub mod tokens;
 
 use std::time::Duration;
 

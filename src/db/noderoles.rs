@@ -68,7 +68,7 @@ pub struct NodeRoleDetail {
     pub children: Vec<i64>,
 }
 
-/// Filters of a noderole listing.
+/// Filters of a noderole listing; deployment, node and role match by name or id.
 #[derive(Debug, Clone, Default)]
 pub struct NodeRoleFilter {
     pub state: Option<NodeRoleState>,
@@ -83,9 +83,9 @@ pub async fn list(pool: &PgPool, f: &NodeRoleFilter) -> Result<Vec<NodeRole>, St
     Ok(sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
         "{SELECT_NODEROLE}
           WHERE ($1::smallint IS NULL OR nr.state = $1)
-            AND ($2::text IS NULL OR d.name = $2)
-            AND ($3::text IS NULL OR n.name = $3)
-            AND ($4::text IS NULL OR r.name = $4)
+            AND ($2::text IS NULL OR d.name = $2 OR d.id::text = $2)
+            AND ($3::text IS NULL OR n.name = $3 OR n.id::text = $3)
+            AND ($4::text IS NULL OR r.name = $4 OR r.id::text = $4)
           ORDER BY nr.id LIMIT $5 OFFSET $6"
     )))
     .bind(f.state.map(|s| s.code()))
@@ -475,4 +475,169 @@ pub async fn delete(
         .await?;
     }
     Ok(removed)
+}
+
+/// Commits one PROPOSED noderole (§4, for a single noderole): its proposed data becomes its
+/// committed data and it becomes TODO when every parent is ACTIVE, else BLOCKED. Any other
+/// state is a 409: only a proposal can be committed.
+pub async fn commit_one(
+    conn: &mut PgConnection,
+    id: i64,
+    actor: &Actor,
+) -> Result<NodeRole, StoreError> {
+    let state = lock_state(conn, id).await?;
+    if state != NodeRoleState::Proposed {
+        return Err(StoreError::Conflict {
+            code: "not_proposed",
+            message: format!("noderole {id} is {state}; only a proposed noderole can be committed"),
+            details: json!({ "state": state.code(), "status": state.name() }),
+        });
+    }
+    commit_locked(conn, &[id], actor, "noderole committed").await?;
+    get(conn, id).await
+}
+
+/// Puts one noderole back to PROPOSED so its data can be edited; nothing runs it until it is
+/// committed again. A noderole that is running now is a 409 (`busy`). Children waiting on it
+/// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
+pub async fn propose_one(
+    conn: &mut PgConnection,
+    id: i64,
+    actor: &Actor,
+) -> Result<NodeRole, StoreError> {
+    let state = lock_state(conn, id).await?;
+    if state == NodeRoleState::Transition {
+        return Err(StoreError::Conflict {
+            code: "busy",
+            message: format!("noderole {id} is running now; wait for it to finish"),
+            details: json!({ "busy": [id] }),
+        });
+    }
+    propose_locked(conn, &[id], actor, "noderole proposed").await?;
+    get(conn, id).await
+}
+
+/// Commits every PROPOSED noderole on a node, in whatever deployment it lives (nodes
+/// usually stay in `system` while their noderoles belong to other deployments). Returns
+/// the ids whose state changed (the committed ones and children blocked by them); none is
+/// fine.
+pub async fn commit_node(
+    conn: &mut PgConnection,
+    node: &Key,
+    actor: &Actor,
+) -> Result<Vec<i64>, StoreError> {
+    let node_id = super::nodes::id_of(conn, node).await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles WHERE node_id = $1 AND state = $2 ORDER BY id FOR UPDATE",
+    )
+    .bind(node_id)
+    .bind(NodeRoleState::Proposed.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    commit_locked(conn, &ids, actor, "node committed").await
+}
+
+/// Puts every noderole on a node back to PROPOSED. If any of them is running now, nothing
+/// changes and the answer is a 409 (`busy`) naming them. Returns the ids that changed.
+pub async fn propose_node(
+    conn: &mut PgConnection,
+    node: &Key,
+    actor: &Actor,
+) -> Result<Vec<i64>, StoreError> {
+    let node_id = super::nodes::id_of(conn, node).await?;
+    let rows: Vec<(i64, i16)> =
+        sqlx::query_as("SELECT id, state FROM noderoles WHERE node_id = $1 ORDER BY id FOR UPDATE")
+            .bind(node_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let busy: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.1 == NodeRoleState::Transition.code())
+        .map(|r| r.0)
+        .collect();
+    if !busy.is_empty() {
+        return Err(StoreError::Conflict {
+            code: "busy",
+            message: format!(
+                "the node is running noderole {}; wait for it to finish",
+                busy[0]
+            ),
+            details: json!({ "busy": busy }),
+        });
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    propose_locked(conn, &ids, actor, "node proposed").await
+}
+
+/// Locks a noderole row and returns its state.
+async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState, StoreError> {
+    let code: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+    Ok(NodeRoleState::from_code(code).expect("the schema only allows valid states"))
+}
+
+/// Commits the PROPOSED noderoles among `ids` (already locked): data, then TODO or BLOCKED
+/// by parent state — all BLOCKED first, then settled, so a parent among `ids` is never
+/// mistaken for ACTIVE. Children waiting on them (TODO/ERROR) are blocked.
+async fn commit_locked(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    actor: &Actor,
+    reason: &str,
+) -> Result<Vec<i64>, StoreError> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let committed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE noderoles SET committed_data = proposed_data, state = $2
+          WHERE id = ANY($1) AND state = $3 RETURNING id",
+    )
+    .bind(ids)
+    .bind(NodeRoleState::Blocked.code())
+    .bind(NodeRoleState::Proposed.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = committed.clone();
+    ripple::settle(conn, &committed, NodeRoleState::Blocked).await?;
+    changed.extend(ripple::block_waiting_children(conn, &committed).await?);
+    changed.sort_unstable();
+    changed.dedup();
+    events::noderoles_changed(conn, actor, reason, &changed).await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(changed)
+}
+
+/// Puts `ids` (already locked, none in TRANSITION) into PROPOSED and blocks children that
+/// were waiting on them, dropping the queued runs of all of those. Returns the ids that
+/// changed.
+async fn propose_locked(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    actor: &Actor,
+    reason: &str,
+) -> Result<Vec<i64>, StoreError> {
+    if ids.is_empty() {
+        return Ok(vec![]);
+    }
+    let proposed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE noderoles SET state = $2, requested_lane = NULL
+          WHERE id = ANY($1) AND state <> $2 RETURNING id",
+    )
+    .bind(ids)
+    .bind(NodeRoleState::Proposed.code())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut changed = proposed.clone();
+    changed.extend(ripple::block_waiting_children(conn, &proposed).await?);
+    changed.sort_unstable();
+    changed.dedup();
+    // none of them can start now: free their nodes for other work
+    for id in &changed {
+        super::runs::drop_queued_of_noderole(conn, *id).await?;
+    }
+    events::noderoles_changed(conn, actor, reason, &changed).await?;
+    Ok(changed)
 }

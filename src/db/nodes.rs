@@ -129,7 +129,7 @@ pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError
         .ok_or_else(|| StoreError::not_found("node", key))
 }
 
-/// Filters of a node listing.
+/// Filters of a node listing; the deployment matches by name or id.
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {
     pub deployment: Option<String>,
@@ -143,7 +143,7 @@ pub struct NodeFilter {
 pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError> {
     Ok(sqlx::query_as::<_, Node>(sqlx::AssertSqlSafe(format!(
         "{SELECT_NODE}
-          WHERE ($1::text IS NULL OR d.name = $1)
+          WHERE ($1::text IS NULL OR d.name = $1 OR d.id::text = $1)
             AND ($2::bool IS NULL OR n.alive = $2)
             AND ($3::bool IS NULL OR n.available = $3)
             AND ($4::bool IS NULL OR n.admin = $4)

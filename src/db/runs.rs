@@ -473,6 +473,14 @@ pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx:
     drop_where(conn, "node_id = $1 AND state = 'queued'", node_id).await
 }
 
+/// Drops the queued (not yet running) run of a noderole, recording it as `dropped`.
+pub async fn drop_queued_of_noderole(
+    conn: &mut PgConnection,
+    noderole_id: i64,
+) -> sqlx::Result<u64> {
+    drop_where(conn, "noderole_id = $1 AND state = 'queued'", noderole_id).await
+}
+
 async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sqlx::Result<u64> {
     Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)

@@ -3,10 +3,12 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::json;
+
+use crate::db::error::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -33,6 +35,18 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     pub fn unauthorized() -> Self {
@@ -64,8 +78,115 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Store errors map onto the contract: unknown objects 404, conflicts with the current state
+/// 409 (with their code and details), invalid requests 422, anything else a logged 500.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Conflict {
+                code,
+                message,
+                details,
+            } => {
+                let error = ApiError::new(StatusCode::CONFLICT, code, message);
+                if details.is_null() {
+                    error
+                } else {
+                    error.with_details(details)
+                }
+            }
+            StoreError::Invalid { code, message } => ApiError::unprocessable(code, message),
+            StoreError::Sql(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// A safety net for responses made outside handlers (timeouts, layers): a 4xx/5xx without a
+/// body gets the error body, with a code named after its status.
+pub async fn ensure_error_body(response: Response) -> Response {
+    let status = response.status();
+    let has_body = response.headers().contains_key(header::CONTENT_TYPE)
+        || axum::body::HttpBody::size_hint(response.body()).upper() != Some(0);
+    if !(status.is_client_error() || status.is_server_error()) || has_body {
+        return response;
+    }
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let mut replaced = (
+        status,
+        Json(json!({"error": {"code": code, "message": reason.to_string()}})),
+    )
+        .into_response();
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            replaced.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    replaced
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, http::Request, middleware, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(status: StatusCode) -> (StatusCode, serde_json::Value) {
+        let app = Router::new()
+            .route("/", get(move || async move { status }))
+            .layer(middleware::map_response(ensure_error_body));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn bare_error_statuses_get_the_error_body() {
+        let (status, body) = call(StatusCode::REQUEST_TIMEOUT).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "request_timeout");
+        assert_eq!(body["error"]["message"], "Request Timeout");
+        let (_, body) = call(StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        // successes and responses with a body are left alone
+        let (status, body) = call(StatusCode::NO_CONTENT).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(body, serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn api_errors_keep_their_own_body() {
+        let app = Router::new()
+            .route(
+                "/",
+                get(|| async { ApiError::new(StatusCode::CONFLICT, "busy", "it is running") }),
+            )
+            .layer(middleware::map_response(ensure_error_body));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "busy");
     }
 }

@@ -1,13 +1,24 @@
 //! The HTTP edge: REST API, health probes, and (later) the web UI and events.
 
+pub mod api;
+pub mod auth;
 pub mod error;
+pub mod extract;
 mod health;
 
 use std::time::Duration;
 
-use axum::{Router, http::StatusCode};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{StatusCode, header},
+    middleware,
+};
 use sqlx::PgPool;
-use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer, trace::TraceLayer,
+};
 
 pub use error::ApiError;
 
@@ -15,14 +26,30 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// The annealer's run cap, for explaining "global cap reached" in noderole reasons.
+    pub run_cap: i64,
 }
 
-/// The whole HTTP surface, one router per resource merged here.
+impl AppState {
+    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`).
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            run_cap: crate::annealer::AnnealerSettings::default().run_cap,
+        }
+    }
+}
+
+/// The whole HTTP surface, one router per resource merged here (and in [`api::router`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(api::router(state.clone()))
         .fallback(unknown_route)
+        // after every route is added: it applies to the routes present
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
@@ -30,9 +57,31 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
-        .layer(TraceLayer::new_for_http())
+        // outside the timeout: its bare 408 gets the error body too
+        .layer(middleware::map_response(error::ensure_error_body))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // the matched route, never the raw path (it names nodes)
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %request.method(), route)
+            }),
+        )
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }

@@ -3,8 +3,10 @@
 mod support;
 
 mod annealer;
+mod api;
 mod barclamps;
 mod documents;
 mod hooks;
 mod pg_harness;
 mod rig_smoke;
+mod store;

@@ -3,6 +3,7 @@
 //! Each helper serves some tests, not necessarily all of them in every build.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod db;
 pub mod nodes;
 pub mod world;

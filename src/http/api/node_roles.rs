@@ -1,0 +1,239 @@
+//! `/api/v2/node_roles`: binding roles to nodes (SEMANTICS §3), data, retry, propose,
+//! commit and deletion of single noderoles.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::Response,
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{WithReason, created, with_reason, with_reasons};
+use crate::{
+    db::{
+        self,
+        keys::Key,
+        noderoles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
+    },
+    domain::state::NodeRoleState,
+    http::{
+        ApiError, AppState,
+        auth::Caller,
+        extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/node_roles", get(list).post(bind))
+        .route(
+            "/api/v2/node_roles/{id}",
+            get(show).put(set_data).patch(set_data).delete(remove),
+        )
+        .route("/api/v2/node_roles/{id}/retry", put(retry))
+        .route("/api/v2/node_roles/{id}/propose", put(propose))
+        .route("/api/v2/node_roles/{id}/commit", put(commit))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// A state name (`error`, `todo`, ...) or code (`-1`, `1`, ...).
+    state: Option<String>,
+    deployment: Option<String>,
+    node: Option<String>,
+    role: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+fn parse_state(text: &str) -> Result<NodeRoleState, ApiError> {
+    NodeRoleState::from_name(text)
+        .or_else(|| text.parse().ok().and_then(NodeRoleState::from_code))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "unknown state `{text}`: use error, active, todo, transition, blocked, proposed or their codes -1..4"
+                ),
+            )
+        })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<WithReason<NodeRole>>>, ApiError> {
+    let page = Page::new(q.limit, q.offset)?;
+    let filter = NodeRoleFilter {
+        state: q.state.as_deref().map(parse_state).transpose()?,
+        deployment: q.deployment,
+        node: q.node,
+        role: q.role,
+        limit: page.limit,
+        offset: page.offset,
+    };
+    let noderoles = db::noderoles::list(&state.pool, &filter).await?;
+    Ok(Json(with_reasons(&state, noderoles).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindBody {
+    node: ObjectKey,
+    role: ObjectKey,
+    /// Default: the node's deployment.
+    deployment: Option<ObjectKey>,
+    data: Option<Value>,
+}
+
+/// The bound noderole and the parents the binding had to create.
+#[derive(Debug, Serialize)]
+struct Bound {
+    #[serde(flatten)]
+    noderole: WithReason<NodeRole>,
+    created: Vec<WithReason<NodeRole>>,
+}
+
+async fn bind(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<BindBody>,
+) -> Result<Response, ApiError> {
+    let deployment = body.deployment.map(|k| k.0);
+    let mut tx = state.pool.begin().await?;
+    // unknown roles are 404s, like unknown nodes and deployments
+    let role = db::roles::get_role(&mut tx, &body.role.0).await?;
+    let bound = db::noderoles::bind(
+        &mut tx,
+        &body.node.0,
+        &role.name,
+        deployment.as_ref(),
+        body.data.as_ref(),
+        &caller.actor(),
+    )
+    .await?;
+    tx.commit().await?;
+    let id = bound.noderole.id;
+    let body = Bound {
+        noderole: with_reason(&state, id, bound.noderole).await?,
+        created: with_reasons(&state, bound.created).await?,
+    };
+    Ok(created(format!("/api/v2/node_roles/{id}"), body))
+}
+
+/// Noderoles have no names: a key that is not a number names nothing.
+fn noderole_id(text: &str) -> Result<i64, ApiError> {
+    match Key::parse(text) {
+        Key::Id(id) => Ok(id),
+        Key::Name(_) => Err(ApiError::not_found(format!(
+            "noderole `{text}` not found (noderoles are addressed by id, or as /api/v2/nodes/<node>/node_roles/<role>)"
+        ))),
+    }
+}
+
+async fn detail(state: &AppState, id: i64) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let detail = db::noderoles::detail(&mut conn, id).await?;
+    drop(conn);
+    Ok(Json(with_reason(state, id, detail).await?))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
+    detail(&state, noderole_id(&id)?).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataBody {
+    data: Value,
+}
+
+/// Replaces the proposed data; only while the noderole (or its deployment) is proposed.
+async fn set_data(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DataBody>,
+) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
+    let id = noderole_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    db::noderoles::set_data(&mut tx, id, &body.data, &caller.actor()).await?;
+    tx.commit().await?;
+    detail(&state, id).await
+}
+
+#[derive(Debug, Serialize)]
+struct Deleted {
+    /// The noderole and the descendants that went with it.
+    deleted: Vec<i64>,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    let id = noderole_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let mut deleted = db::noderoles::delete(&mut tx, id, &caller.actor()).await?;
+    tx.commit().await?;
+    deleted.sort_unstable();
+    Ok(Json(Deleted { deleted }))
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WithReason<NodeRole>>, ApiError> {
+    let id = noderole_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let noderole = db::noderoles::retry(&mut tx, id, &caller.actor()).await?;
+    tx.commit().await?;
+    Ok(Json(with_reason(&state, id, noderole).await?))
+}
+
+async fn propose(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WithReason<NodeRole>>, ApiError> {
+    let id = noderole_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let noderole = db::noderoles::propose_one(&mut tx, id, &caller.actor()).await?;
+    tx.commit().await?;
+    Ok(Json(with_reason(&state, id, noderole).await?))
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WithReason<NodeRole>>, ApiError> {
+    let id = noderole_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let noderole = db::noderoles::commit_one(&mut tx, id, &caller.actor()).await?;
+    tx.commit().await?;
+    Ok(Json(with_reason(&state, id, noderole).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_by_name_or_code() {
+        assert_eq!(parse_state("error").unwrap(), NodeRoleState::Error);
+        assert_eq!(parse_state("-1").unwrap(), NodeRoleState::Error);
+        assert_eq!(parse_state("4").unwrap(), NodeRoleState::Proposed);
+        assert_eq!(parse_state("TODO").unwrap(), NodeRoleState::Todo);
+        assert!(parse_state("5").is_err());
+        assert!(parse_state("done").is_err());
+    }
+}

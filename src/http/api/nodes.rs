@@ -1,0 +1,301 @@
+//! `/api/v2/nodes`: machines, their flags and history, and their noderoles.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::Response,
+    routing::{get, put},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{WithReason, created, with_reason, with_reasons};
+use crate::{
+    db::{
+        self,
+        events::EventRow,
+        keys::Key,
+        noderoles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
+        nodes::{NewNode, Node, NodeFilter, NodeUpdate},
+    },
+    http::{
+        ApiError, AppState,
+        auth::Caller,
+        extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page, PageQuery, double_option},
+    },
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/nodes", get(list).post(create))
+        .route(
+            "/api/v2/nodes/{node}",
+            get(show).put(update).patch(update).delete(remove),
+        )
+        .route("/api/v2/nodes/{node}/node_roles", get(node_roles))
+        .route("/api/v2/nodes/{node}/node_roles/{role}", get(node_role))
+        .route("/api/v2/nodes/{node}/events", get(events))
+        .route("/api/v2/nodes/{node}/commit", put(commit))
+        .route("/api/v2/nodes/{node}/propose", put(propose))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    deployment: Option<String>,
+    alive: Option<bool>,
+    available: Option<bool>,
+    admin: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<Node>>, ApiError> {
+    let page = Page::new(q.limit, q.offset)?;
+    let filter = NodeFilter {
+        deployment: q.deployment,
+        alive: q.alive,
+        available: q.available,
+        admin: q.admin,
+        limit: page.limit,
+        offset: page.offset,
+    };
+    Ok(Json(db::nodes::list(&state.pool, &filter).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    address: Option<String>,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    description: String,
+    deployment: Option<ObjectKey>,
+    bootenv: Option<String>,
+    mac: Option<String>,
+}
+
+/// A new node and its token, which is shown only here.
+#[derive(Debug, Serialize)]
+struct Created {
+    #[serde(flatten)]
+    node: Node,
+    token: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, ApiError> {
+    if let Some(bootenv) = &body.bootenv {
+        check_bootenv(bootenv)?;
+    }
+    let new = NewNode {
+        name: body.name,
+        address: body.address,
+        admin: body.admin,
+        description: body.description,
+        deployment: body.deployment.map(|k| k.0),
+        bootenv: body.bootenv,
+        mac: body.mac,
+    };
+    let mut tx = state.pool.begin().await?;
+    let (node, token) = db::nodes::create(&mut tx, &new, &caller.actor()).await?;
+    tx.commit().await?;
+    Ok(created(
+        format!("/api/v2/nodes/{}", node.id),
+        Created { node, token },
+    ))
+}
+
+fn check_bootenv(bootenv: &str) -> Result<(), ApiError> {
+    let ok = !bootenv.is_empty()
+        && bootenv.len() <= 64
+        && bootenv
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_bootenv",
+            "a bootenv is a name of letters, digits, '-', '_' and '.' (at most 64)",
+        ))
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ApiPath(node): ApiPath<String>,
+) -> Result<Json<Node>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(Json(db::nodes::get(&mut conn, &Key::parse(&node)).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    alive: Option<bool>,
+    available: Option<bool>,
+    bootenv: Option<String>,
+    description: Option<String>,
+    deployment: Option<ObjectKey>,
+    /// `null` clears the address.
+    #[serde(default, deserialize_with = "double_option")]
+    address: Option<Option<String>>,
+    /// Why, for the node's history.
+    reason: Option<String>,
+}
+
+/// PUT and PATCH both change only the fields given. Node tokens may set only `alive` and
+/// `bootenv` of their own node (the auth middleware already kept them to their own node).
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<Node>, ApiError> {
+    if !caller.is_admin() {
+        let mut refused: Vec<&str> = Vec::new();
+        for (field, given) in [
+            ("available", body.available.is_some()),
+            ("description", body.description.is_some()),
+            ("deployment", body.deployment.is_some()),
+            ("address", body.address.is_some()),
+            ("reason", body.reason.is_some()),
+        ] {
+            if given {
+                refused.push(field);
+            }
+        }
+        if !refused.is_empty() {
+            return Err(ApiError::forbidden(format!(
+                "a node token may set only `alive` and `bootenv`, not {}",
+                refused.join(", ")
+            ))
+            .with_details(serde_json::json!({ "fields": refused })));
+        }
+    }
+    if let Some(bootenv) = &body.bootenv {
+        check_bootenv(bootenv)?;
+    }
+    let update = NodeUpdate {
+        alive: body.alive,
+        available: body.available,
+        bootenv: body.bootenv,
+        description: body.description,
+        deployment: body.deployment.map(|k| k.0),
+        address: body.address,
+    };
+    let reason = match (&caller, body.reason) {
+        (_, Some(reason)) => reason,
+        (Caller::Node { .. }, None) => "reported by the node".to_string(),
+        (Caller::Admin { .. }, None) => String::new(),
+    };
+    let mut tx = state.pool.begin().await?;
+    let node = db::nodes::update(
+        &mut tx,
+        &Key::parse(&node),
+        &update,
+        &caller.actor(),
+        &reason,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(node))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    db::nodes::delete(&mut tx, &Key::parse(&node), &caller.actor()).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn node_roles(
+    State(state): State<AppState>,
+    ApiPath(node): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Vec<WithReason<NodeRole>>>, ApiError> {
+    let page = q.page()?;
+    let mut conn = state.pool.acquire().await?;
+    let node_id = db::nodes::id_of(&mut conn, &Key::parse(&node)).await?;
+    drop(conn);
+    let filter = NodeRoleFilter {
+        node: Some(node_id.to_string()),
+        limit: page.limit,
+        offset: page.offset,
+        ..Default::default()
+    };
+    let noderoles = db::noderoles::list(&state.pool, &filter).await?;
+    Ok(Json(with_reasons(&state, noderoles).await?))
+}
+
+async fn node_role(
+    State(state): State<AppState>,
+    ApiPath((node, role)): ApiPath<(String, String)>,
+) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let id = db::noderoles::find(&mut conn, &Key::parse(&node), &role).await?;
+    let detail = db::noderoles::detail(&mut conn, id).await?;
+    drop(conn);
+    Ok(Json(with_reason(&state, id, detail).await?))
+}
+
+async fn events(
+    State(state): State<AppState>,
+    ApiPath(node): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Vec<EventRow>>, ApiError> {
+    let page = q.page()?;
+    let mut conn = state.pool.acquire().await?;
+    let node_id = db::nodes::id_of(&mut conn, &Key::parse(&node)).await?;
+    drop(conn);
+    Ok(Json(
+        db::nodes::history(&state.pool, node_id, page.limit, page.offset).await?,
+    ))
+}
+
+/// What a node-wide commit or propose did.
+#[derive(Debug, Serialize)]
+struct NodeChange {
+    node: Node,
+    /// Noderoles whose state changed.
+    changed: Vec<i64>,
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<Json<NodeChange>, ApiError> {
+    let key = Key::parse(&node);
+    let mut tx = state.pool.begin().await?;
+    let changed = db::noderoles::commit_node(&mut tx, &key, &caller.actor()).await?;
+    let node = db::nodes::get(&mut tx, &key).await?;
+    tx.commit().await?;
+    Ok(Json(NodeChange { node, changed }))
+}
+
+async fn propose(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<Json<NodeChange>, ApiError> {
+    let key = Key::parse(&node);
+    let mut tx = state.pool.begin().await?;
+    let changed = db::noderoles::propose_node(&mut tx, &key, &caller.actor()).await?;
+    let node = db::nodes::get(&mut tx, &key).await?;
+    tx.commit().await?;
+    Ok(Json(NodeChange { node, changed }))
+}

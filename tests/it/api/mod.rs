@@ -1,0 +1,12 @@
+//! The REST API (API.md), in-process against a real database: every route's success path
+//! and its refusals, each refusal checked for its status, its error body, and that it
+//! changed nothing.
+
+mod auth;
+mod catalog;
+mod deployments;
+mod errors;
+mod node_roles;
+mod nodes;
+mod queue;
+mod scenario;
