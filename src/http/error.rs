@@ -190,3 +190,9 @@ mod tests {
         assert_eq!(body["error"]["code"], "busy");
     }
 }
+
+impl From<crate::hooks::Veto> for ApiError {
+    fn from(veto: crate::hooks::Veto) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "vetoed", veto.to_string())
+    }
+}

@@ -28,6 +28,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The annealer's run cap, for explaining "global cap reached" in noderole reasons.
     pub run_cap: i64,
+    /// Role hooks; veto hooks run inside the transactions of binds and commits.
+    pub hooks: crate::hooks::Hooks,
 }
 
 impl AppState {
@@ -36,6 +38,7 @@ impl AppState {
         Self {
             pool,
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
+            hooks: crate::hooks::Hooks::default(),
         }
     }
 }

@@ -4,7 +4,7 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, put},
 };
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,10 @@ use crate::{
     db::{
         self,
         deployments::{Deployment, Graph, Snapshot},
+        documents::{self, Applied, Plan},
         keys::Key,
     },
+    domain::plan::Document,
     http::{
         ApiError, AppState,
         auth::Caller,
@@ -32,7 +34,15 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v2/deployments/{deployment}/commit", put(commit))
         .route("/api/v2/deployments/{deployment}/propose", put(propose))
-        .route("/api/v2/deployments/{deployment}/snapshots", get(snapshots))
+        .route(
+            "/api/v2/deployments/{deployment}/snapshots",
+            get(snapshots).post(apply_document),
+        )
+        .route(
+            "/api/v2/deployments/{deployment}/plan",
+            get(plan).post(plan_document),
+        )
+        .route("/api/v2/deployments/{deployment}/recall", put(recall))
         .route(
             "/api/v2/deployments/{deployment}/snapshots/{seq}",
             get(snapshot),
@@ -146,6 +156,7 @@ async fn commit(
     let mut tx = state.pool.begin().await?;
     let outcome = db::deployments::commit(&mut tx, &key, &caller.actor()).await?;
     let deployment = db::deployments::get(&mut tx, &key).await?;
+    state.hooks.check_commit(&mut tx, deployment.id).await?;
     tx.commit().await?;
     Ok(Json(Committed {
         deployment,
@@ -199,4 +210,78 @@ async fn graph(
     Ok(Json(
         db::deployments::graph(&mut conn, &Key::parse(&deployment)).await?,
     ))
+}
+
+/// POST a desired-state document: 201 when it recorded a new snapshot, 200 otherwise (an
+/// identical document, or `commit: false`); 409 `stale_base` when `base` is not the latest.
+async fn apply_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(deployment): ApiPath<String>,
+    ApiJson(doc): ApiJson<Document>,
+) -> Result<Response, ApiError> {
+    let key = Key::parse(&deployment);
+    let mut tx = state.pool.begin().await?;
+    let applied = documents::apply(&mut tx, &key, &doc, &caller.actor()).await?;
+    if applied.committed && applied.changed {
+        let id = db::deployments::id_of(&mut tx, &key).await?;
+        state.hooks.check_commit(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    let status = if applied.committed && applied.changed {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json::<Applied>(applied)).into_response())
+}
+
+/// What committing the current proposal would do; changes nothing.
+async fn plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(deployment): ApiPath<String>,
+) -> Result<Json<Plan>, ApiError> {
+    Ok(Json(
+        documents::plan(&state.pool, &Key::parse(&deployment), &caller.actor()).await?,
+    ))
+}
+
+/// What applying a document would do; changes nothing (`base` is not checked).
+async fn plan_document(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(deployment): ApiPath<String>,
+    ApiJson(doc): ApiJson<Document>,
+) -> Result<Json<Plan>, ApiError> {
+    Ok(Json(
+        documents::plan_document(&state.pool, &Key::parse(&deployment), &doc, &caller.actor())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecallBody {
+    /// The snapshot sequence number to bring back as the proposal.
+    snapshot: i32,
+}
+
+/// Makes the proposal equal an older snapshot; commit it to apply.
+async fn recall(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(deployment): ApiPath<String>,
+    ApiJson(body): ApiJson<RecallBody>,
+) -> Result<Json<Applied>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let applied = documents::recall(
+        &mut tx,
+        &Key::parse(&deployment),
+        body.snapshot,
+        &caller.actor(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(applied))
 }

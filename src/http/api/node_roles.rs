@@ -115,6 +115,7 @@ async fn bind(
         &caller.actor(),
     )
     .await?;
+    state.hooks.check_bind(&mut tx, &bound).await?;
     tx.commit().await?;
     let id = bound.noderole.id;
     let body = Bound {

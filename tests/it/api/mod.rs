@@ -5,6 +5,7 @@
 mod auth;
 mod catalog;
 mod deployments;
+mod documents;
 mod errors;
 mod node_roles;
 mod nodes;
