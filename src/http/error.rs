@@ -132,6 +132,12 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::hooks::Veto> for ApiError {
+    fn from(veto: crate::hooks::Veto) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "vetoed", veto.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::{Router, body::Body, http::Request, middleware, routing::get};
@@ -188,11 +194,5 @@ mod tests {
             .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(body["error"]["code"], "busy");
-    }
-}
-
-impl From<crate::hooks::Veto> for ApiError {
-    fn from(veto: crate::hooks::Veto) -> Self {
-        ApiError::new(StatusCode::CONFLICT, "vetoed", veto.to_string())
     }
 }
