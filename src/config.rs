@@ -46,9 +46,19 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_DATA_DIR", default_value = "./var")]
     pub data_dir: PathBuf,
 
+    /// Directory of the PostgreSQL server binaries (`postgres`, `initdb`) for the private
+    /// PostgreSQL, e.g. /usr/lib/postgresql/16/bin. When given, only this directory is used;
+    /// otherwise pg_config, /usr/lib/postgresql/*/bin (newest first) and PATH are searched.
+    #[arg(long, env = "CROWBAR_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
+
     /// Extra directories of barclamps (<name>.yml plus <name>/roles/<role>/ scripts),
     /// loaded after the shipped ones.
-    #[arg(long = "barclamp-dir", env = "CROWBAR_BARCLAMP_DIRS", value_delimiter = ':')]
+    #[arg(
+        long = "barclamp-dir",
+        env = "CROWBAR_BARCLAMP_DIRS",
+        value_delimiter = ':'
+    )]
     pub barclamp_dirs: Vec<PathBuf>,
 
     /// Bearer token of the built-in admin. Generated into <data-dir>/admin.token when absent.
@@ -63,7 +73,8 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
-    /// How long shutdown waits for in-flight work before giving up on it.
+    /// How long shutdown waits for in-flight requests (and then for database connections)
+    /// before giving up on them.
     #[arg(long, env = "CROWBAR_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
@@ -84,7 +95,9 @@ impl Settings {
 /// Parses `250ms`, `10s`, `5m`, `1h` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -94,7 +107,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
-        other => Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => Err(format!(
+            "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+        )),
     }
 }
 
@@ -124,5 +139,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
         assert!(s.database_url.is_none());
         assert_eq!(s.data_dir, PathBuf::from("./var"));
+        assert!(s.postgres_bin_dir.is_none());
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     }
 }
