@@ -3,3 +3,4 @@
 mod support;
 
 mod pg_harness;
+mod serve;

@@ -12,10 +12,9 @@ async fn each_test_gets_a_fresh_migrated_database() {
         .execute(&a.pool)
         .await
         .unwrap();
-    let untouched: String =
-        sqlx::query_scalar("SELECT description FROM deployments WHERE system")
-            .fetch_one(&b.pool)
-            .await
-            .unwrap();
+    let untouched: String = sqlx::query_scalar("SELECT description FROM deployments WHERE system")
+        .fetch_one(&b.pool)
+        .await
+        .unwrap();
     assert_ne!(untouched, "changed", "databases must not share state");
 }

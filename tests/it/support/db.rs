@@ -102,7 +102,10 @@ fn cluster() -> &'static Cluster {
 
 async fn start_cluster() -> Cluster {
     let (admin_url, managed) = match std::env::var("DATABASE_URL") {
-        Ok(url) => (url.parse().expect("DATABASE_URL is not a postgres URL"), None),
+        Ok(url) => (
+            url.parse().expect("DATABASE_URL is not a postgres URL"),
+            None,
+        ),
         Err(_) => {
             let dir = scratch_dir();
             let managed = ManagedPostgres::start_with(&dir, PgOptions::throwaway())
@@ -116,10 +119,12 @@ async fn start_cluster() -> Cluster {
     let admin = PgPool::connect_with(admin_url.clone())
         .await
         .expect("connect to the test cluster");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {template}")))
-        .execute(&admin)
-        .await
-        .expect("drop old template");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {template}"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop old template");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {template}")))
         .execute(&admin)
         .await

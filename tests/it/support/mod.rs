@@ -1,3 +1,4 @@
 //! Test harness: databases, namespace nodes, daemons.
 
+pub mod daemon;
 pub mod db;
