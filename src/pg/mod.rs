@@ -8,8 +8,8 @@
 //! One cluster directory, one user: crowbar holds an exclusive `flock` on the directory and
 //! hands that lock down to initdb and the postmaster, so the directory stays locked until the
 //! last process of the cluster is gone, even after crowbar itself crashed. A second crowbar on
-//! the same directory is refused; one started while the cluster of a crashed crowbar is still
-//! shutting down waits for it.
+//! the same directory is refused; one started while what a crashed crowbar left is still
+//! winding down waits for it (up to 30 s).
 
 use std::{
     fs,
@@ -441,8 +441,9 @@ async fn initdb(
     Ok(())
 }
 
-/// Takes the cluster directory's lock. While another crowbar's cluster holds it, fails at
-/// once, unless that cluster is shutting down after its crowbar died: then waits for it.
+/// Takes the cluster directory's lock. While the cluster of a running crowbar holds it,
+/// fails at once; while it is held by what a dead crowbar left (a server that is stopping
+/// because its parent died, its last children, an initdb finishing), waits for it.
 async fn lock_cluster(dir: &Path) -> Result<fs::File, PgError> {
     let file = fs::File::open(dir).map_err(io_err(dir))?;
     let deadline = Instant::now() + ORPHAN_WAIT;
@@ -460,12 +461,10 @@ async fn lock_cluster(dir: &Path) -> Result<fs::File, PgError> {
             });
         }
         let postmaster = PidFile::read(dir);
-        // A postmaster that is gone (its last children are exiting) or stopping is the
-        // remains of a crowbar that died; anything else is a live crowbar.
-        let winding_down = postmaster
-            .as_ref()
-            .is_some_and(|pm| !is_alive(pm.pid) || pm.status == "stopping");
-        if !winding_down || Instant::now() > deadline {
+        let owned_by_a_live_crowbar = postmaster.as_ref().is_some_and(|pm| {
+            is_alive(pm.pid) && pm.status != "stopping" && parent_runs_this_program(pm.pid)
+        });
+        if owned_by_a_live_crowbar || Instant::now() > deadline {
             return Err(PgError::AlreadyRunning {
                 dir: dir.to_path_buf(),
                 pid: postmaster.map(|pm| pm.pid),
@@ -475,7 +474,29 @@ async fn lock_cluster(dir: &Path) -> Result<fs::File, PgError> {
             tracing::warn!(dir = %dir.display(), "waiting for the PostgreSQL of a previous crowbar to shut down");
             waiting = true;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the parent of `pid` runs the same executable as this process: a postmaster
+/// whose crowbar died has been handed to init (or a subreaper) and fails this test.
+fn parent_runs_this_program(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: String| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let ppid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("PPid:"))
+                .and_then(|ppid| ppid.trim().parse::<i32>().ok())
+        });
+    match ppid {
+        Some(ppid) if ppid > 1 => {
+            let parent = identity(format!("/proc/{ppid}/exe"));
+            parent.is_some() && parent == identity("/proc/self/exe".into())
+        }
+        _ => false,
     }
 }
 
@@ -532,7 +553,8 @@ fn is_alive(pid: i32) -> bool {
 }
 
 /// Whether `pid` is a live postgres whose working directory is `dir` (a postmaster changes
-/// into its data directory). When its working directory cannot be read, assume it is.
+/// into its data directory). When we may not read its working directory, assume it is; a
+/// process in the middle of exiting has none any more and is not.
 fn is_postmaster_of(pid: i32, dir: &Path) -> bool {
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if !is_alive(pid) || !comm.trim().starts_with("postgres") {
@@ -540,7 +562,7 @@ fn is_postmaster_of(pid: i32, dir: &Path) -> bool {
     }
     match fs::read_link(format!("/proc/{pid}/cwd")) {
         Ok(cwd) => fs::canonicalize(dir).is_ok_and(|dir| dir == cwd),
-        Err(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
     }
 }
 
@@ -687,4 +709,39 @@ fn log_tail(dir: &Path) -> String {
         "last lines of {}:\n{tail}",
         dir.join("postgres.log").display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_give_pid_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(PidFile::read(dir.path()).is_none());
+        fs::write(
+            dir.path().join("postmaster.pid"),
+            "4242\n/d\n1700000000\n5432\n/d/run\n\n  5432001         0\nstopping\n",
+        )
+        .unwrap();
+        let pm = PidFile::read(dir.path()).unwrap();
+        assert_eq!((pm.pid, pm.status.as_str()), (4242, "stopping"));
+        // a server that has not written its status yet
+        fs::write(dir.path().join("postmaster.pid"), "4242\n/d\n").unwrap();
+        assert_eq!(PidFile::read(dir.path()).unwrap().status, "");
+    }
+
+    #[test]
+    fn liveness_and_parentage_come_from_proc() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(is_alive(pid));
+        // its parent is this very program; this program's parent (the test runner) is not
+        assert!(parent_runs_this_program(pid));
+        assert!(!parent_runs_this_program(std::process::id() as i32));
+        assert!(!is_postmaster_of(pid, Path::new("/")));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+    }
 }
