@@ -46,6 +46,12 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_DATA_DIR", default_value = "./var")]
     pub data_dir: PathBuf,
 
+    /// Directory of the PostgreSQL server binaries (`postgres`, `initdb`) for the private
+    /// PostgreSQL, e.g. /usr/lib/postgresql/16/bin. When given, only this directory is used;
+    /// otherwise pg_config, /usr/lib/postgresql/*/bin (newest first) and PATH are searched.
+    #[arg(long, env = "CROWBAR_POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
+
     /// Extra directories of barclamps (<name>.yml plus <name>/roles/<role>/ scripts),
     /// loaded after the shipped ones.
     #[arg(
@@ -67,9 +73,14 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
-    /// How long shutdown waits for in-flight work before giving up on it.
+    /// How long shutdown waits for in-flight requests (and then for database connections)
+    /// before giving up on them.
     #[arg(long, env = "CROWBAR_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// The annealer and the run queue.
+    #[command(flatten)]
+    pub annealer: crate::annealer::AnnealerSettings,
 }
 
 impl Settings {
@@ -132,5 +143,7 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
         assert!(s.database_url.is_none());
         assert_eq!(s.data_dir, PathBuf::from("./var"));
+        assert!(s.postgres_bin_dir.is_none());
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     }
 }

@@ -44,18 +44,47 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            eprint!("{}", report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error: <message>` and one `caused by:` line per cause that the line before does not
+/// already spell out (many errors repeat their source in their own message).
+fn report(error: &anyhow::Error) -> String {
+    let mut text = format!("error: {error}\n");
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !previous.contains(&cause) {
+            text.push_str(&format!("  caused by: {cause}\n"));
+        }
+        previous = cause;
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => serve::serve(settings).await,
         Command::Migrate(settings) => serve::migrate_only(settings).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_skip_causes_already_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io).context("cannot open /x: no such file");
+        assert_eq!(report(&error), "error: cannot open /x: no such file\n");
+        let error = anyhow::anyhow!("address in use").context("cannot listen on :80");
+        assert_eq!(
+            report(&error),
+            "error: cannot listen on :80\n  caused by: address in use\n"
+        );
     }
 }

@@ -1,11 +1,23 @@
 //! `crowbar serve` and `crowbar migrate`.
 
+use std::{net::SocketAddr, time::Duration};
+
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Settings, db, pg::ManagedPostgres, telemetry};
+use crate::{
+    annealer::Engine,
+    app::RunOptions,
+    config::Settings,
+    db,
+    hooks::Hooks,
+    http::AppState,
+    jig::JigRegistry,
+    pg::{ManagedPostgres, PgOptions},
+    telemetry,
+};
 
 /// The database a daemon runs on: a server given by URL, or the private one it manages.
 struct Database {
@@ -21,7 +33,13 @@ impl Database {
                 managed: None,
             }),
             None => {
-                let managed = ManagedPostgres::start(&settings.data_dir.join("postgres")).await?;
+                let options = PgOptions {
+                    bin_dir: settings.postgres_bin_dir.clone(),
+                    ..PgOptions::default()
+                };
+                let managed =
+                    ManagedPostgres::start_with(&settings.data_dir.join("postgres"), options)
+                        .await?;
                 let pool = match db::connect(managed.url().expose(), settings.db_pool_size).await {
                     Ok(pool) => pool,
                     Err(e) => {
@@ -37,8 +55,18 @@ impl Database {
         }
     }
 
-    async fn close(self) {
-        self.pool.close().await;
+    /// Returns the pool's connections (waiting at most `grace` for busy ones), then stops
+    /// the private PostgreSQL, which ends whatever session is still open.
+    async fn close(self, grace: Duration) {
+        if tokio::time::timeout(grace, self.pool.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "database connections still busy after the shutdown grace"
+            );
+        }
         if let Some(managed) = self.managed {
             managed.stop().await;
         }
@@ -48,16 +76,33 @@ impl Database {
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
+    spawn_signal_handler(shutdown.clone())?;
 
+    // Bind first: a taken port fails at once, before any database work.
+    let listener = bind(settings.listen).await?;
+    // A signal during start-up lets the start finish (initdb is never cut short), then stops.
     let database = Database::open(&settings).await?;
-    let result = serve_on(&settings, &database.pool, shutdown).await;
-    database.close().await;
+    let result = if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        serve_on(&settings, listener, &database.pool, shutdown).await
+    };
+    database.close(settings.shutdown_grace).await;
     result
+}
+
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} (is another crowbar running? pass --listen ADDR:PORT \
+             or set CROWBAR_LISTEN to use another address)"
+        )
+    })
 }
 
 async fn serve_on(
     settings: &Settings,
+    listener: TcpListener,
     pool: &PgPool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -65,14 +110,38 @@ async fn serve_on(
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
     crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
         .await?;
-    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (is another crowbar running? pass --listen ADDR:PORT)",
-            settings.listen
-        )
-    })?;
-    tracing::info!(listen = %settings.listen, "crowbar is ready on http://{}", settings.listen);
-    crate::app::run(pool.clone(), listener, shutdown).await?;
+    let hooks = Hooks::default();
+    let engine = Engine::start(
+        pool.clone(),
+        &settings.annealer,
+        JigRegistry::builtin(),
+        hooks.clone(),
+        settings.shutdown_grace,
+        shutdown.clone(),
+    );
+    let state = AppState {
+        pool: pool.clone(),
+        run_cap: settings.annealer.run_cap,
+        hooks,
+    };
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(listen = %addr, "crowbar is ready on http://{addr}");
+    let options = RunOptions {
+        shutdown_grace: settings.shutdown_grace,
+    };
+    crate::app::run_with(state, listener, shutdown, options).await?;
+    // the HTTP server stopped because shutdown was requested: the engine is stopping too
+    if tokio::time::timeout(
+        settings.shutdown_grace + Duration::from_secs(10),
+        engine.tracker.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("the annealer did not stop within the shutdown grace");
+    }
     tracing::info!("crowbar stopped");
     Ok(())
 }
@@ -81,28 +150,25 @@ pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     let database = Database::open(&settings).await?;
     let result = db::migrate(&database.pool).await;
-    database.close().await;
+    database.close(settings.shutdown_grace).await;
     result?;
     println!("migrations applied");
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+/// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before this
+/// returns, so a signal during start-up is never the default "terminate at once".
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut stream) => {
-                    stream.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = terminate => {},
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
         tracing::info!("shutting down");
         shutdown.cancel();
     });
+    Ok(())
 }

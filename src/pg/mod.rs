@@ -4,11 +4,22 @@
 //! owner (and root) can open, and runs as an unprivileged user: `postgres` when crowbar runs
 //! as root (PostgreSQL refuses root), the current user otherwise. The postmaster is a child of
 //! a dedicated thread and gets SIGINT if crowbar dies, so a crash never leaves it behind.
+//!
+//! One cluster directory, one user: crowbar holds an exclusive `flock` on the directory and
+//! hands that lock down to initdb and the postmaster, so the directory stays locked until the
+//! last process of the cluster is gone, even after crowbar itself crashed. A second crowbar on
+//! the same directory is refused; one started while what a crashed crowbar left is still
+//! winding down waits for it (up to 30 s).
 
 use std::{
     fs,
-    io::Read,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::{
+            fs::{OpenOptionsExt, PermissionsExt},
+            process::CommandExt,
+        },
+    },
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -27,24 +38,28 @@ pub const DATABASE: &str = "crowbar";
 const SOCKET_PORT: u16 = 5432;
 /// Unix socket paths are limited to 107 bytes; leave room for `/.s.PGSQL.5432`.
 const MAX_SOCKET_DIR: usize = 90;
+/// How long a new start waits for the cluster of a crashed crowbar to finish shutting down.
+const ORPHAN_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error(
-        "no PostgreSQL server binaries found (looked for `postgres` and `initdb` via pg_config, in /usr/lib/postgresql/*/bin and on PATH).\n\
-         Install them (Debian/Ubuntu: `apt-get install postgresql`), or pass --database-url postgres://USER@HOST/DB (or set CROWBAR_DATABASE_URL) to use an existing server"
+        "no PostgreSQL server binaries found ({looked}).\n\
+         Install them (Debian/Ubuntu: `apt-get install postgresql`) or point --postgres-bin-dir at them, \
+         or pass --database-url postgres://USER@HOST/DB (or set CROWBAR_DATABASE_URL) to use an existing server"
     )]
-    NotInstalled,
+    NotInstalled { looked: String },
     #[error(
         "crowbar runs as root, so it runs its private PostgreSQL as the unprivileged user `postgres`, which does not exist.\n\
          Install the postgresql package (it creates that user) or create it: `useradd --system --home /var/lib/postgresql postgres`"
     )]
     NoUnprivilegedUser,
     #[error(
-        "PostgreSQL is already running on {dir} (pid {pid}): another crowbar is probably using this data directory.\n\
-         Stop it, or pass --data-dir to use another directory"
+        "PostgreSQL is already running on {dir}{}: another crowbar is probably using this data directory.\n\
+         Stop it, or pass --data-dir to use another directory",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
-    AlreadyRunning { dir: PathBuf, pid: i32 },
+    AlreadyRunning { dir: PathBuf, pid: Option<i32> },
     #[error("{what} failed in {dir}: {detail}")]
     Failed {
         what: &'static str,
@@ -65,6 +80,8 @@ pub struct PgOptions {
     /// Off only for throwaway clusters (tests, benchmarks): faster, unsafe on power loss.
     pub durable: bool,
     pub max_connections: u32,
+    /// Where `postgres` and `initdb` are; `None` searches (see [`find_binaries`]).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -72,6 +89,7 @@ impl Default for PgOptions {
         Self {
             durable: true,
             max_connections: 100,
+            bin_dir: None,
         }
     }
 }
@@ -82,6 +100,7 @@ impl PgOptions {
         Self {
             durable: false,
             max_connections: 300,
+            bin_dir: None,
         }
     }
 }
@@ -94,6 +113,8 @@ pub struct ManagedPostgres {
     pid: Pid,
     exited: watch::Receiver<bool>,
     url: Secret,
+    /// The open cluster directory, `flock`ed; initdb and the postmaster inherit it.
+    lock: fs::File,
 }
 
 impl ManagedPostgres {
@@ -104,15 +125,18 @@ impl ManagedPostgres {
 
     pub async fn start_with(dir: &Path, options: PgOptions) -> Result<Self, PgError> {
         let dir = absolute(dir)?;
-        let bin = find_binaries().ok_or(PgError::NotInstalled)?;
+        let bin = locate_binaries(options.bin_dir.as_deref())?;
         let owner = Owner::for_postgres()?;
         prepare_dir(&dir, &owner)?;
+        let lock = lock_cluster(&dir).await?;
         if !dir.join("PG_VERSION").exists() {
-            initdb(&bin, &dir, &owner, &options).await?;
+            tracing::info!(dir = %dir.display(), bin = %bin.display(), "initializing the private PostgreSQL cluster");
+            initdb(&bin, &dir, &owner, &options, lock.as_raw_fd()).await?;
         }
         clear_stale_pid_file(&dir)?;
         let socket_dir = socket_dir_for(&dir, &owner)?;
-        let (pid, exited) = spawn_postmaster(&bin, &dir, &socket_dir, &owner, &options)?;
+        let (pid, exited) =
+            spawn_postmaster(&bin, &dir, &socket_dir, &owner, &options, lock.as_raw_fd())?;
         let url = Secret::new(format!(
             "postgres:///{DATABASE}?host={}&port={SOCKET_PORT}&user={DATABASE}",
             socket_dir.display()
@@ -123,6 +147,7 @@ impl ManagedPostgres {
             pid,
             exited,
             url,
+            lock,
         };
         if let Err(e) = pg.wait_ready().await {
             pg.stop().await;
@@ -166,42 +191,51 @@ impl ManagedPostgres {
             let _ = kill(self.pid, signal);
             let _ = tokio::time::timeout(grace, self.exited.wait_for(|done| *done)).await;
         }
+        // Closing our descriptor leaves the lock to any straggler that still holds it.
+        drop(self.lock);
         tracing::info!(dir = %self.dir.display(), "private PostgreSQL stopped");
     }
 
+    /// Waits until the server accepts connections (one attempt at a time, so that a server
+    /// that exits is noticed at once), then creates the `crowbar` database if needed.
     async fn wait_ready(&self) -> Result<(), PgError> {
+        use sqlx::Connection;
         let deadline = Instant::now() + Duration::from_secs(60);
         let admin_url = self.url_for("postgres");
-        loop {
+        let mut conn = loop {
             if *self.exited.borrow() {
                 return Err(self.failed("starting PostgreSQL", "the server exited"));
             }
-            match sqlx::PgPool::connect(admin_url.expose()).await {
-                Ok(pool) => {
-                    let exists: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-                    )
-                    .bind(DATABASE)
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(|e| self.failed("checking the crowbar database", &e.to_string()))?;
-                    if !exists {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
-                            .execute(&pool)
-                            .await
-                            .map_err(|e| {
-                                self.failed("creating the crowbar database", &e.to_string())
-                            })?;
-                    }
-                    pool.close().await;
-                    return Ok(());
-                }
-                Err(e) if Instant::now() > deadline => {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                sqlx::PgConnection::connect(admin_url.expose()),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(conn)) => break conn,
+                Ok(Err(e)) if Instant::now() > deadline => {
                     return Err(self.failed("waiting for PostgreSQL", &e.to_string()));
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if Instant::now() > deadline => {
+                    return Err(self.failed("waiting for PostgreSQL", "connecting timed out"));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(25)).await,
             }
+        };
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(DATABASE)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(|e| self.failed("checking the crowbar database", &e.to_string()))?;
+        if !exists {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| self.failed("creating the crowbar database", &e.to_string()))?;
         }
+        let _ = conn.close().await;
+        Ok(())
     }
 
     fn failed(&self, what: &'static str, detail: &str) -> PgError {
@@ -213,10 +247,35 @@ impl ManagedPostgres {
     }
 }
 
+/// The server binaries to use: only `explicit` when given, else what [`find_binaries`] finds.
+pub fn locate_binaries(explicit: Option<&Path>) -> Result<PathBuf, PgError> {
+    match explicit {
+        Some(dir) => {
+            let dir = absolute(dir)?;
+            if has_server(&dir) {
+                Ok(dir)
+            } else {
+                Err(PgError::NotInstalled {
+                    looked: format!(
+                        "no `postgres` and `initdb` in {}, the given PostgreSQL bin directory",
+                        dir.display()
+                    ),
+                })
+            }
+        }
+        None => find_binaries().ok_or_else(|| PgError::NotInstalled {
+            looked: "looked for `postgres` and `initdb` via pg_config, in /usr/lib/postgresql/*/bin and on PATH".into(),
+        }),
+    }
+}
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
+}
+
 /// Where the server binaries live: next to `pg_config --bindir`, the newest
 /// /usr/lib/postgresql/<ver>/bin, or on PATH.
 pub fn find_binaries() -> Option<PathBuf> {
-    let has_server = |dir: &Path| dir.join("postgres").is_file() && dir.join("initdb").is_file();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
         && out.status.success()
     {
@@ -336,16 +395,24 @@ fn prepare_dir(dir: &Path, owner: &Owner) -> Result<(), PgError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
 }
 
-async fn initdb(bin: &Path, dir: &Path, owner: &Owner, options: &PgOptions) -> Result<(), PgError> {
+async fn initdb(
+    bin: &Path,
+    dir: &Path,
+    owner: &Owner,
+    options: &PgOptions,
+    lock: RawFd,
+) -> Result<(), PgError> {
     let mut cmd = owner.command(bin.join("initdb"));
     cmd.arg("-D")
         .arg(dir)
         .args(["-U", DATABASE, "-A", "trust", "-E", "UTF8", "--locale=C"])
         .current_dir(dir)
-        .stdin(Stdio::null());
-    if !options.durable {
-        cmd.arg("--no-sync");
-    }
+        .stdin(Stdio::null())
+        // a terminal's Ctrl-C reaches crowbar only, which lets initdb finish
+        .process_group(0)
+        // initdb fsyncs file by file, which takes seconds; one syncfs below is as durable
+        .arg("--no-sync");
+    inherit_fd(&mut cmd, lock);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .map_err(|e| PgError::Failed {
@@ -361,38 +428,161 @@ async fn initdb(bin: &Path, dir: &Path, owner: &Owner, options: &PgOptions) -> R
             detail: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
     }
+    if options.durable {
+        // SAFETY: syncfs on a descriptor we own; no memory is involved.
+        if unsafe { libc::syncfs(lock) } != 0 {
+            return Err(PgError::Failed {
+                what: "syncing the new cluster to disk",
+                dir: dir.to_path_buf(),
+                detail: std::io::Error::last_os_error().to_string(),
+            });
+        }
+    }
     Ok(())
 }
 
-/// A postmaster.pid left by a crash is removed unless its pid is a live postgres.
+/// Takes the cluster directory's lock. While the cluster of a running crowbar holds it,
+/// fails at once; while it is held by what a dead crowbar left (a server that is stopping
+/// because its parent died, its last children, an initdb finishing), waits for it.
+async fn lock_cluster(dir: &Path) -> Result<fs::File, PgError> {
+    let file = fs::File::open(dir).map_err(io_err(dir))?;
+    let deadline = Instant::now() + ORPHAN_WAIT;
+    let mut waiting = false;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(file);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(PgError::Io {
+                path: dir.to_path_buf(),
+                source: error,
+            });
+        }
+        let postmaster = PidFile::read(dir);
+        let owned_by_a_live_crowbar = postmaster.as_ref().is_some_and(|pm| {
+            is_alive(pm.pid) && pm.status != "stopping" && parent_runs_this_program(pm.pid)
+        });
+        if owned_by_a_live_crowbar || Instant::now() > deadline {
+            return Err(PgError::AlreadyRunning {
+                dir: dir.to_path_buf(),
+                pid: postmaster.map(|pm| pm.pid),
+            });
+        }
+        if !waiting {
+            tracing::warn!(dir = %dir.display(), "waiting for the PostgreSQL of a previous crowbar to shut down");
+            waiting = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the parent of `pid` runs the same executable as this process: a postmaster
+/// whose crowbar died has been handed to init (or a subreaper) and fails this test.
+fn parent_runs_this_program(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let identity = |path: String| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let ppid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("PPid:"))
+                .and_then(|ppid| ppid.trim().parse::<i32>().ok())
+        });
+    match ppid {
+        Some(ppid) if ppid > 1 => {
+            let parent = identity(format!("/proc/{ppid}/exe"));
+            parent.is_some() && parent == identity("/proc/self/exe".into())
+        }
+        _ => false,
+    }
+}
+
+/// What `postmaster.pid` says: line 1 the pid, line 8 the status (PostgreSQL 10+).
+struct PidFile {
+    pid: i32,
+    status: String,
+}
+
+impl PidFile {
+    fn read(dir: &Path) -> Option<PidFile> {
+        let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+        let mut lines = text.lines();
+        let pid = lines.next()?.trim().parse().ok()?;
+        let status = lines.nth(6).unwrap_or_default().trim().to_owned();
+        Some(PidFile { pid, status })
+    }
+}
+
+/// With the lock held, a postmaster.pid is a crash's leftover, unless its pid is a live
+/// postgres serving this very directory (one started by hand): then crowbar stays away.
 fn clear_stale_pid_file(dir: &Path) -> Result<(), PgError> {
     let pid_file = dir.join("postmaster.pid");
-    let Ok(text) = fs::read_to_string(&pid_file) else {
+    if !pid_file.exists() {
         return Ok(());
-    };
-    let pid: Option<i32> = text.lines().next().and_then(|l| l.trim().parse().ok());
-    if let Some(pid) = pid
-        && is_postgres_process(pid)
+    }
+    if let Some(pm) = PidFile::read(dir)
+        && is_postmaster_of(pm.pid, dir)
     {
         return Err(PgError::AlreadyRunning {
             dir: dir.to_path_buf(),
-            pid,
+            pid: Some(pm.pid),
         });
     }
     tracing::warn!(file = %pid_file.display(), "removing a stale PostgreSQL pid file left by a crash");
-    fs::remove_file(&pid_file).map_err(io_err(&pid_file))
+    match fs::remove_file(&pid_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&pid_file)(e)),
+        _ => Ok(()),
+    }
 }
 
-fn is_postgres_process(pid: i32) -> bool {
-    let mut comm = String::new();
-    fs::File::open(format!("/proc/{pid}/comm"))
-        .and_then(|mut f| f.read_to_string(&mut comm))
-        .is_ok()
-        && comm.trim().starts_with("postgres")
+/// True while `pid` names a process that is not a zombie.
+fn is_alive(pid: i32) -> bool {
+    // The state follows the command name, which is in parentheses and may contain anything.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 1..)?;
+            rest.split_whitespace()
+                .next()
+                .map(|state| !matches!(state, "Z" | "X"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is a live postgres whose working directory is `dir` (a postmaster changes
+/// into its data directory). When we may not read its working directory, assume it is; a
+/// process in the middle of exiting has none any more and is not.
+fn is_postmaster_of(pid: i32, dir: &Path) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if !is_alive(pid) || !comm.trim().starts_with("postgres") {
+        return false;
+    }
+    match fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => fs::canonicalize(dir).is_ok_and(|dir| dir == cwd),
+        Err(e) => e.kind() == std::io::ErrorKind::PermissionDenied,
+    }
+}
+
+/// Lets `cmd` inherit `fd` (std opens everything close-on-exec).
+fn inherit_fd(cmd: &mut Command, fd: RawFd) {
+    // SAFETY: fcntl is async-signal-safe and only touches the child's descriptor table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// The socket lives in `<dir>/run`, or in a private directory under /tmp when that path
-/// would be too long for a Unix socket.
+/// would be too long for a Unix socket. The directory belongs to this cluster alone, so with
+/// the cluster locked a socket or socket lock file in it is a crash's leftover (whose
+/// postmaster may linger as a zombie that PostgreSQL's own check takes for alive).
 fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
     let mut socket_dir = dir.join("run");
     if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
@@ -409,6 +599,19 @@ fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
     }
     fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err(&socket_dir))?;
+    for leftover in [
+        format!(".s.PGSQL.{SOCKET_PORT}.lock"),
+        format!(".s.PGSQL.{SOCKET_PORT}"),
+    ] {
+        let path = socket_dir.join(leftover);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::warn!(file = %path.display(), "removed a stale PostgreSQL socket file left by a crash")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
     Ok(socket_dir)
 }
 
@@ -418,13 +621,22 @@ fn spawn_postmaster(
     socket_dir: &Path,
     owner: &Owner,
     options: &PgOptions,
+    lock: RawFd,
 ) -> Result<(Pid, watch::Receiver<bool>), PgError> {
     let log_path = dir.join("postgres.log");
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .map_err(io_err(&log_path))?;
+    if owner.switch {
+        // like every other file of the cluster, so that PostgreSQL's own tools can use it
+        chown(&log_path, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
+            path: log_path.clone(),
+            source: e.into(),
+        })?;
+    }
     let log_err = log.try_clone().map_err(io_err(&log_path))?;
     let mut cmd = owner.command(bin.join("postgres"));
     cmd.arg("-D")
@@ -457,6 +669,7 @@ fn spawn_postmaster(
             Ok(())
         });
     }
+    inherit_fd(&mut cmd, lock);
     let (exited_tx, exited_rx) = watch::channel(false);
     let (pid_tx, pid_rx) = std::sync::mpsc::channel();
     let dir_for_thread = dir.to_path_buf();
@@ -496,4 +709,39 @@ fn log_tail(dir: &Path) -> String {
         "last lines of {}:\n{tail}",
         dir.join("postgres.log").display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_give_pid_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(PidFile::read(dir.path()).is_none());
+        fs::write(
+            dir.path().join("postmaster.pid"),
+            "4242\n/d\n1700000000\n5432\n/d/run\n\n  5432001         0\nstopping\n",
+        )
+        .unwrap();
+        let pm = PidFile::read(dir.path()).unwrap();
+        assert_eq!((pm.pid, pm.status.as_str()), (4242, "stopping"));
+        // a server that has not written its status yet
+        fs::write(dir.path().join("postmaster.pid"), "4242\n/d\n").unwrap();
+        assert_eq!(PidFile::read(dir.path()).unwrap().status, "");
+    }
+
+    #[test]
+    fn liveness_and_parentage_come_from_proc() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id() as i32;
+        assert!(is_alive(pid));
+        // its parent is this very program; this program's parent (the test runner) is not
+        assert!(parent_runs_this_program(pid));
+        assert!(!parent_runs_this_program(std::process::id() as i32));
+        assert!(!is_postmaster_of(pid, Path::new("/")));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+    }
 }

@@ -7,6 +7,8 @@ mod api;
 mod barclamps;
 mod documents;
 mod hooks;
+mod multi_daemon;
 mod pg_harness;
 mod rig_smoke;
+mod serve;
 mod store;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod daemon;
 pub mod db;
 pub mod nodes;
 pub mod world;
