@@ -539,3 +539,91 @@ roles:
     assert_eq!(sink_runs(&history), 2);
     assert!(states(&pool).await.iter().all(|s| s.2 == Active));
 }
+
+#[tokio::test]
+async fn a_run_past_its_role_timeout_fails() {
+    let pool = setup().await;
+    sqlx::query("UPDATE roles SET timeout_secs = 1 WHERE name = 'test-slow'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    try_bind(
+        &pool,
+        "n1",
+        "test-slow",
+        "web",
+        Some(&json!({"test": {"delay": 30}})),
+    )
+    .await
+    .unwrap();
+    commit(&pool, "web").await;
+    let started = std::time::Instant::now();
+    drive(&pool).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the jig was cut short"
+    );
+    assert_eq!(state(&pool, "n1", "test-slow").await, Error);
+    let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(outcomes, vec!["timed_out"]);
+    assert!(
+        reasons_of(&pool, "n1", "test-slow").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1s")
+    );
+}
+
+#[tokio::test]
+async fn deletion_follows_the_rules() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    bind(&pool, "n2", "test-client", "web").await;
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    let server = id_of(&pool, "n1", "test-server").await;
+    let mut tx = pool.begin().await.unwrap();
+    let err = db::noderoles::delete(&mut tx, server, &admin())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("test-client on n2"), "{err}");
+    drop(tx);
+    // the client's descendants are all on its node: it goes, with them
+    let client = id_of(&pool, "n2", "test-client").await;
+    let mut tx = pool.begin().await.unwrap();
+    let removed = db::noderoles::delete(&mut tx, client, &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(removed, vec![client]);
+    // now the server has no children elsewhere
+    let mut tx = pool.begin().await.unwrap();
+    db::noderoles::delete(&mut tx, server, &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // deleting a deployment moves its nodes to the parent and removes its noderoles
+    update_node(
+        &pool,
+        "n1",
+        crowbar::db::nodes::NodeUpdate {
+            deployment: Some(Key::from("web")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut tx = pool.begin().await.unwrap();
+    db::deployments::delete(&mut tx, &Key::from("web"), &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let n1 = db::nodes::get(&mut conn, &Key::from("n1")).await.unwrap();
+    assert_eq!(n1.deployment, "system");
+    assert!(states(&pool).await.is_empty());
+}
