@@ -18,7 +18,7 @@
 use std::{
     fs,
     net::SocketAddr,
-    os::unix::fs::PermissionsExt,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
@@ -446,6 +446,18 @@ fn crowbar_command(env: &[(String, String)]) -> Command {
     cmd.env("RUST_BACKTRACE", "1")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
+    // If the test run itself dies (Ctrl-C, a crash), its daemons shut down rather than
+    // linger. The signal comes when the spawning *thread* ends: test threads outlive
+    // their daemons, but don't spawn from short-lived threads (e.g. spawn_blocking).
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
