@@ -184,6 +184,8 @@ impl<'w> Planner<'w> {
                 }
             }
         }
+        // Again with the ancestors this plan just created: they land on N too.
+        self.check_conflicts(role)?;
         let cohort = parents
             .iter()
             .map(|&p| self.cohort_of(p) + 1)
@@ -479,6 +481,25 @@ mod tests {
             vec![(NodeRoleRef::New(0), NodeRoleRef::Existing(22))]
         );
         assert_eq!(plan.adopted, vec![22]);
+    }
+
+    #[test]
+    fn a_role_conflicting_with_a_parent_it_would_create_is_refused() {
+        let mut lib = role(1, "lib", &[]);
+        lib.implicit = true;
+        let mut app = role(2, "app", &["lib"]);
+        app.conflicts = vec!["lib".into()];
+        let w = BindWorld {
+            catalog: Catalog::new([lib, app], HashMap::new()),
+            ..world(vec![])
+        };
+        assert_eq!(
+            plan_bind(&w, "app"),
+            Err(BindError::Conflict {
+                role: "app".into(),
+                other: "lib".into()
+            })
+        );
     }
 
     #[test]
