@@ -5,3 +5,6 @@ pub mod catalog;
 pub mod data;
 pub mod reason;
 pub mod state;
+
+#[cfg(test)]
+mod proptests;
