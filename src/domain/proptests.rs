@@ -498,17 +498,27 @@ fn check_plan(world: &BindWorld, role: &str, plan: &BindPlan) -> Result<(), Stri
             if filling.is_empty() {
                 return Err(format!("{} wants {wanted}: no parent fills it", new.role));
             }
-            // a cluster parent brings all its peers
+            // a cluster parent brings all its peers: those in its deployment (D for one
+            // this plan creates)
             for p in &filling {
-                if let NodeRoleRef::Existing(id) = p {
-                    let found = existing(*id)?;
-                    if catalog.role(&found.role).is_some_and(|r| r.cluster) {
-                        for peer in world.noderoles.iter().filter(|nr| {
-                            nr.role == found.role && nr.deployment_id == found.deployment_id
-                        }) {
-                            if !parents.contains(&NodeRoleRef::Existing(peer.id)) {
-                                return Err(format!("cluster peer {} is not a parent", peer.id));
-                            }
+                let (role, deployment) = match p {
+                    NodeRoleRef::Existing(id) => {
+                        let found = existing(*id)?;
+                        (found.role.clone(), found.deployment_id)
+                    }
+                    NodeRoleRef::New(i) => (plan.create[*i].role.clone(), DEPLOYMENT),
+                };
+                if catalog.role(&role).is_some_and(|r| r.cluster) {
+                    for peer in world
+                        .noderoles
+                        .iter()
+                        .filter(|nr| nr.role == role && nr.deployment_id == deployment)
+                    {
+                        if !parents.contains(&NodeRoleRef::Existing(peer.id)) {
+                            return Err(format!(
+                                "{} has cluster parent {role} but not its peer {}",
+                                new.role, peer.id
+                            ));
                         }
                     }
                 }
