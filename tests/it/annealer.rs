@@ -455,6 +455,33 @@ async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
 }
 
 #[tokio::test]
+async fn a_cluster_parent_found_on_the_node_in_another_deployment_brings_its_peers() {
+    let pool = setup().await;
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, barclamp_id, jig_id, requires)
+         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for n in ["n1", "n2"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    deployment(&pool, "db").await;
+    let first = bind(&pool, "n1", "test-cluster", "db").await.noderole.id;
+    let second = bind(&pool, "n2", "test-cluster", "db").await.noderole.id;
+    // `db` is not up `web`'s tree, but the cluster noderole on n1 is taken: with its peers
+    let user = bind(&pool, "n1", "test-cluster-user", "web")
+        .await
+        .noderole
+        .id;
+    let mut conn = pool.acquire().await.unwrap();
+    let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
+    assert_eq!(detail.parents, vec![first, second]);
+}
+
+#[tokio::test]
 async fn identical_commits_record_no_new_snapshot() {
     let pool = setup().await;
     node(&pool, "n1", true).await;
