@@ -334,6 +334,38 @@ async fn outcome_success_after_node_died_goes_back_by_parent_state() {
 }
 
 #[tokio::test]
+async fn a_queued_noderole_that_gets_blocked_loses_its_run_and_frees_the_node() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    commit(&pool, "web").await;
+    let admin_runs = start_one(&pool).await;
+    finish(&pool, &admin_runs, true).await;
+    // the server is queued, not started yet
+    let config = queue_config(10);
+    crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    let queued = |pool: sqlx::PgPool| async move {
+        db::runs::list(&pool, None, 10, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.role)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(queued(pool.clone()).await, vec!["test-server"]);
+    // retrying its parent blocks it (§5): its run could never start, so it goes at once
+    retry(&pool, "n1", "test-admin").await.unwrap();
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    assert!(queued(pool.clone()).await.is_empty());
+    // and the next pass (no sweep) can queue the parent on that node
+    crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    assert_eq!(queued(pool.clone()).await, vec!["test-admin"]);
+    let dropped: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(dropped, vec!["succeeded", "dropped"]);
+}
+
+#[tokio::test]
 async fn destructive_roles_skip_the_jig_after_their_first_run() {
     let pool = setup().await;
     node(&pool, "n1", true).await;
