@@ -300,7 +300,11 @@ pub async fn bind(
     .execute(&mut *conn)
     .await?;
     ripple::fix_cohorts(conn, &plan.adopted).await?;
-    events::noderoles_changed(conn, actor, &format!("bound {role}"), &ids).await?;
+    // Adopted children gained a parent that is not ACTIVE: those waiting to run now wait
+    // for it too, as when a parent goes back to TODO (§5).
+    let mut changed = ids.clone();
+    changed.extend(ripple::block_waiting_children(conn, &ids).await?);
+    events::noderoles_changed(conn, actor, &format!("bound {role}"), &changed).await?;
     let mut created = Vec::with_capacity(ids.len());
     for id in &ids {
         created.push(get(conn, *id).await?);

@@ -487,6 +487,42 @@ async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
 }
 
 #[tokio::test]
+async fn a_waiting_child_adopted_by_a_new_cluster_peer_waits_for_it() {
+    let pool = setup().await;
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, barclamp_id, jig_id, requires)
+         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for n in ["n1", "n2", "n3"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-cluster", "web").await;
+    bind(&pool, "n2", "test-cluster-user", "web").await;
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    finish(&pool, &runs, true).await;
+    assert_eq!(state(&pool, "n2", "test-cluster-user").await, Todo);
+    // a new peer (PROPOSED) becomes its parent: it must not run before that peer
+    bind(&pool, "n3", "test-cluster", "web").await;
+    assert_eq!(state(&pool, "n2", "test-cluster-user").await, Blocked);
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+    let history = run_history(&pool).await;
+    let position = |node: &str, role: &str| {
+        history
+            .iter()
+            .position(|h| h.0 == node && h.1 == role)
+            .unwrap()
+    };
+    assert!(position("n3", "test-cluster") < position("n2", "test-cluster-user"));
+}
+
+#[tokio::test]
 async fn a_cluster_parent_found_on_the_node_in_another_deployment_brings_its_peers() {
     let pool = setup().await;
     sqlx::raw_sql(
