@@ -366,6 +366,25 @@ pub async fn complete(
             .await?,
         );
         changed.extend(ripple::block_descendants(conn, &failed_ids).await?);
+        // A parent went back to TODO or BLOCKED while this ran: as a child already in ERROR
+        // would have been then (§5), it waits for that parent (the runlog keeps the error)
+        // rather than freeze its node with a retry that is refused until the parent is
+        // ACTIVE — which, on the same node, it could never become.
+        changed.extend(
+            sqlx::query_scalar::<_, i64>(
+                "UPDATE noderoles c SET state = $2
+                  WHERE c.id = ANY($1) AND c.state = $3
+                    AND EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+                                 WHERE e.child_id = c.id AND p.state <> $4)
+                  RETURNING c.id",
+            )
+            .bind(&failed_ids)
+            .bind(NodeRoleState::Blocked.code())
+            .bind(Error.code())
+            .bind(Active.code())
+            .fetch_all(&mut *conn)
+            .await?,
+        );
     }
     if !dead_ids.is_empty() {
         // The node died while it ran: the death already reset the node; this one follows.

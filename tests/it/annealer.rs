@@ -366,6 +366,29 @@ async fn a_queued_noderole_that_gets_blocked_loses_its_run_and_frees_the_node() 
 }
 
 #[tokio::test]
+async fn a_run_failing_after_its_parent_went_back_to_todo_waits_for_the_parent() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    commit(&pool, "web").await;
+    let admin_runs = start_one(&pool).await;
+    finish(&pool, &admin_runs, true).await;
+    let server_runs = start_one(&pool).await;
+    // the parent is retried while the child runs on the same node; then the child fails
+    retry(&pool, "n1", "test-admin").await.unwrap();
+    finish(&pool, &server_runs, false).await;
+    // as if it had failed first and been blocked by the retry: it waits, the node is free
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    assert_eq!(
+        reasons_of(&pool, "n1", "test-server").await["code"],
+        "waiting_on_parent"
+    );
+    assert_eq!(drive(&pool).await, 2);
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+}
+
+#[tokio::test]
 async fn destructive_roles_skip_the_jig_after_their_first_run() {
     let pool = setup().await;
     node(&pool, "n1", true).await;
