@@ -524,11 +524,12 @@ fn check_plan(world: &BindWorld, role: &str, plan: &BindPlan) -> Result<(), Stri
                 }
             }
             let implicit = catalog.role(&wanted).is_some_and(|r| r.implicit);
+            // (a provider this plan creates for a later want of the same role may land on
+            // the node after this want was resolved elsewhere: §3.2 goes want by want)
             let any_on_node = world
                 .noderoles
                 .iter()
-                .any(|nr| nr.node_id == world.node_id && fills(&nr.role))
-                || plan.create[..j].iter().any(|c| fills(&c.role));
+                .any(|nr| nr.node_id == world.node_id && fills(&nr.role));
             let mut local = false;
             for p in &filling {
                 local |= on_node(*p)?;
@@ -608,7 +609,11 @@ fn check_refusal(world: &BindWorld, error: &BindError) -> Result<(), String> {
 proptest! {
     // Failures print their minimal input; regressions are kept as named tests below.
     #![proptest_config(ProptestConfig {
-        cases: 1024,
+        // PROPTEST_CASES runs more (or fewer) cases for a deeper search
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1024),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
