@@ -4,4 +4,5 @@ mod support;
 
 mod annealer;
 mod pg_harness;
+mod proptest_annealer;
 mod rig_smoke;
