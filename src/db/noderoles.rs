@@ -204,10 +204,18 @@ pub async fn bind(
     let catalog = super::catalog::load(conn).await?;
     let relevant: Vec<String> = catalog.closure(role).into_iter().collect();
     let chain = super::deployments::chain(conn, deployment_id).await?;
+    // On N; of the roles R may want, in the chain; and the cluster peers of those on N,
+    // whichever deployment they are in (a cluster parent comes with all its peers).
     let existing: Vec<(i64, String, i64, i64, i32)> = sqlx::query_as(
         "SELECT nr.id, r.name, nr.node_id, nr.deployment_id, nr.cohort
            FROM noderoles nr JOIN roles r ON r.id = nr.role_id
-          WHERE nr.node_id = $1 OR (nr.deployment_id = ANY($2) AND r.name = ANY($3))",
+          WHERE nr.node_id = $1
+             OR (r.name = ANY($3)
+                 AND (nr.deployment_id = ANY($2)
+                      OR (r.cluster AND EXISTS (
+                            SELECT 1 FROM noderoles o
+                             WHERE o.node_id = $1 AND o.role_id = nr.role_id
+                               AND o.deployment_id = nr.deployment_id))))",
     )
     .bind(node_id)
     .bind(&chain)
@@ -292,7 +300,11 @@ pub async fn bind(
     .execute(&mut *conn)
     .await?;
     ripple::fix_cohorts(conn, &plan.adopted).await?;
-    events::noderoles_changed(conn, actor, &format!("bound {role}"), &ids).await?;
+    // Adopted children gained a parent that is not ACTIVE: those waiting to run now wait
+    // for it too, as when a parent goes back to TODO (§5).
+    let mut changed = ids.clone();
+    changed.extend(ripple::block_waiting_children(conn, &ids).await?);
+    events::noderoles_changed(conn, actor, &format!("bound {role}"), &changed).await?;
     let mut created = Vec::with_capacity(ids.len());
     for id in &ids {
         created.push(get(conn, *id).await?);

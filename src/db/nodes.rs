@@ -307,13 +307,14 @@ async fn death_ripple(
     actor: &Actor,
     reason: &str,
 ) -> Result<(), StoreError> {
-    runs::drop_queued_on_node(conn, node_id).await?;
+    // Noderoles before runs, the order every ripple locks them in.
     let on_node: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles WHERE node_id = $1 AND state NOT IN (2, 4) ORDER BY id FOR UPDATE",
     )
     .bind(node_id)
     .fetch_all(&mut *conn)
     .await?;
+    runs::drop_queued_on_node(conn, node_id).await?;
     let mut changed = ripple::reset_by_parents(conn, &on_node).await?;
     changed.extend(ripple::block_waiting_children(conn, &on_node).await?);
     events::noderoles_changed(conn, actor, reason, &changed).await?;

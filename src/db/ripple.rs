@@ -1,11 +1,14 @@
 //! Set-based state ripples through the noderole graph (SEMANTICS.md §5).
 //!
 //! Each function runs inside the caller's transaction, changes states in bulk, and returns
-//! the ids it changed so the caller can record events. Rows are locked in id order before
+//! the ids it changed so the caller can record events. A noderole a ripple takes out of
+//! TODO loses its queued run, which could no longer start. Rows are locked in id order before
 //! they are read for a decision, so two transactions finishing two parents of one child
 //! cannot both miss that the child became runnable.
 
 use sqlx::PgConnection;
+
+use super::runs::drop_stale_queued;
 
 use crate::domain::state::NodeRoleState::{Active, Blocked, Error, Proposed, Todo, Transition};
 
@@ -67,6 +70,7 @@ pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Res
     changed.extend(settle(conn, ids, Blocked).await?);
     changed.sort_unstable();
     changed.dedup();
+    drop_stale_queued(conn, Some(&changed)).await?;
     Ok(changed)
 }
 
@@ -76,7 +80,7 @@ pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Re
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    sqlx::query_scalar(
+    let blocked = sqlx::query_scalar(
         "WITH RECURSIVE d(id) AS (
              SELECT child_id FROM noderole_edges WHERE parent_id = ANY($1)
              UNION
@@ -90,8 +94,10 @@ pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Re
     .bind(Blocked.code())
     .bind(Proposed.code())
     .bind(Transition.code())
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    drop_stale_queued(conn, Some(&blocked)).await?;
+    Ok(blocked)
 }
 
 /// A parent going back to TODO or BLOCKED blocks only children in TODO or ERROR (and theirs,
@@ -103,7 +109,7 @@ pub async fn block_waiting_children(
     if parents.is_empty() {
         return Ok(vec![]);
     }
-    sqlx::query_scalar(
+    let blocked = sqlx::query_scalar(
         "WITH RECURSIVE d(id) AS (
              SELECT c.id FROM noderole_edges e JOIN noderoles c ON c.id = e.child_id
               WHERE e.parent_id = ANY($1) AND c.state IN ($2, $3)
@@ -118,8 +124,10 @@ pub async fn block_waiting_children(
     .bind(Todo.code())
     .bind(Error.code())
     .bind(Blocked.code())
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    drop_stale_queued(conn, Some(&blocked)).await?;
+    Ok(blocked)
 }
 
 /// Raises cohorts so each is 1 + the highest of its parents', starting from `ids` and

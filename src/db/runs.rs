@@ -174,7 +174,8 @@ pub async fn claim(
                     AND j.active AND j.name = ANY($5)
                     AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = ru.node_id AND o.state IN ($6, $7))
                   ORDER BY ru.queued_at, ru.id
-                  LIMIT $2 FOR UPDATE OF ru SKIP LOCKED)
+                  -- the noderole too: one a ripple is changing now is not started
+                  LIMIT $2 FOR UPDATE OF ru, nr SKIP LOCKED)
              UPDATE runs ru SET state = 'running', worker = $8, started_at = clock_timestamp(),
                                  heartbeat_at = clock_timestamp()
                FROM c, noderoles nr, nodes n, roles r, jigs j
@@ -367,6 +368,25 @@ pub async fn complete(
             .await?,
         );
         changed.extend(ripple::block_descendants(conn, &failed_ids).await?);
+        // A parent went back to TODO or BLOCKED while this ran: as a child already in ERROR
+        // would have been then (§5), it waits for that parent (the runlog keeps the error)
+        // rather than freeze its node with a retry that is refused until the parent is
+        // ACTIVE — which, on the same node, it could never become.
+        changed.extend(
+            sqlx::query_scalar::<_, i64>(
+                "UPDATE noderoles c SET state = $2
+                  WHERE c.id = ANY($1) AND c.state = $3
+                    AND EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
+                                 WHERE e.child_id = c.id AND p.state <> $4)
+                  RETURNING c.id",
+            )
+            .bind(&failed_ids)
+            .bind(NodeRoleState::Blocked.code())
+            .bind(Error.code())
+            .bind(Active.code())
+            .fetch_all(&mut *conn)
+            .await?,
+        );
     }
     if !dead_ids.is_empty() {
         // The node died while it ran: the death already reset the node; this one follows.
@@ -495,6 +515,33 @@ async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sql
     .rows_affected())
 }
 
+/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
+/// given), recording them `dropped`. Left behind, such a run could never start, yet it
+/// would hold its node's one run slot until the sweep.
+pub async fn drop_stale_queued(
+    conn: &mut PgConnection,
+    noderoles: Option<&[i64]>,
+) -> sqlx::Result<u64> {
+    if noderoles.is_some_and(|ids| ids.is_empty()) {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "WITH done AS (DELETE FROM runs ru USING noderoles nr
+                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
+                          AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
+                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
+                       RETURNING ru.*, nr.role_id)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
+         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
+    )
+    .bind(Todo.code())
+    .bind(Active.code())
+    .bind(noderoles)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
+}
+
 /// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
 /// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
 /// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
@@ -506,19 +553,7 @@ pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Res
         "the worker running it stopped answering",
     )
     .await?;
-    // Queued runs whose noderole is no longer waiting to run.
-    sqlx::query(
-        "WITH done AS (DELETE FROM runs ru USING noderoles nr
-                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
-                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
-                       RETURNING ru.*, nr.role_id)
-         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
-         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
-    )
-    .bind(Todo.code())
-    .bind(Active.code())
-    .execute(&mut *conn)
-    .await?;
+    drop_stale_queued(conn, None).await?;
     let mut stranded: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles nr WHERE state = $1
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.noderole_id = nr.id AND ru.state = 'running')

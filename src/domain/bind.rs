@@ -184,6 +184,8 @@ impl<'w> Planner<'w> {
                 }
             }
         }
+        // Again with the ancestors this plan just created: they land on N too.
+        self.check_conflicts(role)?;
         let cohort = parents
             .iter()
             .map(|&p| self.cohort_of(p) + 1)
@@ -211,13 +213,14 @@ impl<'w> Planner<'w> {
         let world = self.world;
         let node = world.node_id;
         // 1. on N: an existing noderole, or one this plan already created
-        if let Some((_, &i)) = self.created_by_role.iter().find(|(name, _)| {
+        if let Some((name, &i)) = self.created_by_role.iter().find(|(name, _)| {
             world
                 .catalog
                 .role(name)
                 .is_some_and(|r| r.satisfies(wanted))
         }) {
-            return Ok(vec![NodeRoleRef::New(i)]);
+            let role = world.catalog.role(name).expect("created roles exist");
+            return Ok(self.with_peers_in_d(NodeRoleRef::New(i), role));
         }
         let satisfies = |nr: &ExistingNodeRole| {
             world
@@ -251,7 +254,10 @@ impl<'w> Planner<'w> {
         }
         // 3. create it on N
         match wanted_role {
-            Some(role) if !role.is_abstract => Ok(vec![self.create(role)?]),
+            Some(role) if !role.is_abstract => {
+                let created = self.create(role)?;
+                Ok(self.with_peers_in_d(created, role))
+            }
             _ => Err(BindError::Unresolved {
                 role: child.name.clone(),
                 wanted: wanted.to_string(),
@@ -285,6 +291,24 @@ impl<'w> Planner<'w> {
             .collect();
         peers.sort();
         peers.into_iter().map(NodeRoleRef::Existing).collect()
+    }
+
+    /// A parent this plan creates in D brings, for a cluster role, its peers already in D.
+    fn with_peers_in_d(&self, created: NodeRoleRef, role: &RoleInfo) -> Vec<NodeRoleRef> {
+        let mut refs = vec![created];
+        if role.cluster {
+            let deployment = self.world.deployment_chain.first().copied();
+            let mut peers: Vec<i64> = self
+                .world
+                .noderoles
+                .iter()
+                .filter(|nr| nr.role == role.name && Some(nr.deployment_id) == deployment)
+                .map(|nr| nr.id)
+                .collect();
+            peers.sort();
+            refs.extend(peers.into_iter().map(NodeRoleRef::Existing));
+        }
+        refs
     }
 
     /// A new noderole of a cluster role becomes a parent of its peers' children (§3.3).
@@ -479,6 +503,53 @@ mod tests {
             vec![(NodeRoleRef::New(0), NodeRoleRef::Existing(22))]
         );
         assert_eq!(plan.adopted, vec![22]);
+    }
+
+    #[test]
+    fn a_role_conflicting_with_a_parent_it_would_create_is_refused() {
+        let mut lib = role(1, "lib", &[]);
+        lib.implicit = true;
+        let mut app = role(2, "app", &["lib"]);
+        app.conflicts = vec!["lib".into()];
+        let w = BindWorld {
+            catalog: Catalog::new([lib, app], HashMap::new()),
+            ..world(vec![])
+        };
+        assert_eq!(
+            plan_bind(&w, "app"),
+            Err(BindError::Conflict {
+                role: "app".into(),
+                other: "lib".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_cluster_parent_created_on_the_node_brings_its_peers() {
+        let mut c = catalog();
+        let mut local = role(8, "local-cluster", &[]);
+        local.cluster = true;
+        local.implicit = true;
+        c = Catalog::new(
+            c.roles()
+                .cloned()
+                .chain([local, role(9, "local-user", &["local-cluster"])]),
+            HashMap::new(),
+        );
+        let w = BindWorld {
+            catalog: c,
+            ..world(vec![existing(40, "local-cluster", N2, D, 0)])
+        };
+        let plan = plan_bind(&w, "local-user").unwrap();
+        assert_eq!(roles(&plan), vec![("local-cluster", 0), ("local-user", 1)]);
+        assert!(
+            plan.edges
+                .contains(&(NodeRoleRef::New(0), NodeRoleRef::New(1)))
+        );
+        assert!(
+            plan.edges
+                .contains(&(NodeRoleRef::Existing(40), NodeRoleRef::New(1)))
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The roles a binding can use, and the role-level dependency rules (SEMANTICS.md §3).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque, hash_map::Entry};
 
 use petgraph::{algo::tarjan_scc, graph::DiGraph};
 
@@ -144,23 +144,42 @@ impl Catalog {
         let scc = tarjan_scc(&graph)
             .into_iter()
             .find(|c| c.len() > 1 || c.iter().any(|&n| graph.contains_edge(n, n)))?;
-        // Walk the component from its smallest name to print the cycle in dependency order.
+        // The shortest way from the component's smallest name back to itself, trying names
+        // in order: a closed cycle, the same on every call.
         let members: BTreeSet<_> = scc.iter().copied().collect();
         let start = *scc.iter().min_by_key(|&&n| graph[n])?;
-        let mut cycle = vec![graph[start].to_string()];
-        let mut current = start;
-        let mut visited = BTreeSet::from([start]);
-        loop {
-            let next = graph
+        let mut came_from = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        let last = 'search: loop {
+            let current = queue.pop_front()?;
+            let mut next: Vec<_> = graph
                 .neighbors(current)
                 .filter(|n| members.contains(n))
-                .min_by_key(|&n| (visited.contains(&n) && n != start, graph[n]))?;
-            cycle.push(graph[next].to_string());
-            if next == start || !visited.insert(next) {
-                break;
+                .collect();
+            next.sort_by_key(|&n| graph[n]);
+            next.dedup();
+            for n in next {
+                if n == start {
+                    break 'search current;
+                }
+                if let Entry::Vacant(entry) = came_from.entry(n) {
+                    entry.insert(current);
+                    queue.push_back(n);
+                }
             }
-            current = next;
+        };
+        let mut path = vec![last];
+        while let Some(&previous) = came_from.get(path.last()?) {
+            path.push(previous);
         }
+        let mut cycle: Vec<String> = vec![graph[start].to_string()];
+        cycle.extend(
+            path.iter()
+                .rev()
+                .filter(|&&n| n != start)
+                .map(|&n| graph[n].to_string()),
+        );
+        cycle.push(graph[start].to_string());
         Some(cycle)
     }
 }
@@ -240,5 +259,29 @@ mod tests {
         );
         let acyclic = Catalog::new([role(1, "a", &["b"]), role(2, "b", &[])], HashMap::new());
         assert_eq!(acyclic.cycle_from("a"), None);
+    }
+
+    #[test]
+    fn a_cycle_entered_through_a_side_loop_is_still_named_closed() {
+        // a -> b, b -> {c, d}, c -> b, d -> a: walking by smallest name from `a` reaches
+        // `c`, whose only way on is back to `b`, not to `a`.
+        let catalog = Catalog::new(
+            [
+                role(1, "a", &["b"]),
+                role(2, "b", &["c", "d"]),
+                role(3, "c", &["b"]),
+                role(4, "d", &["a"]),
+            ],
+            HashMap::new(),
+        );
+        assert_eq!(
+            catalog.cycle_from("a"),
+            Some(vec!["a".into(), "b".into(), "d".into(), "a".into()])
+        );
+        let mut selfish = role(5, "e", &[]);
+        selfish.provides = vec!["svc".into()];
+        selfish.requires = vec!["svc".into()];
+        let catalog = Catalog::new([selfish], HashMap::new());
+        assert_eq!(catalog.cycle_from("e"), Some(vec!["e".into(), "e".into()]));
     }
 }

@@ -7,3 +7,6 @@ pub mod data;
 pub mod plan;
 pub mod reason;
 pub mod state;
+
+#[cfg(test)]
+mod proptests;

@@ -334,6 +334,61 @@ async fn outcome_success_after_node_died_goes_back_by_parent_state() {
 }
 
 #[tokio::test]
+async fn a_queued_noderole_that_gets_blocked_loses_its_run_and_frees_the_node() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    commit(&pool, "web").await;
+    let admin_runs = start_one(&pool).await;
+    finish(&pool, &admin_runs, true).await;
+    // the server is queued, not started yet
+    let config = queue_config(10);
+    crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    let queued = |pool: sqlx::PgPool| async move {
+        db::runs::list(&pool, None, 10, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.role)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(queued(pool.clone()).await, vec!["test-server"]);
+    // retrying its parent blocks it (§5): its run could never start, so it goes at once
+    retry(&pool, "n1", "test-admin").await.unwrap();
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    assert!(queued(pool.clone()).await.is_empty());
+    // and the next pass (no sweep) can queue the parent on that node
+    crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    assert_eq!(queued(pool.clone()).await, vec!["test-admin"]);
+    let dropped: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(dropped, vec!["succeeded", "dropped"]);
+}
+
+#[tokio::test]
+async fn a_run_failing_after_its_parent_went_back_to_todo_waits_for_the_parent() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    commit(&pool, "web").await;
+    let admin_runs = start_one(&pool).await;
+    finish(&pool, &admin_runs, true).await;
+    let server_runs = start_one(&pool).await;
+    // the parent is retried while the child runs on the same node; then the child fails
+    retry(&pool, "n1", "test-admin").await.unwrap();
+    finish(&pool, &server_runs, false).await;
+    // as if it had failed first and been blocked by the retry: it waits, the node is free
+    assert_eq!(state(&pool, "n1", "test-server").await, Blocked);
+    assert_eq!(
+        reasons_of(&pool, "n1", "test-server").await["code"],
+        "waiting_on_parent"
+    );
+    assert_eq!(drive(&pool).await, 2);
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+}
+
+#[tokio::test]
 async fn destructive_roles_skip_the_jig_after_their_first_run() {
     let pool = setup().await;
     node(&pool, "n1", true).await;
@@ -453,6 +508,69 @@ async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
     let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
     assert_eq!(detail.parents.len(), 3);
     assert!(detail.parents.contains(&late));
+}
+
+#[tokio::test]
+async fn a_waiting_child_adopted_by_a_new_cluster_peer_waits_for_it() {
+    let pool = setup().await;
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, barclamp_id, jig_id, requires)
+         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for n in ["n1", "n2", "n3"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-cluster", "web").await;
+    bind(&pool, "n2", "test-cluster-user", "web").await;
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    finish(&pool, &runs, true).await;
+    assert_eq!(state(&pool, "n2", "test-cluster-user").await, Todo);
+    // a new peer (PROPOSED) becomes its parent: it must not run before that peer
+    bind(&pool, "n3", "test-cluster", "web").await;
+    assert_eq!(state(&pool, "n2", "test-cluster-user").await, Blocked);
+    commit(&pool, "web").await;
+    drive(&pool).await;
+    assert!(states(&pool).await.iter().all(|s| s.2 == Active));
+    let history = run_history(&pool).await;
+    let position = |node: &str, role: &str| {
+        history
+            .iter()
+            .position(|h| h.0 == node && h.1 == role)
+            .unwrap()
+    };
+    assert!(position("n3", "test-cluster") < position("n2", "test-cluster-user"));
+}
+
+#[tokio::test]
+async fn a_cluster_parent_found_on_the_node_in_another_deployment_brings_its_peers() {
+    let pool = setup().await;
+    sqlx::raw_sql(
+        "INSERT INTO roles (name, barclamp_id, jig_id, requires)
+         VALUES ('test-cluster-user', 1, 1, '{test-cluster}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for n in ["n1", "n2"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    deployment(&pool, "db").await;
+    let first = bind(&pool, "n1", "test-cluster", "db").await.noderole.id;
+    let second = bind(&pool, "n2", "test-cluster", "db").await.noderole.id;
+    // `db` is not up `web`'s tree, but the cluster noderole on n1 is taken: with its peers
+    let user = bind(&pool, "n1", "test-cluster-user", "web")
+        .await
+        .noderole
+        .id;
+    let mut conn = pool.acquire().await.unwrap();
+    let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
+    assert_eq!(detail.parents, vec![first, second]);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod documents;
 mod hooks;
 mod multi_daemon;
 mod pg_harness;
+mod proptest_annealer;
 mod rig_smoke;
 mod serve;
 mod store;
