@@ -10,5 +10,6 @@ mod hooks;
 mod multi_daemon;
 mod pg_harness;
 mod rig_smoke;
+mod script_jig;
 mod serve;
 mod store;

@@ -11,12 +11,10 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/ssh_key", get(ssh_key))
-        .route(
-            "/api/v2/nodes/{node}/host_key",
-            get(host_key).delete(clear_host_key),
-        )
+    Router::new().route("/api/v2/ssh_key", get(ssh_key)).route(
+        "/api/v2/nodes/{node}/host_key",
+        get(host_key).delete(clear_host_key),
+    )
 }
 
 #[derive(Debug, Serialize)]
