@@ -240,7 +240,18 @@ async fn link_down_fails_ping_and_kills_the_node_link_up_converges() {
     let history = site.history(2).await;
     let death = history.last().unwrap();
     assert_eq!(death.0, "probe");
-    assert!(death.1.contains("no ping reply"), "{history:?}");
+    // a probe that started just before the link went down fails on SSH instead
+    assert!(
+        death.1.contains("no ping reply") || death.1.contains("timed out"),
+        "{history:?}"
+    );
+    let outcomes = site.prober().round().await.unwrap();
+    let probe = outcomes.iter().find(|o| o.name == site.name(2)).unwrap();
+    assert!(!probe.alive && !probe.changed, "{probe:?}");
+    assert!(
+        probe.reason.as_deref().unwrap().contains("no ping reply"),
+        "{probe:?}"
+    );
     let (state, ..) = site.noderole(2, "rig-solo").await;
     assert_eq!(state, 1, "the death puts the noderole back to TODO");
     assert!(site.alive(1).await);
@@ -443,4 +454,130 @@ async fn hostile_attribute_values_run_nowhere() {
         "{values}"
     );
     site.stop().await;
+}
+
+/// Runs the shipped node-side report script inside rig node `i`'s network namespace.
+fn report(
+    site: &Site,
+    i: usize,
+    node_name: &str,
+    token: &str,
+    url: &str,
+    what: &str,
+) -> tokio::process::Child {
+    let dir = site.barclamps.join(format!("report-{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("node.token");
+    std::fs::write(&token_file, token).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jigs/node/crowbar-node-report");
+    tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            site.rig.node(i).netns(),
+            "env",
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        ])
+        .arg(format!("CROWBAR_URL={url}"))
+        .arg(format!("CROWBAR_NODE={node_name}"))
+        .arg(format!("CROWBAR_TOKEN_FILE={}", token_file.display()))
+        .arg("CROWBAR_NODE_ENV=/nonexistent")
+        .arg("CROWBAR_REPORT_RETRY_DELAY=0.2")
+        .arg("CROWBAR_REPORT_TIMEOUT=30")
+        .arg("bash")
+        .arg(script)
+        .arg(what)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the report script")
+}
+
+async fn finished(child: tokio::process::Child) -> (bool, String) {
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the report script finishes")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_report_themselves_with_the_shipped_script() {
+    let site = Site::new(2, probe_settings(Duration::ZERO)).await;
+    first_contact(&site).await;
+    let app =
+        crate::support::app::TestApp::on(site.pool.clone(), Some(site.key.public_openssh())).await;
+
+    // The daemon's key, as nodes authorize it.
+    let key = app.get("/api/v2/ssh_key").send().await;
+    assert_eq!(key.body["public_key"], json!(site.key.public_openssh()));
+    assert_eq!(key.body["fingerprint"], json!(site.key.fingerprint()));
+
+    // The daemon is not listening yet when the node boots: the script retries.
+    let gateway = site.rig.gateway();
+    let port = std::net::TcpListener::bind((gateway, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://{gateway}:{port}");
+    let name1 = site.name(1);
+    let boot = report(&site, 1, &name1, &site.tokens[0], &url, "boot");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let listener = tokio::net::TcpListener::bind((gateway, port))
+        .await
+        .unwrap();
+    let serving = tokio::spawn(axum::serve(listener, app.router()).into_future());
+    let (ok, log) = finished(boot).await;
+    assert!(ok, "{log}");
+    let history = site.history(1).await;
+    let reports: Vec<(&str, &str, &Value)> = history
+        .iter()
+        .skip(1) // the first probe
+        .map(|(actor, reason, changes)| (actor.as_str(), reason.as_str(), &changes["alive"]["to"]))
+        .collect();
+    let me = format!("node:{name1}");
+    assert_eq!(
+        reports,
+        [
+            (me.as_str(), "reported by the node", &json!(false)),
+            (me.as_str(), "reported by the node", &json!(true)),
+        ],
+        "{history:?}"
+    );
+    assert!(site.alive(1).await);
+
+    // Node 1's token for node 2: refused, nothing changes.
+    let (ok, log) = finished(report(
+        &site,
+        1,
+        &site.name(2),
+        &site.tokens[0],
+        &url,
+        "shutdown",
+    ))
+    .await;
+    assert!(!ok && log.contains("HTTP 403"), "{log}");
+    assert!(site.alive(2).await);
+    assert_eq!(site.history(2).await.len(), 1);
+
+    // Shutdown: dead, by the node's own word, visible through the API.
+    let (ok, log) = finished(report(&site, 1, &name1, &site.tokens[0], &url, "shutdown")).await;
+    assert!(ok, "{log}");
+    assert!(!site.alive(1).await);
+    let events = app
+        .get(&format!("/api/v2/nodes/{name1}/events"))
+        .send()
+        .await;
+    let newest = &events.body[0];
+    assert_eq!(newest["actor"], json!(me));
+    assert_eq!(newest["data"]["changes"]["alive"]["to"], json!(false));
+    serving.abort();
 }

@@ -135,6 +135,8 @@ pub struct Site {
     /// The barclamp directory (`rig.yml`, `rig/roles/<role>/*`).
     pub barclamps: PathBuf,
     pub shutdown: CancellationToken,
+    /// The nodes' own API tokens, in rig order.
+    pub tokens: Vec<String>,
     engine: Option<Engine>,
     _dirs: Vec<TempDir>,
 }
@@ -180,9 +182,10 @@ impl Site {
             .await
             .expect("the rig barclamp imports");
 
+        let mut tokens = Vec::new();
         for node in rig.nodes() {
             let mut conn = pool.acquire().await.unwrap();
-            nodes::create(
+            let (_, token) = nodes::create(
                 &mut conn,
                 &NewNode {
                     name: node.name().to_string(),
@@ -193,6 +196,7 @@ impl Site {
             )
             .await
             .expect("create node");
+            tokens.push(token);
         }
         let access = NodeAccess::new(pool.clone(), key.clone(), probes);
         Site {
@@ -202,6 +206,7 @@ impl Site {
             key,
             barclamps,
             shutdown: CancellationToken::new(),
+            tokens,
             engine: None,
             _dirs: vec![keys, dir],
         }
