@@ -52,18 +52,30 @@ pub async fn compute(
     .fetch_all(&mut *conn)
     .await?;
     // Attribs wanted from parents (any node): the parent's wall over its committed data.
-    let wanted: Vec<(i64, String, Option<Value>, Value, Value)> = sqlx::query_as(
-        "SELECT c.id, a.map, a.default_value, p.committed_data, p.wall
+    // Most roles want none; asking first keeps the join below off the common path.
+    let any_wanted: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+                         WHERE nr.id = ANY($1) AND r.wants_attribs <> '{}')",
+    )
+    .bind(ids)
+    .fetch_one(&mut *conn)
+    .await?;
+    let wanted: Vec<(i64, String, Option<Value>, Value, Value)> = if !any_wanted {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+            "SELECT c.id, a.map, a.default_value, p.committed_data, p.wall
            FROM noderoles c JOIN roles cr ON cr.id = c.role_id
            JOIN attribs a ON a.name = ANY(cr.wants_attribs)
            JOIN noderole_edges e ON e.child_id = c.id
            JOIN noderoles p ON p.id = e.parent_id AND p.role_id = a.role_id
           WHERE c.id = ANY($1)
           ORDER BY c.id, a.name, p.id DESC",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?
+    };
 
     let mut inputs: HashMap<i64, Value> = HashMap::with_capacity(ids.len());
     for (target, _, template, deployment_data, sysdata, committed) in &layers {
