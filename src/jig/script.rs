@@ -106,7 +106,7 @@ impl ScriptJig {
             Ok(scripts) => scripts,
             Err(message) => return JigOutput::failed(format!("script jig: {message}")),
         };
-        let stream = match bundle(&job.input, &scripts) {
+        let stream = match bundle(&job.node, &job.role, &job.input, &scripts) {
             Ok(stream) => stream,
             Err(message) => return JigOutput::failed(format!("script jig: {message}")),
         };
@@ -222,12 +222,19 @@ fn valid_script_name(name: &str) -> bool {
 }
 
 /// The tar stream of one run: runner, library, input data, scripts.
-fn bundle(input: &Value, scripts: &[ScriptFile]) -> Result<Vec<u8>, String> {
+fn bundle(
+    node: &str,
+    role: &str,
+    input: &Value,
+    scripts: &[ScriptFile],
+) -> Result<Vec<u8>, String> {
     let data = serde_json::to_vec(input).map_err(|e| format!("cannot encode the input: {e}"))?;
     let mut archive = Archive::new();
     archive.file("runner.sh", 0o700, RUNNER.as_bytes());
     archive.file("lib.sh", 0o600, LIBRARY.as_bytes());
     archive.file("input.json", 0o600, &data);
+    archive.file("node", 0o600, node.as_bytes());
+    archive.file("role", 0o600, role.as_bytes());
     archive.dir("scripts", 0o700);
     for script in scripts {
         archive.file(&format!("scripts/{}", script.name), 0o700, &script.contents);
@@ -281,7 +288,7 @@ mod tests {
                 b"for i in $(get_keys v); do write_attribute \"out/$i\" \"$(read_attribute v/$i)\"; done\necho done $CROWBAR_NODE $CROWBAR_ROLE\n",
             ),
         };
-        let stream = bundle(&input, &[script]).unwrap();
+        let stream = bundle("n1.example.com", "r", &input, &[script]).unwrap();
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(BOOTSTRAP)
