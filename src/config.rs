@@ -81,6 +81,10 @@ pub struct Settings {
     /// The annealer and the run queue.
     #[command(flatten)]
     pub annealer: crate::annealer::AnnealerSettings,
+
+    /// Reaching nodes: SSH timeouts and aliveness probes.
+    #[command(flatten)]
+    pub probe: crate::probe::ProbeSettings,
 }
 
 impl Settings {

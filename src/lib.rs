@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod http;
 pub mod jig;
 pub mod pg;
+pub mod probe;
 pub mod runner;
 pub mod ssh;
 pub mod telemetry;

@@ -14,8 +14,10 @@ use crate::{
     db,
     hooks::Hooks,
     http::AppState,
-    jig::JigRegistry,
+    jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
+    probe::{NodeAccess, Prober},
+    ssh::ClientKey,
     telemetry,
 };
 
@@ -110,11 +112,21 @@ async fn serve_on(
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
     crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
         .await?;
+    let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
+        .context("cannot load or create the daemon's SSH key")?;
+    tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
+    let access = NodeAccess::new(pool.clone(), key.clone(), settings.probe.clone());
+    let prober = tokio::spawn(
+        Prober {
+            access: access.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     let hooks = Hooks::default();
     let engine = Engine::start(
         pool.clone(),
         &settings.annealer,
-        JigRegistry::builtin(),
+        JigRegistry::builtin().with(ScriptJig::new(access)),
         hooks.clone(),
         settings.shutdown_grace,
         shutdown.clone(),
@@ -123,6 +135,7 @@ async fn serve_on(
         pool: pool.clone(),
         run_cap: settings.annealer.run_cap,
         hooks,
+        ssh_public_key: Some(key.public_openssh()),
     };
     let addr = listener
         .local_addr()
@@ -142,6 +155,7 @@ async fn serve_on(
     {
         tracing::warn!("the annealer did not stop within the shutdown grace");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), prober).await;
     tracing::info!("crowbar stopped");
     Ok(())
 }

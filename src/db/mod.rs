@@ -9,6 +9,7 @@ pub mod deployments;
 pub mod documents;
 pub mod error;
 pub mod events;
+pub mod host_keys;
 pub mod inputs;
 pub mod keys;
 pub mod noderoles;

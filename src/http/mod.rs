@@ -30,6 +30,8 @@ pub struct AppState {
     pub run_cap: i64,
     /// Role hooks; veto hooks run inside the transactions of binds and commits.
     pub hooks: crate::hooks::Hooks,
+    /// The daemon's SSH public key (`authorized_keys` line) nodes must authorize for root.
+    pub ssh_public_key: Option<String>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             pool,
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),
+            ssh_public_key: None,
         }
     }
 }

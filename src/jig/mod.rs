@@ -2,6 +2,7 @@
 //! the runner looks them up by name in a [`JigRegistry`].
 
 mod noop;
+mod script;
 mod test;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -10,6 +11,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use noop::NoopJig;
+pub use script::{LIBRARY as SCRIPT_LIBRARY, RUNNER as SCRIPT_RUNNER, ScriptJig};
 pub use test::TestJig;
 
 /// One run handed to a jig: the frozen input data and who it is for.

@@ -254,6 +254,12 @@ impl Session {
         self.handle.is_closed()
     }
 
+    /// Cuts the connection at once, without any SSH goodbye: commands running on it fail
+    /// with [`SshError::Disconnected`]. For a node found dead while a command runs on it.
+    pub fn abort(&self) {
+        cut(&self.cutter);
+    }
+
     /// Runs `command` through the node's shell with the session's command timeout, feeding it
     /// `stdin` (then end-of-file) if given.
     ///

@@ -11,5 +11,6 @@ mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;
 mod rig_smoke;
+mod script_jig;
 mod serve;
 mod store;

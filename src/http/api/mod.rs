@@ -6,6 +6,7 @@
 //! return JSON or an [`ApiError`]. To add a resource: write `api/<resource>.rs` with
 //! `pub fn router() -> Router<AppState>`, and merge it below.
 
+mod access;
 mod anneal;
 mod catalog;
 mod deployments;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(runs::router())
         .merge(anneal::router())
         .merge(catalog::router())
+        .merge(access::router())
         .route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 

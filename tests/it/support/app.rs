@@ -41,6 +41,29 @@ impl TestApp {
         }
     }
 
+    /// The router over an existing database (barclamps already loaded), with the admin
+    /// token and the daemon's SSH public key.
+    pub async fn on(pool: PgPool, ssh_public_key: Option<String>) -> TestApp {
+        crowbar::auth::ensure_admin_token(
+            &pool,
+            Path::new("/nonexistent"),
+            Some(&Secret::new(ADMIN_TOKEN)),
+        )
+        .await
+        .expect("store the admin token");
+        let mut state = AppState::new(pool.clone());
+        state.ssh_public_key = ssh_public_key;
+        TestApp {
+            router: crowbar::http::router(state),
+            pool,
+        }
+    }
+
+    /// The router, to serve it on a real listener.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
         Call {
             app: self,

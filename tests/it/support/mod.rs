@@ -7,4 +7,5 @@ pub mod app;
 pub mod daemon;
 pub mod db;
 pub mod nodes;
+pub mod site;
 pub mod world;

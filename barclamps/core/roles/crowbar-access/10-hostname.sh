@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Gives the node its crowbar name: the running hostname, and the hostname file
-# (crowbar.access.hostname_file; an empty value leaves the file alone).
+# (crowbar/access/hostname_file; an empty value leaves the file alone).
+# Runs under crowbar's script jig: CROWBAR_NODE and the read_attribute helper come from it.
 set -euo pipefail
 : "${CROWBAR_NODE:?the script jig sets CROWBAR_NODE to the node name}"
-: "${CROWBAR_DATA:?the script jig sets CROWBAR_DATA to the role data file}"
 
-file=$(jq -r '.crowbar.access.hostname_file // "/etc/hostname"' "$CROWBAR_DATA")
+file=$(read_attribute crowbar/access/hostname_file /etc/hostname)
 
 if [ "$(hostname)" != "$CROWBAR_NODE" ]; then
     hostname "$CROWBAR_NODE"
@@ -17,3 +17,4 @@ if [ -n "$file" ] && [ "$(cat "$file" 2>/dev/null || true)" != "$CROWBAR_NODE" ]
     mv -f "$file.crowbar-new" "$file"
     echo "$file now holds $CROWBAR_NODE"
 fi
+write_attribute crowbar/access/hostname "$CROWBAR_NODE"

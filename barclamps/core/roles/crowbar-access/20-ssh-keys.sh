@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Lets the admin's SSH keys log in as root: appends every key of crowbar.access.keys that the
-# authorized keys file (crowbar.access.authorized_keys_file) lacks. Keys added by hand stay.
+# Lets the admin's SSH keys log in as root: appends every key of crowbar/access/keys that the
+# authorized keys file (crowbar/access/authorized_keys_file) lacks. Keys added by hand stay.
+# Runs under crowbar's script jig: the read_attribute and get_keys helpers come from it.
 set -euo pipefail
-: "${CROWBAR_DATA:?the script jig sets CROWBAR_DATA to the role data file}"
 
-file=$(jq -r '.crowbar.access.authorized_keys_file // "/root/.ssh/authorized_keys"' "$CROWBAR_DATA")
-mapfile -t keys < <(jq -r '(.crowbar.access.keys // [])[] | select(type == "string" and . != "")' "$CROWBAR_DATA")
+file=$(read_attribute crowbar/access/authorized_keys_file /root/.ssh/authorized_keys)
+keys=()
+while IFS= read -r index; do
+    key=$(read_attribute "crowbar/access/keys/$index")
+    if [ -n "$key" ] && [[ "$key" != *$'\n'* ]]; then
+        keys+=("$key")
+    fi
+done < <(get_keys crowbar/access/keys)
 
 dir=$(dirname "$file")
 if [ ! -d "$dir" ]; then
@@ -28,3 +34,4 @@ for key in "${keys[@]}"; do
     fi
 done
 echo "$file: $added key(s) added, ${#keys[@]} wanted"
+write_attribute --json crowbar/access/keys_added "$added"

@@ -1,0 +1,141 @@
+//! The scheduled aliveness probe (§6): every node with an address, every interval.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{NodeAccess, NodeRef};
+
+/// Who the node history names for changes the prober makes.
+pub const PROBE_ACTOR: &str = "probe";
+
+/// What one probe of one node found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub node_id: i64,
+    pub name: String,
+    /// The node answered ping and SSH.
+    pub alive: bool,
+    /// Why not, when it did not.
+    pub reason: Option<String>,
+    /// The node's `alive` flag was changed.
+    pub changed: bool,
+}
+
+/// Probes every node with an address on a schedule; see the module documentation of
+/// [`super`].
+pub struct Prober {
+    pub access: Arc<NodeAccess>,
+}
+
+impl Prober {
+    /// Probes until `shutdown`; returns at once when the probe interval is 0.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let interval = self.access.settings().probe_interval;
+        if interval.is_zero() {
+            tracing::info!("scheduled node probes are off");
+            return;
+        }
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                result = self.round() => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "probing nodes failed; trying again next time");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round: probes every node with an address, concurrently (bounded), applying the
+    /// results; closes idle connections.
+    pub async fn round(&self) -> sqlx::Result<Vec<ProbeOutcome>> {
+        let nodes: Vec<(i64, String, String, bool)> = sqlx::query_as(
+            "SELECT id, name, host(address), alive FROM nodes WHERE address IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(self.access.pool())
+        .await?;
+        let concurrency = self.access.settings().probe_concurrency.max(1);
+        let outcomes: Vec<sqlx::Result<Option<ProbeOutcome>>> =
+            futures::stream::iter(nodes.into_iter().filter_map(|(id, name, addr, alive)| {
+                let addr: IpAddr = addr.parse().ok()?;
+                Some((NodeRef { id, name, addr }, alive))
+            }))
+            .map(|(node, alive)| self.probe(node, alive))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        self.access.evict_idle();
+        let mut done = Vec::new();
+        for outcome in outcomes {
+            if let Some(outcome) = outcome? {
+                done.push(outcome);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn probe(&self, node: NodeRef, was_alive: bool) -> sqlx::Result<Option<ProbeOutcome>> {
+        // A probe never takes longer than ping + connect + auth, whatever happens.
+        let settings = self.access.settings();
+        let limit = settings.ping_timeout * u32::from(settings.ping_attempts.max(1))
+            + settings.ssh_connect_timeout
+            + settings.ssh_auth_timeout
+            + Duration::from_secs(5);
+        let checked = tokio::time::timeout(limit, self.access.check(&node)).await;
+        let result = match checked {
+            Ok(result) => result,
+            Err(_) => Err(super::AccessError::Ping(format!(
+                "the probe of {} did not finish within {limit:?}",
+                node.addr
+            ))),
+        };
+        let outcome = match result {
+            Ok(()) => {
+                let changed = if was_alive {
+                    false
+                } else {
+                    self.access
+                        .mark_alive(node.id, PROBE_ACTOR, "answers ping and SSH")
+                        .await?
+                };
+                ProbeOutcome {
+                    node_id: node.id,
+                    name: node.name,
+                    alive: true,
+                    reason: None,
+                    changed,
+                }
+            }
+            Err(e) if !e.node_is_dead() => {
+                tracing::warn!(node = %node.name, error = %e, "cannot probe node");
+                return Ok(None);
+            }
+            Err(e) => {
+                let reason = e.reason();
+                let changed = if was_alive {
+                    self.access.mark_dead(node.id, PROBE_ACTOR, &reason).await?
+                } else {
+                    false
+                };
+                tracing::debug!(node = %node.name, %reason, changed, "node does not answer");
+                ProbeOutcome {
+                    node_id: node.id,
+                    name: node.name,
+                    alive: false,
+                    reason: Some(reason),
+                    changed,
+                }
+            }
+        };
+        Ok(Some(outcome))
+    }
+}
