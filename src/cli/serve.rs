@@ -123,6 +123,8 @@ async fn serve_on(
         pool: pool.clone(),
         run_cap: settings.annealer.run_cap,
         hooks,
+        events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
+        shutdown: shutdown.clone(),
     };
     let addr = listener
         .local_addr()

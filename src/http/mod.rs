@@ -15,6 +15,7 @@ use axum::{
     middleware,
 };
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tower_http::{
     catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
     timeout::TimeoutLayer, trace::TraceLayer,
@@ -30,15 +31,22 @@ pub struct AppState {
     pub run_cap: i64,
     /// Role hooks; veto hooks run inside the transactions of binds and commits.
     pub hooks: crate::hooks::Hooks,
+    /// Numbers events and wakes event-stream readers.
+    pub events: crate::events::EventHub,
+    /// Cancelled when the daemon shuts down: long-lived responses (event streams) end.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`).
+    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`),
+    /// the default event retention and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
             pool,
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),
+            shutdown: CancellationToken::new(),
         }
     }
 }

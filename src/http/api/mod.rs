@@ -9,6 +9,7 @@
 mod anneal;
 mod catalog;
 mod deployments;
+mod events;
 mod node_roles;
 mod nodes;
 mod runs;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(runs::router())
         .merge(anneal::router())
         .merge(catalog::router())
+        .merge(events::router())
         .route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 

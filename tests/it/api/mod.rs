@@ -7,6 +7,7 @@ mod catalog;
 mod deployments;
 mod documents;
 mod errors;
+mod events;
 mod node_roles;
 mod nodes;
 mod queue;

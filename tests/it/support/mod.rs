@@ -7,4 +7,5 @@ pub mod app;
 pub mod daemon;
 pub mod db;
 pub mod nodes;
+pub mod sse;
 pub mod world;
