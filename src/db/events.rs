@@ -109,7 +109,7 @@ pub async fn noderoles_changed(
 }
 
 /// A recorded event, as history and the event stream show it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
     #[serde(rename = "type")]

@@ -596,7 +596,7 @@ pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> sqlx::Resu
 }
 
 /// A queued or executing run, as the API lists it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Run {
     pub id: i64,
     pub node: String,

@@ -13,6 +13,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{StatusCode, header},
     middleware,
+    routing::get,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .route("/api/openapi.json", get(openapi_json))
         .merge(api::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
@@ -83,6 +85,18 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
+}
+
+/// The OpenAPI document of the `/api/v2` routes (no auth: it holds nothing secret),
+/// generated once.
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        api::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

@@ -4,20 +4,19 @@
 use std::{collections::VecDeque, convert::Infallible, time::Duration};
 
 use axum::{
-    Router,
     extract::State,
     http::HeaderMap,
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
-    routing::get,
 };
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{
@@ -26,7 +25,7 @@ use crate::{
         keys::Key,
     },
     events::POLL_INTERVAL,
-    http::{ApiError, AppState, extract::ApiQuery},
+    http::{ApiError, AppState, error::ErrorBody, extract::ApiQuery},
 };
 
 /// A comment line is sent this often when nothing else is, so proxies keep the connection.
@@ -38,11 +37,12 @@ const READ_BATCH: i64 = 500;
 /// The type of the event that says events were lost to the retention before a resume.
 pub const EXPIRED: &str = "events.expired";
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v2/events", get(stream))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stream))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamQuery {
     /// Comma-separated event types, e.g. `node_role.updated,node.updated`.
@@ -55,6 +55,10 @@ pub(crate) struct StreamQuery {
     last_event_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v2/events", tag = "events",
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")),
+    responses((status = 200, description = "Server-Sent Events: `event:` the type, `id:` the delivery number, `data:` the event's data with the event under `event`", content_type = "text/event-stream", body = String),
+              (status = 404, description = "unknown deployment or node", body = ErrorBody)))]
 async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -10,5 +10,6 @@ mod errors;
 mod events;
 mod node_roles;
 mod nodes;
+mod openapi;
 mod queue;
 mod scenario;
