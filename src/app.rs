@@ -42,6 +42,12 @@ pub async fn run_with(
     shutdown: CancellationToken,
     options: RunOptions,
 ) -> anyhow::Result<()> {
+    // event streams end and the event hub stops with the server
+    let state = AppState {
+        shutdown: shutdown.clone(),
+        ..state
+    };
+    state.events.start(shutdown.clone());
     let app = http::router(state);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

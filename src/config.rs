@@ -78,6 +78,11 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// How long events (the audit trail, node histories and the event stream's replay) are
+    /// kept; older ones are deleted by a periodic sweep.
+    #[arg(long, env = "CROWBAR_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub event_retention: Duration,
+
     /// The annealer and the run queue.
     #[command(flatten)]
     pub annealer: crate::annealer::AnnealerSettings,
@@ -100,7 +105,7 @@ impl Settings {
     }
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h` or a plain number of seconds.
+/// Parses `250ms`, `10s`, `5m`, `1h`, `7d` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -115,8 +120,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(number)),
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
+        "d" => Ok(Duration::from_secs(number * 86400)),
         other => Err(format!(
-            "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
         )),
     }
 }
@@ -130,6 +136,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5y").is_err());
     }

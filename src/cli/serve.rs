@@ -136,6 +136,8 @@ async fn serve_on(
         run_cap: settings.annealer.run_cap,
         hooks,
         ssh_public_key: Some(key.public_openssh()),
+        events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
+        shutdown: shutdown.clone(),
     };
     let addr = listener
         .local_addr()

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 /// `/api/v2/anneal`: the status and counts of committed noderoles by state.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AnnealStatus {
     /// failed | working | scheduled | blocked | finished
     pub status: &'static str,

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::domain::state::NodeRoleState;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Deployment {
     pub id: i64,
     pub name: String,
@@ -168,7 +168,7 @@ pub async fn propose(
 }
 
 /// A snapshot of a deployment's committed desired state.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Snapshot {
     pub deployment_id: i64,
     pub seq: i32,
@@ -490,7 +490,7 @@ pub async fn update(
 }
 
 /// One noderole as the graph shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct GraphNodeRole {
     pub id: i64,
     pub node: String,
@@ -505,7 +505,7 @@ pub struct GraphNodeRole {
 }
 
 /// A dependency: `child` waits on `parent`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct GraphEdge {
     pub parent: i64,
     pub child: i64,
@@ -514,7 +514,7 @@ pub struct GraphEdge {
 /// The noderole graph of a deployment: its noderoles, every edge touching them, and the
 /// noderoles at the other end of those edges that live in other deployments (shared parents
 /// up the tree, children elsewhere), so every edge's ends are in the list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Graph {
     pub deployment: String,
     pub deployment_id: i64,

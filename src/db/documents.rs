@@ -22,7 +22,7 @@ use crate::domain::{
 };
 
 /// A noderole as a plan names it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PlannedNodeRole {
     pub id: i64,
     pub node: String,
@@ -30,7 +30,7 @@ pub struct PlannedNodeRole {
 }
 
 /// A node that would not run now, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Held {
     pub node: String,
     /// dead | unavailable | busy | error
@@ -39,7 +39,7 @@ pub struct Held {
 }
 
 /// What a commit would do.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct Plan {
     pub create: Vec<PlannedNodeRole>,
     pub remove: Vec<PlannedNodeRole>,
@@ -51,7 +51,7 @@ pub struct Plan {
 }
 
 /// What applying a document did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Applied {
     pub plan: Plan,
     /// False when the document equals the latest snapshot: nothing changed.

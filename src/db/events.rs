@@ -2,7 +2,7 @@
 //! Events are written in the same transaction as the change they describe.
 
 use serde_json::Value;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 /// Wakes annealers: something may have become runnable.
 pub const CHANNEL_ANNEAL: &str = "crowbar_anneal";
@@ -109,7 +109,7 @@ pub async fn noderoles_changed(
 }
 
 /// A recorded event, as history and the event stream show it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
     #[serde(rename = "type")]
@@ -118,4 +118,155 @@ pub struct EventRow {
     pub actor: String,
     pub reason: String,
     pub data: Value,
+}
+
+/// Announces that events were numbered: event-stream readers of every daemon look again.
+pub const CHANNEL_SEQUENCED: &str = "crowbar_events_sequenced";
+
+/// The `installation` row holding the highest `seq` assigned (and serving as the lock).
+const SEQ_KEY: &str = "events.seq";
+
+/// Numbers pending events for the stream (`seq`, see migration 0002): those whose
+/// transaction can no longer be in flight, in (txid, id) order, continuing the gap-free
+/// sequence. One sequencer at a time: when another daemon holds the lock this returns 0 at
+/// once (that daemon numbers them). Returns how many events it numbered; when it numbered
+/// any, readers are told on [`CHANNEL_SEQUENCED`].
+pub async fn sequence_pending(pool: &PgPool, batch: i64) -> sqlx::Result<usize> {
+    let mut tx = pool.begin().await?;
+    let Some(high): Option<i64> = sqlx::query_scalar(
+        "SELECT (value #>> '{}')::bigint FROM installation WHERE key = $1
+            FOR UPDATE SKIP LOCKED",
+    )
+    .bind(SEQ_KEY)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(0);
+    };
+    // A fresh snapshot after taking the lock: every earlier sequencer has committed.
+    let numbered: Vec<i64> = sqlx::query_scalar(
+        "WITH next AS (
+             SELECT id, row_number() OVER (ORDER BY txid, id) AS n FROM events
+              WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY txid, id LIMIT $2)
+         UPDATE events e SET seq = $1 + next.n FROM next WHERE e.id = next.id
+         RETURNING e.seq",
+    )
+    .bind(high)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(top) = numbered.iter().max() else {
+        return Ok(0);
+    };
+    sqlx::query("UPDATE installation SET value = to_jsonb($2::bigint) WHERE key = $1")
+        .bind(SEQ_KEY)
+        .bind(top)
+        .execute(&mut *tx)
+        .await?;
+    notify(&mut tx, CHANNEL_SEQUENCED).await?;
+    tx.commit().await?;
+    Ok(numbered.len())
+}
+
+/// The highest `seq` assigned so far (0 before the first): where a new stream starts.
+pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
+    Ok(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT (value #>> '{}')::bigint FROM installation WHERE key = $1",
+    )
+    .bind(SEQ_KEY)
+    .fetch_optional(pool)
+    .await?
+    .flatten()
+    .unwrap_or(0))
+}
+
+/// The lowest `seq` still kept, or `None` when every numbered event has expired.
+pub async fn first_seq(pool: &PgPool) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT min(seq) FROM events")
+        .fetch_one(pool)
+        .await
+}
+
+/// Which events a stream delivers; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    pub types: Option<Vec<String>>,
+    pub deployment_id: Option<i64>,
+    pub node_id: Option<i64>,
+    /// A snapshot from [`snapshot`]: events it already saw (committed before it was taken)
+    /// are skipped, for streams that start "now" while numbering lags behind commits.
+    pub unseen_by: Option<String>,
+}
+
+/// The current snapshot (`pg_current_snapshot()` as text), for [`StreamFilter::unseen_by`].
+pub async fn snapshot(pool: &PgPool) -> sqlx::Result<String> {
+    sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+        .fetch_one(pool)
+        .await
+}
+
+/// An event as the stream delivers it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StreamEvent {
+    pub seq: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub reason: String,
+    pub node_id: Option<i64>,
+    pub noderole_id: Option<i64>,
+    pub deployment_id: Option<i64>,
+    pub run_id: Option<i64>,
+    pub data: Value,
+}
+
+/// Up to `limit` numbered events after `seq` that pass `filter`, in `seq` order.
+pub async fn after(
+    pool: &PgPool,
+    seq: i64,
+    filter: &StreamFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<StreamEvent>> {
+    sqlx::query_as(
+        "SELECT seq, type, at, actor, reason, node_id, noderole_id, deployment_id, run_id, data
+           FROM events
+          WHERE seq > $1
+            AND ($2::text[] IS NULL OR type = ANY($2))
+            AND ($3::bigint IS NULL OR deployment_id = $3)
+            AND ($4::bigint IS NULL OR node_id = $4)
+            AND ($6::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(txid, $6::pg_snapshot))
+          ORDER BY seq LIMIT $5",
+    )
+    .bind(seq)
+    .bind(&filter.types)
+    .bind(filter.deployment_id)
+    .bind(filter.node_id)
+    .bind(limit)
+    .bind(&filter.unseen_by)
+    .fetch_all(pool)
+    .await
+}
+
+/// Deletes numbered events recorded more than `keep` ago, in batches; returns how many.
+/// Events not yet numbered are kept until they are (and streamed).
+pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> sqlx::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM events WHERE id IN (
+                 SELECT id FROM events
+                  WHERE at < now() - make_interval(secs => $1) AND seq IS NOT NULL
+                  LIMIT 10000)",
+        )
+        .bind(keep.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += n;
+        if n < 10000 {
+            return Ok(deleted);
+        }
+    }
 }

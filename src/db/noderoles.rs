@@ -19,7 +19,7 @@ use crate::domain::{
 /// Serializes changes to the graph's shape (bind, delete) across daemons.
 const GRAPH_LOCK: i64 = 0x6372_6f77_6261_7201;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NodeRole {
     pub id: i64,
     pub node: String,
@@ -54,7 +54,7 @@ const SELECT_NODEROLE: &str = "
       JOIN deployments d ON d.id = nr.deployment_id";
 
 /// A single noderole with its data, wall and neighbours.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NodeRoleDetail {
     #[serde(flatten)]
     pub noderole: NodeRole,

@@ -12,7 +12,7 @@ use super::{
     ripple, runs,
 };
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Node {
     pub id: i64,
     pub name: String,

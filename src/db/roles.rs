@@ -13,7 +13,7 @@ use super::{
     keys::Key,
 };
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Barclamp {
     pub id: i64,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct Barclamp {
 }
 
 /// A single barclamp, with the document it was imported from.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BarclampDetail {
     #[serde(flatten)]
     #[sqlx(flatten)]
@@ -68,7 +68,7 @@ pub async fn get_barclamp(
     .ok_or_else(|| StoreError::not_found("barclamp", key))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Jig {
     pub id: i64,
     pub name: String,
@@ -168,7 +168,7 @@ pub async fn update_jig(
     get_jig(conn, &Key::Id(id)).await
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Role {
     pub id: i64,
     pub name: String,

@@ -398,10 +398,11 @@ pub async fn complete(
     let actor = Actor(format!("worker:{worker}"));
     events::noderoles_changed(conn, &actor, "run finished", &changed).await?;
     sqlx::query(
-        "INSERT INTO events (type, actor, reason, node_id, noderole_id, run_id, data)
-         SELECT 'run.finished', $1, r.outcome, rr.node_id, rr.noderole_id, rr.id,
+        "INSERT INTO events (type, actor, reason, node_id, noderole_id, deployment_id, run_id, data)
+         SELECT 'run.finished', $1, r.outcome, rr.node_id, rr.noderole_id, nr.deployment_id, rr.id,
                 jsonb_build_object('id', rr.id, 'outcome', r.outcome, 'noderole_id', rr.noderole_id)
-           FROM run_records rr JOIN unnest($2::bigint[], $3::text[]) AS r(id, outcome) ON r.id = rr.id",
+           FROM run_records rr JOIN unnest($2::bigint[], $3::text[]) AS r(id, outcome) ON r.id = rr.id
+           LEFT JOIN noderoles nr ON nr.id = rr.noderole_id",
     )
     .bind(&actor.0)
     .bind(&run_ids)
@@ -630,7 +631,7 @@ pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> sqlx::Resu
 }
 
 /// A queued or executing run, as the API lists it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Run {
     pub id: i64,
     pub node: String,

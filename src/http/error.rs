@@ -10,6 +10,24 @@ use serde_json::json;
 
 use crate::db::error::StoreError;
 
+/// The body of every 4xx and 5xx answer (for the OpenAPI document; [`ApiError`] writes it).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `not_found`, `bind_refused`.
+    code: String,
+    /// What went wrong, for people.
+    message: String,
+    /// More about it, when there is more to say.
+    details: Option<serde_json::Value>,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -143,10 +143,13 @@ impl Page {
 }
 
 /// The query of a list with no filters.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Page size, 1 to 1000 (default 100).
     pub limit: Option<i64>,
+    /// Objects to skip (default 0).
     pub offset: Option<i64>,
 }
 
@@ -186,6 +189,21 @@ impl<'de> Deserialize<'de> for ObjectKey {
         deserializer.deserialize_any(Visitor)
     }
 }
+
+impl utoipa::PartialSchema for ObjectKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
+                utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
+            )))
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some("an id (integer or digits) or a name"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ObjectKey {}
 
 /// For fields where `null` means "clear it" and absence means "leave it alone":
 /// `#[serde(default, deserialize_with = "double_option")] field: Option<Option<T>>`.

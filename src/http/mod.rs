@@ -13,8 +13,10 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{StatusCode, header},
     middleware,
+    routing::get,
 };
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use tower_http::{
     catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
     timeout::TimeoutLayer, trace::TraceLayer,
@@ -32,16 +34,23 @@ pub struct AppState {
     pub hooks: crate::hooks::Hooks,
     /// The daemon's SSH public key (`authorized_keys` line) nodes must authorize for root.
     pub ssh_public_key: Option<String>,
+    /// Numbers events and wakes event-stream readers.
+    pub events: crate::events::EventHub,
+    /// Cancelled when the daemon shuts down: long-lived responses (event streams) end.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`).
+    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`),
+    /// the default event retention and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
             pool,
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),
             ssh_public_key: None,
+            shutdown: CancellationToken::new(),
         }
     }
 }
@@ -50,6 +59,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .route("/api/openapi.json", get(openapi_json))
         .merge(api::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
@@ -78,6 +88,18 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
+}
+
+/// The OpenAPI document of the `/api/v2` routes (no auth: it holds nothing secret),
+/// generated once.
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        api::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.as_str())
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

@@ -331,8 +331,9 @@ async fn a_changed_host_key_refuses_the_node_until_an_admin_accepts_it() {
     bind(&site, 1, "rig-solo", "d", None).await;
     world::commit(&site.pool, "d").await;
     site.start();
+    // ... and the refused run has been completed (the noderole leaves TRANSITION)
     wait_for(Duration::from_secs(20), "the node is refused", || async {
-        !site.alive(1).await
+        !site.alive(1).await && site.noderole(1, "rig-solo").await.0 != 2
     })
     .await;
     let history = site.history(1).await;

@@ -1,29 +1,32 @@
 //! How crowbar gets into nodes: its SSH public key (`/api/v2/ssh_key`) and the host keys it
 //! pinned (`/api/v2/nodes/{node}/host_key`; DELETE accepts a changed key on next contact).
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, keys::Key},
-    http::{ApiError, AppState, auth::Caller, extract::ApiPath},
+    http::{ApiError, AppState, auth::Caller, error::ErrorBody, extract::ApiPath},
     ssh::{PublicKey, fingerprint},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v2/ssh_key", get(ssh_key)).route(
-        "/api/v2/nodes/{node}/host_key",
-        get(host_key).delete(clear_host_key),
-    )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ssh_key))
+        .routes(routes!(host_key, clear_host_key))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SshKey {
     /// One `authorized_keys` line: what nodes must authorize for root.
     public_key: String,
     fingerprint: Option<String>,
 }
 
+/// The daemon's SSH public key, which nodes must authorize for root.
+#[utoipa::path(get, path = "/api/v2/ssh_key", tag = "nodes",
+    responses((status = 200, body = SshKey), (status = 404, body = ErrorBody)))]
 async fn ssh_key(State(state): State<AppState>) -> Result<Json<SshKey>, ApiError> {
     let public_key = state
         .ssh_public_key
@@ -38,7 +41,7 @@ async fn ssh_key(State(state): State<AppState>) -> Result<Json<SshKey>, ApiError
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HostKey {
     node: String,
     node_id: i64,
@@ -64,6 +67,10 @@ async fn load(state: &AppState, node: &str) -> Result<HostKey, ApiError> {
     })
 }
 
+/// The host key pinned for a node (null until the first contact pins one).
+#[utoipa::path(get, path = "/api/v2/nodes/{node}/host_key", tag = "nodes",
+    params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = HostKey), (status = 404, body = ErrorBody)))]
 async fn host_key(
     State(state): State<AppState>,
     ApiPath(node): ApiPath<String>,
@@ -73,6 +80,9 @@ async fn host_key(
 
 /// Forgets the pinned key: the next contact (probe or run) pins whatever key the node
 /// presents, and a node kept dead by a changed key comes back. Returns the key forgotten.
+#[utoipa::path(delete, path = "/api/v2/nodes/{node}/host_key", tag = "nodes",
+    params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = HostKey), (status = 404, body = ErrorBody)))]
 async fn clear_host_key(
     State(state): State<AppState>,
     caller: Caller,

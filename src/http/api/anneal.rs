@@ -1,19 +1,21 @@
 //! `/api/v2/anneal`: convergence status (SEMANTICS §5), as an HTTP status a script can test.
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, anneal::AnnealStatus, keys::Key},
-    http::{ApiError, AppState, extract::ApiQuery},
+    http::{ApiError, AppState, error::ErrorBody, extract::ApiQuery},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v2/anneal", get(status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatusQuery {
     /// Only this deployment's noderoles (name or id).
@@ -22,7 +24,8 @@ struct StatusQuery {
 
 /// The body: `{"status", "counts"}`; when failed (a 409 like any other) also the error
 /// body's `error`, so clients that only look for `error` on 4xx find it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AnnealReply)]
 struct Body {
     #[serde(flatten)]
     status: AnnealStatus,
@@ -31,6 +34,11 @@ struct Body {
 }
 
 /// 409 `failed`, 202 `working` / `scheduled` / `blocked`, 200 `finished`.
+#[utoipa::path(get, path = "/api/v2/anneal", tag = "runs", params(StatusQuery),
+    responses((status = 200, description = "`finished`", body = Body),
+              (status = 202, description = "`working`, `scheduled` or `blocked`", body = Body),
+              (status = 409, description = "`failed` (the body also has `error`)", body = Body),
+              (status = 404, description = "unknown deployment", body = ErrorBody)))]
 async fn status(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<StatusQuery>,

@@ -1,7 +1,8 @@
 //! `/api/v2/barclamps`, `/api/v2/jigs`, `/api/v2/roles`: the catalog loaded from barclamps.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{
@@ -12,23 +13,23 @@ use crate::{
     http::{
         ApiError, AppState,
         auth::Caller,
+        error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, Page, PageQuery},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/barclamps", get(barclamps))
-        .route("/api/v2/barclamps/{barclamp}", get(barclamp))
-        .route("/api/v2/jigs", get(jigs))
-        .route(
-            "/api/v2/jigs/{jig}",
-            get(jig).put(update_jig).patch(update_jig),
-        )
-        .route("/api/v2/roles", get(roles))
-        .route("/api/v2/roles/{role}", get(role))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(barclamps))
+        .routes(routes!(barclamp))
+        .routes(routes!(jigs))
+        .routes(routes!(jig, update_jig))
+        .routes(routes!(roles))
+        .routes(routes!(role))
 }
 
+#[utoipa::path(get, path = "/api/v2/barclamps", tag = "catalog", params(PageQuery),
+    responses((status = 200, body = Vec<Barclamp>)))]
 async fn barclamps(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -39,6 +40,8 @@ async fn barclamps(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/barclamps/{barclamp}", tag = "catalog", params(("barclamp" = String, Path, description = "the barclamp's id or name")),
+    responses((status = 200, body = BarclampDetail), (status = 404, body = ErrorBody)))]
 async fn barclamp(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
@@ -49,6 +52,8 @@ async fn barclamp(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/jigs", tag = "catalog", params(PageQuery),
+    responses((status = 200, body = Vec<Jig>)))]
 async fn jigs(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -59,6 +64,8 @@ async fn jigs(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/jigs/{jig}", tag = "catalog", params(("jig" = String, Path, description = "the jig's id or name")),
+    responses((status = 200, body = Jig), (status = 404, body = ErrorBody)))]
 async fn jig(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,
@@ -69,13 +76,15 @@ async fn jig(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct JigBody {
     active: Option<bool>,
     description: Option<String>,
 }
 
+#[utoipa::path(method(put, patch), path = "/api/v2/jigs/{jig}", tag = "catalog", params(("jig" = String, Path, description = "the jig's id or name")),
+    request_body = JigBody, responses((status = 200, body = Jig)))]
 async fn update_jig(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,7 +101,8 @@ async fn update_jig(
     Ok(Json(jig))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RolesQuery {
     /// Barclamp name or id.
@@ -103,6 +113,8 @@ struct RolesQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v2/roles", tag = "catalog", params(RolesQuery),
+    responses((status = 200, body = Vec<Role>)))]
 async fn roles(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<RolesQuery>,
@@ -117,6 +129,8 @@ async fn roles(
     Ok(Json(db::roles::list_roles(&state.pool, &filter).await?))
 }
 
+#[utoipa::path(get, path = "/api/v2/roles/{role}", tag = "catalog", params(("role" = String, Path, description = "the role's id or name")),
+    responses((status = 200, body = Role), (status = 404, body = ErrorBody)))]
 async fn role(
     State(state): State<AppState>,
     ApiPath(key): ApiPath<String>,

@@ -1,13 +1,13 @@
 //! `/api/v2/deployments`: the deployment tree, propose/commit, snapshots and the graph.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, put},
 };
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::created;
 use crate::{
@@ -21,35 +21,26 @@ use crate::{
     http::{
         ApiError, AppState,
         auth::Caller,
+        error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/deployments", get(list).post(create))
-        .route(
-            "/api/v2/deployments/{deployment}",
-            get(show).put(update).patch(update).delete(remove),
-        )
-        .route("/api/v2/deployments/{deployment}/commit", put(commit))
-        .route("/api/v2/deployments/{deployment}/propose", put(propose))
-        .route(
-            "/api/v2/deployments/{deployment}/snapshots",
-            get(snapshots).post(apply_document),
-        )
-        .route(
-            "/api/v2/deployments/{deployment}/plan",
-            get(plan).post(plan_document),
-        )
-        .route("/api/v2/deployments/{deployment}/recall", put(recall))
-        .route(
-            "/api/v2/deployments/{deployment}/snapshots/{seq}",
-            get(snapshot),
-        )
-        .route("/api/v2/deployments/{deployment}/graph", get(graph))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(commit))
+        .routes(routes!(propose))
+        .routes(routes!(snapshots, apply_document))
+        .routes(routes!(plan, plan_document))
+        .routes(routes!(recall))
+        .routes(routes!(snapshot))
+        .routes(routes!(graph))
 }
 
+#[utoipa::path(get, path = "/api/v2/deployments", tag = "deployments", params(PageQuery),
+    responses((status = 200, body = Vec<Deployment>)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -60,7 +51,8 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeploymentCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -69,6 +61,9 @@ struct CreateBody {
     parent: Option<ObjectKey>,
 }
 
+#[utoipa::path(post, path = "/api/v2/deployments", tag = "deployments", request_body = CreateBody,
+    responses((status = 201, description = "a PROPOSED deployment", body = Deployment),
+              (status = 409, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,6 +86,8 @@ async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/deployments/{deployment}", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 200, body = Deployment), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     ApiPath(deployment): ApiPath<String>,
@@ -101,12 +98,15 @@ async fn show(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeploymentUpdate)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     description: Option<String>,
 }
 
+#[utoipa::path(method(put, patch), path = "/api/v2/deployments/{deployment}", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    request_body = UpdateBody, responses((status = 200, body = Deployment)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -125,6 +125,9 @@ async fn update(
     Ok(Json(deployment))
 }
 
+#[utoipa::path(delete, path = "/api/v2/deployments/{deployment}", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 204, description = "deleted; its nodes move to the parent"),
+              (status = 409, description = "`system`, or it has child deployments", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,7 +142,7 @@ async fn remove(
 /// What a commit did: the deployment after it, the snapshot it recorded (or the latest one,
 /// when the desired state was unchanged and nothing was recorded) and the noderoles whose
 /// state changed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Committed {
     deployment: Deployment,
     snapshot: Option<Snapshot>,
@@ -147,6 +150,8 @@ struct Committed {
     changed: Vec<i64>,
 }
 
+#[utoipa::path(put, path = "/api/v2/deployments/{deployment}/commit", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 200, body = Committed), (status = 409, body = ErrorBody)))]
 async fn commit(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +171,8 @@ async fn commit(
     }))
 }
 
+#[utoipa::path(put, path = "/api/v2/deployments/{deployment}/propose", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 200, body = Deployment), (status = 409, body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,6 +185,8 @@ async fn propose(
     Ok(Json(deployment))
 }
 
+#[utoipa::path(get, path = "/api/v2/deployments/{deployment}/snapshots", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name"), PageQuery),
+    responses((status = 200, description = "newest first", body = Vec<Snapshot>)))]
 async fn snapshots(
     State(state): State<AppState>,
     ApiPath(deployment): ApiPath<String>,
@@ -192,6 +201,9 @@ async fn snapshots(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/deployments/{deployment}/snapshots/{seq}", tag = "deployments",
+    params(("deployment" = String, Path, description = "the deployment's id or name"), ("seq" = i32, Path, description = "the snapshot's sequence number")),
+    responses((status = 200, body = Snapshot), (status = 404, body = ErrorBody)))]
 async fn snapshot(
     State(state): State<AppState>,
     ApiPath((deployment, seq)): ApiPath<(String, i32)>,
@@ -202,6 +214,8 @@ async fn snapshot(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v2/deployments/{deployment}/graph", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 200, body = Graph)))]
 async fn graph(
     State(state): State<AppState>,
     ApiPath(deployment): ApiPath<String>,
@@ -214,6 +228,11 @@ async fn graph(
 
 /// POST a desired-state document: 201 when it recorded a new snapshot, 200 otherwise (an
 /// identical document, or `commit: false`); 409 `stale_base` when `base` is not the latest.
+#[utoipa::path(post, path = "/api/v2/deployments/{deployment}/snapshots", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    request_body = Document,
+    responses((status = 201, description = "a new snapshot was recorded", body = Applied),
+              (status = 200, description = "identical to the latest snapshot, or `commit: false`", body = Applied),
+              (status = 409, description = "`stale_base`, `bind_refused`, ...", body = ErrorBody)))]
 async fn apply_document(
     State(state): State<AppState>,
     caller: Caller,
@@ -237,6 +256,8 @@ async fn apply_document(
 }
 
 /// What committing the current proposal would do; changes nothing.
+#[utoipa::path(get, path = "/api/v2/deployments/{deployment}/plan", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    responses((status = 200, body = Plan)))]
 async fn plan(
     State(state): State<AppState>,
     caller: Caller,
@@ -248,6 +269,8 @@ async fn plan(
 }
 
 /// What applying a document would do; changes nothing (`base` is not checked).
+#[utoipa::path(post, path = "/api/v2/deployments/{deployment}/plan", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    request_body = Document, responses((status = 200, body = Plan)))]
 async fn plan_document(
     State(state): State<AppState>,
     caller: Caller,
@@ -260,7 +283,7 @@ async fn plan_document(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecallBody {
     /// The snapshot sequence number to bring back as the proposal.
@@ -268,6 +291,8 @@ struct RecallBody {
 }
 
 /// Makes the proposal equal an older snapshot; commit it to apply.
+#[utoipa::path(put, path = "/api/v2/deployments/{deployment}/recall", tag = "deployments", params(("deployment" = String, Path, description = "the deployment's id or name")),
+    request_body = RecallBody, responses((status = 200, body = Applied), (status = 404, body = ErrorBody)))]
 async fn recall(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,6 +10,7 @@ mod access;
 mod anneal;
 mod catalog;
 mod deployments;
+mod events;
 mod node_roles;
 mod nodes;
 mod runs;
@@ -24,13 +25,16 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
-use super::{ApiError, AppState, auth};
+use super::{ApiError, AppState, auth, error::ErrorBody};
 use crate::db::{self, noderoles::NodeRole};
 
-/// Every `/api/v2` route, each requiring a bearer token.
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+/// Every `/api/v2` route with its OpenAPI operation: the one registry both the router and
+/// the document are built from.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(nodes::router())
         .merge(deployments::router())
         .merge(node_roles::router())
@@ -38,15 +42,122 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(anneal::router())
         .merge(catalog::router())
         .merge(access::router())
-        .route_layer(middleware::from_fn_with_state(state, auth::require_token))
+        .merge(events::router())
+}
+
+/// Every `/api/v2` route, each requiring a bearer token.
+pub fn router(state: AppState) -> Router<AppState> {
+    let (router, _) = routes().split_for_parts();
+    router.route_layer(middleware::from_fn_with_state(state, auth::require_token))
+}
+
+/// The OpenAPI document of every `/api/v2` route (served at `/api/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = routes().into_openapi();
+    // after the routes are in: it applies to every operation
+    Conventions.modify(&mut document);
+    document
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "crowbar",
+        description = "Bare-metal provisioning: nodes, roles, noderoles, deployments and the annealer. \
+Every `/api/v2` request needs `Authorization: Bearer <token>` (an admin token; node tokens \
+may only read their own node and set its `alive` and `bootenv`). Every 4xx and 5xx answer \
+has the `ErrorBody`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "nodes", description = "machines, their flags and history"),
+        (name = "deployments", description = "the deployment tree, commits, snapshots, plans"),
+        (name = "node_roles", description = "roles bound to nodes"),
+        (name = "runs", description = "the run queue and convergence"),
+        (name = "catalog", description = "barclamps, jigs and roles"),
+        (name = "events", description = "the event stream"),
+    )
+)]
+struct ApiDoc;
+
+/// What holds for every operation: bearer auth, and the error body on 401, 403, 422 and
+/// anything unexpected.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            Ref, ResponseBuilder,
+            content::ContentBuilder,
+            security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("an admin token, or a node token for its own node"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ] {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                // unique and readable: get /api/v2/nodes/{node}/events → get_nodes_node_events
+                let words: Vec<&str> = path
+                    .trim_start_matches("/api/v2/")
+                    .split('/')
+                    .map(|w| w.trim_matches(|c| c == '{' || c == '}'))
+                    .collect();
+                operation.operation_id = Some(format!("{method}_{}", words.join("_")));
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "a query, path or body that does not parse"),
+                    ("401", "no token, or an unknown one"),
+                    ("403", "a node token outside its own node"),
+                    ("default", "any other error"),
+                ] {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
 }
 
 /// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
 /// is not running, from [`db::anneal::reasons`]).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WithReason<T> {
     #[serde(flatten)]
     pub noderole: T,
+    /// Why it is not running: `{code, message, ...}`, or null when ACTIVE.
     pub reason: Option<Value>,
 }
 

@@ -1,14 +1,10 @@
 //! `/api/v2/node_roles`: binding roles to nodes (SEMANTICS §3), data, retry, propose,
 //! commit and deletion of single noderoles.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    response::Response,
-    routing::{get, put},
-};
+use axum::{Json, extract::State, response::Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{WithReason, created, with_reason, with_reasons};
 use crate::{
@@ -21,23 +17,22 @@ use crate::{
     http::{
         ApiError, AppState,
         auth::Caller,
+        error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/node_roles", get(list).post(bind))
-        .route(
-            "/api/v2/node_roles/{id}",
-            get(show).put(set_data).patch(set_data).delete(remove),
-        )
-        .route("/api/v2/node_roles/{id}/retry", put(retry))
-        .route("/api/v2/node_roles/{id}/propose", put(propose))
-        .route("/api/v2/node_roles/{id}/commit", put(commit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, bind))
+        .routes(routes!(show, set_data, remove))
+        .routes(routes!(retry))
+        .routes(routes!(propose))
+        .routes(routes!(commit))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// A state name (`error`, `todo`, ...) or code (`-1`, `1`, ...).
@@ -62,6 +57,8 @@ fn parse_state(text: &str) -> Result<NodeRoleState, ApiError> {
         })
 }
 
+#[utoipa::path(get, path = "/api/v2/node_roles", tag = "node_roles", params(ListQuery),
+    responses((status = 200, body = [WithReason<NodeRole>])))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -79,7 +76,7 @@ async fn list(
     Ok(Json(with_reasons(&state, noderoles).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BindBody {
     node: ObjectKey,
@@ -90,13 +87,16 @@ struct BindBody {
 }
 
 /// The bound noderole and the parents the binding had to create.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Bound {
     #[serde(flatten)]
     noderole: WithReason<NodeRole>,
     created: Vec<WithReason<NodeRole>>,
 }
 
+#[utoipa::path(post, path = "/api/v2/node_roles", tag = "node_roles", request_body = BindBody,
+    responses((status = 201, description = "the new noderole and the parents the binding created", body = Bound),
+              (status = 404, body = ErrorBody), (status = 409, description = "`bind_refused`", body = ErrorBody)))]
 async fn bind(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,6 +142,8 @@ async fn detail(state: &AppState, id: i64) -> Result<Json<WithReason<NodeRoleDet
     Ok(Json(with_reason(state, id, detail).await?))
 }
 
+#[utoipa::path(get, path = "/api/v2/node_roles/{id}", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    responses((status = 200, body = WithReason<NodeRoleDetail>), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -149,13 +151,16 @@ async fn show(
     detail(&state, noderole_id(&id)?).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DataBody {
     data: Value,
 }
 
 /// Replaces the proposed data; only while the noderole (or its deployment) is proposed.
+#[utoipa::path(method(put, patch), path = "/api/v2/node_roles/{id}", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    request_body = DataBody,
+    responses((status = 200, body = WithReason<NodeRoleDetail>), (status = 409, description = "`not_proposed`", body = ErrorBody)))]
 async fn set_data(
     State(state): State<AppState>,
     caller: Caller,
@@ -169,12 +174,14 @@ async fn set_data(
     detail(&state, id).await
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Deleted {
     /// The noderole and the descendants that went with it.
     deleted: Vec<i64>,
 }
 
+#[utoipa::path(delete, path = "/api/v2/node_roles/{id}", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    responses((status = 200, body = Deleted), (status = 409, description = "`has_children`, `busy`", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,6 +195,8 @@ async fn remove(
     Ok(Json(Deleted { deleted }))
 }
 
+#[utoipa::path(put, path = "/api/v2/node_roles/{id}/retry", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,6 +209,8 @@ async fn retry(
     Ok(Json(with_reason(&state, id, noderole).await?))
 }
 
+#[utoipa::path(put, path = "/api/v2/node_roles/{id}/propose", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,6 +223,8 @@ async fn propose(
     Ok(Json(with_reason(&state, id, noderole).await?))
 }
 
+#[utoipa::path(put, path = "/api/v2/node_roles/{id}/commit", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
+    responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn commit(
     State(state): State<AppState>,
     caller: Caller,

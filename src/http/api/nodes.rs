@@ -1,13 +1,8 @@
 //! `/api/v2/nodes`: machines, their flags and history, and their noderoles.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::Response,
-    routing::{get, put},
-};
+use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{WithReason, created, with_reason, with_reasons};
 use crate::{
@@ -21,27 +16,27 @@ use crate::{
     http::{
         ApiError, AppState,
         auth::Caller,
+        error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page, PageQuery, double_option},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/nodes", get(list).post(create))
-        .route(
-            "/api/v2/nodes/{node}",
-            get(show).put(update).patch(update).delete(remove),
-        )
-        .route("/api/v2/nodes/{node}/node_roles", get(node_roles))
-        .route("/api/v2/nodes/{node}/node_roles/{role}", get(node_role))
-        .route("/api/v2/nodes/{node}/events", get(events))
-        .route("/api/v2/nodes/{node}/commit", put(commit))
-        .route("/api/v2/nodes/{node}/propose", put(propose))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(node_roles))
+        .routes(routes!(node_role))
+        .routes(routes!(events))
+        .routes(routes!(commit))
+        .routes(routes!(propose))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Deployment name or id.
     deployment: Option<String>,
     alive: Option<bool>,
     available: Option<bool>,
@@ -50,6 +45,8 @@ struct ListQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v2/nodes", tag = "nodes", params(ListQuery),
+    responses((status = 200, description = "nodes ordered by id", body = Vec<Node>)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -66,7 +63,8 @@ async fn list(
     Ok(Json(db::nodes::list(&state.pool, &filter).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = NodeCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
@@ -81,13 +79,17 @@ struct CreateBody {
 }
 
 /// A new node and its token, which is shown only here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NodeCreated)]
 struct Created {
     #[serde(flatten)]
     node: Node,
     token: String,
 }
 
+#[utoipa::path(post, path = "/api/v2/nodes", tag = "nodes", request_body = CreateBody,
+    responses((status = 201, description = "the node with its token (shown only here)", body = Created),
+              (status = 409, description = "name or MAC taken", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,6 +132,8 @@ fn check_bootenv(bootenv: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/v2/nodes/{node}", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     ApiPath(node): ApiPath<String>,
@@ -138,7 +142,8 @@ async fn show(
     Ok(Json(db::nodes::get(&mut conn, &Key::parse(&node)).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = NodeUpdate)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     alive: Option<bool>,
@@ -155,6 +160,9 @@ struct UpdateBody {
 
 /// PUT and PATCH both change only the fields given. Node tokens may set only `alive` and
 /// `bootenv` of their own node (the auth middleware already kept them to their own node).
+#[utoipa::path(method(put, patch), path = "/api/v2/nodes/{node}", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    request_body = UpdateBody,
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -211,6 +219,9 @@ async fn update(
     Ok(Json(node))
 }
 
+#[utoipa::path(delete, path = "/api/v2/nodes/{node}", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 204, description = "deleted, with its noderoles"),
+              (status = 409, description = "the last admin node", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -222,6 +233,8 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/api/v2/nodes/{node}/node_roles", tag = "nodes", params(("node" = String, Path, description = "the node's id or name"), PageQuery),
+    responses((status = 200, body = [WithReason<NodeRole>])))]
 async fn node_roles(
     State(state): State<AppState>,
     ApiPath(node): ApiPath<String>,
@@ -241,6 +254,9 @@ async fn node_roles(
     Ok(Json(with_reasons(&state, noderoles).await?))
 }
 
+#[utoipa::path(get, path = "/api/v2/nodes/{node}/node_roles/{role}", tag = "nodes",
+    params(("node" = String, Path, description = "the node's id or name"), ("role" = String, Path, description = "the role's name")),
+    responses((status = 200, body = WithReason<NodeRoleDetail>), (status = 404, body = ErrorBody)))]
 async fn node_role(
     State(state): State<AppState>,
     ApiPath((node, role)): ApiPath<(String, String)>,
@@ -252,6 +268,8 @@ async fn node_role(
     Ok(Json(with_reason(&state, id, detail).await?))
 }
 
+#[utoipa::path(get, path = "/api/v2/nodes/{node}/events", tag = "nodes", params(("node" = String, Path, description = "the node's id or name"), PageQuery),
+    responses((status = 200, description = "the node's history, newest first", body = Vec<EventRow>)))]
 async fn events(
     State(state): State<AppState>,
     ApiPath(node): ApiPath<String>,
@@ -267,13 +285,15 @@ async fn events(
 }
 
 /// What a node-wide commit or propose did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct NodeChange {
     node: Node,
     /// Noderoles whose state changed.
     changed: Vec<i64>,
 }
 
+#[utoipa::path(put, path = "/api/v2/nodes/{node}/commit", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = NodeChange)))]
 async fn commit(
     State(state): State<AppState>,
     caller: Caller,
@@ -287,6 +307,8 @@ async fn commit(
     Ok(Json(NodeChange { node, changed }))
 }
 
+#[utoipa::path(put, path = "/api/v2/nodes/{node}/propose", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = NodeChange), (status = 409, description = "a run is executing", body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
     caller: Caller,

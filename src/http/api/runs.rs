@@ -1,23 +1,26 @@
 //! `/api/v2/runs`: the run queue (queued and executing runs).
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, keys::Key, runs::Run},
     http::{
         ApiError, AppState,
+        error::ErrorBody,
         extract::{ApiPath, ApiQuery, Page, PageQuery},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v2/runs", get(list))
-        .route("/api/v2/runs/{node}", get(of_node))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(of_node))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// A node's name or id.
@@ -26,6 +29,8 @@ struct ListQuery {
     offset: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v2/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, description = "queued and executing runs", body = Vec<Run>)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -37,6 +42,9 @@ async fn list(
 }
 
 /// The runs of one node (at most one, by construction); an unknown node is a 404.
+#[utoipa::path(get, path = "/api/v2/runs/{node}", tag = "runs",
+    params(("node" = String, Path, description = "the node's id or name"), PageQuery),
+    responses((status = 200, body = Vec<Run>), (status = 404, body = ErrorBody)))]
 async fn of_node(
     State(state): State<AppState>,
     ApiPath(node): ApiPath<String>,

@@ -8,4 +8,5 @@ pub mod daemon;
 pub mod db;
 pub mod nodes;
 pub mod site;
+pub mod sse;
 pub mod world;
