@@ -1,5 +1,7 @@
 //! The command line: `serve`, `migrate`, and client commands.
 
+mod barclamps;
+mod client;
 mod serve;
 
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ pub enum Command {
     Serve(Settings),
     /// Apply pending database migrations and exit.
     Migrate(Settings),
+    /// Barclamps on a running daemon.
+    #[command(subcommand)]
+    Barclamps(barclamps::BarclampsCommand),
 }
 
 /// Entry point of the binary: runs the command and turns any error into a short message
@@ -69,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => serve::serve(settings).await,
         Command::Migrate(settings) => serve::migrate_only(settings).await,
+        Command::Barclamps(command) => barclamps::run(command).await,
     }
 }
 

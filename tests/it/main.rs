@@ -5,6 +5,7 @@ mod support;
 mod annealer;
 mod api;
 mod barclamps;
+mod cli;
 mod documents;
 mod hooks;
 mod multi_daemon;

@@ -1,7 +1,7 @@
 //! `/api/v2/barclamps`, `/api/v2/jigs`, `/api/v2/roles`: the catalog loaded from barclamps.
 
-use axum::{Json, extract::State};
-use serde::Deserialize;
+use axum::{Json, extract::State, response::IntoResponse};
+use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(barclamps))
+        .routes(routes!(barclamps, import_barclamp))
         .routes(routes!(barclamp))
         .routes(routes!(jigs))
         .routes(routes!(jig, update_jig))
@@ -139,4 +139,89 @@ async fn role(
     Ok(Json(
         db::roles::get_role(&mut conn, &Key::parse(&key)).await?,
     ))
+}
+
+/// What importing a barclamp did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Imported {
+    barclamp: String,
+    source: String,
+    /// created | updated | unchanged
+    status: String,
+    jigs: usize,
+    roles: usize,
+    attribs: usize,
+    removed_jigs: usize,
+    removed_roles: usize,
+    removed_attribs: usize,
+}
+
+/// Imports a barclamp document: the YAML file (`Content-Type: application/yaml`) or the same
+/// document as JSON. The same import path as `--barclamp-dir` at start: validated as a whole,
+/// applied in one transaction, a no-op when unchanged. 201 when it created or changed
+/// something, 200 when unchanged; 422 names the file, the role and the reason of every
+/// problem, and changes nothing.
+#[utoipa::path(post, path = "/api/v2/barclamps", tag = "catalog",
+    request_body(content = String, content_type = "application/yaml", description = "the barclamp document"),
+    responses((status = 201, body = Imported), (status = 200, body = Imported),
+              (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+async fn import_barclamp(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::StatusCode;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/yaml");
+    let accepted = ["yaml", "json", "text/plain"]
+        .iter()
+        .any(|kind| content_type.contains(kind));
+    if !accepted {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the barclamp as application/yaml or application/json",
+        ));
+    }
+    let outcome = crate::barclamps::import_document(&state.pool, "api", &body)
+        .await
+        .map_err(|e| match e {
+            crate::barclamps::BarclampError::Invalid(problems) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_barclamp",
+                problems.to_string(),
+            )
+            .with_details(serde_json::to_value(&problems).unwrap_or_default()),
+            crate::barclamps::BarclampError::InUse(_) => {
+                ApiError::new(StatusCode::CONFLICT, "barclamp_in_use", e.to_string())
+            }
+            crate::barclamps::BarclampError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            other => ApiError::internal(other),
+        })?;
+    let status = serde_json::to_value(&outcome.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let code = if status == "unchanged" {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let imported = Imported {
+        barclamp: outcome.barclamp,
+        source: outcome.source,
+        status,
+        jigs: outcome.jigs,
+        roles: outcome.roles,
+        attribs: outcome.attribs,
+        removed_jigs: outcome.removed_jigs,
+        removed_roles: outcome.removed_roles,
+        removed_attribs: outcome.removed_attribs,
+    };
+    Ok((code, Json(imported)).into_response())
 }

@@ -336,7 +336,8 @@ pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let mut cmd = crowbar_command(&env);
-    cmd.args(args);
+    // not the checkout: a developer's ./var (admin token, data) must not leak into tests
+    cmd.args(args).current_dir(std::env::temp_dir());
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true);
     match tokio::time::timeout(timeout, cmd.output()).await {
