@@ -203,7 +203,7 @@ async fn import_barclamp(
             }
             other => ApiError::internal(other),
         })?;
-    let status = serde_json::to_value(&outcome.status)
+    let status = serde_json::to_value(outcome.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
