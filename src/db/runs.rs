@@ -51,19 +51,26 @@ pub struct QueueConfig {
 /// Queues a run for every node that has a runnable noderole (the lowest (cohort, id) first;
 /// hook-requested re-runs before that). Returns how many were queued.
 pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> sqlx::Result<usize> {
+    // Driven by nodes: for each free node, one index walk over its own noderoles picks the
+    // first runnable one. The cost follows the number of nodes, never the size of the graph.
     let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (nr.node_id) nr.id, nr.node_id, coalesce(r.timeout_secs, $1),
-                CASE WHEN nr.requested_lane = 'high' THEN 'high' ELSE 'normal' END
-           FROM noderoles nr
-           JOIN nodes n ON n.id = nr.node_id
-           JOIN deployments d ON d.id = nr.deployment_id
-           JOIN roles r ON r.id = nr.role_id JOIN jigs j ON j.id = r.jig_id
-          WHERE (nr.state = $2 OR (nr.state = $3 AND nr.requested_lane IS NOT NULL))
-            AND d.state = 'committed' AND n.alive AND n.available
-            AND j.active AND j.name = ANY($4)
-            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = nr.node_id AND o.state IN ($5, $6))
-            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = nr.node_id)
-          ORDER BY nr.node_id, nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
+        "SELECT c.id, n.id, c.timeout, c.lane
+           FROM nodes n
+           CROSS JOIN LATERAL (
+               SELECT nr.id, coalesce(r.timeout_secs, $1) AS timeout,
+                      CASE WHEN nr.requested_lane = 'high' THEN 'high' ELSE 'normal' END AS lane
+                 FROM noderoles nr
+                 JOIN deployments d ON d.id = nr.deployment_id AND d.state = 'committed'
+                 JOIN roles r ON r.id = nr.role_id
+                 JOIN jigs j ON j.id = r.jig_id AND j.active AND j.name = ANY($4)
+                WHERE nr.node_id = n.id
+                  AND (nr.state = $2 OR (nr.state = $3 AND nr.requested_lane IS NOT NULL))
+                ORDER BY nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
+                LIMIT 1) c
+          WHERE n.alive AND n.available
+            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id)
+            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6))
+          ORDER BY n.id
           LIMIT $7",
     )
     .bind(config.default_timeout_secs)
