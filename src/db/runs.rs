@@ -498,7 +498,7 @@ async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Resul
 
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.
 pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<u64> {
-    drop_where(conn, "node_id = $1 AND state = 'queued'", node_id).await
+    drop_where(conn, "node_id = $1::bigint AND state = 'queued'", node_id).await
 }
 
 /// Drops the queued (not yet running) run of a noderole, recording it as `dropped`.
@@ -506,21 +506,17 @@ pub async fn drop_queued_of_noderole(
     conn: &mut PgConnection,
     noderole_id: i64,
 ) -> sqlx::Result<u64> {
-    drop_where(conn, "noderole_id = $1 AND state = 'queued'", noderole_id).await
+    drop_where(
+        conn,
+        "noderole_id = $1::bigint AND state = 'queued'",
+        noderole_id,
+    )
+    .await
 }
 
 async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sqlx::Result<u64> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)
-         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
-         SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
-                done.queued_at, done.started_at, 'dropped'
-           FROM done JOIN noderoles nr ON nr.id = done.noderole_id"
-    )))
-    .bind(param)
-    .execute(conn)
-    .await?
-    .rows_affected())
+    let dropped = retire_runs(conn, condition, &param.to_string(), "dropped", "").await?;
+    Ok(dropped.len() as u64)
 }
 
 /// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
@@ -598,16 +594,29 @@ async fn lose_runs(
     param: &str,
     why: &str,
 ) -> sqlx::Result<Vec<i64>> {
+    retire_runs(conn, condition, param, "lost", why).await
+}
+
+/// Deletes the runs matching `condition` (`$1` is `param`, as text), records each in
+/// `run_records` with `outcome` and `runlog`, and returns their noderoles.
+async fn retire_runs(
+    conn: &mut PgConnection,
+    condition: &str,
+    param: &str,
+    outcome: &str,
+    runlog: &str,
+) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)
          INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome, runlog)
          SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
-                done.queued_at, done.started_at, 'lost', $2
+                done.queued_at, done.started_at, $2, $3
            FROM done JOIN noderoles nr ON nr.id = done.noderole_id
          RETURNING noderole_id"
     )))
     .bind(param)
-    .bind(why)
+    .bind(outcome)
+    .bind(runlog)
     .fetch_all(conn)
     .await
 }

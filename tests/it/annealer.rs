@@ -9,6 +9,14 @@ use serde_json::json;
 
 use crate::support::{db::test_db, world::*};
 
+/// `role` bound to an alive node `n1` in deployment `web`, committed.
+async fn one_node_committed(pool: &sqlx::PgPool, role: &str) {
+    node(pool, "n1", true).await;
+    deployment(pool, "web").await;
+    bind(pool, "n1", role, "web").await;
+    commit(pool, "web").await;
+}
+
 async fn setup() -> sqlx::PgPool {
     let db = test_db().await;
     load_barclamps(&db.pool).await;
@@ -255,10 +263,7 @@ async fn node_death_resets_its_noderoles_and_revival_reconverges() {
 #[tokio::test]
 async fn unavailable_nodes_run_nothing_and_keep_their_states() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-server", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-server").await;
     set_available(&pool, "n1", false).await;
     let before = states(&pool).await;
     assert_eq!(drive(&pool).await, 0);
@@ -302,10 +307,7 @@ async fn finish(pool: &sqlx::PgPool, runs: &[db::runs::ClaimedRun], success: boo
 #[tokio::test]
 async fn outcome_success_while_node_was_made_unavailable_is_active() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-admin", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-admin").await;
     let runs = start_one(&pool).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(state(&pool, "n1", "test-admin").await, Transition);
@@ -317,10 +319,7 @@ async fn outcome_success_while_node_was_made_unavailable_is_active() {
 #[tokio::test]
 async fn outcome_success_after_node_died_goes_back_by_parent_state() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-admin", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-admin").await;
     let runs = start_one(&pool).await;
     set_alive(&pool, "n1", false).await;
     finish(&pool, &runs, true).await;
@@ -336,10 +335,7 @@ async fn outcome_success_after_node_died_goes_back_by_parent_state() {
 #[tokio::test]
 async fn a_queued_noderole_that_gets_blocked_loses_its_run_and_frees_the_node() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-server", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-server").await;
     let admin_runs = start_one(&pool).await;
     finish(&pool, &admin_runs, true).await;
     // the server is queued, not started yet
@@ -368,10 +364,7 @@ async fn a_queued_noderole_that_gets_blocked_loses_its_run_and_frees_the_node() 
 #[tokio::test]
 async fn a_run_failing_after_its_parent_went_back_to_todo_waits_for_the_parent() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-server", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-server").await;
     let admin_runs = start_one(&pool).await;
     finish(&pool, &admin_runs, true).await;
     let server_runs = start_one(&pool).await;
@@ -391,10 +384,7 @@ async fn a_run_failing_after_its_parent_went_back_to_todo_waits_for_the_parent()
 #[tokio::test]
 async fn destructive_roles_skip_the_jig_after_their_first_run() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-destructive", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-destructive").await;
     drive(&pool).await;
     retry(&pool, "n1", "test-destructive").await.unwrap();
     drive(&pool).await;
@@ -413,10 +403,7 @@ async fn destructive_roles_skip_the_jig_after_their_first_run() {
 #[tokio::test]
 async fn lost_runs_are_recovered_never_stranded() {
     let pool = setup().await;
-    node(&pool, "n1", true).await;
-    deployment(&pool, "web").await;
-    bind(&pool, "n1", "test-admin", "web").await;
-    commit(&pool, "web").await;
+    one_node_committed(&pool, "test-admin").await;
     let runs = start_one(&pool).await;
     assert_eq!(runs.len(), 1);
     // the worker dies: its heartbeat stops

@@ -125,6 +125,33 @@ async fn bind(
     Ok(created(format!("/api/v2/node_roles/{id}"), body))
 }
 
+/// The state changes a noderole's own routes ask for.
+enum StateChange {
+    Retry,
+    Propose,
+    Commit,
+}
+
+/// Applies one state change in its own transaction and answers with the noderole and its
+/// reason.
+async fn change_state(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    change: StateChange,
+) -> Result<Json<WithReason<NodeRole>>, ApiError> {
+    let id = noderole_id(id)?;
+    let actor = caller.actor();
+    let mut tx = state.pool.begin().await?;
+    let noderole = match change {
+        StateChange::Retry => db::noderoles::retry(&mut tx, id, &actor).await?,
+        StateChange::Propose => db::noderoles::propose_one(&mut tx, id, &actor).await?,
+        StateChange::Commit => db::noderoles::commit_one(&mut tx, id, &actor).await?,
+    };
+    tx.commit().await?;
+    Ok(Json(with_reason(state, id, noderole).await?))
+}
+
 /// Noderoles have no names: a key that is not a number names nothing.
 fn noderole_id(text: &str) -> Result<i64, ApiError> {
     match Key::parse(text) {
@@ -202,11 +229,7 @@ async fn retry(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    let id = noderole_id(&id)?;
-    let mut tx = state.pool.begin().await?;
-    let noderole = db::noderoles::retry(&mut tx, id, &caller.actor()).await?;
-    tx.commit().await?;
-    Ok(Json(with_reason(&state, id, noderole).await?))
+    change_state(&state, &caller, &id, StateChange::Retry).await
 }
 
 #[utoipa::path(put, path = "/api/v2/node_roles/{id}/propose", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
@@ -216,11 +239,7 @@ async fn propose(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    let id = noderole_id(&id)?;
-    let mut tx = state.pool.begin().await?;
-    let noderole = db::noderoles::propose_one(&mut tx, id, &caller.actor()).await?;
-    tx.commit().await?;
-    Ok(Json(with_reason(&state, id, noderole).await?))
+    change_state(&state, &caller, &id, StateChange::Propose).await
 }
 
 #[utoipa::path(put, path = "/api/v2/node_roles/{id}/commit", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
@@ -230,11 +249,7 @@ async fn commit(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    let id = noderole_id(&id)?;
-    let mut tx = state.pool.begin().await?;
-    let noderole = db::noderoles::commit_one(&mut tx, id, &caller.actor()).await?;
-    tx.commit().await?;
-    Ok(Json(with_reason(&state, id, noderole).await?))
+    change_state(&state, &caller, &id, StateChange::Commit).await
 }
 
 #[cfg(test)]
