@@ -578,11 +578,26 @@ async fn identical_commits_record_no_new_snapshot() {
     assert!(err.to_string().contains("immutable"));
 }
 
-/// States are valid codes; the enum matches the schema.
-#[test]
-fn state_codes_match_the_schema() {
-    assert_eq!(NodeRoleState::from_code(-1), Some(Error));
-    assert_eq!(NodeRoleState::from_code(4), Some(Proposed));
+/// The schema accepts exactly the state codes the model knows.
+#[tokio::test]
+async fn the_schema_accepts_exactly_the_known_state_codes() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    deployment(&pool, "web").await;
+    let id = bind(&pool, "n1", "test-admin", "web").await.noderole.id;
+    for code in -2i16..=5 {
+        let stored = sqlx::query("UPDATE noderoles SET state = $2 WHERE id = $1")
+            .bind(id)
+            .bind(code)
+            .execute(&pool)
+            .await
+            .is_ok();
+        assert_eq!(
+            stored,
+            NodeRoleState::from_code(code).is_some(),
+            "state code {code}"
+        );
+    }
 }
 
 #[tokio::test]
