@@ -112,6 +112,8 @@ async fn serve_on(
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
     crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
         .await?;
+    // before anything counts: figures recorded earlier would be lost
+    tokio::spawn(crate::telemetry::metrics::upkeep(shutdown.clone()));
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");

@@ -63,6 +63,12 @@ impl StoreError {
                     "node names are lower-case host names or FQDNs (letters, digits, '-', '.')",
                 );
             }
+            "api_tokens_name_check" => {
+                return StoreError::invalid(
+                    "invalid_name",
+                    "token names are 1 to 64 letters, digits, '_', '.', '@' and '-', starting with a letter or digit",
+                );
+            }
             "deployments_name_check" => {
                 return StoreError::invalid(
                     "invalid_name",

@@ -394,3 +394,16 @@ pub async fn history(
     .fetch_all(pool)
     .await
 }
+
+/// Gives a node a new token; the old one stops working at once. Returns the new token,
+/// which exists only here.
+pub async fn rotate_token(conn: &mut PgConnection, key: &Key) -> Result<(i64, String), StoreError> {
+    let id = id_of(conn, key).await?;
+    let token = new_token();
+    sqlx::query("UPDATE nodes SET token_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(token_hash(&token))
+        .execute(conn)
+        .await?;
+    Ok((id, token))
+}

@@ -2,7 +2,10 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use super::{error::StoreError, keys::token_hash};
+use super::{
+    error::StoreError,
+    keys::{Key, new_token, token_hash},
+};
 
 /// The name of the admin token `token` belongs to, unless it is unknown or revoked.
 pub async fn admin_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<String>> {
@@ -26,4 +29,89 @@ pub async fn upsert(conn: &mut PgConnection, name: &str, hash: &str) -> Result<(
     .await
     .map_err(StoreError::from_constraint)?;
     Ok(())
+}
+
+/// An admin token as listed: never the token, never its hash.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it stopped working; null while it works.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const TOKEN_COLUMNS: &str = "id, name, created_at, revoked_at";
+
+/// Every admin token, revoked ones included (their names stay taken), by id.
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<TokenInfo>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id LIMIT $1 OFFSET $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
+    let (id, name) = key.parts();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 OR name = $2"
+    )))
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found("token", key))
+}
+
+/// A new admin token called `name`; returns it with the token, which exists only here.
+pub async fn create(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<(TokenInfo, String), StoreError> {
+    let token = new_token();
+    let info = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2) RETURNING {TOKEN_COLUMNS}"
+    )))
+    .bind(name)
+    .bind(token_hash(&token))
+    .fetch_one(conn)
+    .await
+    .map_err(StoreError::from_constraint)?;
+    Ok((info, token))
+}
+
+/// Revokes an admin token: it stops working at once. The last working token cannot go,
+/// or nobody could administer the installation any more. Revoking twice is a no-op.
+pub async fn revoke(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
+    // one revocation at a time, so two cannot each leave the other as the last one
+    sqlx::query("LOCK TABLE api_tokens IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
+    let token = get(conn, key).await?;
+    if token.revoked_at.is_some() {
+        return Ok(token);
+    }
+    let others: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL AND id <> $1")
+            .bind(token.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if others == 0 {
+        return Err(StoreError::conflict(
+            "last_token",
+            format!(
+                "`{}` is the last working admin token; create another before revoking it",
+                token.name
+            ),
+        ));
+    }
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 RETURNING {TOKEN_COLUMNS}"
+    )))
+    .bind(token.id)
+    .fetch_one(conn)
+    .await?)
 }

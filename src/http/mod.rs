@@ -1,4 +1,4 @@
-//! The HTTP edge: REST API, health probes, and (later) the web UI and events.
+//! The HTTP edge: REST API, event stream, health probes and metrics.
 
 pub mod api;
 pub mod auth;
@@ -57,9 +57,11 @@ impl AppState {
 
 /// The whole HTTP surface, one router per resource merged here (and in [`api::router`]).
 pub fn router(state: AppState) -> Router {
+    crate::telemetry::metrics::install();
     Router::new()
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics_text))
         .merge(api::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
@@ -75,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         }))
         // outside the timeout: its bare 408 gets the error body too
         .layer(middleware::map_response(error::ensure_error_body))
+        .layer(middleware::from_fn(count_request))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // the matched route, never the raw path (it names nodes)
@@ -100,6 +103,40 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())
+}
+
+/// Prometheus text format (no auth, like the health probes: counts and route templates only,
+/// never names or data).
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let body = crate::telemetry::metrics::render(&state.pool).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    ))
+}
+
+/// Counts every answered request by method, matched route and status.
+async fn count_request(request: Request, next: middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    crate::telemetry::metrics::http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

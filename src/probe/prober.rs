@@ -6,6 +6,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{NodeAccess, NodeRef};
+use crate::telemetry::metrics;
 
 /// Who the node history names for changes the prober makes.
 pub const PROBE_ACTOR: &str = "probe";
@@ -100,6 +101,7 @@ impl Prober {
         };
         let outcome = match result {
             Ok(()) => {
+                metrics::probe("alive");
                 let changed = if was_alive {
                     false
                 } else {
@@ -116,10 +118,12 @@ impl Prober {
                 }
             }
             Err(e) if !e.node_is_dead() => {
+                metrics::probe("error");
                 tracing::warn!(node = %node.name, error = %e, "cannot probe node");
                 return Ok(None);
             }
             Err(e) => {
+                metrics::probe("dead");
                 let reason = e.reason();
                 let changed = if was_alive {
                     self.access.mark_dead(node.id, PROBE_ACTOR, &reason).await?

@@ -22,6 +22,7 @@ use crate::{
         runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult},
     },
     jig::{JigJob, JigRegistry},
+    telemetry::metrics,
 };
 
 /// The most of a runlog kept: the tail, which usually says what went wrong.
@@ -172,7 +173,10 @@ impl Runner {
                             let jigs = self.jigs.clone();
                             let results = results.clone();
                             executing.spawn(async move {
-                                let _ = results.send(execute(&jigs, &run).await);
+                                let started = std::time::Instant::now();
+                                let result = execute(&jigs, &run).await;
+                                metrics::run_finished(result.outcome.as_str(), started.elapsed());
+                                let _ = results.send(result);
                             });
                         }
                     }

@@ -8,6 +8,7 @@ mod barclamps;
 mod cli;
 mod documents;
 mod hooks;
+mod metrics;
 mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;

@@ -216,3 +216,40 @@ async fn admin_changes_name_the_admin_token_in_the_audit_trail() {
     assert_eq!(history.body[0]["reason"], "disk swap");
     assert_eq!(history.body[0]["data"]["changes"]["available"]["to"], false);
 }
+
+#[tokio::test]
+async fn a_node_token_is_forbidden_on_every_documented_route_but_its_own_node() {
+    let app = TestApp::new().await;
+    let (id, token) = app.node("n1").await;
+    let document = serde_json::to_value(crowbar::http::api::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        // its own node in every `{node}`, so sub-resources of its own node are covered too
+        let concrete = path
+            .replace("{node}", &id.to_string())
+            .split('/')
+            .map(|s| if s.starts_with('{') { "1" } else { s })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let own_node = path == "/api/v2/nodes/{node}" && method != "delete";
+            if own_node {
+                continue;
+            }
+            let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let reply = app
+                .refused(
+                    app.call(method.clone(), &concrete).token(&token),
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                )
+                .await;
+            assert!(reply.message().contains("own node"), "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "{checked} operations checked");
+}

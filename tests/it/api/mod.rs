@@ -13,3 +13,4 @@ mod nodes;
 mod openapi;
 mod queue;
 mod scenario;
+mod tokens;

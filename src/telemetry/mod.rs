@@ -1,5 +1,9 @@
-//! Logging setup: human-readable by default, JSON lines with `--log-format json`. Logs go
-//! to stderr (stdout is for command output); colours only when stderr is a terminal.
+//! What the daemon tells operators: logs (here) and Prometheus metrics ([`metrics`]).
+//!
+//! Logs are human-readable by default, JSON lines with `--log-format json`. They go to
+//! stderr (stdout is for command output); colours only when stderr is a terminal.
+
+pub mod metrics;
 
 use std::io::IsTerminal;
 

@@ -1,0 +1,196 @@
+//! Prometheus metrics (`GET /metrics`, API.md "Serving").
+//!
+//! Two kinds of figures, for two reasons:
+//! - what this process did — HTTP requests, finished runs and their durations, probe
+//!   results — is counted where it happens through the `metrics` facade into one recorder per
+//!   process;
+//! - what the fleet is — noderoles by state, queued and running runs, nodes by flags — is
+//!   read from the database at scrape time, because several daemons share it and each would
+//!   otherwise report only its own view.
+
+use std::{fmt::Write, sync::OnceLock, time::Duration};
+
+use ::metrics::{counter, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+
+use crate::domain::state::NodeRoleState;
+
+/// Histogram buckets (seconds) for request and run durations: from a fast API answer to a
+/// long OS install.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+
+/// The process's recorder, installed on first use. Counting before it is installed is lost,
+/// so the daemon installs it before serving or annealing.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+            .expect("the duration buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if ::metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "another metrics recorder is installed; /metrics shows only fleet figures"
+            );
+        }
+        handle
+    })
+}
+
+/// Keeps the recorder's histograms bounded between scrapes; runs until `shutdown`.
+pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let handle = install();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
+/// One answered HTTP request. `route` is the matched route template, never the raw path.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!("crowbar_http_requests_total", &labels).increment(1);
+    histogram!("crowbar_http_request_duration_seconds", &labels[..2]).record(elapsed);
+}
+
+/// One finished run (`outcome` as the run history names it) and how long its jig took.
+pub fn run_finished(outcome: &'static str, elapsed: Duration) {
+    counter!("crowbar_runs_finished_total", "outcome" => outcome).increment(1);
+    histogram!("crowbar_run_duration_seconds", "outcome" => outcome).record(elapsed);
+}
+
+/// One aliveness probe: `alive`, `dead`, or `error` (crowbar could not probe).
+pub fn probe(result: &'static str) {
+    counter!("crowbar_probes_total", "result" => result).increment(1);
+}
+
+/// The whole scrape: this process's counters, then the fleet figures.
+pub async fn render(pool: &PgPool) -> sqlx::Result<String> {
+    let mut out = install().render();
+    out.push_str(&fleet(pool).await?);
+    Ok(out)
+}
+
+/// Gauges read from the database at scrape time.
+async fn fleet(pool: &PgPool) -> sqlx::Result<String> {
+    let mut tx = pool.begin().await?;
+    // one snapshot for every figure
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let by_state: Vec<(i16, i64)> =
+        sqlx::query_as("SELECT state, count(*) FROM noderoles GROUP BY state")
+            .fetch_all(&mut *tx)
+            .await?;
+    let runs: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT state, lane, count(*) FROM runs GROUP BY 1, 2")
+            .fetch_all(&mut *tx)
+            .await?;
+    let nodes: Vec<(bool, bool, i64)> =
+        sqlx::query_as("SELECT alive, available, count(*) FROM nodes GROUP BY 1, 2")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+
+    let mut out = String::new();
+    let noderoles = NodeRoleState::ALL.iter().map(|state| {
+        let count = by_state
+            .iter()
+            .find(|(code, _)| *code == state.code())
+            .map_or(0, |(_, n)| *n);
+        (vec![("state", state.name().to_owned())], count)
+    });
+    gauge(
+        &mut out,
+        "crowbar_noderoles",
+        "noderoles by state",
+        noderoles,
+    );
+    let runs = ["queued", "running"].iter().flat_map(|state| {
+        let runs = &runs;
+        ["normal", "high"].iter().map(move |lane| {
+            let count = runs
+                .iter()
+                .find(|(s, l, _)| s == state && l == lane)
+                .map_or(0, |(_, _, n)| *n);
+            let labels = vec![("state", state.to_string()), ("lane", lane.to_string())];
+            (labels, count)
+        })
+    });
+    gauge(
+        &mut out,
+        "crowbar_runs",
+        "runs in the queue, by state and lane",
+        runs,
+    );
+    let nodes = [(true, true), (true, false), (false, true), (false, false)]
+        .into_iter()
+        .map(|(alive, available)| {
+            let count = nodes
+                .iter()
+                .find(|(a, v, _)| (*a, *v) == (alive, available))
+                .map_or(0, |(_, _, n)| *n);
+            let labels = vec![
+                ("alive", alive.to_string()),
+                ("available", available.to_string()),
+            ];
+            (labels, count)
+        });
+    gauge(
+        &mut out,
+        "crowbar_nodes",
+        "nodes by aliveness and availability",
+        nodes,
+    );
+    Ok(out)
+}
+
+/// One gauge family in the text exposition format. Label values here are fixed words, so
+/// they need no escaping.
+fn gauge(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl Iterator<Item = (Vec<(&'static str, String)>, i64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in samples {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_use_the_exposition_format() {
+        let mut out = String::new();
+        let samples = vec![
+            (vec![("state", "active".to_owned())], 3),
+            (
+                vec![("state", "error".to_owned()), ("lane", "high".to_owned())],
+                0,
+            ),
+        ];
+        gauge(&mut out, "crowbar_x", "things", samples.into_iter());
+        assert_eq!(
+            out,
+            "# HELP crowbar_x things\n# TYPE crowbar_x gauge\n\
+             crowbar_x{state=\"active\"} 3\n\
+             crowbar_x{state=\"error\",lane=\"high\"} 0\n"
+        );
+    }
+}
