@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
+    keys::{Key, fetch_by_key},
     ripple,
 };
 use crate::domain::state::NodeRoleState;
@@ -59,15 +59,13 @@ pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError
 }
 
 pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Deployment, StoreError> {
-    let (id, name) = key.parts();
-    sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_DEPLOYMENT} WHERE d.id = $1 OR d.name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("deployment", key))
+    fetch_by_key(
+        conn,
+        format!("{SELECT_DEPLOYMENT} WHERE d.id = $1 OR d.name = $2"),
+        key,
+        "deployment",
+    )
+    .await
 }
 
 pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployment>, StoreError> {
@@ -131,6 +129,20 @@ async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String),
 /// Locks a deployment row for the rest of the transaction and returns its id.
 pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
     Ok(lock(conn, key).await?.0)
+}
+
+/// Locks a deployment whose proposal may change now: a proposed one, or `system` (always
+/// committed; its changes take effect at its next commit). 409 `not_proposed` otherwise.
+pub async fn lock_editable(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+    let (id, system, state) = lock(conn, key).await?;
+    if system || state == "proposed" {
+        Ok(id)
+    } else {
+        Err(StoreError::conflict(
+            "not_proposed",
+            "the deployment is committed; propose it first (PUT /api/v2/deployments/{id}/propose)",
+        ))
+    }
 }
 
 /// Makes a deployment editable; nothing in it is scheduled until it is committed again.

@@ -58,3 +58,23 @@ pub fn new_token() -> String {
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
+
+/// The one row `query` finds, where `query` matches `$1` against the id and `$2` against
+/// the name (`... WHERE x.id = $1 OR x.name = $2`); 404 `kind` when there is none.
+pub async fn fetch_by_key<T>(
+    conn: &mut sqlx::PgConnection,
+    query: String,
+    key: &Key,
+    kind: &'static str,
+) -> Result<T, super::error::StoreError>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let (id, name) = key.parts();
+    sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .bind(id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| super::error::StoreError::not_found(kind, key))
+}

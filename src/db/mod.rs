@@ -3,8 +3,10 @@
 //! Business rules live in `domain`; this layer stores and loads, inside transactions.
 
 pub mod anneal;
+pub mod attribs;
 pub mod barclamps;
 pub mod catalog;
+pub mod deployment_roles;
 pub mod deployments;
 pub mod documents;
 pub mod error;

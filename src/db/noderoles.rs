@@ -556,6 +556,56 @@ pub async fn propose_node(
     node: &Key,
     actor: &Actor,
 ) -> Result<Vec<i64>, StoreError> {
+    let (_, rows) = lock_idle_node(conn, node).await?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    propose_locked(conn, &ids, actor, "node proposed").await
+}
+
+/// Runs everything on a node again from the start: each committed noderole forgets its
+/// runs (so destructive roles such as an OS install run again) and its wall, and goes back
+/// to TODO, or BLOCKED behind its parents. Proposed ones stay as they are. 409 (`busy`)
+/// while one of them is running. Returns the ids whose state changed.
+pub async fn redeploy_node(
+    conn: &mut PgConnection,
+    node: &Key,
+    actor: &Actor,
+) -> Result<Vec<i64>, StoreError> {
+    let (node_id, rows) = lock_idle_node(conn, node).await?;
+    let ids: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.1 != NodeRoleState::Proposed.code())
+        .map(|r| r.0)
+        .collect();
+    sqlx::query(
+        "UPDATE noderoles SET run_count = 0, input_hash = NULL, wall = '{}', requested_lane = NULL
+          WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    let changed = ripple::reset_by_parents(conn, &ids).await?;
+    events::noderoles_changed(conn, actor, "node redeployed", &changed).await?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "node.redeployed",
+            reason: "everything on the node runs again".into(),
+            node_id: Some(node_id),
+            data: json!({"id": node_id, "noderoles": ids}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    Ok(changed)
+}
+
+/// Locks every noderole of a node (id order) unless one is running: 409 `busy` naming it.
+async fn lock_idle_node(
+    conn: &mut PgConnection,
+    node: &Key,
+) -> Result<(i64, Vec<(i64, i16)>), StoreError> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let rows: Vec<(i64, i16)> =
         sqlx::query_as("SELECT id, state FROM noderoles WHERE node_id = $1 ORDER BY id FOR UPDATE")
@@ -577,8 +627,7 @@ pub async fn propose_node(
             details: json!({ "busy": busy }),
         });
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-    propose_locked(conn, &ids, actor, "node proposed").await
+    Ok((node_id, rows))
 }
 
 /// Locks a noderole row and returns its state.

@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::{Key, new_token, token_hash},
+    keys::{Key, fetch_by_key, new_token, token_hash},
     ripple, runs,
 };
 
@@ -108,15 +108,13 @@ fn invalid_input(e: sqlx::Error) -> StoreError {
 }
 
 pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
-    let (id, name) = key.parts();
-    sqlx::query_as::<_, Node>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_NODE} WHERE n.id = $1 OR n.name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("node", key))
+    fetch_by_key(
+        conn,
+        format!("{SELECT_NODE} WHERE n.id = $1 OR n.name = $2"),
+        key,
+        "node",
+    )
+    .await
 }
 
 pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {

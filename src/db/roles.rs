@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
+    keys::{Key, fetch_by_key},
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -57,15 +57,13 @@ pub async fn get_barclamp(
     conn: &mut PgConnection,
     key: &Key,
 ) -> Result<BarclampDetail, StoreError> {
-    let (id, name) = key.parts();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_BARCLAMP} WHERE b.id = $1 OR b.name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("barclamp", key))
+    fetch_by_key(
+        conn,
+        format!("{SELECT_BARCLAMP} WHERE b.id = $1 OR b.name = $2"),
+        key,
+        "barclamp",
+    )
+    .await
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -97,15 +95,13 @@ pub async fn list_jigs(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Jig
 }
 
 pub async fn get_jig(conn: &mut PgConnection, key: &Key) -> Result<Jig, StoreError> {
-    let (id, name) = key.parts();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JIG} WHERE j.id = $1 OR j.name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("jig", key))
+    fetch_by_key(
+        conn,
+        format!("{SELECT_JIG} WHERE j.id = $1 OR j.name = $2"),
+        key,
+        "jig",
+    )
+    .await
 }
 
 /// Changes to a jig. `None` leaves a field alone.
@@ -227,13 +223,21 @@ pub async fn list_roles(pool: &PgPool, f: &RoleFilter) -> Result<Vec<Role>, Stor
 }
 
 pub async fn get_role(conn: &mut PgConnection, key: &Key) -> Result<Role, StoreError> {
+    fetch_by_key(
+        conn,
+        format!("{SELECT_ROLE} WHERE r.id = $1 OR r.name = $2"),
+        key,
+        "role",
+    )
+    .await
+}
+
+pub async fn role_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
     let (id, name) = key.parts();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ROLE} WHERE r.id = $1 OR r.name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("role", key))
+    sqlx::query_scalar("SELECT id FROM roles WHERE id = $1 OR name = $2")
+        .bind(id)
+        .bind(name)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("role", key))
 }

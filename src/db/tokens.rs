@@ -4,7 +4,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     error::StoreError,
-    keys::{Key, new_token, token_hash},
+    keys::{Key, fetch_by_key, new_token, token_hash},
 };
 
 /// The name of the admin token `token` belongs to, unless it is unknown or revoked.
@@ -55,15 +55,13 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<To
 }
 
 pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
-    let (id, name) = key.parts();
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 OR name = $2"
-    )))
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| StoreError::not_found("token", key))
+    fetch_by_key(
+        conn,
+        format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 OR name = $2"),
+        key,
+        "token",
+    )
+    .await
 }
 
 /// A new admin token called `name`; returns it with the token, which exists only here.

@@ -8,7 +8,9 @@
 
 mod access;
 mod anneal;
+mod attribs;
 mod catalog;
+mod deployment_roles;
 mod deployments;
 mod events;
 mod node_roles;
@@ -45,6 +47,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(access::router())
         .merge(events::router())
         .merge(tokens::router())
+        .merge(attribs::router())
+        .merge(deployment_roles::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -80,6 +84,7 @@ has the `ErrorBody`.",
         (name = "catalog", description = "barclamps, jigs and roles"),
         (name = "events", description = "the event stream"),
         (name = "tokens", description = "admin API tokens"),
+        (name = "attribs", description = "named data of roles, on nodes, deployments and noderoles"),
     )
 )]
 struct ApiDoc;

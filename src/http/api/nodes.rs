@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .routes(routes!(commit))
         .routes(routes!(propose))
+        .routes(routes!(redeploy))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -292,32 +293,66 @@ struct NodeChange {
     changed: Vec<i64>,
 }
 
-#[utoipa::path(put, path = "/api/v2/nodes/{node}/commit", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
-    responses((status = 200, body = NodeChange)))]
-async fn commit(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiPath(node): ApiPath<String>,
+/// What `commit`, `propose` and `redeploy` do to all of a node's noderoles at once.
+#[derive(Debug, Clone, Copy)]
+enum NodeChangeKind {
+    Commit,
+    Propose,
+    Redeploy,
+}
+
+async fn change_node(
+    state: &AppState,
+    caller: &Caller,
+    node: &str,
+    kind: NodeChangeKind,
 ) -> Result<Json<NodeChange>, ApiError> {
-    let key = Key::parse(&node);
+    let key = Key::parse(node);
+    let actor = caller.actor();
     let mut tx = state.pool.begin().await?;
-    let changed = db::noderoles::commit_node(&mut tx, &key, &caller.actor()).await?;
+    let changed = match kind {
+        NodeChangeKind::Commit => db::noderoles::commit_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Propose => db::noderoles::propose_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Redeploy => db::noderoles::redeploy_node(&mut tx, &key, &actor).await?,
+    };
     let node = db::nodes::get(&mut tx, &key).await?;
     tx.commit().await?;
     Ok(Json(NodeChange { node, changed }))
 }
 
+/// Commits every proposed noderole on the node, in whatever deployment it lives.
+#[utoipa::path(put, path = "/api/v2/nodes/{node}/commit", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = NodeChange), (status = 404, body = ErrorBody)))]
+async fn commit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<Json<NodeChange>, ApiError> {
+    change_node(&state, &caller, &node, NodeChangeKind::Commit).await
+}
+
+/// Puts every noderole on the node back to proposed.
 #[utoipa::path(put, path = "/api/v2/nodes/{node}/propose", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
-    responses((status = 200, body = NodeChange), (status = 409, description = "a run is executing", body = ErrorBody)))]
+    responses((status = 200, body = NodeChange), (status = 404, body = ErrorBody),
+              (status = 409, description = "a run is executing", body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<NodeChange>, ApiError> {
-    let key = Key::parse(&node);
-    let mut tx = state.pool.begin().await?;
-    let changed = db::noderoles::propose_node(&mut tx, &key, &caller.actor()).await?;
-    let node = db::nodes::get(&mut tx, &key).await?;
-    tx.commit().await?;
-    Ok(Json(NodeChange { node, changed }))
+    change_node(&state, &caller, &node, NodeChangeKind::Propose).await
+}
+
+/// Runs everything on the node again from the start, destructive roles included (an OS
+/// install reinstalls): committed noderoles forget their runs and wall and go back to TODO,
+/// or BLOCKED behind their parents.
+#[utoipa::path(put, path = "/api/v2/nodes/{node}/redeploy", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
+    responses((status = 200, body = NodeChange), (status = 404, body = ErrorBody),
+              (status = 409, description = "a run is executing", body = ErrorBody)))]
+async fn redeploy(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(node): ApiPath<String>,
+) -> Result<Json<NodeChange>, ApiError> {
+    change_node(&state, &caller, &node, NodeChangeKind::Redeploy).await
 }

@@ -2,6 +2,7 @@
 //! and its refusals, each refusal checked for its status, its error body, and that it
 //! changed nothing.
 
+mod attribs;
 mod auth;
 mod catalog;
 mod deployments;

@@ -1,6 +1,7 @@
 //! `/api/v2/nodes` and its sub-resources.
 
 use axum::http::{StatusCode, header};
+use crowbar::domain::state::NodeRoleState;
 use serde_json::json;
 
 use crate::support::{app::TestApp, world};
@@ -470,4 +471,84 @@ async fn committing_and_proposing_a_node() {
         reply.body["error"]["details"]["busy"][0],
         claimed[0].noderole_id
     );
+}
+
+#[tokio::test]
+async fn redeploying_a_node_runs_everything_on_it_again() {
+    let app = TestApp::new().await;
+    app.alive_node("n1").await;
+    app.alive_node("n2").await;
+    app.deployment("web").await;
+    app.bind("n1", "test-server", "web").await;
+    let destructive = app.bind("n1", "test-destructive", "web").await;
+    app.bind("n2", "test-client", "web").await;
+    app.put("/api/v2/deployments/web/commit")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    world::drive(&app.pool).await;
+    assert!(
+        world::states(&app.pool)
+            .await
+            .iter()
+            .all(|s| s.2 == NodeRoleState::Active)
+    );
+    let first_runs = world::run_history(&app.pool).await.len();
+
+    let reply = app
+        .put("/api/v2/nodes/n1/redeploy")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(reply.body["node"]["name"], "n1");
+    let on_n1: Vec<i64> = sqlx::query_scalar(
+        "SELECT nr.id FROM noderoles nr JOIN nodes n ON n.id = nr.node_id WHERE n.name = 'n1' ORDER BY nr.id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let mut changed: Vec<i64> = serde_json::from_value(reply.body["changed"].clone()).unwrap();
+    changed.sort_unstable();
+    assert_eq!(changed, on_n1, "every noderole on n1 and nothing else");
+    // n2's client stays ACTIVE meanwhile
+    assert_eq!(
+        world::state(&app.pool, "n2", "test-client").await,
+        NodeRoleState::Active
+    );
+    world::drive(&app.pool).await;
+    assert!(
+        world::states(&app.pool)
+            .await
+            .iter()
+            .all(|s| s.2 == NodeRoleState::Active)
+    );
+    // each ran again, and the destructive role ran its jig again instead of skipping it
+    let history = world::run_history(&app.pool).await;
+    assert!(history.len() >= first_runs + on_n1.len(), "{history:?}");
+    let destructive_outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM run_records WHERE noderole_id = $1 ORDER BY id")
+            .bind(destructive)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(destructive_outcomes, ["succeeded", "succeeded"]);
+    let node_history = app
+        .get("/api/v2/nodes/n1/events")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert!(
+        node_history
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "node.redeployed")
+    );
+    app.refused(
+        app.put("/api/v2/nodes/n9/redeploy"),
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
 }

@@ -1,0 +1,165 @@
+//! Deployment roles: a role's data for one deployment, layered over the role's template and
+//! under noderole data (SEMANTICS.md §8). Edited in the proposal; a commit makes the
+//! proposed data the committed data.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    deployments,
+    error::StoreError,
+    events::{self, Actor, NewEvent},
+    keys::Key,
+};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DeploymentRole {
+    pub id: i64,
+    pub deployment: String,
+    pub deployment_id: i64,
+    pub role: String,
+    pub role_id: i64,
+    /// What the next commit makes current.
+    pub proposed_data: Value,
+    /// What jigs see now.
+    pub committed_data: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const SELECT: &str = "
+    SELECT dr.id, d.name AS deployment, dr.deployment_id, r.name AS role, dr.role_id,
+           dr.proposed_data, dr.committed_data, dr.created_at, dr.updated_at
+      FROM deployment_roles dr
+      JOIN deployments d ON d.id = dr.deployment_id
+      JOIN roles r ON r.id = dr.role_id";
+
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentRoleFilter {
+    /// Deployment id or name.
+    pub deployment: Option<String>,
+    /// Role id or name.
+    pub role: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+pub async fn list(
+    pool: &PgPool,
+    f: &DeploymentRoleFilter,
+) -> Result<Vec<DeploymentRole>, StoreError> {
+    let deployment = f.deployment.as_deref().map(Key::parse);
+    let role = f.role.as_deref().map(Key::parse);
+    let (deployment_id, deployment_name) = deployment.as_ref().map_or((None, None), Key::parts);
+    let (role_id, role_name) = role.as_ref().map_or((None, None), Key::parts);
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT}
+          WHERE ($1::bigint IS NULL AND $2::text IS NULL OR d.id = $1 OR d.name = $2)
+            AND ($3::bigint IS NULL AND $4::text IS NULL OR r.id = $3 OR r.name = $4)
+          ORDER BY dr.id LIMIT $5 OFFSET $6"
+    )))
+    .bind(deployment_id)
+    .bind(deployment_name)
+    .bind(role_id)
+    .bind(role_name)
+    .bind(f.limit)
+    .bind(f.offset)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE dr.id = $1")))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::not_found("deployment role", id))
+}
+
+fn check_data(data: &Value) -> Result<(), StoreError> {
+    if data.is_object() {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            "invalid_data",
+            "deployment role data must be a JSON object",
+        ))
+    }
+}
+
+/// Adds a role to a deployment's proposal (with data, or none).
+pub async fn create(
+    conn: &mut PgConnection,
+    deployment: &Key,
+    role: &Key,
+    data: &Value,
+    actor: &Actor,
+) -> Result<DeploymentRole, StoreError> {
+    check_data(data)?;
+    let deployment_id = deployments::lock_editable(conn, deployment).await?;
+    let role_id = super::roles::role_id(conn, role).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data)
+         VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(deployment_id)
+    .bind(role_id)
+    .bind(data)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::from_constraint)?;
+    changed(conn, actor, "deployment_role.created", deployment_id, id).await?;
+    get(conn, id).await
+}
+
+/// Replaces a deployment role's proposed data.
+pub async fn set_data(
+    conn: &mut PgConnection,
+    id: i64,
+    data: &Value,
+    actor: &Actor,
+) -> Result<DeploymentRole, StoreError> {
+    check_data(data)?;
+    let deployment_id: i64 =
+        sqlx::query_scalar("SELECT deployment_id FROM deployment_roles WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| StoreError::not_found("deployment role", id))?;
+    deployments::lock_editable(conn, &Key::Id(deployment_id)).await?;
+    let updated = sqlx::query(
+        "UPDATE deployment_roles SET proposed_data = $2 WHERE id = $1 AND proposed_data <> $2",
+    )
+    .bind(id)
+    .bind(data)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated > 0 {
+        changed(conn, actor, "deployment_role.updated", deployment_id, id).await?;
+    }
+    get(conn, id).await
+}
+
+async fn changed(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    kind: &'static str,
+    deployment_id: i64,
+    id: i64,
+) -> Result<(), StoreError> {
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind,
+            deployment_id: Some(deployment_id),
+            data: json!({"id": id, "deployment_id": deployment_id}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
