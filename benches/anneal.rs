@@ -19,9 +19,11 @@ use crowbar::{
     db::{self, events::Actor, keys::Key},
     hooks::Hooks,
     jig::JigRegistry,
-    pg::{ManagedPostgres, PgOptions},
+    pg::ManagedPostgres,
 };
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 struct Args {
     nodes: i64,
@@ -31,59 +33,27 @@ struct Args {
     pgbench_seconds: u64,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        nodes: 1000,
-        roles: 10,
-        cap: 500,
-        daemons: 0,
-        pgbench_seconds: 10,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse::<i64>().ok());
-        match argv[i].as_str() {
-            "--nodes" => a.nodes = value().expect("--nodes N"),
-            "--roles" => a.roles = value().expect("--roles M"),
-            "--cap" => a.cap = value().expect("--cap N"),
-            "--daemons" => a.daemons = value().expect("--daemons N") as usize,
-            "--pgbench-seconds" => a.pgbench_seconds = value().expect("--pgbench-seconds S") as u64,
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
-}
-
 fn main() -> anyhow::Result<()> {
-    // `cargo test --all-targets` runs bench targets too; they run only under `cargo bench`
-    if !std::env::args().any(|a| a == "--bench") {
+    if !support::under_cargo_bench() {
         return Ok(());
     }
-    let args = args();
+    let args = Args {
+        nodes: support::flag("--nodes", 1000),
+        roles: support::flag("--roles", 10),
+        cap: support::flag("--cap", 500),
+        daemons: support::flag("--daemons", 0),
+        pgbench_seconds: support::flag("--pgbench-seconds", 10),
+    };
     if std::env::var_os("RUST_LOG").is_some() {
         crowbar::telemetry::init(crowbar::telemetry::LogFormat::Text);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(args))
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let pg = ManagedPostgres::start_with(&dir.path().join("pg"), PgOptions::throwaway()).await?;
-    let result = bench(&args, &pg).await;
-    pg.stop().await;
-    result
+        .block_on(support::with_postgres(|pg, _| async move {
+            let result = bench(&args, &pg).await;
+            (pg, result)
+        }))
 }
 
 async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
@@ -93,12 +63,9 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         args.pgbench_seconds
     );
 
-    let pool = db::connect(pg.url().expose(), 32).await?;
-    db::migrate(&pool).await?;
-    crowbar::barclamps::import_shipped(&pool).await?;
-    crowbar::barclamps::import_document(&pool, "bench.yml", &bench_barclamp(args.roles)).await?;
+    let pool = support::prepared_pool(pg, args.roles).await?;
     let setup = Instant::now();
-    populate(&pool, args.nodes, args.roles).await?;
+    support::populate(&pool, args.nodes, args.roles).await?;
     let total = args.nodes * args.roles;
     println!(
         "setup: {} nodes x {} roles = {total} noderoles in {:.1}s (bulk SQL, not timed below)",
@@ -181,54 +148,8 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// M roles on the noop jig, each requiring the previous one on the same node.
-fn bench_barclamp(roles: i64) -> String {
-    let mut yaml = String::from(
-        "barclamp: {name: bench, parent: core, description: Benchmark chain}\nroles:\n",
-    );
-    for i in 1..=roles {
-        yaml.push_str(&format!(
-            "  - name: bench-{i}\n    jig: noop\n    flags: [implicit]\n"
-        ));
-        if i > 1 {
-            yaml.push_str(&format!("    requires: [bench-{}]\n", i - 1));
-        }
-    }
-    yaml
-}
-
-/// Nodes (alive, no address), one PROPOSED chain of noderoles on each, in deployment `bench`.
-async fn populate(pool: &sqlx::PgPool, nodes: i64, roles: i64) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    db::deployments::create(
-        &mut tx,
-        "bench",
-        "throughput benchmark",
-        None,
-        &Actor::admin("bench"),
-    )
-    .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO nodes (name, alive, deployment_id)
-           SELECT 'bench' || g || '.example.com', true, (SELECT id FROM deployments WHERE name = 'bench')
-             FROM generate_series(1, {nodes}) g;
-         INSERT INTO noderoles (node_id, role_id, deployment_id, state, cohort, explicit)
-           SELECT n.id, r.id, n.deployment_id, 4, substring(r.name from 7)::int - 1, r.name = 'bench-{roles}'
-             FROM nodes n CROSS JOIN roles r WHERE r.name LIKE 'bench-%';
-         INSERT INTO noderole_edges (parent_id, child_id)
-           SELECT p.id, c.id FROM noderoles p JOIN noderoles c ON c.node_id = p.node_id AND c.cohort = p.cohort + 1
-             JOIN roles pr ON pr.id = p.role_id JOIN roles cr ON cr.id = c.role_id
-            WHERE pr.name LIKE 'bench-%' AND cr.name LIKE 'bench-%';
-         ANALYZE;"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
 fn pgbench(pg: &ManagedPostgres, seconds: u64) -> anyhow::Result<f64> {
-    let bin = crowbar::pg::find_binaries().ok_or_else(|| anyhow::anyhow!("no pgbench"))?;
+    let bin = support::pg_bin()?;
     let url = pg.url_for("postgres");
     let run = |args: &[&str]| -> anyhow::Result<String> {
         let out = Command::new(bin.join("pgbench"))

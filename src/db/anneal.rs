@@ -20,13 +20,24 @@ pub struct AnnealStatus {
 }
 
 pub async fn status(pool: &PgPool, deployment: Option<&str>) -> sqlx::Result<AnnealStatus> {
-    let rows: Vec<(i16, i64)> = sqlx::query_as(
-        "SELECT nr.state, count(*) FROM noderoles nr JOIN deployments d ON d.id = nr.deployment_id
-          WHERE nr.state <> 4 AND ($1::text IS NULL OR d.name = $1) GROUP BY nr.state",
-    )
-    .bind(deployment)
-    .fetch_all(pool)
-    .await?;
+    // counted on the noderoles table alone (an index-only scan of `noderoles_state_id`)
+    let rows: Vec<(i16, i64)> = match deployment {
+        None => {
+            sqlx::query_as("SELECT state, count(*) FROM noderoles WHERE state <> 4 GROUP BY state")
+                .fetch_all(pool)
+                .await?
+        }
+        Some(name) => {
+            sqlx::query_as(
+                "SELECT state, count(*) FROM noderoles
+                  WHERE state <> 4 AND deployment_id = (SELECT id FROM deployments WHERE name = $1)
+                  GROUP BY state",
+            )
+            .bind(name)
+            .fetch_all(pool)
+            .await?
+        }
+    };
     let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);
     use NodeRoleState::*;
     let status = if count(Error) > 0 {

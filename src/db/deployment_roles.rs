@@ -12,6 +12,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
+    paging::PagedQuery,
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -50,24 +51,15 @@ pub async fn list(
     pool: &PgPool,
     f: &DeploymentRoleFilter,
 ) -> Result<Vec<DeploymentRole>, StoreError> {
-    let deployment = f.deployment.as_deref().map(Key::parse);
-    let role = f.role.as_deref().map(Key::parse);
-    let (deployment_id, deployment_name) = deployment.as_ref().map_or((None, None), Key::parts);
-    let (role_id, role_name) = role.as_ref().map_or((None, None), Key::parts);
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT}
-          WHERE ($1::bigint IS NULL AND $2::text IS NULL OR d.id = $1 OR d.name = $2)
-            AND ($3::bigint IS NULL AND $4::text IS NULL OR r.id = $3 OR r.name = $4)
-          ORDER BY dr.id LIMIT $5 OFFSET $6"
-    )))
-    .bind(deployment_id)
-    .bind(deployment_name)
-    .bind(role_id)
-    .bind(role_name)
-    .bind(f.limit)
-    .bind(f.offset)
-    .fetch_all(pool)
-    .await?)
+    let mut query = PagedQuery::new(SELECT, "deployment_roles", "dr");
+    query
+        .refers_to("deployment_id", "deployments", f.deployment.clone())
+        .refers_to("role_id", "roles", f.role.clone());
+    Ok(query
+        .page(f.limit, f.offset)
+        .build_query_as::<DeploymentRole>()
+        .fetch_all(pool)
+        .await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {

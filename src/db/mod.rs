@@ -16,6 +16,7 @@ pub mod inputs;
 pub mod keys;
 pub mod noderoles;
 pub mod nodes;
+pub mod paging;
 pub mod ripple;
 pub mod roles;
 pub mod runs;

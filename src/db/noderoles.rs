@@ -9,6 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
+    paging::PagedQuery,
     ripple,
 };
 use crate::domain::{
@@ -80,22 +81,17 @@ pub struct NodeRoleFilter {
 }
 
 pub async fn list(pool: &PgPool, f: &NodeRoleFilter) -> Result<Vec<NodeRole>, StoreError> {
-    Ok(sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_NODEROLE}
-          WHERE ($1::smallint IS NULL OR nr.state = $1)
-            AND ($2::text IS NULL OR d.name = $2 OR d.id::text = $2)
-            AND ($3::text IS NULL OR n.name = $3 OR n.id::text = $3)
-            AND ($4::text IS NULL OR r.name = $4 OR r.id::text = $4)
-          ORDER BY nr.id LIMIT $5 OFFSET $6"
-    )))
-    .bind(f.state.map(|s| s.code()))
-    .bind(&f.deployment)
-    .bind(&f.node)
-    .bind(&f.role)
-    .bind(f.limit)
-    .bind(f.offset)
-    .fetch_all(pool)
-    .await?)
+    let mut query = PagedQuery::new(SELECT_NODEROLE, "noderoles", "nr");
+    query
+        .equal("state", f.state.map(|s| s.code()))
+        .refers_to("deployment_id", "deployments", f.deployment.clone())
+        .refers_to("node_id", "nodes", f.node.clone())
+        .refers_to("role_id", "roles", f.role.clone());
+    Ok(query
+        .page(f.limit, f.offset)
+        .build_query_as::<NodeRole>()
+        .fetch_all(pool)
+        .await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole, StoreError> {

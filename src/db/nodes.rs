@@ -9,6 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::{Key, fetch_by_key, new_token, token_hash},
+    paging::PagedQuery,
     ripple, runs,
 };
 
@@ -139,22 +140,17 @@ pub struct NodeFilter {
 }
 
 pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError> {
-    Ok(sqlx::query_as::<_, Node>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_NODE}
-          WHERE ($1::text IS NULL OR d.name = $1 OR d.id::text = $1)
-            AND ($2::bool IS NULL OR n.alive = $2)
-            AND ($3::bool IS NULL OR n.available = $3)
-            AND ($4::bool IS NULL OR n.admin = $4)
-          ORDER BY n.id LIMIT $5 OFFSET $6"
-    )))
-    .bind(&f.deployment)
-    .bind(f.alive)
-    .bind(f.available)
-    .bind(f.admin)
-    .bind(f.limit)
-    .bind(f.offset)
-    .fetch_all(pool)
-    .await?)
+    let mut query = PagedQuery::new(SELECT_NODE, "nodes", "n");
+    query
+        .refers_to("deployment_id", "deployments", f.deployment.clone())
+        .equal("alive", f.alive)
+        .equal("available", f.available)
+        .equal("admin", f.admin);
+    Ok(query
+        .page(f.limit, f.offset)
+        .build_query_as::<Node>()
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Changes to a node. `None` leaves a field alone.

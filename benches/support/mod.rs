@@ -1,0 +1,110 @@
+//! What the benchmark programs share: a throwaway PostgreSQL, flag parsing, and a bulk
+//! fleet of nodes with chains of noop roles.
+
+#![allow(dead_code)] // each benchmark uses its own part
+
+use std::future::Future;
+
+use crowbar::{
+    db::{self, events::Actor},
+    pg::{ManagedPostgres, PgOptions},
+};
+
+/// Whether this is `cargo bench`: `cargo test --all-targets` runs bench targets too, and
+/// they have nothing to do there.
+pub fn under_cargo_bench() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The value after `--name` on the command line, or `default`.
+pub fn flag<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: cannot parse `{v}`"))
+        })
+        .unwrap_or(default)
+}
+
+/// Runs `bench` against a throwaway PostgreSQL cluster under a temporary directory (also
+/// handed to `bench`), stopped afterwards whatever happened.
+pub async fn with_postgres<F, Fut>(bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(ManagedPostgres, std::path::PathBuf) -> Fut,
+    Fut: Future<Output = (ManagedPostgres, anyhow::Result<()>)>,
+{
+    let dir = tempfile::tempdir()?;
+    // the postgres user reaches its data directory through it
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let pg = ManagedPostgres::start_with(&dir.path().join("pg"), PgOptions::throwaway()).await?;
+    let (pg, result) = bench(pg, dir.path().to_path_buf()).await;
+    pg.stop().await;
+    result
+}
+
+/// A migrated database with the shipped barclamps and `bench-1..=roles`, a chain of noop
+/// roles each requiring the previous one on the same node.
+pub async fn prepared_pool(pg: &ManagedPostgres, roles: i64) -> anyhow::Result<sqlx::PgPool> {
+    let pool = db::connect(pg.url().expose(), 32).await?;
+    db::migrate(&pool).await?;
+    crowbar::barclamps::import_shipped(&pool).await?;
+    crowbar::barclamps::import_document(&pool, "bench.yml", &chain_barclamp(roles)).await?;
+    Ok(pool)
+}
+
+fn chain_barclamp(roles: i64) -> String {
+    let mut yaml = String::from(
+        "barclamp: {name: bench, parent: core, description: Benchmark chain}\nroles:\n",
+    );
+    for i in 1..=roles {
+        yaml.push_str(&format!(
+            "  - name: bench-{i}\n    jig: noop\n    flags: [implicit]\n"
+        ));
+        if i > 1 {
+            yaml.push_str(&format!("    requires: [bench-{}]\n", i - 1));
+        }
+    }
+    yaml
+}
+
+/// Nodes (alive, no address), one PROPOSED chain of noderoles on each, in deployment
+/// `bench`, written with bulk SQL.
+pub async fn populate(pool: &sqlx::PgPool, nodes: i64, roles: i64) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    db::deployments::create(
+        &mut tx,
+        "bench",
+        "benchmark fleet",
+        None,
+        &Actor::admin("bench"),
+    )
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO nodes (name, alive, deployment_id)
+           SELECT 'bench' || g || '.example.com', true, (SELECT id FROM deployments WHERE name = 'bench')
+             FROM generate_series(1, {nodes}) g;
+         INSERT INTO noderoles (node_id, role_id, deployment_id, state, cohort, explicit)
+           SELECT n.id, r.id, n.deployment_id, 4, substring(r.name from 7)::int - 1, r.name = 'bench-{roles}'
+             FROM nodes n CROSS JOIN roles r WHERE r.name LIKE 'bench-%';
+         INSERT INTO noderole_edges (parent_id, child_id)
+           SELECT p.id, c.id FROM noderoles p JOIN noderoles c ON c.node_id = p.node_id AND c.cohort = p.cohort + 1
+             JOIN roles pr ON pr.id = p.role_id JOIN roles cr ON cr.id = c.role_id
+            WHERE pr.name LIKE 'bench-%' AND cr.name LIKE 'bench-%';
+         ANALYZE;"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The server binaries of the PostgreSQL the benchmark runs on (pgbench among them).
+pub fn pg_bin() -> anyhow::Result<std::path::PathBuf> {
+    crowbar::pg::find_binaries().ok_or_else(|| anyhow::anyhow!("no PostgreSQL binaries found"))
+}
