@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{Cli, admin_token};
-use crate::support::daemon::spawn_crowbar;
+use crate::support::daemon::{run_script, spawn_crowbar};
 
 /// A deployment `name` with `role` bound to `node`, committed by a document.
 async fn deployment(cli: &Cli, name: &str, node: &str, role: &str) {
@@ -153,6 +153,7 @@ async fn converge_follows_progress_until_finished() {
         "  waiting: late.example.com/test-admin: node late.example.com is dead"
     );
 
+    let alive = Instant::now();
     cli.ok(&["nodes", "alive", "late.example.com", "true"])
         .await;
     let status = tokio::time::timeout(super::T, converge.wait())
@@ -164,9 +165,62 @@ async fn converge_follows_progress_until_finished() {
         rest.push(line);
     }
     assert!(status.success(), "{rest:?}");
+    // Events drive it: relying on the periodic re-read alone, each of the three waves would
+    // wait up to 15 s for its next reading.
+    assert!(
+        alive.elapsed() < Duration::from_secs(10),
+        "finished {:?} after the node came alive",
+        alive.elapsed()
+    );
     assert_eq!(
         rest.last().map(String::as_str),
         Some("finished: active 2, todo 0, transition 0, blocked 0, error 0"),
         "{rest:?}"
+    );
+}
+
+/// On a terminal (a pseudo-terminal from `script`), converge redraws one status in place —
+/// counts and why it waits — and leaves the final lines when it stops.
+#[tokio::test]
+async fn converge_redraws_its_status_on_a_terminal() {
+    let cli = Cli::start().await;
+    cli.ok(&["nodes", "create", "dead.example.com"]).await;
+    deployment(&cli, "web", "dead.example.com", "test-admin").await;
+    let url = cli.daemon.url();
+    let token = admin_token(&cli.daemon);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_script(
+        "script -qec 'crowbar converge --deployment web --timeout 2s' /dev/null",
+        dir.path(),
+        &[
+            ("CROWBAR_URL", &url),
+            ("CROWBAR_TOKEN", &token),
+            ("TERM", "xterm"),
+        ],
+        super::T,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}{}", out.stdout, out.stderr);
+    let (live, end) = out
+        .stdout
+        .rsplit_once("\x1b[2K")
+        .unwrap_or_else(|| panic!("no line was redrawn: {:?}", out.stdout));
+    assert!(
+        live.contains(" scheduled: active 0, todo 1, transition 0, blocked 0, error 0"),
+        "{live:?}"
+    );
+    assert!(
+        live.contains("  waiting: dead.example.com/test-admin: node dead.example.com is dead"),
+        "{live:?}"
+    );
+    assert!(
+        live.matches("\r").count() > 2,
+        "the status is redrawn in place: {live:?}"
+    );
+    assert_eq!(
+        // after the last clear, the cursor goes back up to where the status began
+        end.trim_start_matches("\x1b[1A").replace("\r\n", "\n"),
+        "timed out after 2s (scheduled: active 0, todo 1, transition 0, blocked 0, error 0)\n  \
+         waiting: dead.example.com/test-admin: node dead.example.com is dead\n"
     );
 }
