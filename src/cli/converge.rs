@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{
     anneal::Convergence,
-    client::{Client, ClientArgs},
+    client::{Client, ClientArgs, Refused},
 };
 
 pub const LONG_ABOUT: &str = "\
@@ -25,8 +25,9 @@ each time the counts change. With --json it prints only the final status.
 Exit codes:
   0  finished: every committed noderole is active
   1  failed: a noderole is in error (retry it with `crowbar node-roles retry NODE ROLE`)
-  2  timed out (--timeout), or the status could not be read (daemon unreachable, token
-     refused, unknown deployment)";
+  2  timed out (--timeout), or the status could not be read at the start (daemon
+     unreachable, token refused, unknown deployment). Once started, converge waits through
+     a daemon restart, until the timeout.";
 
 #[derive(Debug, clap::Args)]
 pub struct ConvergeArgs {
@@ -63,6 +64,8 @@ impl Outcome {
 const RECHECK: Duration = Duration::from_secs(15);
 /// Events arriving together are taken as one change: the status is read at most this often.
 const COALESCE: Duration = Duration::from_millis(100);
+/// How long to wait before connecting again when the daemon could not be reached.
+const RECONNECT: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ConvergeArgs) -> ExitCode {
     match converge(&args).await {
@@ -76,29 +79,70 @@ pub async fn run(args: ConvergeArgs) -> ExitCode {
 
 async fn converge(args: &ConvergeArgs) -> anyhow::Result<Outcome> {
     let client = Client::new(&args.client)?;
+    let deployment = args.deployment.as_deref();
     let deadline = Instant::now() + args.timeout;
     // subscribe before the first read: no change after it goes unnoticed
     let mut changes = Changes::open(&client).await?;
+    // the first reading must succeed: a wrong URL, token or deployment is said at once
+    let mut now = Convergence::read(&client, deployment).await?;
     let mut display = Display::new(client.json, std::io::stdout().is_terminal());
     loop {
-        let now = Convergence::read(&client, args.deployment.as_deref()).await?;
-        if now.finished() || now.failed() {
-            let outcome = if now.finished() {
-                Outcome::Finished
-            } else {
-                Outcome::Failed
-            };
+        let outcome = if now.finished() {
+            Some(Outcome::Finished)
+        } else if now.failed() {
+            Some(Outcome::Failed)
+        } else if Instant::now() >= deadline {
+            Some(Outcome::TimedOut)
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
             display.finish(&now, outcome, args.timeout);
             return Ok(outcome);
         }
         display.update(&now);
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = tokio::time::sleep_until(deadline) => {}
+            () = changes.next(&client) => {}
+        }
+        match read_through_outages(&client, deployment, &mut display, deadline).await? {
+            Some(next) => now = next,
+            None => {
                 display.finish(&now, Outcome::TimedOut, args.timeout);
                 return Ok(Outcome::TimedOut);
             }
-            changed = changes.next(&client) => changed?,
         }
+    }
+}
+
+/// Reads the status. While the daemon cannot be reached or fails to answer (a restart, say),
+/// it says so and tries again every [`RECONNECT`]; `None` when `deadline` passes first.
+async fn read_through_outages(
+    client: &Client,
+    deployment: Option<&str>,
+    display: &mut Display,
+    deadline: Instant,
+) -> anyhow::Result<Option<Convergence>> {
+    loop {
+        match Convergence::read(client, deployment).await {
+            Ok(now) => return Ok(Some(now)),
+            Err(error) if transient(&error) => display.unreachable(&error),
+            Err(error) => return Err(error),
+        }
+        if Instant::now() + RECONNECT >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            return Ok(None);
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// An error that may pass by itself: no answer at all, or the daemon failing (5xx). A
+/// refusal (bad token, unknown deployment) will not.
+fn transient(error: &anyhow::Error) -> bool {
+    match error.chain().find_map(|e| e.downcast_ref::<Refused>()) {
+        Some(refused) => refused.status.is_server_error(),
+        None => true,
     }
 }
 
@@ -124,11 +168,16 @@ impl Changes {
     }
 
     /// Returns when something may have changed: after one or more events, a reconnection
-    /// (events may have been missed), or [`RECHECK`] of quiet.
-    async fn next(&mut self, client: &Client) -> anyhow::Result<()> {
+    /// or a failed one (events may have been missed), or [`RECHECK`] of quiet.
+    async fn next(&mut self, client: &Client) {
         if self.ended {
-            self.stream = connect(client, self.last_id.as_deref()).await?;
-            self.ended = false;
+            tokio::time::sleep(RECONNECT).await;
+            // a failure shows in the next reading of the status; the one after retries
+            if let Ok(stream) = connect(client, self.last_id.as_deref()).await {
+                self.stream = stream;
+                self.ended = false;
+            }
+            return;
         }
         match tokio::time::timeout(RECHECK, self.stream.next()).await {
             Err(_) => {}
@@ -139,7 +188,6 @@ impl Changes {
             }
             Ok(Some(Err(_)) | None) => self.ended = true,
         }
-        Ok(())
     }
 
     /// Takes the events that are already there.
@@ -212,6 +260,21 @@ impl Display {
                 bar.set_message(now.summary().trim_end().to_string());
             }
             Display::Lines { last, reported } => print!("{}", changed_lines(now, last, reported)),
+        }
+    }
+
+    /// The daemon cannot be reached: said once per outage.
+    fn unreachable(&mut self, error: &anyhow::Error) {
+        let line = format!("cannot reach the daemon; retrying until the timeout: {error}");
+        match self {
+            Display::Json => {}
+            Display::Terminal(bar) => bar.set_message(line),
+            Display::Lines { last, .. } => {
+                if last.as_deref() != Some(line.as_str()) {
+                    println!("{line}");
+                    *last = Some(line);
+                }
+            }
         }
     }
 

@@ -1,12 +1,18 @@
 //! `crowbar converge`: exit 0 finished, 1 failed, 2 timed out or no daemon; progress as it
 //! happens.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader, Lines},
+    process::ChildStdout,
+};
 
 use super::{Cli, admin_token};
-use crate::support::daemon::{run_script, spawn_crowbar};
+use crate::support::daemon::{Daemon, DaemonOptions, DataDir, run_script, spawn_crowbar};
 
 /// A deployment `name` with `role` bound to `node`, committed by a document.
 async fn deployment(cli: &Cli, name: &str, node: &str, role: &str) {
@@ -20,6 +26,43 @@ async fn deployment(cli: &Cli, name: &str, node: &str, role: &str) {
     .unwrap();
     cli.ok(&["deployments", "apply", file.to_str().unwrap(), "-d", name])
         .await;
+}
+
+/// A `crowbar converge` running in the background, read line by line as it prints.
+struct Following {
+    child: tokio::process::Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Following {
+    fn start(cli: &Cli, args: &[&str]) -> Following {
+        let url = cli.daemon.url();
+        let token = admin_token(&cli.daemon);
+        let mut child = spawn_crowbar(args, &[("CROWBAR_URL", &url), ("CROWBAR_TOKEN", &token)]);
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Following { child, lines }
+    }
+
+    async fn line(&mut self) -> String {
+        tokio::time::timeout(super::T, self.lines.next_line())
+            .await
+            .expect("a line in time")
+            .unwrap()
+            .expect("a line")
+    }
+
+    /// Waits for the exit: its status and the lines not read yet.
+    async fn end(mut self) -> (ExitStatus, Vec<String>) {
+        let status = tokio::time::timeout(super::T, self.child.wait())
+            .await
+            .expect("converge ends in time")
+            .unwrap();
+        let mut rest = Vec::new();
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+        (status, rest)
+    }
 }
 
 #[tokio::test]
@@ -131,39 +174,23 @@ async fn converge_follows_progress_until_finished() {
     cli.ok(&["nodes", "create", "late.example.com"]).await;
     deployment(&cli, "web", "late.example.com", "test-server").await;
 
-    let url = cli.daemon.url();
-    let token = admin_token(&cli.daemon);
-    let mut converge = spawn_crowbar(
+    let mut converge = Following::start(
+        &cli,
         &["converge", "--deployment", "web", "--timeout", "5m"],
-        &[("CROWBAR_URL", &url), ("CROWBAR_TOKEN", &token)],
     );
-    let mut lines = BufReader::new(converge.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(super::T, lines.next_line())
-        .await
-        .expect("a first status line")
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        first,
+        converge.line().await,
         "scheduled: active 0, todo 1, transition 0, blocked 1, error 0"
     );
-    let why = lines.next_line().await.unwrap().unwrap();
     assert_eq!(
-        why,
+        converge.line().await,
         "  waiting: late.example.com/test-admin: node late.example.com is dead"
     );
 
     let alive = Instant::now();
     cli.ok(&["nodes", "alive", "late.example.com", "true"])
         .await;
-    let status = tokio::time::timeout(super::T, converge.wait())
-        .await
-        .expect("converge finishes once the node is alive")
-        .unwrap();
-    let mut rest = Vec::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        rest.push(line);
-    }
+    let (status, rest) = converge.end().await;
     assert!(status.success(), "{rest:?}");
     // Events drive it: relying on the periodic re-read alone, each of the three waves would
     // wait up to 15 s for its next reading.
@@ -222,5 +249,48 @@ async fn converge_redraws_its_status_on_a_terminal() {
         end.trim_start_matches("\x1b[1A").replace("\r\n", "\n"),
         "timed out after 2s (scheduled: active 0, todo 1, transition 0, blocked 0, error 0)\n  \
          waiting: dead.example.com/test-admin: node dead.example.com is dead\n"
+    );
+}
+
+/// A daemon restart during converge: it says it lost the daemon, keeps trying, and finishes
+/// once the restarted daemon has done the work.
+#[tokio::test]
+async fn converge_waits_through_a_daemon_restart() {
+    let data = DataDir::new();
+    let mut cli = Cli {
+        daemon: Daemon::start(DaemonOptions::default().data_dir(data.path())).await,
+    };
+    cli.ok(&["nodes", "create", "late.example.com"]).await;
+    deployment(&cli, "web", "late.example.com", "test-admin").await;
+    let url = cli.daemon.url();
+    let mut converge = Following::start(
+        &cli,
+        &["converge", "--deployment", "web", "--timeout", "5m"],
+    );
+    assert!(converge.line().await.starts_with("scheduled: "));
+    assert!(converge.line().await.starts_with("  waiting: "));
+
+    assert!(cli.daemon.stop().await.success());
+    let lost = converge.line().await;
+    assert!(
+        lost.starts_with(&format!(
+            "cannot reach the daemon; retrying until the timeout: cannot reach crowbar at {url}"
+        )),
+        "{lost}"
+    );
+    cli.daemon = Daemon::start(
+        DaemonOptions::default()
+            .data_dir(data.path())
+            .listen(cli.daemon.addr().to_string()),
+    )
+    .await;
+    cli.ok(&["nodes", "alive", "late.example.com", "true"])
+        .await;
+    let (status, rest) = converge.end().await;
+    assert!(status.success(), "{rest:?}");
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("finished: active 1, todo 0, transition 0, blocked 0, error 0"),
+        "{rest:?}"
     );
 }
