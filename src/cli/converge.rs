@@ -375,6 +375,23 @@ mod tests {
     }
 
     #[test]
+    fn only_outages_and_server_failures_are_waited_through() {
+        let refused = |status: u16| {
+            anyhow::Error::new(Refused {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                code: "x".into(),
+                message: "x".into(),
+                hint: None,
+            })
+            .context("reading the status")
+        };
+        assert!(transient(&anyhow::anyhow!("connection refused")));
+        assert!(transient(&refused(503)));
+        assert!(!transient(&refused(401)));
+        assert!(!transient(&refused(404)));
+    }
+
+    #[test]
     fn the_end_says_why() {
         let mut now = convergence("scheduled", &[("todo", 1)]);
         now.waiting = vec![stuck("n2", "test-server", "node n2 is dead")];

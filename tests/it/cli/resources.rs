@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::{Cli, names};
+use crate::support::daemon::run_script;
 
 #[tokio::test]
 async fn nodes_and_roles_verbs() {
@@ -173,6 +174,25 @@ async fn nodes_and_roles_verbs() {
     );
     let err = cli.fails(&["roles", "show", "no-such-role"], 1).await;
     assert!(err.contains("`crowbar roles list`"), "{err}");
+
+    // no token given: ./var/admin.token, where `crowbar serve` keeps it by default
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("var")).unwrap();
+    std::fs::write(
+        dir.path().join("var/admin.token"),
+        super::admin_token(&cli.daemon),
+    )
+    .unwrap();
+    let url = cli.daemon.url();
+    let out = run_script(
+        "crowbar nodes list --json | jq -r '.[].name'",
+        dir.path(),
+        &[("CROWBAR_URL", &url)],
+        super::T,
+    )
+    .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "n1.example.com\n");
 
     // a wrong token: refused, with what to pass
     let out = super::run_crowbar(
