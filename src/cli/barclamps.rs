@@ -5,52 +5,40 @@ use std::path::PathBuf;
 use anyhow::Context;
 use reqwest::Method;
 
-use super::client::{Client, ClientArgs, table};
+use super::client::{Client, ClientArgs, Query};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BarclampsCommand {
     /// List the barclamps the daemon has loaded.
-    List {
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+    List,
     /// Import (or update) a barclamp from its YAML file; nothing changes if it is invalid.
     Import {
         /// The barclamp file (`<name>.yml`).
         file: PathBuf,
-        #[command(flatten)]
-        client: ClientArgs,
     },
 }
 
-pub async fn run(command: BarclampsCommand) -> anyhow::Result<()> {
+pub async fn run(command: BarclampsCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
     match command {
-        BarclampsCommand::List { client } => {
-            let client = Client::new(&client)?;
-            let (_, body) = client
-                .send(client.request(Method::GET, "/api/v2/barclamps?limit=1000"))
-                .await?;
-            client.print(&body, |body| {
-                let rows: Vec<Vec<String>> = body
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| {
-                        vec![
-                            b["name"].as_str().unwrap_or_default().to_string(),
-                            b["parent"].as_str().unwrap_or("-").to_string(),
-                            b["source"].as_str().unwrap_or_default().to_string(),
-                        ]
-                    })
-                    .collect();
-                table(&["name", "parent", "source"], &rows)
-            });
+        BarclampsCommand::List => {
+            let query: Query = vec![("limit", "1000".into())];
+            client
+                .list(
+                    "/api/v2/barclamps",
+                    &query,
+                    &[
+                        ("name", "/name"),
+                        ("parent", "/parent"),
+                        ("source", "/source"),
+                    ],
+                )
+                .await
         }
-        BarclampsCommand::Import { file, client } => {
-            let client = Client::new(&client)?;
+        BarclampsCommand::Import { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let (_, body) = client
+            let body = client
                 .send(
                     client
                         .request(Method::POST, "/api/v2/barclamps")
@@ -69,7 +57,7 @@ pub async fn run(command: BarclampsCommand) -> anyhow::Result<()> {
                     b["attribs"]
                 )
             });
+            Ok(())
         }
     }
-    Ok(())
 }

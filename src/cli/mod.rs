@@ -1,13 +1,20 @@
 //! The command line: `serve`, `migrate`, and client commands.
 
+mod anneal;
 mod barclamps;
 mod client;
+mod converge;
+mod deployments;
+mod node_roles;
+mod nodes;
+mod roles;
 mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use self::client::{Refused, Resource};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
@@ -27,9 +34,21 @@ pub enum Command {
     Serve(Settings),
     /// Apply pending database migrations and exit.
     Migrate(Settings),
+    /// Nodes on a running daemon: list, show, create, update, delete, set alive/available.
+    Nodes(Resource<nodes::NodesCommand>),
+    /// Roles (from barclamps) on a running daemon.
+    Roles(Resource<roles::RolesCommand>),
     /// Barclamps on a running daemon.
-    #[command(subcommand)]
-    Barclamps(barclamps::BarclampsCommand),
+    Barclamps(Resource<barclamps::BarclampsCommand>),
+    /// Deployments: create, commit, propose, recall, plan, apply a desired-state document.
+    Deployments(Resource<deployments::DeploymentsCommand>),
+    /// Noderoles (roles bound to nodes): list, show, bind, retry, delete.
+    NodeRoles(Resource<node_roles::NodeRolesCommand>),
+    /// The convergence status now: counts of noderoles by state, and the failing ones.
+    Anneal(anneal::AnnealArgs),
+    /// Wait until everything converged, showing progress.
+    #[command(long_about = converge::LONG_ABOUT)]
+    Converge(converge::ConvergeArgs),
 }
 
 /// Entry point of the binary: runs the command and turns any error into a short message
@@ -47,7 +66,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprint!("{}", report(&error));
             ExitCode::FAILURE
@@ -55,9 +74,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `error: <message>` and one `caused by:` line per cause that the line before does not
-/// already spell out (many errors repeat their source in their own message).
-fn report(error: &anyhow::Error) -> String {
+/// `error: <message>`, one `caused by:` line per cause that the line before does not
+/// already spell out (many errors repeat their source in their own message), and when the
+/// daemon refused, a `hint:` line saying what to do next.
+pub(crate) fn report(error: &anyhow::Error) -> String {
     let mut text = format!("error: {error}\n");
     let mut previous = error.to_string();
     for cause in error.chain().skip(1) {
@@ -67,20 +87,48 @@ fn report(error: &anyhow::Error) -> String {
         }
         previous = cause;
     }
+    let hint = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Refused>())
+        .and_then(|refused| refused.hint.as_deref());
+    if let Some(hint) = hint {
+        text.push_str(&format!("hint: {hint}\n"));
+    }
     text
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(settings) => serve::serve(settings).await,
-        Command::Migrate(settings) => serve::migrate_only(settings).await,
-        Command::Barclamps(command) => barclamps::run(command).await,
+        Command::Serve(settings) => serve::serve(settings).await?,
+        Command::Migrate(settings) => serve::migrate_only(settings).await?,
+        Command::Nodes(nodes) => nodes::run(nodes.command, &nodes.client).await?,
+        Command::Roles(roles) => roles::run(roles.command, &roles.client).await?,
+        Command::Barclamps(barclamps) => {
+            barclamps::run(barclamps.command, &barclamps.client).await?
+        }
+        Command::Deployments(deployments) => {
+            deployments::run(deployments.command, &deployments.client).await?
+        }
+        Command::NodeRoles(node_roles) => {
+            node_roles::run(node_roles.command, &node_roles.client).await?
+        }
+        Command::Anneal(args) => anneal::run(args).await?,
+        // converge reports its own errors: its exit code tells why it stopped
+        Command::Converge(args) => return Ok(converge::run(args).await),
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 
     #[test]
     fn reports_skip_causes_already_in_the_message() {

@@ -338,18 +338,67 @@ pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration)
     let mut cmd = crowbar_command(&env);
     // not the checkout: a developer's ./var (admin token, data) must not leak into tests
     cmd.args(args).current_dir(std::env::temp_dir());
+    output(cmd, timeout, &format!("crowbar {args:?}")).await
+}
+
+/// Starts `crowbar <args>` with its stdout piped, for reading its output as it comes; the
+/// process is killed when the child is dropped.
+pub fn spawn_crowbar(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cmd = crowbar_command(&env);
+    cmd.args(args)
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    cmd.spawn().expect("spawn crowbar")
+}
+
+/// Runs `script` with `bash -euo pipefail` in `dir` to completion, with the built `crowbar`
+/// first on `PATH` (same environment rules as [`DaemonOptions::env`]); panics when it takes
+/// longer than `timeout`.
+pub async fn run_script(
+    script: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Outcome {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_crowbar"))
+        .parent()
+        .expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push(("PATH".into(), path));
+    let mut cmd = command(Path::new("bash"), &env);
+    cmd.args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir);
+    output(cmd, timeout, "the script").await
+}
+
+async fn output(cmd: Command, timeout: Duration, what: &str) -> Outcome {
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.kill_on_drop(true);
     match tokio::time::timeout(timeout, cmd.output()).await {
         Ok(output) => {
-            let output = output.expect("run crowbar");
+            let output = output.unwrap_or_else(|e| panic!("run {what}: {e}"));
             Outcome {
                 status: output.status,
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             }
         }
-        Err(_) => panic!("crowbar {args:?} did not finish within {timeout:?}"),
+        Err(_) => panic!("{what} did not finish within {timeout:?}"),
     }
 }
 
@@ -437,7 +486,12 @@ fn ready_address(log: &str) -> Option<SocketAddr> {
 }
 
 fn crowbar_command(env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crowbar"));
+    command(Path::new(env!("CARGO_BIN_EXE_crowbar")), env)
+}
+
+/// `program` with the environment rules of [`DaemonOptions::env`], dying with its spawner.
+fn command(program: &Path, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(program);
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
         if name.starts_with("CROWBAR_") || name == "RUST_LOG" || name == "DATABASE_URL" {

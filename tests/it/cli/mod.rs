@@ -1,24 +1,108 @@
-//! The CLI against a real daemon: `crowbar barclamps import|list` share the daemon's one
-//! import path.
+//! The CLI against a real daemon process: every resource verb, table and JSON output,
+//! refusals that say what to do next, `converge` exit codes, and the scripting guide run as
+//! written.
+
+mod converge;
+mod resources;
+mod scripting;
 
 use std::time::Duration;
 
-use crate::support::daemon::{Daemon, DaemonOptions, run_crowbar};
+use serde_json::Value;
+
+use crate::support::daemon::{Daemon, DaemonOptions, Outcome, run_crowbar};
 
 const T: Duration = Duration::from_secs(60);
 
-async fn crowbar(daemon: &Daemon, args: &[&str]) -> crate::support::daemon::Outcome {
-    let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
+async fn crowbar(daemon: &Daemon, args: &[&str]) -> Outcome {
+    let token = admin_token(daemon);
     let url = daemon.url();
     run_crowbar(
         args,
         &[
             ("CROWBAR_URL", url.as_str()),
-            ("CROWBAR_TOKEN", token.trim()),
+            ("CROWBAR_TOKEN", token.as_str()),
         ],
         T,
     )
     .await
+}
+
+fn admin_token(daemon: &Daemon) -> String {
+    std::fs::read_to_string(daemon.data_dir().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A daemon and the CLI pointed at it by environment.
+struct Cli {
+    daemon: Daemon,
+}
+
+impl Cli {
+    async fn start() -> Cli {
+        Cli {
+            daemon: Daemon::start(DaemonOptions::default()).await,
+        }
+    }
+
+    async fn run(&self, args: &[&str]) -> Outcome {
+        crowbar(&self.daemon, args).await
+    }
+
+    /// Creates the nodes and marks them alive.
+    async fn alive_nodes(&self, nodes: &[&str]) {
+        for node in nodes {
+            self.ok(&["nodes", "create", node]).await;
+            self.ok(&["nodes", "alive", node, "true"]).await;
+        }
+    }
+
+    /// stdout of a command that must succeed.
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.status.success(),
+            "crowbar {args:?} failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", out.stderr);
+        out.stdout
+    }
+
+    /// The JSON a command prints with `--json`.
+    async fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let stdout = self.ok(&args).await;
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {stdout}"))
+    }
+
+    /// stderr of a command that must fail with exit code `code`, having printed nothing.
+    async fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "crowbar {args:?}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert_eq!(out.stdout, "", "{args:?}");
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+        out.stderr
+    }
+}
+
+/// The `name` of each object of a JSON array.
+fn names(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test]

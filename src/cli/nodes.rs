@@ -1,0 +1,178 @@
+//! `crowbar nodes list|show|create|update|delete|alive|available`.
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+
+use super::client::{Client, ClientArgs, Column, PageArgs, fields, filters, path};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodesCommand {
+    /// List nodes.
+    List {
+        /// Only the nodes of this deployment.
+        #[arg(long)]
+        deployment: Option<String>,
+        /// Only alive (true) or dead (false) nodes.
+        #[arg(long)]
+        alive: Option<bool>,
+        /// Only available (true) or reserved (false) nodes.
+        #[arg(long)]
+        available: Option<bool>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one node.
+    Show {
+        /// The node's name or id.
+        node: String,
+    },
+    /// Create a node; prints its token, which is shown only this once.
+    Create(NewNode),
+    /// Change a node's description, deployment, bootenv or address.
+    Update(NodeUpdate),
+    /// Delete a node and its noderoles.
+    Delete {
+        /// The node's name or id.
+        node: String,
+    },
+    /// Mark a node alive (true) or dead (false).
+    Alive(Flag),
+    /// Make a node available (true) to the annealer, or reserve it (false).
+    Available(Flag),
+}
+
+/// The body of `POST /api/v2/nodes`, straight from the command line.
+#[derive(Debug, clap::Args, Serialize)]
+pub struct NewNode {
+    /// The node's name, usually its FQDN.
+    name: String,
+    /// An admin node.
+    #[arg(long)]
+    admin: bool,
+    /// Its boot MAC address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    fields: NodeFields,
+}
+
+/// The body of `PUT /api/v2/nodes/{node}`: only the fields given change.
+#[derive(Debug, clap::Args, Serialize)]
+pub struct NodeUpdate {
+    /// The node's name or id.
+    #[serde(skip)]
+    node: String,
+    /// Why, for the node's history.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    fields: NodeFields,
+}
+
+/// The fields a node is created with and that can change later; only those given are sent.
+#[derive(Debug, clap::Args, Serialize)]
+pub struct NodeFields {
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// Its deployment (new nodes: system).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bootenv: Option<String>,
+    /// Its IP address, where the daemon reaches it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+}
+
+/// `alive` or `available` of one node.
+#[derive(Debug, clap::Args)]
+pub struct Flag {
+    /// The node's name or id.
+    node: String,
+    /// true or false.
+    #[arg(action = clap::ArgAction::Set)]
+    value: bool,
+    /// Why, for the node's history.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+const COLUMNS: &[Column] = &[
+    ("id", "/id"),
+    ("name", "/name"),
+    ("deployment", "/deployment"),
+    ("state", "/state"),
+    ("alive", "/alive"),
+    ("available", "/available"),
+    ("address", "/address"),
+];
+
+pub async fn run(command: NodesCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    match command {
+        NodesCommand::List {
+            deployment,
+            alive,
+            available,
+            page,
+        } => {
+            let mut query = filters([
+                ("deployment", deployment),
+                ("alive", alive.map(|a| a.to_string())),
+                ("available", available.map(|a| a.to_string())),
+            ]);
+            query.extend(page.query());
+            client.list("/api/v2/nodes", &query, COLUMNS).await
+        }
+        NodesCommand::Show { node } => client.show(&path(&["nodes", &node])).await,
+        NodesCommand::Create(new) => {
+            let body = client.write(Method::POST, "/api/v2/nodes", &new).await?;
+            client.print(&body, |b| {
+                format!(
+                    "node {} created (id {})\ntoken (shown only now): {}\n",
+                    b["name"].as_str().unwrap_or_default(),
+                    b["id"],
+                    b["token"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+        NodesCommand::Update(update) => {
+            let body = client
+                .write(Method::PUT, &path(&["nodes", &update.node]), &update)
+                .await?;
+            client.print(&body, fields);
+            Ok(())
+        }
+        NodesCommand::Delete { node } => client.delete("node", &["nodes", &node]).await,
+        NodesCommand::Alive(flag) => set_flag(&client, "alive", flag).await,
+        NodesCommand::Available(flag) => set_flag(&client, "available", flag).await,
+    }
+}
+
+async fn set_flag(client: &Client, name: &str, flag: Flag) -> anyhow::Result<()> {
+    let mut body = json!({ name: flag.value });
+    if let Some(reason) = flag.reason {
+        body["reason"] = json!(reason);
+    }
+    let node = client
+        .write(Method::PUT, &path(&["nodes", &flag.node]), &body)
+        .await?;
+    client.print(&node, |n| {
+        format!(
+            "node {}: {name} {}\n",
+            n["name"].as_str().unwrap_or_default(),
+            n[name]
+        )
+    });
+    Ok(())
+}
