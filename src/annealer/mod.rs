@@ -236,6 +236,11 @@ async fn anneal_loop(
                 tracing::warn!(error = %e, "annealer pass failed; retrying on the next wake-up")
             }
         }
+        if recover.is_some()
+            && let Err(e) = crate::db::anneal::fold_tallies(&pool).await
+        {
+            tracing::warn!(error = %e, "folding noderole tallies failed; trying again next sweep");
+        }
     }
 }
 

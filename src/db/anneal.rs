@@ -19,25 +19,30 @@ pub struct AnnealStatus {
     pub counts: BTreeMap<String, i64>,
 }
 
+/// Folds the appended tally rows into one per (deployment, state), dropping zeros. Safe
+/// beside writers and other folders: it folds exactly the rows it deletes.
+pub async fn fold_tallies(pool: &PgPool) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "WITH folded AS (DELETE FROM noderole_tallies RETURNING deployment_id, state, n)
+         INSERT INTO noderole_tallies (deployment_id, state, n)
+         SELECT deployment_id, state, sum(n) FROM folded GROUP BY 1, 2 HAVING sum(n) <> 0",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
 pub async fn status(pool: &PgPool, deployment: Option<&str>) -> sqlx::Result<AnnealStatus> {
-    // counted on the noderoles table alone (an index-only scan of `noderoles_state_id`)
-    let rows: Vec<(i16, i64)> = match deployment {
-        None => {
-            sqlx::query_as("SELECT state, count(*) FROM noderoles WHERE state <> 4 GROUP BY state")
-                .fetch_all(pool)
-                .await?
-        }
-        Some(name) => {
-            sqlx::query_as(
-                "SELECT state, count(*) FROM noderoles
-                  WHERE state <> 4 AND deployment_id = (SELECT id FROM deployments WHERE name = $1)
-                  GROUP BY state",
-            )
-            .bind(name)
-            .fetch_all(pool)
-            .await?
-        }
-    };
+    // from the tallies the noderoles triggers keep (migration 0003), not by counting rows
+    let rows: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT state, sum(n)::bigint FROM noderole_tallies
+          WHERE state <> 4
+            AND ($1::text IS NULL OR deployment_id = (SELECT id FROM deployments WHERE name = $1))
+          GROUP BY state",
+    )
+    .bind(deployment)
+    .fetch_all(pool)
+    .await?;
     let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);
     use NodeRoleState::*;
     let status = if count(Error) > 0 {

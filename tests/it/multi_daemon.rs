@@ -80,6 +80,8 @@ async fn three_daemons_converge_one_database_without_overlapping_runs() {
     for daemon in &mut daemons {
         assert!(daemon.stop().await.success(), "{}", daemon.stderr());
     }
+    // three daemons appended and folded tallies at once; they still add up
+    assert_eq!(tally_mismatches(pool).await, vec![]);
 
     // every noderole ran exactly once (destructive ones included: first runs)
     let runs: Vec<(i64, String, f64, f64, String)> = sqlx::query_as(

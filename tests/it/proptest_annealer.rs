@@ -655,6 +655,18 @@ impl Machine {
             let after = self.apply(op, &snap).await?;
             self.invariants(&after)
                 .map_err(|e| format!("after step {step} ({op:?}): {e}"))?;
+            // the tallies stay exact, folded or not
+            if step % 3 == 2 {
+                crowbar::db::anneal::fold_tallies(&self.pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let mismatches = crate::support::world::tally_mismatches(&self.pool).await;
+            if !mismatches.is_empty() {
+                return Err(format!(
+                    "after step {step} ({op:?}): tallies are off: {mismatches:?}"
+                ));
+            }
             snap = after;
         }
         self.heal_and_converge().await

@@ -196,3 +196,19 @@ pub async fn run_history(pool: &PgPool) -> Vec<(String, String, String)> {
     .await
     .unwrap()
 }
+
+/// Where the noderole tallies (what `/api/v2/anneal` counts from) disagree with the rows,
+/// if anywhere: `(deployment, state, tallied, counted)`.
+pub async fn tally_mismatches(pool: &PgPool) -> Vec<(i64, i16, i64, i64)> {
+    sqlx::query_as(
+        "WITH t AS (SELECT deployment_id, state, sum(n)::bigint AS n FROM noderole_tallies GROUP BY 1, 2),
+              c AS (SELECT deployment_id, state, count(*) AS n FROM noderoles GROUP BY 1, 2)
+         SELECT coalesce(t.deployment_id, c.deployment_id), coalesce(t.state, c.state),
+                coalesce(t.n, 0), coalesce(c.n, 0)
+           FROM t FULL JOIN c ON c.deployment_id = t.deployment_id AND c.state = t.state
+          WHERE coalesce(t.n, 0) <> coalesce(c.n, 0)",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
