@@ -3,6 +3,7 @@
 mod barclamps;
 mod client;
 mod serve;
+mod users;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ pub enum Command {
     /// Barclamps on a running daemon.
     #[command(subcommand)]
     Barclamps(barclamps::BarclampsCommand),
+    /// Web UI users on a running daemon.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 /// Entry point of the binary: runs the command and turns any error into a short message
@@ -75,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(settings) => serve::serve(settings).await,
         Command::Migrate(settings) => serve::migrate_only(settings).await,
         Command::Barclamps(command) => barclamps::run(command).await,
+        Command::Users(command) => users::run(command).await,
     }
 }
 

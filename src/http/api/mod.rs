@@ -14,6 +14,7 @@ mod events;
 mod node_roles;
 mod nodes;
 mod runs;
+mod users;
 
 use std::collections::HashMap;
 
@@ -43,6 +44,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(catalog::router())
         .merge(access::router())
         .merge(events::router())
+        .merge(users::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -77,6 +79,7 @@ has the `ErrorBody`.",
         (name = "runs", description = "the run queue and convergence"),
         (name = "catalog", description = "barclamps, jigs and roles"),
         (name = "events", description = "the event stream"),
+        (name = "users", description = "people who log in to the web UI with a password"),
     )
 )]
 struct ApiDoc;

@@ -331,6 +331,17 @@ pub struct Outcome {
 /// Runs `crowbar <args>` to completion (same environment rules as [`DaemonOptions::env`]);
 /// panics when it takes longer than `timeout`.
 pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Outcome {
+    run_crowbar_with_input(args, env, "", timeout).await
+}
+
+/// [`run_crowbar`] with `input` on its standard input.
+pub async fn run_crowbar_with_input(
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+    timeout: Duration,
+) -> Outcome {
+    use tokio::io::AsyncWriteExt;
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -339,16 +350,23 @@ pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration)
     // not the checkout: a developer's ./var (admin token, data) must not leak into tests
     cmd.args(args).current_dir(std::env::temp_dir());
     let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    match tokio::time::timeout(timeout, cmd.output()).await {
-        Ok(output) => {
-            let output = output.expect("run crowbar");
-            Outcome {
-                status: output.status,
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }
+    cmd.kill_on_drop(true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = async {
+        let mut child = cmd.spawn().expect("run crowbar");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        child.wait_with_output().await.expect("run crowbar")
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(output) => Outcome {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        },
         Err(_) => panic!("crowbar {args:?} did not finish within {timeout:?}"),
     }
 }
