@@ -1,5 +1,6 @@
-//! The HTTP edge: REST API, health probes, and (later) the web UI and events.
+//! The HTTP edge: REST API, event stream, health probes, and the web UI (`crate::ui`).
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .merge(api::router(state.clone()))
+        .merge(crate::ui::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
         .method_not_allowed_fallback(method_not_allowed)
