@@ -76,7 +76,7 @@
       live.applied++;
       changed();
     });
-    ["node_role.created", "node_role.deleted", "run.queued", "run.started", "run.finished"].forEach(function (type) {
+    ["node_role.deleted", "run.finished", "deployment.committed", "deployment.proposed", "deployment.updated"].forEach(function (type) {
       source.addEventListener(type, changed);
     });
     window.addEventListener("beforeunload", function () { source.close(); });

@@ -217,6 +217,35 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
         .await
         .unwrap();
     assert!(!available);
+
+    // bulk: reserve both checked nodes at once
+    for node in ["n1", "n2"] {
+        browser
+            .find(&format!("input[name=\"node\"][value=\"{node}\"]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+    }
+    browser
+        .find("#bulk-action")
+        .await
+        .select_by_value("reserve")
+        .await
+        .unwrap();
+    browser.find("#bulk-apply").await.click().await.unwrap();
+    browser
+        .wait_until(
+            "n2 dead and reserved",
+            &format!("{} === 'dead, reserved'", condition(n2_id)),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .text(&format!("tr[data-node-id=\"{n1_id}\"] .condition"))
+            .await,
+        "alive, reserved"
+    );
     browser.screenshot("nodes").await;
 
     browser.goto("/nodes/n1").await;
