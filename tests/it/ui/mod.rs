@@ -2,5 +2,6 @@
 //! whole story in a real headless Chromium.
 
 mod access;
+mod demo;
 mod pages;
 mod story;
