@@ -33,8 +33,13 @@
   document.addEventListener("htmx:beforeRequest", function () { notice(""); });
 
   // ---- live states ---------------------------------------------------------------------
-  function setState(id, state) {
-    document.querySelectorAll('[data-nr="' + id + '"]').forEach(function (el) {
+  // The newest state each noderole is known to have, with the event that said so: a
+  // fragment rendered before that event (an htmx swap racing the stream) gets it again.
+  const latest = {};
+
+  function setState(id, state, seq, root) {
+    if (seq !== undefined) latest[id] = { state: state, seq: seq };
+    (root || document).querySelectorAll('[data-nr="' + id + '"]').forEach(function (el) {
       el.classList.forEach(function (c) { if (c.startsWith("state-")) el.classList.remove(c); });
       el.classList.add("state-" + state);
       const label = el.querySelector(".state");
@@ -59,16 +64,25 @@
     });
   }
 
+  function reapply(root) {
+    const rendered = Number((root.closest && root.closest("[data-events-after]") || document.body).dataset.eventsAfter || 0);
+    Object.keys(latest).forEach(function (id) {
+      if (latest[id].seq > rendered) setState(id, latest[id].state, undefined, root);
+    });
+  }
+
   function follow() {
     const page = document.body.dataset.live;
     if (!page || !window.EventSource) return;
-    const source = new EventSource("/api/v2/events");
+    // from the last event before the page read its data: nothing in between is missed
+    const after = document.body.dataset.eventsAfter;
+    const source = new EventSource("/api/v2/events" + (after ? "?last_event_id=" + encodeURIComponent(after) : ""));
     source.onopen = function () { live.connected = true; };
     const changed = function () { document.body.dispatchEvent(new CustomEvent("crowbar-changed")); };
     source.addEventListener("node_role.updated", function (event) {
       const data = JSON.parse(event.data);
       const state = STATES[String(data.state)];
-      if (state) { setState(data.id, state); live.applied++; }
+      if (state) { setState(data.id, state, Number(event.lastEventId)); live.applied++; }
       changed();
     });
     source.addEventListener("node.updated", function (event) {
@@ -151,7 +165,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    htmx.onLoad(sortables);
+    htmx.onLoad(function (root) { sortables(root); reapply(root); });
     follow();
   });
 })();

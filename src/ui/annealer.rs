@@ -73,9 +73,10 @@ async fn lists(state: &AppState) -> Result<Lists, UiError> {
 }
 
 async fn page(State(state): State<AppState>, session: Session) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "annealer").await?;
     let lists = lists(&state).await?;
     Ok(Page {
-        layout: Layout::new(&session, "annealer"),
+        layout,
         lists_html: lists.render().map_err(crate::http::ApiError::internal)?,
     })
 }

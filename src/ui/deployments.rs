@@ -59,8 +59,9 @@ struct ListPage {
 }
 
 async fn list(State(state): State<AppState>, session: Session) -> Result<ListPage, UiError> {
+    let layout = Layout::new(&state, &session, "deployments").await?;
     Ok(ListPage {
-        layout: Layout::new(&session, "deployments"),
+        layout,
         deployments: db::deployments::list(&state.pool, ALL, 0).await?,
     })
 }
@@ -117,10 +118,11 @@ async fn page(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<DeploymentPage, UiError> {
+    let layout = Layout::new(&state, &session, "deployments").await?;
     let fragment = grid_fragment(&state, &name).await?;
     let snapshots = db::deployments::snapshots(&state.pool, fragment.deployment.id, ALL, 0).await?;
     Ok(DeploymentPage {
-        layout: Layout::new(&session, "deployments"),
+        layout,
         deployment: fragment.deployment.clone(),
         grid_html: fragment.render().map_err(crate::http::ApiError::internal)?,
         snapshots,
@@ -140,6 +142,9 @@ struct GridFragment {
     other_nodes: Vec<String>,
     /// Snapshot sequence numbers, newest first, for recall.
     snapshots: Vec<i32>,
+    /// The last event numbered before the data was read: the page script re-applies newer
+    /// states it already knows when this fragment replaces an older one.
+    events_after: i64,
 }
 
 impl IntoResponse for GridFragment {
@@ -152,6 +157,7 @@ impl IntoResponse for GridFragment {
 }
 
 async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiError> {
+    let events_after = db::events::last_seq(&state.pool).await?;
     let mut conn = state.pool.acquire().await?;
     let deployment = db::deployments::get(&mut conn, &Key::parse(name)).await?;
     drop(conn);
@@ -200,6 +206,7 @@ async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiE
         roles,
         other_nodes: others.into_iter().map(|n| n.name).collect(),
         snapshots,
+        events_after,
     })
 }
 

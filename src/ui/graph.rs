@@ -114,10 +114,11 @@ async fn page(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "deployments").await?;
     let mut conn = state.pool.acquire().await?;
     let graph = db::deployments::graph(&mut conn, &Key::parse(&name)).await?;
     Ok(Page {
-        layout: Layout::new(&session, "deployments"),
+        layout,
         name: graph.deployment,
         drawing: draw(graph.deployment_id, graph.node_roles, &graph.edges),
         box_w: BOX_W,

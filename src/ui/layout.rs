@@ -1,22 +1,32 @@
 //! What every page's frame shows: who is logged in, the CSRF token htmx sends, and which
 //! section is current; plus small display helpers the templates share.
 
-use super::session::Session;
+use super::{UiError, session::Session};
+use crate::{db, http::AppState};
 
 pub struct Layout {
     pub actor: String,
     pub csrf: String,
     /// The navigation entry to mark as current.
     pub section: &'static str,
+    /// The last event numbered before the page read its data: the page script follows the
+    /// event stream from there, so no change between rendering and connecting is missed.
+    pub events_after: i64,
 }
 
 impl Layout {
-    pub fn new(session: &Session, section: &'static str) -> Layout {
-        Layout {
+    /// Call before reading the page's data (see `events_after`).
+    pub async fn new(
+        state: &AppState,
+        session: &Session,
+        section: &'static str,
+    ) -> Result<Layout, UiError> {
+        Ok(Layout {
             actor: session.actor.0.clone(),
             csrf: session.csrf.clone(),
             section,
-        }
+            events_after: db::events::last_seq(&state.pool).await?,
+        })
     }
 
     /// The `hx-headers` attribute value: htmx sends the CSRF token with every request.

@@ -35,6 +35,7 @@ async fn page(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "annealer").await?;
     let mut conn = state.pool.acquire().await?;
     let detail = db::noderoles::detail(&mut conn, id).await?;
     let mut parents = Vec::new();
@@ -50,7 +51,7 @@ async fn page(
     let wall = super::layout::pretty(&detail.wall);
     let nr = with_reason(&state, id, detail.noderole).await?;
     Ok(Page {
-        layout: Layout::new(&session, "annealer"),
+        layout,
         nr: nr.into(),
         data,
         wall,

@@ -59,6 +59,7 @@ struct ListPage {
 }
 
 async fn list(State(state): State<AppState>, session: Session) -> Result<ListPage, UiError> {
+    let layout = Layout::new(&state, &session, "nodes").await?;
     let nodes = db::nodes::list(
         &state.pool,
         &NodeFilter {
@@ -68,7 +69,7 @@ async fn list(State(state): State<AppState>, session: Session) -> Result<ListPag
     )
     .await?;
     Ok(ListPage {
-        layout: Layout::new(&session, "nodes"),
+        layout,
         nodes: nodes.into_iter().map(NodeView::from).collect(),
     })
 }
@@ -167,6 +168,7 @@ async fn page(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<NodePage, UiError> {
+    let layout = Layout::new(&state, &session, "nodes").await?;
     let mut conn = state.pool.acquire().await?;
     let node = db::nodes::get(&mut conn, &Key::parse(&name)).await?;
     drop(conn);
@@ -180,7 +182,7 @@ async fn page(
     )
     .await?;
     Ok(NodePage {
-        layout: Layout::new(&session, "nodes"),
+        layout,
         noderoles: view::views(&state, noderoles).await?,
         history: db::nodes::history(&state.pool, node.id, 200, 0).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,

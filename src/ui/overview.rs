@@ -25,8 +25,9 @@ struct Overview {
 }
 
 async fn page(State(state): State<AppState>, session: Session) -> Result<Overview, UiError> {
+    let layout = Layout::new(&state, &session, "overview").await?;
     Ok(Overview {
-        layout: Layout::new(&session, "overview"),
+        layout,
         status: db::anneal::status(&state.pool, None).await?,
         deployments: db::deployments::list(&state.pool, 1000, 0).await?,
         needs_setup: !super::setup::has_admin_node(&state).await?,

@@ -54,8 +54,9 @@ struct Page {
 }
 
 async fn page(State(state): State<AppState>, session: Session) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "overview").await?;
     Ok(Page {
-        layout: Layout::new(&session, "overview"),
+        layout,
         done: has_admin_node(&state).await?,
     })
 }

@@ -7,12 +7,7 @@
 use fantoccini::key::Key;
 use serde_json::json;
 
-use crate::support::{
-    browser::Browser,
-    ui_site::UiSite,
-    world::{self, admin},
-};
-use crowbar::db::{self, keys::Key as DbKey};
+use crate::support::{app::ADMIN_TOKEN, browser::Browser, ui_site::UiSite, world};
 
 /// The noderole cell of `role` on `node` in the grid.
 fn cell(node: &str, role: &str) -> String {
@@ -119,6 +114,29 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     wait_state(&browser, &cell("n2", "test-client"), "PROPOSED").await;
     // the binding created the parents it needs, shown in the grid too
     wait_state(&browser, &cell("n1", "test-admin"), "PROPOSED").await;
+
+    // a binding made by mistake is removed from the proposal with its ×
+    let row = browser.find(".drop[data-node=\"n1\"]").await;
+    let extra = browser
+        .find("#role-palette .chip[data-value=\"test-destructive\"]")
+        .await;
+    browser.drag(&extra, &row).await;
+    wait_state(&browser, &cell("n1", "test-destructive"), "PROPOSED").await;
+    browser
+        .find("button.unbind[aria-label=\"remove test-destructive from n1\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_until(
+            "the removed binding to go",
+            &format!(
+                "!document.querySelector({})",
+                serde_json::to_string(&cell("n1", "test-destructive")).unwrap()
+            ),
+        )
+        .await;
 
     // the plan: what runs, in which order
     browser.find("#show-plan").await.click().await.unwrap();
@@ -265,9 +283,44 @@ async fn id_of_node(site: &UiSite, name: &str) -> i64 {
         .unwrap()
 }
 
+/// A site barclamp with one role whose runs fail until its template says otherwise:
+/// re-importing the barclamp with `fail: false` is the fix, as repairing a role's script is.
+fn flaky_barclamp(fail: bool) -> String {
+    format!(
+        "barclamp: {{name: site, parent: test, description: site roles}}
+roles:
+  - name: site-flaky
+    jig: test
+    description: fails until its template is fixed
+    template:
+      test: {{fail: {fail}}}
+"
+    )
+}
+
+async fn import(site: &UiSite, yaml: String) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}/api/v2/barclamps", site.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/yaml")
+        .body(yaml)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+}
+
 #[tokio::test]
 async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fix() {
     let site = UiSite::start().await;
+    import(&site, flaky_barclamp(true)).await;
     world::node(&site.pool, "n3", true).await;
     let browser = Browser::start(site.url()).await;
     site.login(&browser).await;
@@ -276,7 +329,7 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
 
     // the keyboard path: pick the role with Enter, drop it on the node's row with Enter
     browser
-        .find("#role-palette .chip[data-value=\"test-fails\"]")
+        .find("#role-palette .chip[data-value=\"site-flaky\"]")
         .await
         .send_keys(&Key::Enter.to_string())
         .await
@@ -284,28 +337,28 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     browser
         .wait_until(
             "the role to be picked",
-            "document.querySelector('#role-palette .chip[data-value=\"test-fails\"]').getAttribute('aria-pressed') === 'true'",
+            "document.querySelector('#role-palette .chip[data-value=\"site-flaky\"]').getAttribute('aria-pressed') === 'true'",
         )
         .await;
     let announced = browser.text("#announce").await;
-    assert!(announced.contains("Picked role test-fails"), "{announced}");
+    assert!(announced.contains("Picked role site-flaky"), "{announced}");
     browser
         .find(".drop[data-node=\"n3\"]")
         .await
         .send_keys(&Key::Enter.to_string())
         .await
         .unwrap();
-    wait_state(&browser, &cell("n3", "test-fails"), "PROPOSED").await;
+    wait_state(&browser, &cell("n3", "site-flaky"), "PROPOSED").await;
     browser
         .wait_until("the event stream", "window.crowbarLive.connected === true")
         .await;
     browser.find("#commit").await.click().await.unwrap();
-    wait_state(&browser, &cell("n3", "test-fails"), "ERROR").await;
+    wait_state(&browser, &cell("n3", "site-flaky"), "ERROR").await;
 
     // the annealer page: the error, why, and its runlog
     browser.goto("/annealer").await;
     let item = browser.text(".error-item").await;
-    assert!(item.contains("test-fails on n3"), "{item}");
+    assert!(item.contains("site-flaky on n3"), "{item}");
     let runlog = browser
         .eval("document.querySelector('.error-item .runlog').textContent")
         .await;
@@ -315,27 +368,11 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     );
     browser.screenshot("annealer-error").await;
 
-    // the fix: the deployment's data for the role says not to fail, committed
-    let mut tx = site.pool.begin().await.unwrap();
-    let deployment = db::deployments::id_of(&mut tx, &DbKey::from("db"))
-        .await
-        .unwrap();
-    db::deployments::merge_role_data(
-        &mut tx,
-        deployment,
-        "test-fails",
-        &json!({"test": {"fail": false}}),
-    )
-    .await
-    .unwrap();
-    db::deployments::commit(&mut tx, &DbKey::from("db"), &admin())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-
-    // retry from the annealer page; the lists follow the event stream
+    // the fix: the role's definition no longer fails; then retry from the annealer page,
+    // whose lists follow the event stream
+    import(&site, flaky_barclamp(false)).await;
     browser
-        .find("button.retry[aria-label=\"retry test-fails on n3\"]")
+        .find("button.retry[aria-label=\"retry site-flaky on n3\"]")
         .await
         .click()
         .await
@@ -347,7 +384,7 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
         )
         .await;
     let id: i64 = sqlx::query_scalar(
-        "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE r.name = 'test-fails'",
+        "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE r.name = 'site-flaky'",
     )
     .fetch_one(&site.pool)
     .await
@@ -358,7 +395,28 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     assert!(!runlog.contains("failed as asked"), "{runlog}");
     browser.screenshot("noderole").await;
 
-    // two snapshots now: their difference is the fix
+    // a second snapshot (a role added to the deployment), the difference, and recall
+    browser.goto("/deployments/db").await;
+    browser
+        .find("#add-role")
+        .await
+        .select_by_value("test-admin")
+        .await
+        .unwrap();
+    browser
+        .find("#add-role-button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser.find(".drop[data-role=\"test-admin\"]").await;
+    browser.find("#commit").await.click().await.unwrap();
+    browser
+        .wait_until(
+            "the second snapshot",
+            "!!document.querySelector('#recall-snapshot option[value=\"2\"]')",
+        )
+        .await;
     browser.goto("/deployments/db").await;
     browser
         .find("#diff-from")
@@ -377,9 +435,24 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
         .wait_until("the diff", "!!document.querySelector('#diff-result')")
         .await;
     let diff = browser.text("#diff-result").await;
-    assert!(diff.contains("test-fails"), "{diff}");
-    assert!(diff.contains("fail"), "{diff}");
+    assert!(diff.contains("added"), "{diff}");
+    assert!(diff.contains("/roles/test-admin"), "{diff}");
     browser.screenshot("snapshot-diff").await;
+
+    browser
+        .find("#recall-snapshot")
+        .await
+        .select_by_value("1")
+        .await
+        .unwrap();
+    browser.find("#recall").await.click().await.unwrap();
+    browser
+        .wait_until(
+            "the recalled proposal",
+            "(document.querySelector('#deployment-state') || {}).textContent === 'PROPOSED' \
+             && !document.querySelector('.drop[data-role=\"test-admin\"]')",
+        )
+        .await;
 
     finish(browser, site).await;
 }
