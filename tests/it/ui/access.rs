@@ -225,6 +225,22 @@ async fn changes_need_the_csrf_token_and_name_the_user() {
     assert_eq!(response.status(), StatusCode::CONFLICT);
     assert!(response.text().await.unwrap().contains("exists already"));
 
+    // unknown objects are a page saying so
+    let response = http
+        .get(format!("{}/deployments/nope", site.url()))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("deployment `nope` not found")
+    );
+
     // the session cookie opens the event stream (a read), never an API change
     let stream = http
         .get(format!("{}/api/v2/events", site.url()))
