@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/deployments", get(list).post(create))
         .route("/deployments/{name}", get(page))
         .route("/deployments/{name}/grid", get(grid_only))
+        .route("/deployments/{name}/state", get(state_only))
         .route("/deployments/{name}/bind", post(bind))
         .route("/deployments/{name}/unbind", post(unbind))
         .route("/deployments/{name}/roles", post(add_role))
@@ -215,6 +216,24 @@ async fn grid_only(
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
     grid_fragment(&state, &name).await
+}
+
+/// The deployment's state badge; it reloads itself as events arrive (a deployment becomes
+/// ACTIVE or ERROR through its noderoles, which have events of their own).
+#[derive(Template, WebTemplate)]
+#[template(path = "deployment_state.html")]
+struct StateFragment {
+    deployment: Deployment,
+}
+
+async fn state_only(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StateFragment, UiError> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(StateFragment {
+        deployment: db::deployments::get(&mut conn, &Key::parse(&name)).await?,
+    })
 }
 
 #[derive(Debug, Deserialize)]

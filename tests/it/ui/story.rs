@@ -7,7 +7,14 @@
 use fantoccini::key::Key;
 use serde_json::json;
 
-use crate::support::{app::ADMIN_TOKEN, browser::Browser, ui_site::UiSite, world};
+use crowbar::db;
+
+use crate::support::{
+    app::ADMIN_TOKEN,
+    browser::Browser,
+    ui_site::UiSite,
+    world::{self, admin},
+};
 
 /// The noderole cell of `role` on `node` in the grid.
 fn cell(node: &str, role: &str) -> String {
@@ -172,6 +179,12 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     ] {
         wait_state(&browser, &cell(node, role), "ACTIVE").await;
     }
+    browser
+        .wait_until(
+            "the deployment ACTIVE",
+            "(document.querySelector('#deployment-state') || {}).textContent === 'ACTIVE'",
+        )
+        .await;
     assert_eq!(
         browser.eval("window.pageMark").await,
         json!("before commit")
@@ -201,6 +214,31 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
         states.len() >= 4 && states.iter().all(|s| *s == "ACTIVE"),
         "{states:?}"
     );
+    // live: a retry runs the server again; the graph hears of it without reloading
+    browser
+        .wait_until("the event stream", "window.crowbarLive.connected === true")
+        .await;
+    let server: i64 = sqlx::query_scalar(
+        "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE r.name = 'test-server'",
+    )
+    .fetch_one(&site.pool)
+    .await
+    .unwrap();
+    browser.eval("(window.pageMark = 'graph', true)").await;
+    let mut tx = site.pool.begin().await.unwrap();
+    db::noderoles::retry(&mut tx, server, &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    browser
+        .wait_until(
+            "the graph to hear of the re-run",
+            &format!(
+                "window.crowbarLive.applied >= 2 && document.querySelector('.gnode[data-nr=\"{server}\"] text.state').textContent === 'ACTIVE'"
+            ),
+        )
+        .await;
+    assert_eq!(browser.eval("window.pageMark").await, json!("graph"));
     browser.screenshot("graph").await;
 
     // nodes: reserve one with its toggle, see another die without reloading
@@ -391,6 +429,8 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     .unwrap();
     browser.goto(&format!("/node_roles/{id}")).await;
     wait_state(&browser, "#noderole-state", "ACTIVE").await;
+    // the state follows the stream; the runlog is read when the page loads
+    browser.goto(&format!("/node_roles/{id}")).await;
     let runlog = browser.text("#runlog").await;
     assert!(!runlog.contains("failed as asked"), "{runlog}");
     browser.screenshot("noderole").await;
