@@ -9,7 +9,7 @@ use crate::support::{
     ui_site::{PASSWORD, USER, UiSite},
 };
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -61,7 +61,7 @@ async fn login(site: &UiSite, fields: &[(&str, &str)]) -> reqwest::Response {
 }
 
 /// A logged-in session: its cookie header value and its CSRF token (read from a page).
-async fn session(site: &UiSite, fields: &[(&str, &str)]) -> (String, String) {
+pub(super) async fn session(site: &UiSite, fields: &[(&str, &str)]) -> (String, String) {
     let response = login(site, fields).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()[header::LOCATION], "/nodes");

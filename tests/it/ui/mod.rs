@@ -2,6 +2,7 @@
 //! whole story in a real headless Chromium.
 
 mod access;
+mod actions;
 mod demo;
 mod pages;
 mod story;
