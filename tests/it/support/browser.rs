@@ -123,6 +123,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no `{css}` on {}: {e}", self.path_now()))
     }
 
+    /// Clicks the element `css` (waiting for it to appear).
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Chooses `value` in the select element `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.find(css).await.select_by_value(value).await.unwrap();
+    }
+
     fn path_now(&self) -> String {
         "the page".into()
     }

@@ -64,7 +64,7 @@ impl UiSite {
             .send_keys(PASSWORD)
             .await
             .unwrap();
-        browser.find("#login").await.click().await.unwrap();
+        browser.click("#login").await;
         browser
             .wait_until("the overview after logging in", "location.pathname === '/'")
             .await;

@@ -14,7 +14,7 @@ async fn the_wizard_sets_up_and_every_page_renders_cleanly() {
     site.login(&browser).await;
 
     // no admin node yet: the overview points to the wizard
-    browser.find("#setup-link").await.click().await.unwrap();
+    browser.click("#setup-link").await;
     browser
         .wait_until("the wizard", "location.pathname === '/setup'")
         .await;
@@ -29,7 +29,7 @@ async fn the_wizard_sets_up_and_every_page_renders_cleanly() {
     ] {
         browser.find(field).await.send_keys(value).await.unwrap();
     }
-    browser.find("#finish-setup").await.click().await.unwrap();
+    browser.click("#finish-setup").await;
     browser
         .wait_until("the refusal", "!document.querySelector('#notice').hidden")
         .await;
@@ -50,7 +50,7 @@ async fn the_wizard_sets_up_and_every_page_renders_cleanly() {
     let last = browser.find("#range-last").await;
     last.clear().await.unwrap();
     last.send_keys("198.51.100.200").await.unwrap();
-    browser.find("#finish-setup").await.click().await.unwrap();
+    browser.click("#finish-setup").await;
     browser
         .wait_until(
             "the system deployment",

@@ -29,12 +29,7 @@ async fn create_deployment(browser: &Browser, name: &str) {
         .send_keys(name)
         .await
         .unwrap();
-    browser
-        .find("#create-deployment")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("#create-deployment").await;
     browser
         .wait_until(
             "the new deployment's page",
@@ -44,24 +39,23 @@ async fn create_deployment(browser: &Browser, name: &str) {
 }
 
 async fn move_node_in(browser: &Browser, node: &str) {
-    browser
-        .find("#add-node")
-        .await
-        .select_by_value(node)
-        .await
-        .unwrap();
-    browser
-        .find("#add-node-button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.select("#add-node", node).await;
+    browser.click("#add-node-button").await;
     browser
         .wait_until(
             &format!("{node}'s row"),
             &format!("!!document.querySelector('.drop[data-node=\"{node}\"]')"),
         )
         .await;
+}
+
+/// Drags the role's chip from the palette onto the node's row header.
+async fn drag_role(browser: &Browser, role: &str, node: &str) {
+    let row = browser.find(&format!(".drop[data-node=\"{node}\"]")).await;
+    let chip = browser
+        .find(&format!("#role-palette .chip[data-value=\"{role}\"]"))
+        .await;
+    browser.drag(&chip, &row).await;
 }
 
 /// Waits until the element `css` says `state` (its text), e.g. `ACTIVE`.
@@ -93,18 +87,8 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     create_deployment(&browser, "web").await;
     move_node_in(&browser, "n1").await;
     move_node_in(&browser, "n2").await;
-    browser
-        .find("#add-role")
-        .await
-        .select_by_value("test-server")
-        .await
-        .unwrap();
-    browser
-        .find("#add-role-button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.select("#add-role", "test-server").await;
+    browser.click("#add-role-button").await;
     let column = browser.find(".drop[data-role=\"test-server\"]").await;
 
     // drag a node onto a role's column
@@ -113,28 +97,17 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     wait_state(&browser, &cell("n1", "test-server"), "PROPOSED").await;
 
     // drag a role onto a node's row
-    let row = browser.find(".drop[data-node=\"n2\"]").await;
-    let client_chip = browser
-        .find("#role-palette .chip[data-value=\"test-client\"]")
-        .await;
-    browser.drag(&client_chip, &row).await;
+    drag_role(&browser, "test-client", "n2").await;
     wait_state(&browser, &cell("n2", "test-client"), "PROPOSED").await;
     // the binding created the parents it needs, shown in the grid too
     wait_state(&browser, &cell("n1", "test-admin"), "PROPOSED").await;
 
     // a binding made by mistake is removed from the proposal with its ×
-    let row = browser.find(".drop[data-node=\"n1\"]").await;
-    let extra = browser
-        .find("#role-palette .chip[data-value=\"test-destructive\"]")
-        .await;
-    browser.drag(&extra, &row).await;
+    drag_role(&browser, "test-destructive", "n1").await;
     wait_state(&browser, &cell("n1", "test-destructive"), "PROPOSED").await;
     browser
-        .find("button.unbind[aria-label=\"remove test-destructive from n1\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click("button.unbind[aria-label=\"remove test-destructive from n1\"]")
+        .await;
     browser
         .wait_until(
             "the removed binding to go",
@@ -146,7 +119,7 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
         .await;
 
     // the plan: what runs, in which order
-    browser.find("#show-plan").await.click().await.unwrap();
+    browser.click("#show-plan").await;
     browser
         .wait_until("the plan", "!!document.querySelector('#plan-result')")
         .await;
@@ -170,7 +143,7 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     browser
         .eval("(window.pageMark = 'before commit', true)")
         .await;
-    browser.find("#commit").await.click().await.unwrap();
+    browser.click("#commit").await;
     for (node, role) in [
         ("n1", "test-admin"),
         ("n1", "test-server"),
@@ -243,12 +216,7 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
 
     // nodes: reserve one with its toggle, see another die without reloading
     browser.goto("/nodes").await;
-    browser
-        .find("button[aria-label=\"reserve n1\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.click("button[aria-label=\"reserve n1\"]").await;
     let condition = |node_id: i64| {
         format!(
             "(document.querySelector('tr[data-node-id=\"{node_id}\"] .condition') || {{}}).textContent"
@@ -277,19 +245,11 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     // bulk: reserve both checked nodes at once
     for node in ["n1", "n2"] {
         browser
-            .find(&format!("input[name=\"node\"][value=\"{node}\"]"))
-            .await
-            .click()
-            .await
-            .unwrap();
+            .click(&format!("input[name=\"node\"][value=\"{node}\"]"))
+            .await;
     }
-    browser
-        .find("#bulk-action")
-        .await
-        .select_by_value("reserve")
-        .await
-        .unwrap();
-    browser.find("#bulk-apply").await.click().await.unwrap();
+    browser.select("#bulk-action", "reserve").await;
+    browser.click("#bulk-apply").await;
     browser
         .wait_until(
             "n2 dead and reserved",
@@ -390,7 +350,7 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     browser
         .wait_until("the event stream", "window.crowbarLive.connected === true")
         .await;
-    browser.find("#commit").await.click().await.unwrap();
+    browser.click("#commit").await;
     wait_state(&browser, &cell("n3", "site-flaky"), "ERROR").await;
 
     // the annealer page: the error, why, and its runlog
@@ -410,11 +370,8 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     // whose lists follow the event stream
     import(&site, flaky_barclamp(false)).await;
     browser
-        .find("button.retry[aria-label=\"retry site-flaky on n3\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .click("button.retry[aria-label=\"retry site-flaky on n3\"]")
+        .await;
     browser
         .wait_until(
             "no errors left",
@@ -437,20 +394,10 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
 
     // a second snapshot (a role added to the deployment), the difference, and recall
     browser.goto("/deployments/db").await;
-    browser
-        .find("#add-role")
-        .await
-        .select_by_value("test-admin")
-        .await
-        .unwrap();
-    browser
-        .find("#add-role-button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    browser.select("#add-role", "test-admin").await;
+    browser.click("#add-role-button").await;
     browser.find(".drop[data-role=\"test-admin\"]").await;
-    browser.find("#commit").await.click().await.unwrap();
+    browser.click("#commit").await;
     browser
         .wait_until(
             "the second snapshot",
@@ -458,19 +405,9 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
         )
         .await;
     browser.goto("/deployments/db").await;
-    browser
-        .find("#diff-from")
-        .await
-        .select_by_value("1")
-        .await
-        .unwrap();
-    browser
-        .find("#diff-to")
-        .await
-        .select_by_value("2")
-        .await
-        .unwrap();
-    browser.find("#show-diff").await.click().await.unwrap();
+    browser.select("#diff-from", "1").await;
+    browser.select("#diff-to", "2").await;
+    browser.click("#show-diff").await;
     browser
         .wait_until("the diff", "!!document.querySelector('#diff-result')")
         .await;
@@ -479,13 +416,8 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     assert!(diff.contains("/roles/test-admin"), "{diff}");
     browser.screenshot("snapshot-diff").await;
 
-    browser
-        .find("#recall-snapshot")
-        .await
-        .select_by_value("1")
-        .await
-        .unwrap();
-    browser.find("#recall").await.click().await.unwrap();
+    browser.select("#recall-snapshot", "1").await;
+    browser.click("#recall").await;
     browser
         .wait_until(
             "the recalled proposal",
