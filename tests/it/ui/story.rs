@@ -265,8 +265,19 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     browser.screenshot("nodes").await;
 
     browser.goto("/nodes/n1").await;
+    // the node page follows its node too
+    browser
+        .wait_until("the event stream", "window.crowbarLive.connected === true")
+        .await;
+    world::set_alive(&site.pool, "n1", false).await;
+    browser
+        .wait_until(
+            "n1 dead on its page",
+            "document.querySelector('dd[data-node-id] .condition').textContent === 'dead, reserved'",
+        )
+        .await;
     let history = browser.text("main").await;
-    assert!(history.contains("alive, reserved"), "{history}");
+    assert!(history.contains("node.updated"), "{history}");
     assert!(history.contains("set in the web UI"), "{history}");
     browser.screenshot("node").await;
 
