@@ -9,6 +9,7 @@ mod node_roles;
 mod nodes;
 mod roles;
 mod serve;
+mod users;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,8 @@ pub enum Command {
     /// Wait until everything converged, showing progress.
     #[command(long_about = converge::LONG_ABOUT)]
     Converge(converge::ConvergeArgs),
+    /// Web UI users on a running daemon: list, add (the password is read from stdin).
+    Users(Resource<users::UsersCommand>),
 }
 
 /// Entry point of the binary: runs the command and turns any error into a short message
@@ -115,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Anneal(args) => anneal::run(args).await?,
         // converge reports its own errors: its exit code tells why it stopped
         Command::Converge(args) => return Ok(converge::run(args).await),
+        Command::Users(users) => users::run(users.command, &users.client).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -144,6 +144,13 @@ async fn serve_on(
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    if settings.demo
+        && crate::demo::seed(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?
+    {
+        println!("Demo deployment committed: watch it converge at http://{addr}/deployments/demo");
+    }
     tracing::info!(listen = %addr, "crowbar is ready on http://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,

@@ -57,6 +57,7 @@ impl StoreError {
             "snapshots_seq_unique" => "another commit of this deployment won the race; retry",
             "deployments_system_undeletable" => "the system deployment cannot be deleted",
             "api_tokens_name_unique" => "a token with that name exists already",
+            "users_name_unique" => "a user with that name exists already",
             "nodes_name_check" => {
                 return StoreError::invalid(
                     "invalid_name",

@@ -11,7 +11,7 @@ pub const CHANNEL_RUNS: &str = "crowbar_runs";
 /// Wakes event-stream readers.
 pub const CHANNEL_EVENTS: &str = "crowbar_events";
 
-/// Who made a change: `admin:<token>`, `node:<name>`, `annealer`, `probe`, `system`, ...
+/// Who made a change: `admin:<token>`, `user:<name>`, `node:<name>`, `annealer`, `probe`, `system`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(pub String);
 
@@ -27,6 +27,10 @@ impl Actor {
     }
     pub fn node(name: &str) -> Self {
         Actor(format!("node:{name}"))
+    }
+    /// A web UI user logged in with a password.
+    pub fn user(name: &str) -> Self {
+        Actor(format!("user:{name}"))
     }
 }
 

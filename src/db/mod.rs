@@ -21,6 +21,7 @@ pub mod ripple;
 pub mod roles;
 pub mod runs;
 pub mod tokens;
+pub mod users;
 
 use std::time::Duration;
 

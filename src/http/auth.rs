@@ -6,6 +6,10 @@
 //! `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}`, and the node update handler
 //! accepts only `alive` and `bootenv` from them. New routes are therefore admin-only unless
 //! they are added to [`node_may`].
+//!
+//! Reading requests (`GET`, `HEAD`) are also accepted with a web UI session cookie instead
+//! of a token, as an admin: that is how the UI's pages follow the event stream. Changes
+//! always need a token (the UI makes its changes through its own CSRF-checked routes).
 
 use axum::{
     extract::{FromRequestParts, Request, State},
@@ -60,7 +64,8 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let caller = match authenticate(&state, request.headers()).await {
+    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
+    let caller = match authenticate(&state, request.headers(), reading).await {
         Ok(Some(caller)) => caller,
         Ok(None) => return unauthorized(),
         Err(error) => return error.into_response(),
@@ -86,9 +91,19 @@ fn unauthorized() -> Response {
     response
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Caller>, ApiError> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    reading: bool,
+) -> Result<Option<Caller>, ApiError> {
     let Some(token) = bearer(headers) else {
-        return Ok(None);
+        if !reading {
+            return Ok(None);
+        }
+        return Ok(crate::ui::session::actor_of(state, headers)
+            .await
+            .map_err(|e| e.0)?
+            .map(|name| Caller::Admin { name }));
     };
     if let Some(name) = db::tokens::admin_by_token(&state.pool, token).await? {
         return Ok(Some(Caller::Admin { name }));

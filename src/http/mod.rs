@@ -1,5 +1,6 @@
-//! The HTTP edge: REST API, event stream, health probes and metrics.
+//! The HTTP edge: REST API, event stream, health probes, and the web UI (`crate::ui`).
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
         .merge(api::router(state.clone()))
+        .merge(crate::ui::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
         .method_not_allowed_fallback(method_not_allowed)
@@ -88,8 +90,10 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", method = %request.method(), route)
             }),
         )
+        // bearer tokens and UI session cookies never reach a log
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
+            header::COOKIE,
         ]))
 }
 

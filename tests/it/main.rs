@@ -16,3 +16,4 @@ mod rig_smoke;
 mod script_jig;
 mod serve;
 mod store;
+mod ui;

@@ -19,7 +19,7 @@ use crate::{
     },
     domain::plan::Document,
     http::{
-        ApiError, AppState,
+        ApiError, AppState, actions,
         auth::Caller,
         error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
@@ -157,12 +157,8 @@ async fn commit(
     caller: Caller,
     ApiPath(deployment): ApiPath<String>,
 ) -> Result<Json<Committed>, ApiError> {
-    let key = Key::parse(&deployment);
-    let mut tx = state.pool.begin().await?;
-    let outcome = db::deployments::commit(&mut tx, &key, &caller.actor()).await?;
-    let deployment = db::deployments::get(&mut tx, &key).await?;
-    state.hooks.check_commit(&mut tx, deployment.id).await?;
-    tx.commit().await?;
+    let (deployment, outcome) =
+        actions::commit_deployment(&state, &caller.actor(), &Key::parse(&deployment)).await?;
     Ok(Json(Committed {
         deployment,
         snapshot: outcome.snapshot,

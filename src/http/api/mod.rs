@@ -17,6 +17,7 @@ mod node_roles;
 mod nodes;
 mod runs;
 mod tokens;
+mod users;
 
 use std::collections::HashMap;
 
@@ -49,6 +50,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(tokens::router())
         .merge(attribs::router())
         .merge(deployment_roles::router())
+        .merge(users::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -85,6 +87,7 @@ has the `ErrorBody`.",
         (name = "events", description = "the event stream"),
         (name = "tokens", description = "admin API tokens"),
         (name = "attribs", description = "named data of roles, on nodes, deployments and noderoles"),
+        (name = "users", description = "people who log in to the web UI with a password"),
     )
 )]
 struct ApiDoc;

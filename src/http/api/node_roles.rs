@@ -16,6 +16,7 @@ use crate::{
     domain::state::NodeRoleState,
     http::{
         ApiError, AppState,
+        actions::{self, StateChange},
         auth::Caller,
         error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page},
@@ -103,20 +104,15 @@ async fn bind(
     ApiJson(body): ApiJson<BindBody>,
 ) -> Result<Response, ApiError> {
     let deployment = body.deployment.map(|k| k.0);
-    let mut tx = state.pool.begin().await?;
-    // unknown roles are 404s, like unknown nodes and deployments
-    let role = db::roles::get_role(&mut tx, &body.role.0).await?;
-    let bound = db::noderoles::bind(
-        &mut tx,
+    let bound = actions::bind(
+        &state,
+        &caller.actor(),
         &body.node.0,
-        &role.name,
+        &body.role.0,
         deployment.as_ref(),
         body.data.as_ref(),
-        &caller.actor(),
     )
     .await?;
-    state.hooks.check_bind(&mut tx, &bound).await?;
-    tx.commit().await?;
     let id = bound.noderole.id;
     let body = Bound {
         noderole: with_reason(&state, id, bound.noderole).await?,
@@ -125,15 +121,7 @@ async fn bind(
     Ok(created(format!("/api/v2/node_roles/{id}"), body))
 }
 
-/// The state changes a noderole's own routes ask for.
-enum StateChange {
-    Retry,
-    Propose,
-    Commit,
-}
-
-/// Applies one state change in its own transaction and answers with the noderole and its
-/// reason.
+/// Applies one state change and answers with the noderole and its reason.
 async fn change_state(
     state: &AppState,
     caller: &Caller,
@@ -141,19 +129,12 @@ async fn change_state(
     change: StateChange,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
     let id = noderole_id(id)?;
-    let actor = caller.actor();
-    let mut tx = state.pool.begin().await?;
-    let noderole = match change {
-        StateChange::Retry => db::noderoles::retry(&mut tx, id, &actor).await?,
-        StateChange::Propose => db::noderoles::propose_one(&mut tx, id, &actor).await?,
-        StateChange::Commit => db::noderoles::commit_one(&mut tx, id, &actor).await?,
-    };
-    tx.commit().await?;
+    let noderole = actions::change_noderole(state, &caller.actor(), id, change).await?;
     Ok(Json(with_reason(state, id, noderole).await?))
 }
 
 /// Noderoles have no names: a key that is not a number names nothing.
-fn noderole_id(text: &str) -> Result<i64, ApiError> {
+pub(crate) fn noderole_id(text: &str) -> Result<i64, ApiError> {
     match Key::parse(text) {
         Key::Id(id) => Ok(id),
         Key::Name(_) => Err(ApiError::not_found(format!(

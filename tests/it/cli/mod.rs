@@ -1,6 +1,6 @@
 //! The CLI against a real daemon process: every resource verb, table and JSON output,
-//! refusals that say what to do next, `converge` exit codes, and the scripting guide run as
-//! written.
+//! refusals that say what to do next, `converge` exit codes, the scripting guide run as
+//! written, and `crowbar users add|list` making web UI logins.
 
 mod converge;
 mod resources;
@@ -195,4 +195,74 @@ roles:
     .await;
     assert!(!out.status.success());
     assert!(out.stderr.contains("pass --token"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn users_added_with_a_password_on_stdin_can_log_in_to_the_ui() {
+    let daemon = Daemon::start(DaemonOptions::default()).await;
+    let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
+    let url = daemon.url();
+    let env = [
+        ("CROWBAR_URL", url.as_str()),
+        ("CROWBAR_TOKEN", token.trim()),
+    ];
+    let add = |input: &'static str| {
+        crate::support::daemon::run_crowbar_with_input(&["users", "add", "alice"], &env, input, T)
+    };
+    let short = add("short\n").await;
+    assert!(!short.status.success());
+    assert!(
+        short.stderr.contains("at least 8 characters"),
+        "{}",
+        short.stderr
+    );
+    let empty = add("").await;
+    assert!(!empty.status.success());
+    assert!(
+        empty.stderr.contains("no password on stdin"),
+        "{}",
+        empty.stderr
+    );
+
+    let out = add("a long enough password\n").await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "user alice added\n");
+    let again = add("another password\n").await;
+    assert!(!again.status.success());
+    assert!(again.stderr.contains("exists already"), "{}", again.stderr);
+    let list = crowbar(&daemon, &["users", "list"]).await;
+    assert!(list.stdout.contains("alice"), "{}", list.stdout);
+
+    // the password (without its newline) logs in to the web UI
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http.get(format!("{url}/login")).send().await.unwrap();
+    let login_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let value = login_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("crowbar_login=")
+        .to_string();
+    let response = http
+        .post(format!("{url}/login"))
+        .header("cookie", format!("crowbar_login={value}"))
+        .form(&[
+            ("login_csrf", value.as_str()),
+            ("user", "alice"),
+            ("password", "a long enough password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert!(
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("crowbar_session=")
+    );
 }

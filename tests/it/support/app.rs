@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-use super::{db::test_db, world::load_barclamps};
+use super::{
+    db::{TestDb, test_db},
+    world::load_barclamps,
+};
 
 /// The admin token every [`TestApp`] accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -23,18 +26,24 @@ pub struct TestApp {
     router: Router,
 }
 
+/// A fresh database with the shipped barclamps and [`ADMIN_TOKEN`].
+pub async fn admin_db() -> TestDb {
+    let db = test_db().await;
+    load_barclamps(&db.pool).await;
+    crowbar::auth::ensure_admin_token(
+        &db.pool,
+        Path::new("/nonexistent"),
+        Some(&Secret::new(ADMIN_TOKEN)),
+    )
+    .await
+    .expect("store the admin token");
+    db
+}
+
 impl TestApp {
     /// A fresh database with the `test` roles and the admin token, and the router over it.
     pub async fn new() -> TestApp {
-        let db = test_db().await;
-        load_barclamps(&db.pool).await;
-        crowbar::auth::ensure_admin_token(
-            &db.pool,
-            Path::new("/nonexistent"),
-            Some(&Secret::new(ADMIN_TOKEN)),
-        )
-        .await
-        .expect("store the admin token");
+        let db = admin_db().await;
         TestApp {
             router: crowbar::http::router(AppState::new(db.pool.clone())),
             pool: db.pool,

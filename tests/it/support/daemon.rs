@@ -331,6 +331,16 @@ pub struct Outcome {
 /// Runs `crowbar <args>` to completion (same environment rules as [`DaemonOptions::env`]);
 /// panics when it takes longer than `timeout`.
 pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Outcome {
+    run_crowbar_with_input(args, env, "", timeout).await
+}
+
+/// [`run_crowbar`] with `input` on its standard input.
+pub async fn run_crowbar_with_input(
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+    timeout: Duration,
+) -> Outcome {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -338,7 +348,7 @@ pub async fn run_crowbar(args: &[&str], env: &[(&str, &str)], timeout: Duration)
     let mut cmd = crowbar_command(&env);
     // not the checkout: a developer's ./var (admin token, data) must not leak into tests
     cmd.args(args).current_dir(std::env::temp_dir());
-    output(cmd, timeout, &format!("crowbar {args:?}")).await
+    output(cmd, input, timeout, &format!("crowbar {args:?}")).await
 }
 
 /// Starts `crowbar <args>` with its stdout piped, for reading its output as it comes; the
@@ -383,21 +393,35 @@ pub async fn run_script(
     let mut cmd = command(Path::new("bash"), &env);
     cmd.args(["-euo", "pipefail", "-c", script])
         .current_dir(dir);
-    output(cmd, timeout, "the script").await
+    output(cmd, "", timeout, "the script").await
 }
 
-async fn output(cmd: Command, timeout: Duration, what: &str) -> Outcome {
+async fn output(cmd: Command, input: &str, timeout: Duration, what: &str) -> Outcome {
+    use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::from(cmd);
-    cmd.kill_on_drop(true);
-    match tokio::time::timeout(timeout, cmd.output()).await {
-        Ok(output) => {
-            let output = output.unwrap_or_else(|e| panic!("run {what}: {e}"));
-            Outcome {
-                status: output.status,
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }
+    cmd.kill_on_drop(true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = async {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {what}: {e}"));
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .expect("write stdin");
+        drop(stdin);
+        child
+            .wait_with_output()
+            .await
+            .unwrap_or_else(|e| panic!("run {what}: {e}"))
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(output) => Outcome {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        },
         Err(_) => panic!("{what} did not finish within {timeout:?}"),
     }
 }

@@ -4,9 +4,11 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod daemon;
 pub mod db;
 pub mod nodes;
 pub mod site;
 pub mod sse;
+pub mod ui_site;
 pub mod world;

@@ -1,0 +1,60 @@
+//! `crowbar users list|add NAME` (the password is read from stdin): web UI logins.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use reqwest::Method;
+use serde_json::json;
+
+use super::client::{Client, ClientArgs, Query};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UsersCommand {
+    /// List the web UI's users.
+    List,
+    /// Add a web UI user; reads the password from the first line of stdin, e.g.
+    /// `crowbar users add alice < password-file`.
+    Add {
+        /// The user name (lower-case letters, digits, '.', '_', '-').
+        name: String,
+    },
+}
+
+pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(args)?;
+    match command {
+        UsersCommand::List => {
+            let query: Query = vec![("limit", "1000".into())];
+            client
+                .list(
+                    "/api/v2/users",
+                    &query,
+                    &[("name", "/name"), ("created", "/created_at")],
+                )
+                .await
+        }
+        UsersCommand::Add { name } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("cannot read the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                bail!("no password on stdin: pipe it in, e.g. `crowbar users add {name} < file`");
+            }
+            let body = client
+                .send(
+                    client
+                        .request(Method::POST, "/api/v2/users")
+                        .json(&json!({"name": name, "password": password})),
+                )
+                .await
+                .with_context(|| format!("user {name} was not added"))?;
+            client.print(&body, |u| {
+                format!("user {} added\n", u["name"].as_str().unwrap_or_default())
+            });
+            Ok(())
+        }
+    }
+}

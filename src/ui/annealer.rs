@@ -1,0 +1,126 @@
+//! `/annealer`: what the annealer is doing and why things wait — errors (with their runlog,
+//! retry and retry all), running and queued runs, and blocked or waiting noderoles with
+//! their reasons. The lists reload whenever the event stream reports a change.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
+
+use super::{UiError, layout::Layout, session::Session, view, view::NrView};
+use crate::{
+    db::{self, anneal::AnnealStatus, noderoles::NodeRoleFilter, runs::Run},
+    domain::state::NodeRoleState,
+    http::{
+        AppState,
+        actions::{self, StateChange},
+    },
+};
+
+/// Most rows a list shows.
+const SHOWN: i64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/annealer", get(page))
+        .route("/annealer/lists", get(lists_only))
+        .route("/annealer/retry_all", post(retry_all))
+        .route("/node_roles/{id}/retry", post(retry))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "annealer.html")]
+struct Page {
+    layout: Layout,
+    lists_html: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "annealer_lists.html")]
+struct Lists {
+    status: AnnealStatus,
+    errors: Vec<NrView>,
+    running: Vec<Run>,
+    queued: Vec<Run>,
+    /// Committed noderoles waiting to run (TODO) and BLOCKED ones, each with its reason.
+    waiting: Vec<NrView>,
+    blocked: Vec<NrView>,
+}
+
+async fn lists(state: &AppState) -> Result<Lists, UiError> {
+    let in_state = |s: NodeRoleState| NodeRoleFilter {
+        state: Some(s),
+        limit: SHOWN,
+        ..Default::default()
+    };
+    let errors = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Error)).await?;
+    let todo = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Todo)).await?;
+    let blocked = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Blocked)).await?;
+    let runs = db::runs::list(&state.pool, None, SHOWN, 0).await?;
+    let (running, queued) = runs.into_iter().partition(|r| r.state == "running");
+    Ok(Lists {
+        status: db::anneal::status(&state.pool, None).await?,
+        errors: view::views(state, errors).await?,
+        running,
+        queued,
+        waiting: view::views(state, todo).await?,
+        blocked: view::views(state, blocked).await?,
+    })
+}
+
+async fn page(State(state): State<AppState>, session: Session) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "annealer").await?;
+    let lists = lists(&state).await?;
+    Ok(Page {
+        layout,
+        lists_html: lists.render().map_err(crate::http::ApiError::internal)?,
+    })
+}
+
+async fn lists_only(State(state): State<AppState>) -> Result<Lists, UiError> {
+    lists(&state).await
+}
+
+/// Retries one noderole (ERROR, or ACTIVE/BLOCKED to run again) and reloads the page.
+async fn retry(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, UiError> {
+    actions::change_noderole(&state, &session.actor, id, StateChange::Retry).await?;
+    Ok(super::nodes::refresh())
+}
+
+/// Retries every noderole in ERROR, each on its own (one that cannot be retried yet does
+/// not stop the others); reports those that could not be.
+async fn retry_all(State(state): State<AppState>, session: Session) -> Result<Response, UiError> {
+    let errors = db::noderoles::list(
+        &state.pool,
+        &NodeRoleFilter {
+            state: Some(NodeRoleState::Error),
+            limit: SHOWN,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut refused = Vec::new();
+    for nr in errors {
+        if let Err(e) =
+            actions::change_noderole(&state, &session.actor, nr.id, StateChange::Retry).await
+        {
+            refused.push(format!("{} on {}: {}", nr.role, nr.node, e.message));
+        }
+    }
+    if refused.is_empty() {
+        Ok(super::nodes::refresh())
+    } else {
+        Err(UiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("not retried: {}", refused.join("; ")),
+        ))
+    }
+}

@@ -1,0 +1,385 @@
+//! `/deployments` and `/deployments/{name}`: the deployment list, and a deployment's grid
+//! of nodes × roles where admins bind roles (drag and drop, or the keyboard), add roles
+//! and nodes, see the plan, and propose, commit or recall.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode},
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use super::{
+    UiError,
+    grid::{self, Grid},
+    layout::Layout,
+    session::Session,
+    view,
+};
+use crate::{
+    db::{
+        self,
+        deployments::Deployment,
+        documents::Plan,
+        keys::Key,
+        noderoles::NodeRoleFilter,
+        nodes::{NodeFilter, NodeUpdate},
+        roles::RoleFilter,
+    },
+    http::{AppState, actions},
+};
+
+/// More than any deployment page shows.
+const ALL: i64 = 10_000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/deployments", get(list).post(create))
+        .route("/deployments/{name}", get(page))
+        .route("/deployments/{name}/grid", get(grid_only))
+        .route("/deployments/{name}/state", get(state_only))
+        .route("/deployments/{name}/bind", post(bind))
+        .route("/deployments/{name}/unbind", post(unbind))
+        .route("/deployments/{name}/roles", post(add_role))
+        .route("/deployments/{name}/nodes", post(add_node))
+        .route("/deployments/{name}/plan", get(plan))
+        .route("/deployments/{name}/propose", post(propose))
+        .route("/deployments/{name}/commit", post(commit))
+        .route("/deployments/{name}/recall", post(recall))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "deployments.html")]
+struct ListPage {
+    layout: Layout,
+    deployments: Vec<Deployment>,
+}
+
+async fn list(State(state): State<AppState>, session: Session) -> Result<ListPage, UiError> {
+    let layout = Layout::new(&state, &session, "deployments").await?;
+    Ok(ListPage {
+        layout,
+        deployments: db::deployments::list(&state.pool, ALL, 0).await?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    parent: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<CreateForm>,
+) -> Result<Response, UiError> {
+    let name = form.name.trim();
+    let parent = (!form.parent.trim().is_empty()).then(|| Key::parse(form.parent.trim()));
+    let mut tx = state.pool.begin().await?;
+    let deployment = db::deployments::create(
+        &mut tx,
+        name,
+        form.description.trim(),
+        parent.as_ref(),
+        &session.actor,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(redirect_htmx(&format!("/deployments/{}", deployment.name)))
+}
+
+/// An answer that makes htmx load `path` as a new page.
+pub fn redirect_htmx(path: &str) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(path) {
+        response.headers_mut().insert("hx-redirect", value);
+    }
+    response
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "deployment.html")]
+struct DeploymentPage {
+    layout: Layout,
+    deployment: Deployment,
+    grid_html: String,
+    snapshots: Vec<db::deployments::Snapshot>,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<DeploymentPage, UiError> {
+    let layout = Layout::new(&state, &session, "deployments").await?;
+    let fragment = grid_fragment(&state, &name).await?;
+    let snapshots = db::deployments::snapshots(&state.pool, fragment.deployment.id, ALL, 0).await?;
+    Ok(DeploymentPage {
+        layout,
+        deployment: fragment.deployment.clone(),
+        grid_html: fragment.render().map_err(crate::http::ApiError::internal)?,
+        snapshots,
+    })
+}
+
+/// The part of the deployment page that actions re-render: its state and buttons, the
+/// grid, and the palettes of roles and nodes to drag onto it.
+#[derive(Template)]
+#[template(path = "grid.html")]
+struct GridFragment {
+    deployment: Deployment,
+    grid: Grid,
+    /// Every role, for the role palette and the "add role" list.
+    roles: Vec<String>,
+    /// Nodes of other deployments, for "move into this deployment".
+    other_nodes: Vec<String>,
+    /// Snapshot sequence numbers, newest first, for recall.
+    snapshots: Vec<i32>,
+    /// The last event numbered before the data was read: the page script re-applies newer
+    /// states it already knows when this fragment replaces an older one.
+    events_after: i64,
+}
+
+impl IntoResponse for GridFragment {
+    fn into_response(self) -> Response {
+        match self.render() {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => UiError(crate::http::ApiError::internal(e)).into_response(),
+        }
+    }
+}
+
+async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiError> {
+    let events_after = db::events::last_seq(&state.pool).await?;
+    let mut conn = state.pool.acquire().await?;
+    let deployment = db::deployments::get(&mut conn, &Key::parse(name)).await?;
+    drop(conn);
+    let all_nodes = db::nodes::list(
+        &state.pool,
+        &NodeFilter {
+            limit: ALL,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let (mine, others): (Vec<_>, Vec<_>) = all_nodes
+        .into_iter()
+        .partition(|n| n.deployment_id == deployment.id);
+    let noderoles = db::noderoles::list(
+        &state.pool,
+        &NodeRoleFilter {
+            deployment: Some(deployment.id.to_string()),
+            limit: ALL,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let noderoles = view::views(state, noderoles).await?;
+    let listed = db::deployments::role_names(&state.pool, deployment.id).await?;
+    let node_names: Vec<String> = mine.into_iter().map(|n| n.name).collect();
+    let roles = db::roles::list_roles(
+        &state.pool,
+        &RoleFilter {
+            limit: ALL,
+            ..Default::default()
+        },
+    )
+    .await?
+    .into_iter()
+    .map(|r| r.name)
+    .collect();
+    let snapshots = db::deployments::snapshots(&state.pool, deployment.id, ALL, 0)
+        .await?
+        .into_iter()
+        .map(|s| s.seq)
+        .collect();
+    Ok(GridFragment {
+        grid: grid::layout(&node_names, &listed, noderoles),
+        deployment,
+        roles,
+        other_nodes: others.into_iter().map(|n| n.name).collect(),
+        snapshots,
+        events_after,
+    })
+}
+
+async fn grid_only(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<GridFragment, UiError> {
+    grid_fragment(&state, &name).await
+}
+
+/// The deployment's state badge; it reloads itself as events arrive (a deployment becomes
+/// ACTIVE or ERROR through its noderoles, which have events of their own).
+#[derive(Template, WebTemplate)]
+#[template(path = "deployment_state.html")]
+struct StateFragment {
+    deployment: Deployment,
+}
+
+async fn state_only(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StateFragment, UiError> {
+    let mut conn = state.pool.acquire().await?;
+    Ok(StateFragment {
+        deployment: db::deployments::get(&mut conn, &Key::parse(&name)).await?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct BindForm {
+    node: String,
+    role: String,
+}
+
+/// Binds a role to a node in this deployment (a drop, or the keyboard equivalent).
+async fn bind(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<BindForm>,
+) -> Result<GridFragment, UiError> {
+    let deployment = Key::parse(&name);
+    actions::bind(
+        &state,
+        &session.actor,
+        &Key::parse(&form.node),
+        &Key::parse(&form.role),
+        Some(&deployment),
+        None,
+    )
+    .await?;
+    grid_fragment(&state, &name).await
+}
+
+#[derive(Debug, Deserialize)]
+struct UnbindForm {
+    noderole: i64,
+}
+
+async fn unbind(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<UnbindForm>,
+) -> Result<GridFragment, UiError> {
+    let mut tx = state.pool.begin().await?;
+    db::noderoles::delete(&mut tx, form.noderole, &session.actor).await?;
+    tx.commit().await?;
+    grid_fragment(&state, &name).await
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleForm {
+    role: String,
+}
+
+async fn add_role(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Result<GridFragment, UiError> {
+    let mut tx = state.pool.begin().await?;
+    db::deployments::add_role(
+        &mut tx,
+        &Key::parse(&name),
+        &Key::parse(&form.role),
+        &session.actor,
+    )
+    .await?;
+    tx.commit().await?;
+    grid_fragment(&state, &name).await
+}
+
+#[derive(Debug, Deserialize)]
+struct NodeForm {
+    node: String,
+}
+
+/// Moves a node into this deployment (the API's `PUT /nodes/{id}` with `deployment`).
+async fn add_node(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<NodeForm>,
+) -> Result<GridFragment, UiError> {
+    let update = NodeUpdate {
+        deployment: Some(Key::parse(&name)),
+        ..Default::default()
+    };
+    let mut tx = state.pool.begin().await?;
+    db::nodes::update(
+        &mut tx,
+        &Key::parse(&form.node),
+        &update,
+        &session.actor,
+        "moved in the web UI",
+    )
+    .await?;
+    tx.commit().await?;
+    grid_fragment(&state, &name).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "plan.html")]
+struct PlanFragment {
+    plan: Plan,
+}
+
+/// What committing the proposal would do (changes nothing).
+async fn plan(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<PlanFragment, UiError> {
+    let plan = db::documents::plan(&state.pool, &Key::parse(&name), &session.actor).await?;
+    Ok(PlanFragment { plan })
+}
+
+async fn propose(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<GridFragment, UiError> {
+    let mut tx = state.pool.begin().await?;
+    db::deployments::propose(&mut tx, &Key::parse(&name), &session.actor).await?;
+    tx.commit().await?;
+    grid_fragment(&state, &name).await
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<GridFragment, UiError> {
+    actions::commit_deployment(&state, &session.actor, &Key::parse(&name)).await?;
+    grid_fragment(&state, &name).await
+}
+
+#[derive(Debug, Deserialize)]
+struct RecallForm {
+    snapshot: i32,
+}
+
+async fn recall(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<RecallForm>,
+) -> Result<GridFragment, UiError> {
+    let mut tx = state.pool.begin().await?;
+    db::documents::recall(&mut tx, &Key::parse(&name), form.snapshot, &session.actor).await?;
+    tx.commit().await?;
+    grid_fragment(&state, &name).await
+}

@@ -1,0 +1,191 @@
+//! `/nodes` and `/nodes/{name}`: every node's alive/available state, the available toggle
+//! and bulk actions; one node's noderoles and history.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Router,
+    extract::{Path, State},
+    response::Response,
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use super::{UiError, layout::Layout, session::Session, view, view::NrView};
+use crate::{
+    db::{
+        self,
+        events::EventRow,
+        keys::Key,
+        noderoles::NodeRoleFilter,
+        nodes::{Node, NodeFilter, NodeUpdate},
+    },
+    http::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/nodes", get(list))
+        .route("/nodes/bulk", post(bulk))
+        .route("/nodes/{name}", get(page))
+        .route("/nodes/{name}/available", post(set_available))
+}
+
+/// A node as the pages show it.
+pub struct NodeView {
+    pub node: Node,
+    /// CSS class suffix of its alive/available condition.
+    pub condition: &'static str,
+    /// The same in words.
+    pub condition_text: &'static str,
+}
+
+impl From<Node> for NodeView {
+    fn from(node: Node) -> Self {
+        let (condition, condition_text) = super::layout::node_condition(node.alive, node.available);
+        NodeView {
+            node,
+            condition,
+            condition_text,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "nodes.html")]
+struct ListPage {
+    layout: Layout,
+    nodes: Vec<NodeView>,
+}
+
+async fn list(State(state): State<AppState>, session: Session) -> Result<ListPage, UiError> {
+    let layout = Layout::new(&state, &session, "nodes").await?;
+    let nodes = db::nodes::list(
+        &state.pool,
+        &NodeFilter {
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(ListPage {
+        layout,
+        nodes: nodes.into_iter().map(NodeView::from).collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AvailableForm {
+    available: bool,
+}
+
+/// The available toggle: reserve a node (no new work starts on it) or release it.
+async fn set_available(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    axum::Form(form): axum::Form<AvailableForm>,
+) -> Result<Response, UiError> {
+    set_flags(&state, &session, &[name], form.available).await?;
+    Ok(refresh())
+}
+
+/// Bulk actions on the checked nodes. The form repeats `node` once per checked node.
+async fn bulk(
+    State(state): State<AppState>,
+    session: Session,
+    body: String,
+) -> Result<Response, UiError> {
+    let mut nodes = Vec::new();
+    let mut action = None;
+    for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+        match key.as_ref() {
+            "node" => nodes.push(value.into_owned()),
+            "action" => action = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    if nodes.is_empty() {
+        return Err(UiError::invalid("check at least one node first"));
+    }
+    let available = match action.as_deref() {
+        Some("reserve") => false,
+        Some("release") => true,
+        _ => return Err(UiError::invalid("choose an action: reserve or release")),
+    };
+    set_flags(&state, &session, &nodes, available).await?;
+    Ok(refresh())
+}
+
+/// Sets `available` on every named node in one transaction: all or none.
+async fn set_flags(
+    state: &AppState,
+    session: &Session,
+    nodes: &[String],
+    available: bool,
+) -> Result<(), UiError> {
+    let update = NodeUpdate {
+        available: Some(available),
+        ..Default::default()
+    };
+    let mut tx = state.pool.begin().await?;
+    for name in nodes {
+        db::nodes::update(
+            &mut tx,
+            &Key::parse(name),
+            &update,
+            &session.actor,
+            "set in the web UI",
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes htmx reload the page, which shows the changed nodes.
+pub fn refresh() -> Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert("hx-refresh", axum::http::HeaderValue::from_static("true"));
+    response
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "node.html")]
+struct NodePage {
+    layout: Layout,
+    node: NodeView,
+    noderoles: Vec<NrView>,
+    history: Vec<EventRow>,
+    host_key: Option<String>,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<NodePage, UiError> {
+    let layout = Layout::new(&state, &session, "nodes").await?;
+    let mut conn = state.pool.acquire().await?;
+    let node = db::nodes::get(&mut conn, &Key::parse(&name)).await?;
+    drop(conn);
+    let noderoles = db::noderoles::list(
+        &state.pool,
+        &NodeRoleFilter {
+            node: Some(node.id.to_string()),
+            limit: 10_000,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(NodePage {
+        layout,
+        noderoles: view::views(&state, noderoles).await?,
+        history: db::nodes::history(&state.pool, node.id, 200, 0).await?,
+        host_key: db::host_keys::pinned(&state.pool, node.id).await?,
+        node: node.into(),
+    })
+}

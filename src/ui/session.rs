@@ -1,0 +1,301 @@
+//! Logging in and out, and the session every other page needs.
+//!
+//! `/login` takes an admin token or a user name and password and opens a session: a random
+//! token in the `crowbar_session` cookie (HttpOnly, SameSite=Strict), stored only as its
+//! SHA-256. The login form itself is protected by a double-submit token (a cookie of its
+//! own that the form must repeat), so another site cannot log a browser in.
+
+use std::time::Duration;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{FromRequestParts, Query, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use super::{UiError, csrf};
+use crate::{
+    db::{self, events::Actor, keys},
+    http::AppState,
+};
+
+/// The session cookie.
+pub const COOKIE: &str = "crowbar_session";
+/// The login form's double-submit cookie.
+const LOGIN_COOKIE: &str = "crowbar_login";
+/// How long a session lasts.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The logged-in session of a UI request (set by [`require_session`]).
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who the audit trail names for changes made in this session.
+    pub actor: Actor,
+    /// The token state-changing requests must send in `X-CSRF-Token`.
+    pub csrf: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or_else(|| UiError::new(StatusCode::UNAUTHORIZED, "log in first"))
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// The actor of the request's live session, if it has one.
+pub async fn actor_of(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, UiError> {
+    match cookie(headers, COOKIE) {
+        Some(token) => Ok(db::users::session_actor(&state.pool, token).await?),
+        None => Ok(None),
+    }
+}
+
+/// Middleware of every page: no session → to `/login` (pages) or 401 (actions, with
+/// `HX-Redirect` so htmx goes to the login page); a state-changing request without the
+/// session's CSRF token → 403.
+pub async fn require_session(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = cookie(request.headers(), COOKIE).map(str::to_string);
+    let actor = match actor_of(&state, request.headers()).await {
+        Ok(actor) => actor,
+        Err(error) => return error.into_response(),
+    };
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    let (Some(token), Some(actor)) = (token, actor) else {
+        if safe {
+            let next = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string();
+            let target = format!("/login?next={}", urlencode(&next));
+            return Redirect::to(&target).into_response();
+        }
+        let mut response =
+            UiError::new(StatusCode::UNAUTHORIZED, "your session ended; log in again")
+                .into_response();
+        response
+            .headers_mut()
+            .insert("hx-redirect", HeaderValue::from_static("/login"));
+        return response;
+    };
+    if !safe && !csrf::is_valid(request.headers(), &token) {
+        return UiError::new(
+            StatusCode::FORBIDDEN,
+            "this request lacks the page's CSRF token; reload the page and try again",
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(Session {
+        actor: Actor(actor),
+        csrf: csrf::token_for(&token),
+    });
+    next.run(request).await
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Only paths of this site: never `//host` or `https://...` (no open redirect).
+fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path
+        }
+        _ => "/",
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+struct LoginPage {
+    next: String,
+    login_csrf: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn login_page(Query(q): Query<NextQuery>) -> Response {
+    login_form(
+        StatusCode::OK,
+        local_path(q.next.as_deref()).to_string(),
+        None,
+    )
+}
+
+/// The login page with a fresh double-submit token in its cookie and its form.
+fn login_form(status: StatusCode, next: String, error: Option<String>) -> Response {
+    let login_csrf = keys::new_token();
+    let cookie = format!("{LOGIN_COOKIE}={login_csrf}; Path=/login; HttpOnly; SameSite=Strict");
+    let page = LoginPage {
+        next,
+        login_csrf,
+        error,
+    };
+    let mut response = (status, page).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    login_csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, UiError> {
+    let next = local_path(form.next.as_deref()).to_string();
+    if cookie(&headers, LOGIN_COOKIE) != Some(form.login_csrf.as_str()) {
+        return Ok(login_form(
+            StatusCode::FORBIDDEN,
+            next,
+            Some("the login form expired; please try again".into()),
+        ));
+    }
+    let Some(actor) = authenticate(&state, &form).await? else {
+        tracing::info!("UI login refused");
+        return Ok(login_form(
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some("wrong token, or wrong user name or password".into()),
+        ));
+    };
+    let token = db::users::open_session(&state.pool, &actor.0, LIFETIME).await?;
+    tracing::info!(actor = %actor, "UI login");
+    let mut response = Redirect::to(&next).into_response();
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        LIFETIME.as_secs()
+    );
+    let expire_login =
+        format!("{LOGIN_COOKIE}=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0");
+    for value in [cookie, expire_login] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// An admin token, else a user name and password; `None` when neither matches.
+async fn authenticate(state: &AppState, form: &LoginForm) -> Result<Option<Actor>, UiError> {
+    let token = form.token.trim();
+    if !token.is_empty() {
+        return Ok(db::tokens::admin_by_token(&state.pool, token)
+            .await?
+            .map(|name| Actor::admin(&name)));
+    }
+    let user = form.user.trim();
+    if user.is_empty() {
+        return Ok(None);
+    }
+    Ok(match db::users::password_hash(&state.pool, user).await? {
+        Some(phc) if crate::passwords::verify(&form.password, &phc).await => {
+            Some(Actor::user(user))
+        }
+        _ => None,
+    })
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, UiError> {
+    if let Some(token) = cookie(&headers, COOKIE) {
+        db::users::close_session(&state.pool, token).await?;
+    }
+    let mut response = (StatusCode::NO_CONTENT, ()).into_response();
+    response
+        .headers_mut()
+        .insert("hx-redirect", HeaderValue::from_static("/login"));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("crowbar_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_parse() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; crowbar_session=xyz; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn redirects_stay_on_this_site() {
+        assert_eq!(local_path(Some("/nodes?x=1")), "/nodes?x=1");
+        assert_eq!(local_path(Some("//evil.example")), "/");
+        assert_eq!(local_path(Some("https://evil.example")), "/");
+        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn next_paths_are_encoded() {
+        assert_eq!(urlencode("/nodes?a=b&c"), "/nodes%3Fa%3Db%26c");
+    }
+}

@@ -1,0 +1,78 @@
+//! A whole crowbar in-process for web UI tests: a fresh database with the shipped
+//! barclamps, the admin token and a password user, the HTTP server on a port of its own,
+//! and the annealer running the simulated `test` jig.
+
+use std::time::Duration;
+
+use crowbar::{
+    annealer::{AnnealerSettings, Engine},
+    http::AppState,
+    jig::JigRegistry,
+};
+use sqlx::PgPool;
+
+use super::{app::admin_db, browser::Browser, sse::Served};
+
+/// The password user every site has.
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct UiSite {
+    pub pool: PgPool,
+    pub served: Served,
+    engine: Engine,
+}
+
+impl UiSite {
+    pub async fn start() -> UiSite {
+        let db = admin_db().await;
+        let hash = crowbar::passwords::hash(PASSWORD).await.unwrap();
+        let mut conn = db.pool.acquire().await.unwrap();
+        crowbar::db::users::create(&mut conn, USER, &hash)
+            .await
+            .unwrap();
+        drop(conn);
+        let state = AppState::new(db.pool.clone());
+        let hooks = state.hooks.clone();
+        let served = Served::start(state).await;
+        let engine = Engine::start(
+            db.pool.clone(),
+            &AnnealerSettings::default(),
+            JigRegistry::builtin(),
+            hooks,
+            Duration::from_secs(5),
+            served.shutdown.clone(),
+        );
+        UiSite {
+            pool: db.pool,
+            served,
+            engine,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.served.url
+    }
+
+    /// Logs `browser` in through the login form with the password user.
+    pub async fn login(&self, browser: &Browser) {
+        browser.goto("/login").await;
+        browser.find("#user").await.send_keys(USER).await.unwrap();
+        browser
+            .find("#password")
+            .await
+            .send_keys(PASSWORD)
+            .await
+            .unwrap();
+        browser.click("#login").await;
+        browser
+            .wait_until("the overview after logging in", "location.pathname === '/'")
+            .await;
+    }
+
+    pub async fn stop(self) {
+        self.served.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.engine.tracker.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(20), self.served.server).await;
+    }
+}

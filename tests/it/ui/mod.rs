@@ -1,0 +1,8 @@
+//! The web UI: sessions, CSRF and redirects over plain HTTP; the pages and the admin's
+//! whole story in a real headless Chromium.
+
+mod access;
+mod actions;
+mod demo;
+mod pages;
+mod story;
