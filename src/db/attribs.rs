@@ -296,29 +296,10 @@ pub async fn set(
             let role = def.role.clone().ok_or_else(|| {
                 StoreError::invalid("no_role", format!("attrib `{}` has no role", def.name))
             })?;
-            let deployment_id = super::deployments::id_of(conn, deployment).await?;
-            let existing: Option<(i64, Value)> = sqlx::query_as(
-                "SELECT dr.id, dr.proposed_data FROM deployment_roles dr
-                   JOIN roles r ON r.id = dr.role_id
-                  WHERE dr.deployment_id = $1 AND r.name = $2 FOR UPDATE OF dr",
-            )
-            .bind(deployment_id)
-            .bind(&role)
-            .fetch_optional(&mut *conn)
+            deployment_roles::edit_proposed(conn, deployment, &Key::Name(role), actor, |data| {
+                set_path(data, &def.map, value)
+            })
             .await?;
-            match existing {
-                Some((id, mut data)) => {
-                    set_path(&mut data, &def.map, value);
-                    deployment_roles::set_data(conn, id, &data, actor).await?;
-                }
-                None => {
-                    let mut data = json!({});
-                    set_path(&mut data, &def.map, value);
-                    let role = Key::Name(role);
-                    deployment_roles::create(conn, &Key::Id(deployment_id), &role, &data, actor)
-                        .await?;
-                }
-            }
         }
         Holder::NodeRole(id) => {
             // 404 unless the attrib is its role's

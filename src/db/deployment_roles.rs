@@ -1,6 +1,7 @@
 //! Deployment roles: a role's data for one deployment, layered over the role's template and
-//! under noderole data (SEMANTICS.md §8). Edited in the proposal; a commit makes the
-//! proposed data the committed data.
+//! under noderole data (SEMANTICS.md §8). Edits go to the proposed data at any time — like
+//! bindings, they wait for the deployment's next commit, which makes them the committed data
+//! (jigs see only committed data).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -81,7 +82,7 @@ fn check_data(data: &Value) -> Result<(), StoreError> {
     }
 }
 
-/// Adds a role to a deployment's proposal (with data, or none).
+/// Adds a role to a deployment (with data, or none); it takes effect at the next commit.
 pub async fn create(
     conn: &mut PgConnection,
     deployment: &Key,
@@ -90,7 +91,7 @@ pub async fn create(
     actor: &Actor,
 ) -> Result<DeploymentRole, StoreError> {
     check_data(data)?;
-    let deployment_id = deployments::lock_editable(conn, deployment).await?;
+    let deployment_id = deployments::lock_id(conn, deployment).await?;
     let role_id = super::roles::role_id(conn, role).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data)
@@ -120,7 +121,7 @@ pub async fn set_data(
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| StoreError::not_found("deployment role", id))?;
-    deployments::lock_editable(conn, &Key::Id(deployment_id)).await?;
+    deployments::lock_id(conn, &Key::Id(deployment_id)).await?;
     let updated = sqlx::query(
         "UPDATE deployment_roles SET proposed_data = $2 WHERE id = $1 AND proposed_data <> $2",
     )
@@ -133,6 +134,45 @@ pub async fn set_data(
         changed(conn, actor, "deployment_role.updated", deployment_id, id).await?;
     }
     get(conn, id).await
+}
+
+/// Changes a role's proposed data in a deployment with `change`, adding the role to the
+/// deployment first when it is not there (same rules as [`create`] and [`set_data`]).
+pub async fn edit_proposed(
+    conn: &mut PgConnection,
+    deployment: &Key,
+    role: &Key,
+    actor: &Actor,
+    change: impl FnOnce(&mut Value),
+) -> Result<DeploymentRole, StoreError> {
+    let deployment_id = deployments::lock_id(conn, deployment).await?;
+    let role_id = super::roles::role_id(conn, role).await?;
+    let existing: Option<(i64, Value)> = sqlx::query_as(
+        "SELECT id, proposed_data FROM deployment_roles
+          WHERE deployment_id = $1 AND role_id = $2 FOR UPDATE",
+    )
+    .bind(deployment_id)
+    .bind(role_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some((id, mut data)) => {
+            change(&mut data);
+            set_data(conn, id, &data, actor).await
+        }
+        None => {
+            let mut data = json!({});
+            change(&mut data);
+            create(
+                conn,
+                &Key::Id(deployment_id),
+                &Key::Id(role_id),
+                &data,
+                actor,
+            )
+            .await
+        }
+    }
 }
 
 async fn changed(

@@ -131,20 +131,6 @@ pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreErr
     Ok(lock(conn, key).await?.0)
 }
 
-/// Locks a deployment whose proposal may change now: a proposed one, or `system` (always
-/// committed; its changes take effect at its next commit). 409 `not_proposed` otherwise.
-pub async fn lock_editable(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
-    let (id, system, state) = lock(conn, key).await?;
-    if system || state == "proposed" {
-        Ok(id)
-    } else {
-        Err(StoreError::conflict(
-            "not_proposed",
-            "the deployment is committed; propose it first (PUT /api/v2/deployments/{id}/propose)",
-        ))
-    }
-}
-
 /// Makes a deployment editable; nothing in it is scheduled until it is committed again.
 /// Runs already executing finish.
 pub async fn propose(
@@ -569,37 +555,6 @@ pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph, StoreErr
     })
 }
 
-/// Adds `role` to a deployment's roles (its grid column, and the data its noderoles share)
-/// without binding it to any node; 409 when it is there already.
-pub async fn add_role(
-    conn: &mut PgConnection,
-    key: &Key,
-    role: &Key,
-    actor: &Actor,
-) -> Result<(), StoreError> {
-    let deployment = get(conn, key).await?;
-    let role = super::roles::get_role(conn, role).await?;
-    sqlx::query("INSERT INTO deployment_roles (deployment_id, role_id) VALUES ($1, $2)")
-        .bind(deployment.id)
-        .bind(role.id)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::from_constraint)?;
-    events::record(
-        conn,
-        actor,
-        NewEvent {
-            kind: "deployment.updated",
-            reason: format!("role {} added", role.name),
-            deployment_id: Some(deployment.id),
-            data: json!({"id": deployment.id, "name": deployment.name, "role_added": role.name}),
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 /// The names of the roles a deployment lists (with or without noderoles), by role id.
 pub async fn role_names(pool: &PgPool, deployment_id: i64) -> Result<Vec<String>, StoreError> {
     Ok(sqlx::query_scalar(
@@ -609,27 +564,4 @@ pub async fn role_names(pool: &PgPool, deployment_id: i64) -> Result<Vec<String>
     .bind(deployment_id)
     .fetch_all(pool)
     .await?)
-}
-
-/// Merges `data` into the proposed data of `role` in a deployment (adding the role to the
-/// deployment when it is not listed yet); the next commit makes it committed.
-pub async fn merge_role_data(
-    conn: &mut PgConnection,
-    deployment_id: i64,
-    role: &str,
-    data: &Value,
-) -> Result<(), StoreError> {
-    let role = super::roles::get_role(conn, &Key::Name(role.to_string())).await?;
-    sqlx::query(
-        "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data) VALUES ($1, $2, $3)
-         ON CONFLICT (deployment_id, role_id)
-         DO UPDATE SET proposed_data = deployment_roles.proposed_data || EXCLUDED.proposed_data",
-    )
-    .bind(deployment_id)
-    .bind(role.id)
-    .bind(data)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from_constraint)?;
-    Ok(())
 }

@@ -291,10 +291,11 @@ async fn add_role(
     Form(form): Form<RoleForm>,
 ) -> Result<GridFragment, UiError> {
     let mut tx = state.pool.begin().await?;
-    db::deployments::add_role(
+    db::deployment_roles::create(
         &mut tx,
         &Key::parse(&name),
         &Key::parse(&form.role),
+        &serde_json::json!({}),
         &session.actor,
     )
     .await?;

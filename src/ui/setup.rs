@@ -20,9 +20,11 @@ use super::{UiError, layout::Layout, session::Session};
 use crate::{
     db::{
         self,
+        events::Actor,
         keys::Key,
         nodes::{NewNode, NodeFilter},
     },
+    domain::data::deep_merge,
     http::{AppState, actions},
 };
 
@@ -130,13 +132,21 @@ async fn record_admin_network(
     tx: &mut PgConnection,
     system_id: i64,
     network: &AdminNetwork,
+    actor: &Actor,
 ) -> Result<(), UiError> {
     let data = json!({"crowbar": {"admin_network": {
         "name": network.name,
         "ranges": [{"name": "admin", "first": network.first, "last": network.last}],
         "router": network.router.map(|address| json!({"address": address})),
     }}});
-    db::deployments::merge_role_data(tx, system_id, ADMIN_ROLE, &data).await?;
+    db::deployment_roles::edit_proposed(
+        tx,
+        &Key::Id(system_id),
+        &Key::Name(ADMIN_ROLE.into()),
+        actor,
+        |proposed| deep_merge(proposed, &data),
+    )
+    .await?;
     Ok(())
 }
 
@@ -175,7 +185,7 @@ async fn finish(
         actor,
     )
     .await?;
-    record_admin_network(&mut tx, system_id, &network).await?;
+    record_admin_network(&mut tx, system_id, &network, actor).await?;
     actions::bind_in(
         &mut tx,
         &state,

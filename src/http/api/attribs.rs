@@ -206,14 +206,12 @@ async fn deployment_value(
 }
 
 /// Sets the attrib in the deployment's proposal (adding its role to the deployment if it
-/// is not there yet); the next commit makes it current. 409 while the deployment is
-/// committed: propose it first.
+/// is not there yet); the next commit makes it current.
 #[utoipa::path(put, path = "/api/v2/deployments/{deployment}/attribs/{attrib}", tag = "attribs",
     params(("deployment" = String, Path, description = "the deployment's id or name"),
            ("attrib" = String, Path, description = "the attrib's id or name")),
     request_body = SetBody,
-    responses((status = 200, body = AttribValue), (status = 404, body = ErrorBody),
-              (status = 409, description = "the deployment is committed", body = ErrorBody)))]
+    responses((status = 200, body = AttribValue), (status = 404, body = ErrorBody)))]
 async fn set_deployment_value(
     State(state): State<AppState>,
     caller: Caller,

@@ -68,12 +68,12 @@ struct CreateBody {
     data: Option<Value>,
 }
 
-/// Adds a role to a deployment's proposal (the deployment must be proposed, or `system`).
+/// Adds a role to a deployment; like a binding, it takes effect at the next commit.
 #[utoipa::path(post, path = "/api/v2/deployment_roles", tag = "deployments",
     request_body = CreateBody,
     responses((status = 201, body = DeploymentRole),
               (status = 404, description = "no such deployment or role", body = ErrorBody),
-              (status = 409, description = "already there, or the deployment is committed", body = ErrorBody)))]
+              (status = 409, description = "the role is in the deployment already", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,12 +115,11 @@ struct UpdateBody {
     data: Value,
 }
 
-/// Replaces the proposed data (the deployment must be proposed, or `system`).
+/// Replaces the proposed data; the next commit of the deployment makes it current.
 #[utoipa::path(put, path = "/api/v2/deployment_roles/{id}", tag = "deployments",
     params(("id" = i64, Path, description = "the deployment role's id")),
     request_body = UpdateBody,
-    responses((status = 200, body = DeploymentRole), (status = 404, body = ErrorBody),
-              (status = 409, description = "the deployment is committed", body = ErrorBody)))]
+    responses((status = 200, body = DeploymentRole), (status = 404, body = ErrorBody)))]
 async fn set_data(
     State(state): State<AppState>,
     caller: Caller,

@@ -76,21 +76,22 @@ async fn deployment_roles_are_edited_in_the_proposal_and_committed() {
         snapshot.body
     );
 
-    // committed: no edits until proposed again
-    app.refused(
-        app.put(&format!("/api/v2/deployment_roles/{id}"))
-            .json(json!({"data": {}})),
-        StatusCode::CONFLICT,
-        "not_proposed",
-    )
-    .await;
-    app.refused(
-        app.post("/api/v2/deployment_roles")
-            .json(json!({"deployment": "web", "role": "test-fails"})),
-        StatusCode::CONFLICT,
-        "not_proposed",
-    )
-    .await;
+    // committed: an edit waits for the next commit, as bindings do
+    app.put(&format!("/api/v2/deployment_roles/{id}"))
+        .json(json!({"data": {"test": {"delay": 3}}}))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    let pending = app
+        .get(&format!("/api/v2/deployment_roles/{id}"))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(pending.body["proposed_data"], json!({"test": {"delay": 3}}));
+    assert_eq!(
+        pending.body["committed_data"],
+        json!({"test": {"delay": 2}})
+    );
 }
 
 #[tokio::test]
@@ -258,13 +259,14 @@ async fn attribs_read_through_their_layers() {
         "not_proposed",
     )
     .await;
-    app.refused(
-        app.put("/api/v2/deployments/web/attribs/test-slow-delay")
-            .json(json!({"value": 3})),
-        StatusCode::CONFLICT,
-        "not_proposed",
-    )
-    .await;
+    let pending = app
+        .put("/api/v2/deployments/web/attribs/test-slow-delay")
+        .json(json!({"value": 3}))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(pending.body["value"], 2);
+    assert_eq!(pending.body["proposed"], 3);
 }
 
 #[tokio::test]
