@@ -57,10 +57,22 @@ impl StoreError {
             "snapshots_seq_unique" => "another commit of this deployment won the race; retry",
             "deployments_system_undeletable" => "the system deployment cannot be deleted",
             "api_tokens_name_unique" => "a token with that name exists already",
+            "networks_name_unique" => "a network with that name exists already",
+            "network_ranges_name_unique" => "two ranges of the network have that name",
+            "network_allocations_address_unique" => "that address is allocated already",
+            "network_allocations_one_per_family" => {
+                "the node has an address of that family on that network already"
+            }
             "nodes_name_check" => {
                 return StoreError::invalid(
                     "invalid_name",
                     "node names are lower-case host names or FQDNs (letters, digits, '-', '.')",
+                );
+            }
+            "networks_name_check" | "network_ranges_name_check" => {
+                return StoreError::invalid(
+                    "invalid_name",
+                    "network and range names are lower-case letters, digits, '_' and '-'",
                 );
             }
             "deployments_name_check" => {

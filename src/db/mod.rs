@@ -12,6 +12,7 @@ pub mod events;
 pub mod host_keys;
 pub mod inputs;
 pub mod keys;
+pub mod networks;
 pub mod noderoles;
 pub mod nodes;
 pub mod ripple;

@@ -11,6 +11,7 @@ mod anneal;
 mod catalog;
 mod deployments;
 mod events;
+mod networks;
 mod node_roles;
 mod nodes;
 mod runs;
@@ -43,6 +44,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(catalog::router())
         .merge(access::router())
         .merge(events::router())
+        .merge(networks::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -77,6 +79,7 @@ has the `ErrorBody`.",
         (name = "runs", description = "the run queue and convergence"),
         (name = "catalog", description = "barclamps, jigs and roles"),
         (name = "events", description = "the event stream"),
+        (name = "networks", description = "networks, ranges and the addresses of nodes"),
     )
 )]
 struct ApiDoc;

@@ -8,6 +8,7 @@ mod deployments;
 mod documents;
 mod errors;
 mod events;
+mod networks;
 mod node_roles;
 mod nodes;
 mod openapi;
