@@ -17,6 +17,7 @@ pub mod http;
 pub mod jig;
 pub mod pg;
 pub mod probe;
+pub mod provisioner;
 pub mod runner;
 pub mod ssh;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::{
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
     probe::{NodeAccess, Prober},
+    provisioner::Provisioner,
     ssh::ClientKey,
     telemetry,
 };
@@ -112,6 +113,7 @@ async fn serve_on(
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
     crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
         .await?;
+    let provisioner = Provisioner::new(&settings.provisioner, listener.local_addr()?)?;
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
@@ -131,6 +133,9 @@ async fn serve_on(
         settings.shutdown_grace,
         shutdown.clone(),
     );
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let state = AppState {
         pool: pool.clone(),
         run_cap: settings.annealer.run_cap,
@@ -138,10 +143,8 @@ async fn serve_on(
         ssh_public_key: Some(key.public_openssh()),
         events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
         shutdown: shutdown.clone(),
+        provisioner,
     };
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
     tracing::info!(listen = %addr, "crowbar is ready on http://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,

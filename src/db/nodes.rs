@@ -369,6 +369,14 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
     Ok(())
 }
 
+/// The name and bootenv of the node with MAC `mac` (canonical form), if any.
+pub async fn by_mac(pool: &PgPool, mac: &str) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as("SELECT name, bootenv FROM nodes WHERE mac = $1::macaddr")
+        .bind(mac)
+        .fetch_optional(pool)
+        .await
+}
+
 /// The node a token belongs to, if any.
 pub async fn by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
     sqlx::query_as("SELECT id, name FROM nodes WHERE token_hash = $1")

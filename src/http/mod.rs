@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod auth;
+mod boot;
 pub mod error;
 pub mod extract;
 mod health;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// Cancelled when the daemon shuts down: long-lived responses (event streams) end.
     pub shutdown: CancellationToken,
+    /// Boot environments and where nodes reach crowbar.
+    pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
 }
 
 impl AppState {
@@ -51,6 +54,11 @@ impl AppState {
             hooks: crate::hooks::Hooks::default(),
             ssh_public_key: None,
             shutdown: CancellationToken::new(),
+            provisioner: crate::provisioner::Provisioner::new(
+                &crate::provisioner::ProvisionerSettings::default(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
+            )
+            .expect("the shipped bootenvs are checked by their tests"),
         }
     }
 }
@@ -60,6 +68,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
+        .merge(boot::router())
         .merge(api::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present

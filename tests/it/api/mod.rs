@@ -3,6 +3,7 @@
 //! changed nothing.
 
 mod auth;
+mod boot;
 mod catalog;
 mod deployments;
 mod documents;
