@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 mod boot;
+mod discover;
 pub mod error;
 pub mod extract;
 mod health;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .merge(boot::router())
+        .merge(discover::router())
         .merge(api::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present

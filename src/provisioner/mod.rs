@@ -3,6 +3,7 @@
 //! Address arithmetic is in `domain::ipam`, its SQL in `db::networks`.
 
 pub mod bootenvs;
+pub mod discovery;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -11,6 +11,7 @@ mod hooks;
 mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;
+mod provisioning;
 mod rig_smoke;
 mod script_jig;
 mod serve;

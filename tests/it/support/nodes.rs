@@ -329,6 +329,13 @@ impl RigNode {
         self.addr
     }
 
+    /// The MAC address of the node's `eth0` (lower case, colons).
+    pub fn mac(&self) -> String {
+        let out = self.exec_in_netns("cat /sys/class/net/eth0/address");
+        assert!(out.status.success(), "no eth0 in {}", self.netns);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn ssh_addr(&self) -> SocketAddr {
         SocketAddr::from((self.addr, SSH_PORT))
     }

@@ -158,6 +158,27 @@ impl Site {
     /// A database with the shipped and `rig` barclamps, `n` rig nodes registered with their
     /// addresses (not alive yet: the first probe finds them).
     pub async fn new(n: usize, probes: ProbeSettings) -> Site {
+        let mut site = Site::unregistered(n, probes).await;
+        for node in site.rig.nodes() {
+            let mut conn = site.pool.acquire().await.unwrap();
+            let (_, token) = nodes::create(
+                &mut conn,
+                &NewNode {
+                    name: node.name().to_string(),
+                    address: Some(node.addr().to_string()),
+                    ..Default::default()
+                },
+                &Actor::admin("test"),
+            )
+            .await
+            .expect("create node");
+            site.tokens.push(token);
+        }
+        site
+    }
+
+    /// Like [`Site::new`], but crowbar knows none of the rig's machines yet (for discovery).
+    pub async fn unregistered(n: usize, probes: ProbeSettings) -> Site {
         let db = test_db().await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -181,23 +202,6 @@ impl Site {
         crowbar::barclamps::import_dir(&pool, &barclamps)
             .await
             .expect("the rig barclamp imports");
-
-        let mut tokens = Vec::new();
-        for node in rig.nodes() {
-            let mut conn = pool.acquire().await.unwrap();
-            let (_, token) = nodes::create(
-                &mut conn,
-                &NewNode {
-                    name: node.name().to_string(),
-                    address: Some(node.addr().to_string()),
-                    ..Default::default()
-                },
-                &Actor::admin("test"),
-            )
-            .await
-            .expect("create node");
-            tokens.push(token);
-        }
         let access = NodeAccess::new(pool.clone(), key.clone(), probes);
         Site {
             pool,
@@ -206,10 +210,26 @@ impl Site {
             key,
             barclamps,
             shutdown: CancellationToken::new(),
-            tokens,
+            tokens: Vec::new(),
             engine: None,
             _dirs: vec![keys, dir],
         }
+    }
+
+    /// Namespace nodes share this machine's /etc: `crowbar-access` must keep the hostname
+    /// it writes in the node's own state directory (system-wide deployment-role data).
+    pub async fn keep_hostname_files_in_node_state(&self) {
+        sqlx::query(
+            "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data, committed_data)
+             SELECT d.id, r.id, $1, $1 FROM deployments d, roles r
+              WHERE d.system AND r.name = 'crowbar-access'",
+        )
+        .bind(serde_json::json!({"crowbar": {"access": {
+            "hostname_file": format!("{NODE_STATE_MOUNT}/hostname")
+        }}}))
+        .execute(&self.pool)
+        .await
+        .expect("deployment-role data for crowbar-access");
     }
 
     pub fn prober(&self) -> Prober {
