@@ -124,11 +124,21 @@ async fn serve_on(
         }
         .run(shutdown.clone()),
     );
-    let hooks = Hooks::default();
+    let dnsmasq_dir = settings
+        .provisioner
+        .dnsmasq_dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("dnsmasq"));
+    let (hooks, jigs) = crate::provisioner::dnsmasq::register(
+        Hooks::default(),
+        JigRegistry::builtin().with(ScriptJig::new(access)),
+        pool,
+        &dnsmasq_dir,
+    );
     let engine = Engine::start(
         pool.clone(),
         &settings.annealer,
-        JigRegistry::builtin().with(ScriptJig::new(access)),
+        jigs,
         hooks.clone(),
         settings.shutdown_grace,
         shutdown.clone(),

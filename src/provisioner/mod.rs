@@ -4,6 +4,7 @@
 
 pub mod bootenvs;
 pub mod discovery;
+pub mod dnsmasq;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -2,3 +2,4 @@
 //! DNS to namespace nodes, and the OS-install handshake.
 
 mod discovery;
+mod dnsmasq;

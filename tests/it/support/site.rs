@@ -240,6 +240,11 @@ impl Site {
 
     /// Starts annealer, runner (with the script jig) and the scheduled prober.
     pub fn start(&mut self) {
+        self.start_with(|jigs| jigs, Hooks::default());
+    }
+
+    /// [`Site::start`] with more jigs (added to the builtin and script jigs) and hooks.
+    pub fn start_with(&mut self, jigs: impl FnOnce(JigRegistry) -> JigRegistry, hooks: Hooks) {
         let settings = AnnealerSettings {
             sweep_interval: Duration::from_secs(1),
             run_timeout: Duration::from_secs(60),
@@ -248,8 +253,8 @@ impl Site {
         let engine = Engine::start(
             self.pool.clone(),
             &settings,
-            JigRegistry::builtin().with(ScriptJig::new(self.access.clone())),
-            Hooks::default(),
+            jigs(JigRegistry::builtin().with(ScriptJig::new(self.access.clone()))),
+            hooks,
             Duration::from_secs(5),
             self.shutdown.clone(),
         );
