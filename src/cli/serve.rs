@@ -17,7 +17,7 @@ use crate::{
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
     probe::{NodeAccess, Prober},
-    provisioner::Provisioner,
+    provisioner::{Provisioner, install::OsInstallJig},
     ssh::ClientKey,
     telemetry,
 };
@@ -131,7 +131,14 @@ async fn serve_on(
         .unwrap_or_else(|| settings.data_dir.join("dnsmasq"));
     let (hooks, jigs) = crate::provisioner::dnsmasq::register(
         Hooks::default(),
-        JigRegistry::builtin().with(ScriptJig::new(access)),
+        JigRegistry::builtin()
+            .with(ScriptJig::new(access.clone()))
+            .with(OsInstallJig::new(
+                pool.clone(),
+                access,
+                provisioner.clone(),
+                settings.provisioner.reboot_command.clone(),
+            )),
         pool,
         &dnsmasq_dir,
     );

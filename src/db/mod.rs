@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod host_keys;
 pub mod inputs;
+pub mod installs;
 pub mod keys;
 pub mod networks;
 pub mod noderoles;

@@ -72,6 +72,8 @@ impl Jig for DnsmasqJig {
 #[derive(sqlx::FromRow)]
 struct Reservation {
     node_id: i64,
+    /// When the row was read (the statement's start): what dnsmasq serves is as of then.
+    read_at: chrono::DateTime<chrono::Utc>,
     name: String,
     mac: String,
     address: String,
@@ -84,7 +86,7 @@ impl DnsmasqJig {
         let (file, content, reservations) = match role {
             DHCP_ROLE => {
                 let rows: Vec<Reservation> = sqlx::query_as(
-                    "SELECT id AS node_id, name, mac::text AS mac, host(address) AS address FROM nodes
+                    "SELECT id AS node_id, now() AS read_at, name, mac::text AS mac, host(address) AS address FROM nodes
                       WHERE mac IS NOT NULL AND family(address) = 4 ORDER BY id",
                 )
                 .fetch_all(&self.pool)
@@ -195,6 +197,7 @@ async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::Resul
     let ids: Vec<i64> = rows.iter().map(|r| r.node_id).collect();
     let macs: Vec<&str> = rows.iter().map(|r| r.mac.as_str()).collect();
     let addresses: Vec<&str> = rows.iter().map(|r| r.address.as_str()).collect();
+    let read_at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.read_at).collect();
     let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM dhcp_reservations WHERE NOT (node_id = ANY($1))")
         .bind(&ids)
@@ -202,8 +205,9 @@ async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::Resul
         .await?;
     sqlx::query(
         "INSERT INTO dhcp_reservations (node_id, mac, address, written_at)
-         SELECT r.node_id, r.mac::macaddr, r.address::inet, now()
-           FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(node_id, mac, address)
+         SELECT r.node_id, r.mac::macaddr, r.address::inet, r.read_at
+           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
+                AS r(node_id, mac, address, read_at)
            JOIN nodes n ON n.id = r.node_id
          ON CONFLICT (node_id) DO UPDATE SET mac = excluded.mac, address = excluded.address,
                                              written_at = excluded.written_at",
@@ -211,6 +215,7 @@ async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::Resul
     .bind(&ids)
     .bind(&macs)
     .bind(&addresses)
+    .bind(&read_at)
     .execute(&mut *tx)
     .await?;
     tx.commit().await
@@ -247,9 +252,11 @@ impl DatabaseHooks {
     }
 }
 
-/// Whether a node change touches what DHCP or DNS hold (alive and available do not).
+/// Whether a node change touches what DHCP or DNS hold (alive and available do not). A
+/// bootenv change counts: the OS-install handshake waits for the DHCP database to confirm
+/// it has run since.
 fn relevant(changes: &serde_json::Value) -> bool {
-    ["address", "addresses", "mac", "name"]
+    ["address", "addresses", "mac", "name", "bootenv"]
         .iter()
         .any(|field| changes.get(field).is_some())
 }
@@ -311,6 +318,7 @@ mod tests {
     fn files_have_dnsmasq_formats() {
         let rows = vec![Reservation {
             node_id: 1,
+            read_at: chrono::Utc::now(),
             name: "n1.example.com".into(),
             mac: "52:54:00:00:00:01".into(),
             address: "198.51.100.5".into(),
@@ -334,6 +342,9 @@ mod tests {
         ));
         assert!(relevant(&json!({"addresses": {"network": "admin"}})));
         assert!(!relevant(&json!({"alive": {"from": false, "to": true}})));
-        assert!(!relevant(&json!({"bootenv": {"from": "a", "to": "b"}})));
+        assert!(relevant(&json!({"bootenv": {"from": "a", "to": "b"}})));
+        assert!(!relevant(
+            &json!({"available": {"from": true, "to": false}})
+        ));
     }
 }

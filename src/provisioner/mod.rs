@@ -5,6 +5,7 @@
 pub mod bootenvs;
 pub mod discovery;
 pub mod dnsmasq;
+pub mod install;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -11,6 +11,7 @@ mod anneal;
 mod catalog;
 mod deployments;
 mod events;
+mod installs;
 mod networks;
 mod node_roles;
 mod nodes;
@@ -45,6 +46,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(access::router())
         .merge(events::router())
         .merge(networks::router())
+        .merge(installs::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.

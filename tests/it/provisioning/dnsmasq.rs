@@ -18,11 +18,10 @@ use crate::support::{
     site::{Site, probe_settings, wait_for},
 };
 
-const ADMIN: &str = "crowbar-admin.test";
 const LIMIT: Duration = Duration::from_secs(60);
 
 /// The configuration an operator gives dnsmasq (docs/provisioning.md), for the rig's subnet.
-fn dnsmasq_config(rig: &NodeRig, dir: &Path) -> String {
+pub(super) fn dnsmasq_config(rig: &NodeRig, dir: &Path) -> String {
     let (base, netmask) = rig.subnet();
     let me = rig.services_addr();
     let dir = dir.display();
@@ -118,23 +117,7 @@ async fn dnsmasq_serves_reservations_and_records_that_follow_the_nodes() {
             .status(StatusCode::OK);
     }
     // the databases live on the admin node
-    app.post("/api/v2/nodes")
-        .json(json!({"name": ADMIN, "admin": true}))
-        .send()
-        .await
-        .status(StatusCode::CREATED);
-    app.put(&format!("/api/v2/nodes/{ADMIN}"))
-        .json(json!({"alive": true}))
-        .send()
-        .await
-        .status(StatusCode::OK);
-    for role in [dnsmasq::DHCP_ROLE, dnsmasq::DNS_ROLE] {
-        app.bind(ADMIN, role, "system").await;
-    }
-    app.put(&format!("/api/v2/nodes/{ADMIN}/commit"))
-        .send()
-        .await
-        .status(StatusCode::OK);
+    super::databases_on_admin_node(&app).await;
 
     // DNS: A and AAAA records of both nodes
     let global = {

@@ -321,6 +321,47 @@ impl Site {
         .unwrap()
     }
 
+    /// Runs the shipped node-side report script inside rig node `i`'s network namespace.
+    pub fn report(
+        &self,
+        i: usize,
+        node_name: &str,
+        token: &str,
+        url: &str,
+        what: &str,
+    ) -> tokio::process::Child {
+        let dir = self.barclamps.join(format!("report-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("node.token");
+        std::fs::write(&token_file, token).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jigs/node/crowbar-node-report");
+        tokio::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.rig.node(i).netns(),
+                "env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            ])
+            .arg(format!("CROWBAR_URL={url}"))
+            .arg(format!("CROWBAR_NODE={node_name}"))
+            .arg(format!("CROWBAR_TOKEN_FILE={}", token_file.display()))
+            .arg("CROWBAR_NODE_ENV=/nonexistent")
+            .arg("CROWBAR_REPORT_RETRY_DELAY=0.2")
+            .arg("CROWBAR_REPORT_TIMEOUT=30")
+            .arg("bash")
+            .arg(script)
+            .args(what.split_whitespace())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run the report script")
+    }
+
     pub async fn noderole(&self, i: usize, role: &str) -> (i16, i32, String, Value) {
         sqlx::query_as(
             "SELECT nr.state, nr.run_count, nr.runlog, nr.wall FROM noderoles nr
@@ -333,6 +374,18 @@ impl Site {
         .await
         .unwrap()
     }
+}
+
+/// Waits (bounded) for a report script; returns whether it succeeded and what it said.
+pub async fn finished(child: tokio::process::Child) -> (bool, String) {
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the report script finishes")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 impl Drop for Site {
