@@ -479,19 +479,26 @@ impl RigNode {
             .status()
             .expect("run dhclient (isc-dhcp-client)")
             .success();
-        // dhclient stays to renew the lease: stop it
+        // dhclient stays to renew the lease: release it (the server forgets it, so the
+        // next attempt starts afresh) and stop it
+        let text = fs::read_to_string(&leases).unwrap_or_default();
         let _ = Command::new("ip")
             .args([
                 "netns",
                 "exec",
                 &self.netns,
                 "dhclient",
-                "-x",
+                "-r",
                 "-sf",
                 "/bin/true",
             ])
+            .arg("-cf")
+            .arg(&conf)
+            .arg("-lf")
+            .arg(&leases)
             .arg("-pf")
             .arg(&pid)
+            .arg("eth0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -499,7 +506,6 @@ impl RigNode {
         if !got {
             return None;
         }
-        let text = fs::read_to_string(&leases).ok()?;
         let lease = text.rsplit("lease {").next()?;
         let field = |name: &str| {
             lease.lines().find_map(|line| {
