@@ -6,6 +6,7 @@ pub mod anneal;
 pub mod barclamps;
 pub mod catalog;
 pub mod deployments;
+pub mod dnsmasq;
 pub mod documents;
 pub mod error;
 pub mod events;

@@ -24,6 +24,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::{
+    db::{self, dnsmasq::Reservation},
     hooks::{HookContext, HookResult, NodeEvent, RoleHooks},
     jig::{Jig, JigJob, JigOutput},
 };
@@ -69,41 +70,17 @@ impl Jig for DnsmasqJig {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Reservation {
-    node_id: i64,
-    /// When the row was read (the statement's start): what dnsmasq serves is as of then.
-    read_at: chrono::DateTime<chrono::Utc>,
-    name: String,
-    mac: String,
-    address: String,
-}
-
 impl DnsmasqJig {
     #[tracing::instrument(skip_all, fields(role = %role))]
     async fn write(&self, role: &str) -> Result<JigOutput, String> {
-        let db = |e: sqlx::Error| format!("reading the nodes: {e}");
+        let read = |e: sqlx::Error| format!("reading the nodes: {e}");
         let (file, content, reservations) = match role {
             DHCP_ROLE => {
-                let rows: Vec<Reservation> = sqlx::query_as(
-                    "SELECT id AS node_id, now() AS read_at, name, mac::text AS mac, host(address) AS address FROM nodes
-                      WHERE mac IS NOT NULL AND family(address) = 4 ORDER BY id",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+                let rows = db::dnsmasq::reservations(&self.pool).await.map_err(read)?;
                 (DHCP_HOSTS_FILE, dhcp_hosts(&rows), Some(rows))
             }
             DNS_ROLE => {
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT n.name, host(a.address) FROM (
-                         SELECT id AS node_id, address FROM nodes WHERE address IS NOT NULL
-                         UNION SELECT node_id, address FROM network_allocations) a
-                       JOIN nodes n ON n.id = a.node_id ORDER BY n.id, family(a.address), a.address",
-                )
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+                let rows = db::dnsmasq::records(&self.pool).await.map_err(read)?;
                 (HOSTS_FILE, hosts(&rows), None)
             }
             other => {
@@ -120,7 +97,7 @@ impl DnsmasqJig {
             reload(&self.dir)?;
         }
         if let Some(rows) = reservations {
-            record_reservations(&self.pool, &rows)
+            db::dnsmasq::record_reservations(&self.pool, &rows)
                 .await
                 .map_err(|e| format!("recording the reservations: {e}"))?;
         }
@@ -191,36 +168,6 @@ fn reload(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot signal dnsmasq (pid {pid}): {e}"))
 }
 
-/// What dnsmasq now serves: the reservations just written, so the OS-install handshake can
-/// see that a node's DHCP data is current.
-async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::Result<()> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.node_id).collect();
-    let macs: Vec<&str> = rows.iter().map(|r| r.mac.as_str()).collect();
-    let addresses: Vec<&str> = rows.iter().map(|r| r.address.as_str()).collect();
-    let read_at: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.read_at).collect();
-    let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM dhcp_reservations WHERE NOT (node_id = ANY($1))")
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO dhcp_reservations (node_id, mac, address, written_at)
-         SELECT r.node_id, r.mac::macaddr, r.address::inet, r.read_at
-           FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
-                AS r(node_id, mac, address, read_at)
-           JOIN nodes n ON n.id = r.node_id
-         ON CONFLICT (node_id) DO UPDATE SET mac = excluded.mac, address = excluded.address,
-                                             written_at = excluded.written_at",
-    )
-    .bind(&ids)
-    .bind(&macs)
-    .bind(&addresses)
-    .bind(&read_at)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
-}
-
 /// Re-runs the noderoles of a database role on the high-priority lane when nodes come, go,
 /// or change what the database holds about them.
 pub struct DatabaseHooks {
@@ -236,15 +183,9 @@ impl DatabaseHooks {
     }
 
     async fn refresh(&self, ctx: &HookContext) -> HookResult {
-        let noderoles: Vec<i64> = sqlx::query_scalar(
-            "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id
-               JOIN deployments d ON d.id = nr.deployment_id
-              WHERE r.name = $1 AND d.state = 'committed' AND nr.state IN (0, 1)",
-        )
-        .bind(self.role)
-        .fetch_all(&ctx.pool)
-        .await
-        .map_err(|e| e.to_string())?;
+        let noderoles = db::dnsmasq::runnable_noderoles_of(&ctx.pool, self.role)
+            .await
+            .map_err(|e| e.to_string())?;
         for id in noderoles {
             ctx.request_run(id).await.map_err(|e| e.to_string())?;
         }
