@@ -34,3 +34,4 @@ async fn databases_on_admin_node(app: &TestApp) {
         .await
         .status(StatusCode::OK);
 }
+mod daemon;
