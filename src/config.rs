@@ -95,6 +95,10 @@ pub struct Settings {
     /// Reaching nodes: SSH timeouts and aliveness probes.
     #[command(flatten)]
     pub probe: crate::probe::ProbeSettings,
+
+    /// Boot environments, discovery, DHCP/DNS and OS installs.
+    #[command(flatten)]
+    pub provisioner: crate::provisioner::ProvisionerSettings,
 }
 
 impl Settings {

@@ -19,6 +19,7 @@ pub mod jig;
 pub mod passwords;
 pub mod pg;
 pub mod probe;
+pub mod provisioner;
 pub mod runner;
 pub mod ssh;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::{
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
     probe::{NodeAccess, Prober},
+    provisioner::{Provisioner, install::OsInstallJig},
     ssh::ClientKey,
     telemetry,
 };
@@ -114,6 +115,7 @@ async fn serve_on(
         .await?;
     // before anything counts: figures recorded earlier would be lost
     tokio::spawn(crate::telemetry::metrics::upkeep(shutdown.clone()));
+    let provisioner = Provisioner::new(&settings.provisioner, listener.local_addr()?)?;
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
@@ -124,15 +126,35 @@ async fn serve_on(
         }
         .run(shutdown.clone()),
     );
-    let hooks = Hooks::default();
+    let dnsmasq_dir = settings
+        .provisioner
+        .dnsmasq_dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("dnsmasq"));
+    let (hooks, jigs) = crate::provisioner::dnsmasq::register(
+        Hooks::default(),
+        JigRegistry::builtin()
+            .with(ScriptJig::new(access.clone()))
+            .with(OsInstallJig::new(
+                pool.clone(),
+                access,
+                provisioner.clone(),
+                settings.provisioner.reboot_command.clone(),
+            )),
+        pool,
+        &dnsmasq_dir,
+    );
     let engine = Engine::start(
         pool.clone(),
         &settings.annealer,
-        JigRegistry::builtin().with(ScriptJig::new(access)),
+        jigs,
         hooks.clone(),
         settings.shutdown_grace,
         shutdown.clone(),
     );
+    let addr = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let state = AppState {
         pool: pool.clone(),
         run_cap: settings.annealer.run_cap,
@@ -140,10 +162,8 @@ async fn serve_on(
         ssh_public_key: Some(key.public_openssh()),
         events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
         shutdown: shutdown.clone(),
+        provisioner,
     };
-    let addr = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
     if settings.demo
         && crate::demo::seed(&state)
             .await

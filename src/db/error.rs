@@ -58,6 +58,12 @@ impl StoreError {
             "deployments_system_undeletable" => "the system deployment cannot be deleted",
             "api_tokens_name_unique" => "a token with that name exists already",
             "users_name_unique" => "a user with that name exists already",
+            "networks_name_unique" => "a network with that name exists already",
+            "network_ranges_name_unique" => "two ranges of the network have that name",
+            "network_allocations_address_unique" => "that address is allocated already",
+            "network_allocations_one_per_family" => {
+                "the node has an address of that family on that network already"
+            }
             "nodes_name_check" => {
                 return StoreError::invalid(
                     "invalid_name",
@@ -68,6 +74,12 @@ impl StoreError {
                 return StoreError::invalid(
                     "invalid_name",
                     "token names are 1 to 64 letters, digits, '_', '.', '@' and '-', starting with a letter or digit",
+                );
+            }
+            "networks_name_check" | "network_ranges_name_check" => {
+                return StoreError::invalid(
+                    "invalid_name",
+                    "network and range names are lower-case letters, digits, '_' and '-'",
                 );
             }
             "deployments_name_check" => {

@@ -92,9 +92,11 @@ pub async fn compute(
             set_path(input, &map, value);
         }
     }
+    // The facts join whatever the layers put under `crowbar` (e.g. `crowbar/access` of
+    // crowbar-access) instead of replacing it; the facts themselves win.
     for (id, crowbar) in facts {
         if let Some(input) = inputs.get_mut(&id) {
-            set_path(input, "crowbar", crowbar);
+            deep_merge(input, &json!({ "crowbar": crowbar }));
         }
     }
     Ok(inputs

@@ -363,6 +363,51 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
     Ok(())
 }
 
+/// The id of the node with MAC `mac`, its row locked for the rest of the transaction.
+pub async fn lock_by_mac(conn: &mut PgConnection, mac: &str) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT id FROM nodes WHERE mac = $1::macaddr FOR UPDATE")
+        .bind(mac)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Gives a node a new token (returned, shown once); the old one stops working.
+pub async fn rotate_token(
+    conn: &mut PgConnection,
+    node_id: i64,
+    actor: &Actor,
+    reason: &str,
+) -> Result<String, StoreError> {
+    let token = new_token();
+    let name: String =
+        sqlx::query_scalar("UPDATE nodes SET token_hash = $2 WHERE id = $1 RETURNING name")
+            .bind(node_id)
+            .bind(token_hash(&token))
+            .fetch_one(&mut *conn)
+            .await?;
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "node.token_rotated",
+            reason: reason.to_string(),
+            node_id: Some(node_id),
+            data: json!({"id": node_id, "name": name}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(token)
+}
+
+/// The name and bootenv of the node with MAC `mac` (canonical form), if any.
+pub async fn by_mac(pool: &PgPool, mac: &str) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as("SELECT name, bootenv FROM nodes WHERE mac = $1::macaddr")
+        .bind(mac)
+        .fetch_optional(pool)
+        .await
+}
+
 /// The node a token belongs to, if any.
 pub async fn by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
     sqlx::query_as("SELECT id, name FROM nodes WHERE token_hash = $1")
@@ -387,17 +432,4 @@ pub async fn history(
     .bind(offset)
     .fetch_all(pool)
     .await
-}
-
-/// Gives a node a new token; the old one stops working at once. Returns the new token,
-/// which exists only here.
-pub async fn rotate_token(conn: &mut PgConnection, key: &Key) -> Result<(i64, String), StoreError> {
-    let id = id_of(conn, key).await?;
-    let token = new_token();
-    sqlx::query("UPDATE nodes SET token_hash = $2 WHERE id = $1")
-        .bind(id)
-        .bind(token_hash(&token))
-        .execute(conn)
-        .await?;
-    Ok((id, token))
 }

@@ -4,6 +4,7 @@ pub mod barclamp;
 pub mod bind;
 pub mod catalog;
 pub mod data;
+pub mod ipam;
 pub mod plan;
 pub mod reason;
 pub mod state;

@@ -3,7 +3,7 @@
 //! Every `/api/v2` route sits behind [`require_token`]: `Authorization: Bearer <token>` with
 //! an admin token (`api_tokens`) or a node token (`nodes.token_hash`); anything else is a
 //! 401. Node tokens are denied by default (403): [`require_token`] lets them through only to
-//! `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}`, and the node update handler
+//! `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}` (and `GET` of its `/install`), and the node update handler
 //! accepts only `alive` and `bootenv` from them. New routes are therefore admin-only unless
 //! they are added to [`node_may`].
 //!
@@ -126,12 +126,15 @@ fn node_may(method: &Method, path: &str, id: i64, name: &str) -> bool {
     if !(method == Method::GET || method == Method::PUT || method == Method::PATCH) {
         return false;
     }
-    let Some(segment) = path.strip_prefix("/api/v2/nodes/") else {
+    let Some(rest) = path.strip_prefix("/api/v2/nodes/") else {
         return false;
     };
-    if segment.contains('/') {
-        return false;
-    }
+    // its own node, and (reading only) its own OS install
+    let segment = match rest.split_once('/') {
+        None => rest,
+        Some((segment, "install")) if method == Method::GET => segment,
+        Some(_) => return false,
+    };
     match Key::parse(segment) {
         Key::Id(own) => own == id,
         Key::Name(own) => own == name,
@@ -169,6 +172,10 @@ mod tests {
         assert!(!ok(Method::GET, "/api/v2/nodes/n2.example.com"));
         assert!(!ok(Method::GET, "/api/v2/nodes"));
         assert!(!ok(Method::GET, "/api/v2/nodes/7/node_roles"));
+        assert!(ok(Method::GET, "/api/v2/nodes/7/install"));
+        assert!(ok(Method::GET, "/api/v2/nodes/n1.example.com/install"));
+        assert!(!ok(Method::PUT, "/api/v2/nodes/7/install"));
+        assert!(!ok(Method::GET, "/api/v2/nodes/8/install"));
         assert!(!ok(Method::PUT, "/api/v2/nodes/7/commit"));
         assert!(!ok(Method::GET, "/api/v2/deployments/7"));
     }

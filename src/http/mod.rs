@@ -3,6 +3,8 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+mod boot;
+mod discover;
 pub mod error;
 pub mod extract;
 mod health;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub events: crate::events::EventHub,
     /// Cancelled when the daemon shuts down: long-lived responses (event streams) end.
     pub shutdown: CancellationToken,
+    /// Boot environments and where nodes reach crowbar.
+    pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
 }
 
 impl AppState {
@@ -52,6 +56,11 @@ impl AppState {
             hooks: crate::hooks::Hooks::default(),
             ssh_public_key: None,
             shutdown: CancellationToken::new(),
+            provisioner: crate::provisioner::Provisioner::new(
+                &crate::provisioner::ProvisionerSettings::default(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
+            )
+            .expect("the shipped bootenvs are checked by their tests"),
         }
     }
 }
@@ -63,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
+        .merge(boot::router())
+        .merge(discover::router())
         .merge(api::router(state.clone()))
         .merge(crate::ui::router(state.clone()))
         .fallback(unknown_route)

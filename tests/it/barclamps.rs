@@ -80,6 +80,7 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         statuses(&outcomes),
         [
             ("core".to_owned(), ImportStatus::Created),
+            ("provisioner".to_owned(), ImportStatus::Created),
             ("test".to_owned(), ImportStatus::Created)
         ]
     );
@@ -89,7 +90,7 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         .fetch_all(&db.pool)
         .await
         .unwrap();
-    assert_eq!(jigs, ["noop", "script", "test"]);
+    assert_eq!(jigs, ["dnsmasq", "noop", "os-install", "script", "test"]);
 
     let admin = role(&db.pool, "crowbar-admin-node").await;
     assert!(admin.bootstrap && !admin.implicit);

@@ -12,6 +12,7 @@ mod metrics;
 mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;
+mod provisioning;
 mod rig_smoke;
 mod script_jig;
 mod serve;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    site::{Site, converged, probe_settings, wait_for},
+    site::{Site, converged, finished, probe_settings, wait_for},
     world,
 };
 
@@ -457,58 +457,6 @@ async fn hostile_attribute_values_run_nowhere() {
     site.stop().await;
 }
 
-/// Runs the shipped node-side report script inside rig node `i`'s network namespace.
-fn report(
-    site: &Site,
-    i: usize,
-    node_name: &str,
-    token: &str,
-    url: &str,
-    what: &str,
-) -> tokio::process::Child {
-    let dir = site.barclamps.join(format!("report-{i}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("node.token");
-    std::fs::write(&token_file, token).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jigs/node/crowbar-node-report");
-    tokio::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            site.rig.node(i).netns(),
-            "env",
-            "-i",
-            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-        ])
-        .arg(format!("CROWBAR_URL={url}"))
-        .arg(format!("CROWBAR_NODE={node_name}"))
-        .arg(format!("CROWBAR_TOKEN_FILE={}", token_file.display()))
-        .arg("CROWBAR_NODE_ENV=/nonexistent")
-        .arg("CROWBAR_REPORT_RETRY_DELAY=0.2")
-        .arg("CROWBAR_REPORT_TIMEOUT=30")
-        .arg("bash")
-        .arg(script)
-        .arg(what)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the report script")
-}
-
-async fn finished(child: tokio::process::Child) -> (bool, String) {
-    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
-        .await
-        .expect("the report script finishes")
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_report_themselves_with_the_shipped_script() {
     let site = Site::new(2, probe_settings(Duration::ZERO)).await;
@@ -530,7 +478,7 @@ async fn nodes_report_themselves_with_the_shipped_script() {
         .port();
     let url = format!("http://{gateway}:{port}");
     let name1 = site.name(1);
-    let boot = report(&site, 1, &name1, &site.tokens[0], &url, "boot");
+    let boot = site.report(1, &name1, &site.tokens[0], &url, "boot");
     tokio::time::sleep(Duration::from_millis(800)).await;
     let listener = tokio::net::TcpListener::bind((gateway, port))
         .await
@@ -556,21 +504,14 @@ async fn nodes_report_themselves_with_the_shipped_script() {
     assert!(site.alive(1).await);
 
     // Node 1's token for node 2: refused, nothing changes.
-    let (ok, log) = finished(report(
-        &site,
-        1,
-        &site.name(2),
-        &site.tokens[0],
-        &url,
-        "shutdown",
-    ))
-    .await;
+    let (ok, log) =
+        finished(site.report(1, &site.name(2), &site.tokens[0], &url, "shutdown")).await;
     assert!(!ok && log.contains("HTTP 403"), "{log}");
     assert!(site.alive(2).await);
     assert_eq!(site.history(2).await.len(), 1);
 
     // Shutdown: dead, by the node's own word, visible through the API.
-    let (ok, log) = finished(report(&site, 1, &name1, &site.tokens[0], &url, "shutdown")).await;
+    let (ok, log) = finished(site.report(1, &name1, &site.tokens[0], &url, "shutdown")).await;
     assert!(ok, "{log}");
     assert!(!site.alive(1).await);
     let events = app

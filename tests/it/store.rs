@@ -378,7 +378,11 @@ async fn world_move(pool: &sqlx::PgPool, node: &str, deployment: &str) {
 async fn the_catalog_reads_and_jigs_toggle() {
     let pool = setup().await;
     let barclamps = db::roles::list_barclamps(&pool, 100, 0).await.unwrap();
-    assert_eq!(barclamps.len(), 2, "the shipped core and test barclamps");
+    assert_eq!(
+        barclamps.len(),
+        3,
+        "the shipped core, provisioner and test barclamps"
+    );
     let mut conn = pool.acquire().await.unwrap();
     let detail = db::roles::get_barclamp(&mut conn, &Key::from("test"))
         .await
@@ -399,7 +403,7 @@ async fn the_catalog_reads_and_jigs_toggle() {
     )
     .await
     .unwrap();
-    assert_eq!(roles.len(), 13);
+    assert_eq!(roles.len(), 16, "core 4, provisioner 3, test 9");
     let client = db::roles::get_role(&mut conn, &Key::from("test-client"))
         .await
         .unwrap();
@@ -427,7 +431,7 @@ async fn the_catalog_reads_and_jigs_toggle() {
     );
 
     let jigs = db::roles::list_jigs(&pool, 100, 0).await.unwrap();
-    assert_eq!(jigs.len(), 3);
+    assert_eq!(jigs.len(), 5, "noop, script, dnsmasq, os-install, test");
     drop(conn);
     let mut tx = pool.begin().await.unwrap();
     let jig = db::roles::update_jig(

@@ -13,6 +13,8 @@ mod catalog;
 mod deployment_roles;
 mod deployments;
 mod events;
+mod installs;
+mod networks;
 mod node_roles;
 mod nodes;
 mod runs;
@@ -51,6 +53,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(attribs::router())
         .merge(deployment_roles::router())
         .merge(users::router())
+        .merge(networks::router())
+        .merge(installs::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -88,6 +92,7 @@ has the `ErrorBody`.",
         (name = "tokens", description = "admin API tokens"),
         (name = "attribs", description = "named data of roles, on nodes, deployments and noderoles"),
         (name = "users", description = "people who log in to the web UI with a password"),
+        (name = "networks", description = "networks, ranges and the addresses of nodes"),
     )
 )]
 struct ApiDoc;

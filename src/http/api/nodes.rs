@@ -97,7 +97,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     if let Some(bootenv) = &body.bootenv {
-        check_bootenv(bootenv)?;
+        check_bootenv(&state, bootenv)?;
     }
     let new = NewNode {
         name: body.name,
@@ -117,20 +117,32 @@ async fn create(
     ))
 }
 
-fn check_bootenv(bootenv: &str) -> Result<(), ApiError> {
+/// A bootenv must be a plain name, and one defined in `bootenvs/`.
+fn check_bootenv(state: &AppState, bootenv: &str) -> Result<(), ApiError> {
     let ok = !bootenv.is_empty()
         && bootenv.len() <= 64
         && bootenv
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::unprocessable(
+    if !ok {
+        return Err(ApiError::unprocessable(
             "invalid_bootenv",
             "a bootenv is a name of letters, digits, '-', '_' and '.' (at most 64)",
-        ))
+        ));
     }
+    if state.provisioner.bootenvs.get(bootenv).is_none() {
+        let known: Vec<&str> = state
+            .provisioner
+            .bootenvs
+            .all()
+            .map(|b| b.name.as_str())
+            .collect();
+        return Err(ApiError::unprocessable(
+            "unknown_bootenv",
+            format!("no bootenv `{bootenv}`; known: {}", known.join(", ")),
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v2/nodes/{node}", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
@@ -192,7 +204,7 @@ async fn update(
         }
     }
     if let Some(bootenv) = &body.bootenv {
-        check_bootenv(bootenv)?;
+        check_bootenv(&state, bootenv)?;
     }
     let update = NodeUpdate {
         alive: body.alive,

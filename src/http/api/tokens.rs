@@ -123,7 +123,9 @@ async fn rotate_node_token(
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<NodeToken>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let (node_id, token) = db::nodes::rotate_token(&mut tx, &Key::parse(&node)).await?;
+    let node_id = db::nodes::id_of(&mut tx, &Key::parse(&node)).await?;
+    let token =
+        db::nodes::rotate_token(&mut tx, node_id, &caller.actor(), "rotated by an admin").await?;
     tx.commit().await?;
     tracing::info!(node_id, by = %caller.actor(), "node token rotated");
     Ok(Json(NodeToken { node_id, token }))

@@ -9,8 +9,8 @@ use crate::support::app::TestApp;
 async fn roles_read_by_id_or_name_with_filters() {
     let app = TestApp::new().await;
     let roles = app.get("/api/v2/roles").send().await.status(StatusCode::OK);
-    // the shipped barclamps: core's 4 roles and test's 9
-    assert_eq!(roles.body.as_array().unwrap().len(), 13);
+    // the shipped barclamps: core's 4 roles, provisioner's 3 and test's 9
+    assert_eq!(roles.body.as_array().unwrap().len(), 16);
     let client = app
         .get("/api/v2/roles/test-client")
         .send()
@@ -66,8 +66,9 @@ async fn barclamps_read_by_id_or_name() {
         .await
         .status(StatusCode::OK);
     assert_eq!(list.body[0]["name"], "core");
-    assert_eq!(list.body[1]["name"], "test");
-    assert!(list.body[1].get("document").is_none());
+    assert_eq!(list.body[1]["name"], "provisioner");
+    assert_eq!(list.body[2]["name"], "test");
+    assert!(list.body[2].get("document").is_none());
     let one = app
         .get("/api/v2/barclamps/test")
         .send()
@@ -99,7 +100,7 @@ async fn jigs_are_read_and_toggled() {
         .iter()
         .map(|j| j["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["noop", "script", "test"]);
+    assert_eq!(names, ["noop", "script", "dnsmasq", "os-install", "test"]);
     let test = app
         .get("/api/v2/jigs/test")
         .send()

@@ -4,11 +4,13 @@
 
 mod attribs;
 mod auth;
+mod boot;
 mod catalog;
 mod deployments;
 mod documents;
 mod errors;
 mod events;
+mod networks;
 mod node_roles;
 mod nodes;
 mod openapi;

@@ -166,6 +166,9 @@ impl TestApp {
             ("jigs", "id"),
             ("roles", "id"),
             ("barclamps", "id"),
+            ("networks", "id"),
+            ("network_ranges", "id"),
+            ("network_allocations", "id"),
         ] {
             let rows: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY {order}), '[]'::jsonb) FROM {table} t"

@@ -68,6 +68,8 @@ pub struct NodeRig {
     gateway: Ipv4Addr,
     dir: PathBuf,
     nodes: Vec<RigNode>,
+    /// The services namespace (`node0`: dnsmasq), when started.
+    services: Option<Services>,
     /// Released last, after everything the block's names and addresses were used for is gone.
     lock: Option<Flock<File>>,
 }
@@ -122,6 +124,7 @@ impl NodeRig {
             block,
             dir,
             nodes: Vec::with_capacity(n),
+            services: None,
             lock: Some(lock),
             id,
         };
@@ -253,6 +256,92 @@ impl NodeRig {
         self.gateway
     }
 
+    /// The address of the services namespace on the bridge: the block's last usable one,
+    /// which a rig of at most 60 nodes leaves free.
+    pub fn services_addr(&self) -> Ipv4Addr {
+        offset(self.gateway, SERVICES_OFFSET - 1)
+    }
+
+    /// The rig's subnet (`<base>/26`) as `(base, netmask)`.
+    pub fn subnet(&self) -> (Ipv4Addr, &'static str) {
+        (
+            Ipv4Addr::from(u32::from(self.gateway) - 1),
+            "255.255.255.192",
+        )
+    }
+
+    /// Starts dnsmasq with `config` (lines of a dnsmasq configuration file) in a namespace
+    /// of its own on the bridge, at [`services_addr`](Self::services_addr), and writes its
+    /// pid to `pid_file`. Returns once it answers DNS. Stopped on teardown.
+    pub fn start_dnsmasq(&mut self, config: &str, pid_file: &Path) {
+        assert!(self.services.is_none(), "dnsmasq runs already");
+        assert!(
+            self.nodes.len() < MAX_NODES,
+            "the services namespace needs a rig of at most {} nodes",
+            MAX_NODES - 1
+        );
+        let netns = format!("crowbar-{}-node0", self.id);
+        let veth = format!("crv{}n0", self.id);
+        let addr = self.services_addr();
+        ip_batch(
+            None,
+            &format!(
+                "netns add {netns}\nlink add {veth} type veth peer name eth0 netns {netns}\nlink set {veth} master {br} up\n",
+                br = self.bridge
+            ),
+        )
+        .unwrap_or_else(|e| panic!("creating the services namespace: {e}"));
+        ip_batch(
+            Some(&netns),
+            &format!("link set lo up\naddr add {addr}/26 dev eth0\nlink set eth0 up\n"),
+        )
+        .unwrap_or_else(|e| panic!("configuring the services namespace: {e}"));
+        let conf = self.dir.join("dnsmasq.conf");
+        fs::write(&conf, config).expect("write dnsmasq.conf");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dnsmasq.log"))
+            .expect("open dnsmasq log");
+        // `ip netns exec` execs dnsmasq: the child's pid is dnsmasq's own.
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                "/usr/sbin/dnsmasq",
+                "--keep-in-foreground",
+                "--log-facility=-",
+            ])
+            .arg(format!("--conf-file={}", conf.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dnsmasq");
+        fs::write(pid_file, format!("{}\n", child.id())).expect("write the dnsmasq pid file");
+        let pid = child.id();
+        self.services = Some(Services {
+            netns,
+            veth,
+            dnsmasq: child,
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !listens_on_udp(pid, 53) {
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq does not listen:\n{}",
+                self.dnsmasq_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What dnsmasq logged.
+    pub fn dnsmasq_log(&self) -> String {
+        fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
+    }
+
     pub fn footprint(&self) -> RigFootprint {
         let mut links: Vec<String> = self.nodes.iter().map(|n| n.veth.clone()).collect();
         links.push(self.bridge.clone());
@@ -268,14 +357,21 @@ impl NodeRig {
         for node in &self.nodes {
             node.kill_sshd();
         }
-        let namespaces: Vec<String> = self.nodes.iter().map(|n| n.netns.clone()).collect();
+        let mut namespaces: Vec<String> = self.nodes.iter().map(|n| n.netns.clone()).collect();
+        let mut veths: Vec<String> = self.nodes.iter().map(|n| n.veth.clone()).collect();
+        if let Some(mut services) = self.services.take() {
+            let _ = services.dnsmasq.kill();
+            let _ = services.dnsmasq.wait();
+            namespaces.push(services.netns.clone());
+            veths.push(services.veth.clone());
+        }
         kill_processes_in(&namespaces);
         let mut batch = String::new();
-        for node in &self.nodes {
-            batch.push_str(&format!("link del {}\n", node.veth));
+        for veth in &veths {
+            batch.push_str(&format!("link del {veth}\n"));
         }
-        for node in &self.nodes {
-            batch.push_str(&format!("netns del {}\n", node.netns));
+        for netns in &namespaces {
+            batch.push_str(&format!("netns del {netns}\n"));
         }
         batch.push_str(&format!("link del {}\n", self.bridge));
         // Some of these may never have been created when start failed half-way.
@@ -288,6 +384,16 @@ impl NodeRig {
         drop(self.lock.take());
     }
 }
+
+/// The namespace of the rig's services (dnsmasq).
+struct Services {
+    netns: String,
+    veth: String,
+    dnsmasq: Child,
+}
+
+/// Host offset of the services namespace in a block (`.62` of a /26).
+const SERVICES_OFFSET: usize = 62;
 
 impl Drop for NodeRig {
     fn drop(&mut self) {
@@ -327,6 +433,88 @@ impl RigNode {
 
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+
+    /// The MAC address of the node's `eth0` (lower case, colons).
+    pub fn mac(&self) -> String {
+        let out = self.exec_in_netns("cat /sys/class/net/eth0/address");
+        assert!(out.status.success(), "no eth0 in {}", self.netns);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Asks for a DHCP lease on the node's `eth0` as an iPXE client would (user class
+    /// `iPXE`), configuring nothing: returns the offered address and boot file name, or
+    /// `None` when no server answered within `timeout_secs`.
+    pub fn dhcp_lease(&self, timeout_secs: u32) -> Option<(String, Option<String>)> {
+        let conf = self.dir.join("dhclient.conf");
+        let leases = self.dir.join("dhclient.leases");
+        let pid = self.dir.join("dhclient.pid");
+        fs::write(
+            &conf,
+            format!("send user-class \"iPXE\";\ntimeout {timeout_secs};\nretry 1;\n"),
+        )
+        .expect("write dhclient.conf");
+        let _ = fs::remove_file(&leases);
+        // `-sf /bin/true`: the lease is only recorded, nothing on the machine is touched
+        let got = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "dhclient",
+                "-1",
+                "-sf",
+                "/bin/true",
+            ])
+            .arg("-cf")
+            .arg(&conf)
+            .arg("-lf")
+            .arg(&leases)
+            .arg("-pf")
+            .arg(&pid)
+            .arg("eth0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run dhclient (isc-dhcp-client)")
+            .success();
+        // dhclient stays to renew the lease: release it (the server forgets it, so the
+        // next attempt starts afresh) and stop it
+        let text = fs::read_to_string(&leases).unwrap_or_default();
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "dhclient",
+                "-r",
+                "-sf",
+                "/bin/true",
+            ])
+            .arg("-cf")
+            .arg(&conf)
+            .arg("-lf")
+            .arg(&leases)
+            .arg("-pf")
+            .arg(&pid)
+            .arg("eth0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !got {
+            return None;
+        }
+        let lease = text.rsplit("lease {").next()?;
+        let field = |name: &str| {
+            lease.lines().find_map(|line| {
+                line.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().trim_end_matches(';').trim_matches('"').to_string())
+            })
+        };
+        Some((field("fixed-address ")?, field("filename ")))
     }
 
     pub fn ssh_addr(&self) -> SocketAddr {
@@ -536,6 +724,20 @@ fn listens_on(pid: u32, port: u16) -> bool {
         let local = fields.nth(1).unwrap_or("");
         let state = fields.nth(1).unwrap_or("");
         local.ends_with(&port) && state == "0A"
+    })
+}
+
+/// Whether the process's network namespace has a UDP socket bound to `port`.
+fn listens_on_udp(pid: u32, port: u16) -> bool {
+    let Ok(table) = fs::read_to_string(format!("/proc/{pid}/net/udp")) else {
+        return false;
+    };
+    let port = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        line.split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .ends_with(&port)
     })
 }
 

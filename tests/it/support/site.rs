@@ -158,6 +158,27 @@ impl Site {
     /// A database with the shipped and `rig` barclamps, `n` rig nodes registered with their
     /// addresses (not alive yet: the first probe finds them).
     pub async fn new(n: usize, probes: ProbeSettings) -> Site {
+        let mut site = Site::unregistered(n, probes).await;
+        for node in site.rig.nodes() {
+            let mut conn = site.pool.acquire().await.unwrap();
+            let (_, token) = nodes::create(
+                &mut conn,
+                &NewNode {
+                    name: node.name().to_string(),
+                    address: Some(node.addr().to_string()),
+                    ..Default::default()
+                },
+                &Actor::admin("test"),
+            )
+            .await
+            .expect("create node");
+            site.tokens.push(token);
+        }
+        site
+    }
+
+    /// Like [`Site::new`], but crowbar knows none of the rig's machines yet (for discovery).
+    pub async fn unregistered(n: usize, probes: ProbeSettings) -> Site {
         let db = test_db().await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -181,23 +202,6 @@ impl Site {
         crowbar::barclamps::import_dir(&pool, &barclamps)
             .await
             .expect("the rig barclamp imports");
-
-        let mut tokens = Vec::new();
-        for node in rig.nodes() {
-            let mut conn = pool.acquire().await.unwrap();
-            let (_, token) = nodes::create(
-                &mut conn,
-                &NewNode {
-                    name: node.name().to_string(),
-                    address: Some(node.addr().to_string()),
-                    ..Default::default()
-                },
-                &Actor::admin("test"),
-            )
-            .await
-            .expect("create node");
-            tokens.push(token);
-        }
         let access = NodeAccess::new(pool.clone(), key.clone(), probes);
         Site {
             pool,
@@ -206,10 +210,26 @@ impl Site {
             key,
             barclamps,
             shutdown: CancellationToken::new(),
-            tokens,
+            tokens: Vec::new(),
             engine: None,
             _dirs: vec![keys, dir],
         }
+    }
+
+    /// Namespace nodes share this machine's /etc: `crowbar-access` must keep the hostname
+    /// it writes in the node's own state directory (system-wide deployment-role data).
+    pub async fn keep_hostname_files_in_node_state(&self) {
+        sqlx::query(
+            "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data, committed_data)
+             SELECT d.id, r.id, $1, $1 FROM deployments d, roles r
+              WHERE d.system AND r.name = 'crowbar-access'",
+        )
+        .bind(serde_json::json!({"crowbar": {"access": {
+            "hostname_file": format!("{NODE_STATE_MOUNT}/hostname")
+        }}}))
+        .execute(&self.pool)
+        .await
+        .expect("deployment-role data for crowbar-access");
     }
 
     pub fn prober(&self) -> Prober {
@@ -220,6 +240,11 @@ impl Site {
 
     /// Starts annealer, runner (with the script jig) and the scheduled prober.
     pub fn start(&mut self) {
+        self.start_with(|jigs| jigs, Hooks::default());
+    }
+
+    /// [`Site::start`] with more jigs (added to the builtin and script jigs) and hooks.
+    pub fn start_with(&mut self, jigs: impl FnOnce(JigRegistry) -> JigRegistry, hooks: Hooks) {
         let settings = AnnealerSettings {
             sweep_interval: Duration::from_secs(1),
             run_timeout: Duration::from_secs(60),
@@ -228,8 +253,8 @@ impl Site {
         let engine = Engine::start(
             self.pool.clone(),
             &settings,
-            JigRegistry::builtin().with(ScriptJig::new(self.access.clone())),
-            Hooks::default(),
+            jigs(JigRegistry::builtin().with(ScriptJig::new(self.access.clone()))),
+            hooks,
             Duration::from_secs(5),
             self.shutdown.clone(),
         );
@@ -296,6 +321,47 @@ impl Site {
         .unwrap()
     }
 
+    /// Runs the shipped node-side report script inside rig node `i`'s network namespace.
+    pub fn report(
+        &self,
+        i: usize,
+        node_name: &str,
+        token: &str,
+        url: &str,
+        what: &str,
+    ) -> tokio::process::Child {
+        let dir = self.barclamps.join(format!("report-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token_file = dir.join("node.token");
+        std::fs::write(&token_file, token).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jigs/node/crowbar-node-report");
+        tokio::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                self.rig.node(i).netns(),
+                "env",
+                "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            ])
+            .arg(format!("CROWBAR_URL={url}"))
+            .arg(format!("CROWBAR_NODE={node_name}"))
+            .arg(format!("CROWBAR_TOKEN_FILE={}", token_file.display()))
+            .arg("CROWBAR_NODE_ENV=/nonexistent")
+            .arg("CROWBAR_REPORT_RETRY_DELAY=0.2")
+            .arg("CROWBAR_REPORT_TIMEOUT=30")
+            .arg("bash")
+            .arg(script)
+            .args(what.split_whitespace())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run the report script")
+    }
+
     pub async fn noderole(&self, i: usize, role: &str) -> (i16, i32, String, Value) {
         sqlx::query_as(
             "SELECT nr.state, nr.run_count, nr.runlog, nr.wall FROM noderoles nr
@@ -308,6 +374,18 @@ impl Site {
         .await
         .unwrap()
     }
+}
+
+/// Waits (bounded) for a report script; returns whether it succeeded and what it said.
+pub async fn finished(child: tokio::process::Child) -> (bool, String) {
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the report script finishes")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 impl Drop for Site {

@@ -1,0 +1,75 @@
+//! `POST /discover`: an unknown machine registers itself (SEMANTICS.md §10).
+//!
+//! Like `/boot/{mac}` this belongs to the boot-time surface and needs no token: the
+//! discovery image has no secret yet. It is narrow on purpose: it can only create a node
+//! for a new MAC, or hand a fresh token for a node that is still in discovery (see
+//! `provisioner::discovery` and docs/provisioning.md).
+
+use std::net::IpAddr;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, extract::ApiJson};
+use crate::provisioner::{
+    canonical_mac,
+    discovery::{self, DiscoveryError},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/discover", post(discover))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscoverBody {
+    mac: String,
+    /// The address the machine booted with; it becomes the node's admin address.
+    address: Option<String>,
+}
+
+/// 201 with the new node and its token; 200 with a fresh token when the MAC was known and
+/// its node is still in discovery; 409 when that node left discovery.
+async fn discover(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<DiscoverBody>,
+) -> Result<Response, ApiError> {
+    let mac = canonical_mac(&body.mac).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_mac",
+            format!("`{}` is not a MAC address", body.mac),
+        )
+    })?;
+    let address = body
+        .address
+        .map(|a| {
+            a.parse::<IpAddr>().map(|ip| ip.to_string()).map_err(|_| {
+                ApiError::unprocessable("invalid_address", format!("`{a}` is not an IP address"))
+            })
+        })
+        .transpose()?;
+    let discovered = discovery::discover(
+        &state.pool,
+        &state.hooks,
+        &state.provisioner.domain,
+        &mac,
+        address,
+    )
+    .await
+    .map_err(|e| match e {
+        DiscoveryError::Store(e) => ApiError::from(e),
+        DiscoveryError::Veto(v) => ApiError::from(v),
+    })?;
+    let status = if discovered.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(discovered)).into_response())
+}

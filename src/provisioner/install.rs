@@ -1,0 +1,254 @@
+//! The OS-install handshake (SEMANTICS.md §10, docs/provisioning.md): the `os-install` jig
+//! of `provisioner-os-install` drives a node from its current system into an installer and
+//! back to its installed disk, one explicit step at a time:
+//!
+//! 1. `requested`: the node's bootenv becomes the install bootenv (one transaction with the
+//!    install's row: a node is installed once, ever);
+//! 2. the jig waits until dnsmasq serves the node's current reservation (the DHCP database
+//!    ran after the bootenv change) and `/boot/<mac>` renders the installer — only then is
+//!    the node rebooted (`rebooting`);
+//! 3. the installer reports `bootenv=local` with the node's token; the jig waits until the
+//!    DHCP data is current again and `/boot/<mac>` renders the local disk, then confirms
+//!    (`installed`) — the installer polls `GET /api/v2/nodes/<node>/install` and reboots
+//!    only after this confirmation;
+//! 4. the installed system reports `alive=true`: the install is `done`, the run succeeds
+//!    and the annealer resumes with the node's other roles.
+//!
+//! Every step is recorded in `os_installs` before the next begins, so a run that is lost
+//! (daemon restart) resumes where it was, and a run of a node whose install is `done` just
+//! succeeds: os-install never runs twice.
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::{Provisioner, bootenvs::LOCAL};
+use crate::{
+    db::{
+        events::Actor,
+        installs::{self, BootFacts},
+        keys::Key,
+        nodes::{self, NodeUpdate},
+    },
+    domain::data::get_path,
+    jig::{Jig, JigJob, JigOutput},
+    probe::{NodeAccess, NodeRef},
+};
+
+/// Who the node's history names for the bootenv change.
+pub const ACTOR: &str = "jig:os-install";
+/// How often the jig looks at the handshake's conditions.
+const POLL: Duration = Duration::from_millis(100);
+
+pub struct OsInstallJig {
+    pool: PgPool,
+    access: Arc<NodeAccess>,
+    provisioner: Arc<Provisioner>,
+    reboot_command: String,
+}
+
+impl OsInstallJig {
+    pub fn new(
+        pool: PgPool,
+        access: Arc<NodeAccess>,
+        provisioner: Arc<Provisioner>,
+        reboot_command: String,
+    ) -> Self {
+        Self {
+            pool,
+            access,
+            provisioner,
+            reboot_command,
+        }
+    }
+}
+
+impl Jig for OsInstallJig {
+    fn name(&self) -> &'static str {
+        "os-install"
+    }
+
+    fn run<'a>(&'a self, job: &'a JigJob) -> BoxFuture<'a, JigOutput> {
+        Box::pin(async move {
+            match self.install(job).await {
+                Ok((wall, log)) => JigOutput::ok(Some(wall), log),
+                Err(message) => JigOutput::failed(format!("os-install: {message}")),
+            }
+        })
+    }
+}
+
+type Step<T> = Result<T, String>;
+
+fn db(e: sqlx::Error) -> String {
+    format!("database: {e}")
+}
+
+impl OsInstallJig {
+    #[tracing::instrument(skip_all, fields(run = job.run_id, node = %job.node))]
+    async fn install(&self, job: &JigJob) -> Step<(Value, String)> {
+        let target = get_path(&job.input, "provisioner/os")
+            .and_then(Value::as_str)
+            .ok_or("provisioner/os names no install bootenv")?;
+        match self.provisioner.bootenvs.get(target) {
+            Some(bootenv) if bootenv.installs() => {}
+            _ => return Err(format!("`{target}` is not an install bootenv in bootenvs/")),
+        }
+        let mut log = Vec::new();
+        loop {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let install = installs::get(&mut conn, job.node_id).await.map_err(db)?;
+            drop(conn);
+            let Some(install) = install else {
+                self.request(job, target).await?;
+                log.push(format!("bootenv set to {target}"));
+                continue;
+            };
+            match install.state.as_str() {
+                "requested" => {
+                    let facts = self.wait_boot_data(job.node_id, &install.bootenv).await?;
+                    self.reboot(job, &facts).await?;
+                    installs::advance(&self.pool, job.node_id, "requested", "rebooting")
+                        .await
+                        .map_err(db)?;
+                    log.push(
+                        "DHCP and boot script confirmed; node rebooted into the installer".into(),
+                    );
+                }
+                "rebooting" => {
+                    self.wait_boot_data(job.node_id, LOCAL).await?;
+                    installs::advance(&self.pool, job.node_id, "rebooting", "installed")
+                        .await
+                        .map_err(db)?;
+                    log.push("installer reported bootenv=local; confirmed".into());
+                }
+                "installed" => {
+                    let after = install.confirmed_after_event.unwrap_or(0);
+                    self.wait(|pool| async move {
+                        installs::booted_since(&pool, job.node_id, after).await
+                    })
+                    .await?;
+                    installs::advance(&self.pool, job.node_id, "installed", "done")
+                        .await
+                        .map_err(db)?;
+                    log.push("the installed system reported alive".into());
+                }
+                "done" => {
+                    if log.is_empty() {
+                        log.push(format!(
+                            "{} was installed already; not again",
+                            install.bootenv
+                        ));
+                    }
+                    let wall = json!({"provisioner": {"installed": install.bootenv}});
+                    return Ok((wall, log.join("\n")));
+                }
+                other => return Err(format!("unknown install state `{other}`")),
+            }
+        }
+    }
+
+    /// Step 1: the install's row and the node's bootenv, in one transaction.
+    async fn request(&self, job: &JigJob, target: &str) -> Step<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if installs::start(&mut tx, job.node_id, target)
+            .await
+            .map_err(db)?
+        {
+            let update = NodeUpdate {
+                bootenv: Some(target.to_string()),
+                ..Default::default()
+            };
+            nodes::update(
+                &mut tx,
+                &Key::Id(job.node_id),
+                &update,
+                &Actor(ACTOR.into()),
+                &format!("installing {target}"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// Waits until the node's bootenv is `bootenv`, dnsmasq serves its current reservation,
+    /// and its boot script renders that bootenv.
+    async fn wait_boot_data(&self, node_id: i64, bootenv: &str) -> Step<BootFacts> {
+        self.wait(|pool| async move {
+            let facts = installs::boot_facts(&pool, node_id).await?;
+            Ok(facts.bootenv == bootenv && installs::dhcp_current(&pool, node_id).await?)
+        })
+        .await?;
+        let facts = installs::boot_facts(&self.pool, node_id)
+            .await
+            .map_err(db)?;
+        let mac = facts
+            .mac
+            .as_deref()
+            .ok_or_else(|| format!("{} has no MAC: it cannot boot over the network", facts.name))?;
+        let script = self
+            .provisioner
+            .boot_script(mac, Some((&facts.name, &facts.bootenv)))
+            .map_err(|e| e.to_string())?;
+        let marker = format!("crowbar: {bootenv} for");
+        if !script.contains(&marker) {
+            return Err(format!(
+                "the boot script of {mac} is not {bootenv}:\n{script}"
+            ));
+        }
+        Ok(facts)
+    }
+
+    /// Polls `check` until it holds. The run's timeout bounds the wait.
+    async fn wait<F, Fut>(&self, check: F) -> Step<()>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: std::future::Future<Output = sqlx::Result<bool>>,
+    {
+        loop {
+            if check(self.pool.clone()).await.map_err(db)? {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Step 2's reboot: the operator's reboot command, detached so that the connection
+    /// dropping under it is no failure.
+    async fn reboot(&self, job: &JigJob, facts: &BootFacts) -> Step<()> {
+        let addr: IpAddr = facts
+            .address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("{} has no address to reach it by", facts.name))?;
+        let node = NodeRef {
+            id: job.node_id,
+            name: facts.name.clone(),
+            addr,
+        };
+        let session = self
+            .access
+            .session(&node)
+            .await
+            .map_err(|e| format!("cannot reach {} to reboot it: {}", facts.name, e.reason()))?;
+        let command = format!("({}) </dev/null >/dev/null 2>&1 &", self.reboot_command);
+        let out = session
+            .exec_with_timeout(&command, None, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("rebooting {}: {e}", facts.name))?;
+        // the node goes down: its cached connection is of no use any more
+        self.access.forget(job.node_id);
+        if out.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the reboot command failed on {}: {}",
+                facts.name,
+                out.stderr_lossy()
+            ))
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The OS-install handshake on real parts: namespace machines discover themselves, get
+//! annealed, and are installed by `provisioner-os-install` while dnsmasq serves their DHCP
+//! data. A machine's "reboot" is its sshd going down and up; its reports go through its
+//! node token over HTTP with the shipped report script; it checks, at every boot, that the
+//! provisioner's data was already what the handshake promises.
+
+use std::{path::Path, time::Duration};
+
+use axum::http::StatusCode;
+use crowbar::{
+    hooks::Hooks,
+    provisioner::{
+        Provisioner, ProvisionerSettings,
+        dnsmasq::{self, DnsmasqJig},
+        install::OsInstallJig,
+    },
+};
+use serde_json::{Value, json};
+
+use crate::support::{
+    app::TestApp,
+    nodes::{NODE_STATE_MOUNT, RigNode},
+    site::{Site, converged, finished, probe_settings, wait_for},
+};
+
+const ROUNDS: usize = 20;
+const OS: &str = "ubuntu-22.04-install";
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What a machine saw that the handshake should have made impossible.
+type Violations = Vec<String>;
+
+struct World {
+    site: Site,
+    app: TestApp,
+    url: String,
+    http: reqwest::Client,
+    dnsmasq_dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn boot_script(&self, mac: &str) -> String {
+        self.http
+            .get(format!("{}/boot/{mac}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn install_state(&self, name: &str, token: &str) -> Option<String> {
+        let reply = self
+            .http
+            .get(format!("{}/api/v2/nodes/{name}/install", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        if reply.status() != StatusCode::OK {
+            return None;
+        }
+        let body: Value = reply.json().await.unwrap();
+        body["state"].as_str().map(str::to_string)
+    }
+
+    fn reserved(&self, node: &RigNode, address: &str) -> bool {
+        let hosts = std::fs::read_to_string(self.dnsmasq_dir.path().join(dnsmasq::DHCP_HOSTS_FILE))
+            .unwrap_or_default();
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&format!("{},{address},", node.mac())))
+    }
+
+    async fn report(&self, i: usize, name: &str, token: &str, what: &str) {
+        let (ok, log) = finished(self.site.report(i, name, token, &self.url, what)).await;
+        assert!(ok, "report {what} of {name}: {log}");
+    }
+
+    /// The machine's side of the install, from the reboot request to the installed boot.
+    async fn play_install(&self, i: usize, name: &str, token: &str) -> Violations {
+        let node = self.site.rig.node(i);
+        let (mac, address) = (node.mac(), node.addr().to_string());
+        let request = node.state_dir().join("reboot");
+        let mut seen = Violations::new();
+        wait_for(LIMIT, "the provisioner reboots the machine", || async {
+            request.exists()
+        })
+        .await;
+        // rebooted now: DHCP and the boot script must already say "install"
+        if !self.reserved(node, &address) {
+            seen.push(format!(
+                "{name} rebooted before dnsmasq served its reservation"
+            ));
+        }
+        let script = self.boot_script(&mac).await;
+        if !script.contains(&format!("crowbar: {OS} for {name}")) {
+            seen.push(format!("{name} rebooted into something else:\n{script}"));
+        }
+        std::fs::remove_file(&request).unwrap();
+        tokio::task::block_in_place(|| node.kill_sshd());
+        self.report(i, name, token, "shutdown").await;
+        // the installer runs, reports the local disk, and waits for the confirmation
+        self.report(i, name, token, "bootenv local").await;
+        wait_for(LIMIT, "the provisioner confirms the install", || async {
+            self.install_state(name, token).await.as_deref() == Some("installed")
+        })
+        .await;
+        let script = self.boot_script(&mac).await;
+        if !script.contains(&format!("crowbar: local for {name}")) {
+            seen.push(format!(
+                "{name} was confirmed before its boot script was local:\n{script}"
+            ));
+        }
+        if !self.reserved(node, &address) {
+            seen.push(format!("{name} was confirmed without its reservation"));
+        }
+        // the final reboot: the installed system comes up and says so
+        tokio::task::block_in_place(|| node.start_sshd());
+        self.report(i, name, token, "boot").await;
+        seen
+    }
+}
+
+async fn noderole(pool: &sqlx::PgPool, node: &str, role: &str) -> (i16, i32) {
+    sqlx::query_as(
+        "SELECT nr.state, nr.run_count FROM noderoles nr JOIN nodes n ON n.id = nr.node_id
+           JOIN roles r ON r.id = nr.role_id WHERE n.name = $1 AND r.name = $2",
+    )
+    .bind(node)
+    .bind(role)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn setup() -> World {
+    let mut site = Site::unregistered(ROUNDS, probe_settings(Duration::ZERO)).await;
+    site.keep_hostname_files_in_node_state().await;
+    let dnsmasq_dir = tempfile::tempdir().unwrap();
+    for file in [dnsmasq::DHCP_HOSTS_FILE, dnsmasq::HOSTS_FILE] {
+        std::fs::write(dnsmasq_dir.path().join(file), "").unwrap();
+    }
+    let config = super::dnsmasq::dnsmasq_config(&site.rig, dnsmasq_dir.path());
+    site.rig
+        .start_dnsmasq(&config, &dnsmasq_dir.path().join(dnsmasq::PID_FILE));
+
+    let gateway = site.rig.gateway();
+    let listener = tokio::net::TcpListener::bind((gateway, 0)).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = TestApp::on(site.pool.clone(), None).await;
+    tokio::spawn(axum::serve(listener, app.router()).into_future());
+
+    let settings = ProvisionerSettings {
+        provisioner_url: Some(url.clone()),
+        reboot_command: format!("touch {NODE_STATE_MOUNT}/reboot"),
+        ..ProvisionerSettings::default()
+    };
+    let provisioner = Provisioner::new(&settings, "127.0.0.1:3000".parse().unwrap()).unwrap();
+    let (pool, access, dir) = (
+        site.pool.clone(),
+        site.access.clone(),
+        dnsmasq_dir.path().to_path_buf(),
+    );
+    site.start_with(
+        move |jigs| {
+            jigs.with(DnsmasqJig::new(pool.clone(), dir, dnsmasq::DEFAULT_SETTLE))
+                .with(OsInstallJig::new(
+                    pool,
+                    access,
+                    provisioner,
+                    settings.reboot_command.clone(),
+                ))
+        },
+        Hooks::default()
+            .with(dnsmasq::DatabaseHooks::dhcp())
+            .with(dnsmasq::DatabaseHooks::dns()),
+    );
+    // the DHCP and DNS databases on the admin node
+    super::databases_on_admin_node(&app).await;
+    World {
+        site,
+        app,
+        url,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        dnsmasq_dir,
+    }
+}
+
+/// One machine from discovery to its installed system; returns its name and token.
+async fn install_one(world: &World, i: usize) -> (String, String) {
+    let node = world.site.rig.node(i);
+    let discovered: Value = world
+        .http
+        .post(format!("{}/discover", world.url))
+        .json(&json!({"mac": node.mac(), "address": node.addr().to_string()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let name = discovered["name"].as_str().unwrap().to_string();
+    let token = discovered["token"].as_str().unwrap().to_string();
+    world.report(i, &name, &token, "boot").await;
+    wait_for(LIMIT, "the discovered machine is managed", || async {
+        noderole(&world.site.pool, &name, "crowbar-managed-node")
+            .await
+            .0
+            == 0
+    })
+    .await;
+
+    world
+        .app
+        .bind(&name, "provisioner-os-install", "system")
+        .await;
+    world
+        .app
+        .put(&format!("/api/v2/nodes/{name}/commit"))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    let violations = world.play_install(i, &name, &token).await;
+    assert!(violations.is_empty(), "round {i}: {violations:#?}");
+    wait_for(
+        LIMIT,
+        "the install finishes and the node converges",
+        || async {
+            noderole(&world.site.pool, &name, "provisioner-os-install").await == (0, 1)
+                && converged(&world.site.pool).await
+        },
+    )
+    .await;
+    let (bootenv, state): (String, String) = sqlx::query_as(
+        "SELECT n.bootenv, i.state FROM nodes n JOIN os_installs i ON i.node_id = n.id WHERE n.name = $1",
+    )
+    .bind(&name)
+    .fetch_one(&world.site.pool)
+    .await
+    .unwrap();
+    assert_eq!((bootenv.as_str(), state.as_str()), ("local", "done"));
+    (name, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_os_install_handshake_converges_twenty_times_in_a_row() {
+    let mut world = setup().await;
+    let started = std::time::Instant::now();
+    let mut installed = Vec::new();
+    for i in 1..=ROUNDS {
+        installed.push(install_one(&world, i).await);
+    }
+    assert_eq!(installed.len(), ROUNDS);
+    eprintln!("{ROUNDS} installs in a row took {:?}", started.elapsed());
+
+    // os-install never runs twice: machine 1 reboots again; its install is skipped
+    let (name, token) = installed.swap_remove(0);
+    world.report(1, &name, &token, "boot").await;
+    wait_for(LIMIT, "machine 1 converges again", || async {
+        noderole(&world.site.pool, &name, "provisioner-os-install").await == (0, 2)
+            && converged(&world.site.pool).await
+    })
+    .await;
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT rr.outcome FROM run_records rr JOIN roles r ON r.id = rr.role_id
+           JOIN nodes n ON n.id = rr.node_id
+          WHERE r.name = 'provisioner-os-install' AND n.name = $1 ORDER BY rr.id",
+    )
+    .bind(&name)
+    .fetch_all(&world.site.pool)
+    .await
+    .unwrap();
+    assert_eq!(outcomes, ["succeeded", "skipped"]);
+    assert!(!Path::new(&world.site.rig.node(1).state_dir().join("reboot")).exists());
+    world.site.stop().await;
+}
