@@ -5,6 +5,8 @@ ALTER TABLE api_tokens ADD CONSTRAINT api_tokens_name_check
 
 -- Filtered listings page through noderoles by state in id order (GET /api/v2/node_roles?state=).
 CREATE INDEX noderoles_state_id ON noderoles (state, id);
+-- A node's derived state looks only at its unsettled noderoles (none: it is active).
+CREATE INDEX noderoles_node_unsettled ON noderoles (node_id, state) WHERE state <> 0;
 
 -- Noderole counts by deployment and state, kept exact without counting the table
 -- (GET /api/v2/anneal at fleet scale). Every statement that inserts, deletes or changes the

@@ -38,7 +38,7 @@ const SELECT_NODE: &str = "
            host(n.address) AS address, n.mac::text AS mac, d.name AS deployment, n.deployment_id,
            CASE (SELECT min(CASE nr.state WHEN -1 THEN 0 WHEN 2 THEN 1 WHEN 1 THEN 2
                                           WHEN 3 THEN 3 WHEN 4 THEN 4 ELSE 5 END)
-                   FROM noderoles nr WHERE nr.node_id = n.id)
+                   FROM noderoles nr WHERE nr.node_id = n.id AND nr.state <> 0)
                 WHEN 0 THEN 'error' WHEN 1 THEN 'transition' WHEN 2 THEN 'todo'
                 WHEN 3 THEN 'blocked' WHEN 4 THEN 'proposed' ELSE 'active' END AS state,
            n.created_at, n.updated_at

@@ -1,11 +1,7 @@
 //! `/setup`: the first-start wizard. While there is no admin node it asks for the admin
-//! node's name and address and the admin network, creates the node in the system
-//! deployment, binds `crowbar-admin-node` to it and commits the system deployment — all in
-//! one transaction.
-//!
-//! Networks (IPAM) are not modelled yet: [`record_admin_network`] validates the network
-//! fields and keeps them in the system deployment's `crowbar-admin-node` role data, the one
-//! place to change when networks arrive.
+//! node's name and address and the admin network, creates the network and the node in the
+//! system deployment, binds `crowbar-admin-node` to it and commits the system deployment —
+//! all in one transaction.
 
 use std::net::IpAddr;
 
@@ -13,7 +9,6 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{Form, Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 
 use super::{UiError, layout::Layout, session::Session};
@@ -22,9 +17,9 @@ use crate::{
         self,
         events::Actor,
         keys::Key,
+        networks::{NewNetwork, NewRange},
         nodes::{NewNode, NodeFilter},
     },
-    domain::data::deep_merge,
     http::{AppState, actions},
 };
 
@@ -126,25 +121,29 @@ pub fn parse_network(form: &SetupForm) -> Result<AdminNetwork, String> {
     })
 }
 
-/// Records the admin network. Until networks exist this keeps it in the system
-/// deployment's `crowbar-admin-node` data (`crowbar.admin_network`), committed with it.
-async fn record_admin_network(
+/// Creates the admin network (named `admin` in the form by default, which gets an `auto`
+/// IPv6 prefix and gives nodes their admin addresses; see docs/provisioning.md).
+async fn create_admin_network(
     tx: &mut PgConnection,
-    system_id: i64,
     network: &AdminNetwork,
     actor: &Actor,
 ) -> Result<(), UiError> {
-    let data = json!({"crowbar": {"admin_network": {
-        "name": network.name,
-        "ranges": [{"name": "admin", "first": network.first, "last": network.last}],
-        "router": network.router.map(|address| json!({"address": address})),
-    }}});
-    db::deployment_roles::edit_proposed(
+    db::networks::create(
         tx,
-        &Key::Id(system_id),
-        &Key::Name(ADMIN_ROLE.into()),
+        &NewNetwork {
+            name: network.name.clone(),
+            description: "the admin network, from the setup wizard".into(),
+            deployment: None,
+            v6prefix: None,
+            v4prefix: None,
+            ranges: vec![NewRange {
+                name: "admin".into(),
+                first: network.first,
+                last: network.last,
+            }],
+            router: network.router.map(|address| (address, 0)),
+        },
         actor,
-        |proposed| deep_merge(proposed, &data),
     )
     .await?;
     Ok(())
@@ -172,6 +171,7 @@ async fn finish(
     let mut tx = state.pool.begin().await?;
     let system_id = db::deployments::system_id(&mut tx).await?;
     let system = Key::Id(system_id);
+    create_admin_network(&mut tx, &network, actor).await?;
     let (node, _token) = db::nodes::create(
         &mut tx,
         &NewNode {
@@ -185,7 +185,6 @@ async fn finish(
         actor,
     )
     .await?;
-    record_admin_network(&mut tx, system_id, &network, actor).await?;
     actions::bind_in(
         &mut tx,
         &state,

@@ -64,19 +64,17 @@ async fn the_wizard_sets_up_and_every_page_renders_cleanly() {
             .unwrap();
     assert!(admin);
     assert_eq!(address, "198.51.100.2");
-    let network: serde_json::Value = sqlx::query_scalar(
-        "SELECT dr.committed_data -> 'crowbar' -> 'admin_network' FROM deployment_roles dr
-           JOIN roles r ON r.id = dr.role_id JOIN deployments d ON d.id = dr.deployment_id
-          WHERE d.system AND r.name = 'crowbar-admin-node'",
-    )
-    .fetch_one(&site.pool)
-    .await
-    .unwrap();
-    assert_eq!(network["name"], "admin");
-    assert_eq!(
-        network["ranges"][0],
-        json!({"name": "admin", "first": "198.51.100.10", "last": "198.51.100.200"})
-    );
+    // the admin network is a real network: ranges, router, and an automatic IPv6 prefix
+    let mut conn = site.pool.acquire().await.unwrap();
+    let network = crowbar::db::networks::get(&mut conn, &crowbar::db::keys::Key::from("admin"))
+        .await
+        .unwrap();
+    let network = serde_json::to_value(network).unwrap();
+    assert_eq!(network["deployment"], "system");
+    assert_eq!(network["v6prefix"], "auto");
+    assert_eq!(network["ranges"][0]["name"], "admin");
+    assert_eq!(network["ranges"][0]["first"], "198.51.100.10");
+    assert_eq!(network["ranges"][0]["last"], "198.51.100.200");
     assert_eq!(network["router"]["address"], "198.51.100.1");
     let snapshots: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM snapshots s JOIN deployments d ON d.id = s.deployment_id WHERE d.system",
