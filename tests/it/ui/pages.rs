@@ -2,8 +2,6 @@
 //! each), and the first-start wizard sets up the admin node and commits the system
 //! deployment.
 
-use serde_json::json;
-
 use crate::support::{browser::Browser, ui_site::UiSite, world};
 
 #[tokio::test]
