@@ -7,8 +7,10 @@
 
 use sqlx::{Postgres, QueryBuilder};
 
-/// Builds `<select> WHERE <alias>.id IN (SELECT id FROM <table> WHERE <filters> ORDER BY id
-/// LIMIT .. OFFSET ..) ORDER BY <alias>.id`.
+/// Builds `<select> WHERE <alias>.id = ANY(ARRAY(SELECT id FROM <table> WHERE <filters>
+/// ORDER BY id LIMIT .. OFFSET ..)) ORDER BY <alias>.id`. The page's ids are computed first
+/// as an array, so the full rows are fetched by primary key whatever plan the prepared
+/// statement settles on (an `IN (subquery)` let generic plans scan the whole table).
 pub struct PagedQuery {
     builder: QueryBuilder<Postgres>,
     alias: &'static str,
@@ -19,7 +21,7 @@ impl PagedQuery {
     pub fn new(select: &str, table: &'static str, alias: &'static str) -> Self {
         let mut builder = QueryBuilder::new(select);
         builder.push(format!(
-            " WHERE {alias}.id IN (SELECT p.id FROM {table} p WHERE true"
+            " WHERE {alias}.id = ANY(ARRAY(SELECT p.id FROM {table} p WHERE true"
         ));
         PagedQuery { builder, alias }
     }
@@ -62,7 +64,7 @@ impl PagedQuery {
         self.builder.push_bind(limit);
         self.builder.push(" OFFSET ");
         self.builder.push_bind(offset);
-        self.builder.push(format!(") ORDER BY {}.id", self.alias));
+        self.builder.push(format!(")) ORDER BY {}.id", self.alias));
         self.builder
     }
 }
