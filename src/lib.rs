@@ -16,6 +16,7 @@ pub mod events;
 pub mod hooks;
 pub mod http;
 pub mod jig;
+pub mod netns;
 pub mod passwords;
 pub mod pg;
 pub mod probe;

@@ -10,7 +10,9 @@ use crowbar::ssh::{
 };
 use tempfile::TempDir;
 
-use crate::support::nodes::{MAX_NODES, NODE_STATE_MOUNT, NodeRig, RigFootprint, assert_gone};
+use crate::support::nodes::{
+    MAX_NODES, NODE_STATE_MOUNT, NodeRig, RigFootprint, RigNodeExt, assert_gone,
+};
 
 /// A fresh client key in its own directory (kept alive by the returned guard).
 fn client_key() -> (TempDir, ClientKey) {
@@ -211,7 +213,7 @@ async fn a_killed_sshd_is_reported_as_connection_refused_at_once() {
         "a refusal must not wait for the timeout"
     );
 
-    node.start_sshd();
+    node.start_sshd().expect("start sshd");
     let session = client
         .connect(node.ssh_addr(), HostKeyPin::Expect(node.host_key().clone()))
         .await

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
+    nodes::RigNodeExt,
     site::{Site, converged, finished, probe_settings, wait_for},
     world,
 };
@@ -208,7 +209,7 @@ async fn sshd_killed_during_a_run_kills_the_node_and_it_comes_back() {
     assert!(death.0 == "probe" || death.0 == "jig:script", "{history:?}");
     assert!(!death.1.is_empty(), "the death has a reason: {history:?}");
 
-    site.rig.node(1).start_sshd();
+    site.rig.node(1).start_sshd().expect("start sshd");
     wait_for(CONVERGE, "everything converges after sshd is back", || {
         converged(&site.pool)
     })

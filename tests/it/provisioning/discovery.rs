@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::support::{
     app::TestApp,
+    nodes::RigNodeExt,
     site::{Site, converged, probe_settings, wait_for},
 };
 

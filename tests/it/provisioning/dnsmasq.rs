@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     app::TestApp,
-    nodes::NodeRig,
+    nodes::{NodeRig, RigNodeExt},
     site::{Site, probe_settings, wait_for},
 };
 

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     app::TestApp,
-    nodes::{NODE_STATE_MOUNT, RigNode},
+    nodes::{NODE_STATE_MOUNT, RigNode, RigNodeExt},
     site::{Site, converged, finished, probe_settings, wait_for},
 };
 
@@ -117,7 +117,7 @@ impl World {
             seen.push(format!("{name} was confirmed without its reservation"));
         }
         // the final reboot: the installed system comes up and says so
-        tokio::task::block_in_place(|| node.start_sshd());
+        tokio::task::block_in_place(|| node.start_sshd().expect("start sshd"));
         self.report(i, name, token, "boot").await;
         seen
     }
