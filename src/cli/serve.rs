@@ -164,13 +164,24 @@ async fn serve_on(
         shutdown: shutdown.clone(),
         provisioner,
     };
-    if settings.demo
-        && crate::demo::seed(&state)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?
-    {
-        println!("Demo deployment committed: watch it converge at http://{addr}/deployments/demo");
-    }
+    // The demo's namespace nodes, if any, live until the annealer has stopped using them.
+    let demo_nodes = if settings.demo {
+        let (seeded, nodes) = crate::demo::nodes::start(
+            &state,
+            &key.public_openssh(),
+            &settings.data_dir.join("demo-nodes"),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+        if seeded {
+            println!(
+                "Demo deployment committed: watch it converge at http://{addr}/deployments/demo"
+            );
+        }
+        nodes
+    } else {
+        None
+    };
     tracing::info!(listen = %addr, "crowbar is ready on http://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,
@@ -187,6 +198,10 @@ async fn serve_on(
         tracing::warn!("the annealer did not stop within the shutdown grace");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), prober).await;
+    if let Some(nodes) = demo_nodes {
+        let _ = tokio::task::spawn_blocking(move || drop(nodes)).await;
+        tracing::info!("demo namespace nodes removed");
+    }
     tracing::info!("crowbar stopped");
     Ok(())
 }

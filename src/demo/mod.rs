@@ -1,11 +1,16 @@
 //! `crowbar serve --demo`: a small deployment that converges by itself, so a newcomer sees
 //! the grid, the graph and the annealer at work within a minute of the first command.
 //!
-//! Three simulated nodes (`test` jig roles, no machines needed) in a deployment `demo`:
-//! a server, two clients and a client of a client, each run taking a second or two so the
-//! states can be watched changing. Seeding is skipped when `demo` exists already.
+//! Two variants, chosen at start ([`nodes`]): run as root on a machine with `ip`, `unshare`
+//! and sshd, the demo starts three namespace nodes ([`crate::netns`]) and binds the `demo`
+//! barclamp's script roles to them, which really run over SSH; otherwise three simulated
+//! nodes run the `test` jig's roles. Either way each run takes a second or two, so the states
+//! can be watched changing. Seeding is skipped when the deployment `demo` exists already
+//! (its nodes are pointed at the new namespace nodes when those run).
 
-use serde_json::json;
+pub mod nodes;
+
+use serde_json::{Value, json};
 
 use crate::{
     db::{
@@ -20,17 +25,86 @@ use crate::{
 /// The demo deployment's name.
 pub const DEPLOYMENT: &str = "demo";
 
-/// The demo's nodes and what each runs: (node, role, seconds each of its runs takes).
-const BINDINGS: [(&str, &str, u64); 4] = [
+/// The demo's node names; the namespace nodes' hostnames too.
+pub const NODES: [&str; 3] = [
+    "demo-1.example.com",
+    "demo-2.example.com",
+    "demo-3.example.com",
+];
+
+/// The simulated demo: (node, role, seconds each of its runs takes).
+const SIMULATED: [(&str, &str, u64); 4] = [
     ("demo-1.example.com", "test-server", 2),
     ("demo-2.example.com", "test-client", 2),
     ("demo-3.example.com", "test-client", 1),
     ("demo-3.example.com", "test-client-client", 2),
 ];
 
-/// Creates and commits the demo deployment unless it exists; returns whether it did.
+/// The namespace demo: (node, role of the `demo` barclamp, seconds each of its runs takes).
+const SCRIPTED: [(&str, &str, u64); 4] = [
+    ("demo-1.example.com", "demo-database", 2),
+    ("demo-2.example.com", "demo-app", 2),
+    ("demo-3.example.com", "demo-app", 1),
+    ("demo-3.example.com", "demo-web", 2),
+];
+
+fn actor() -> Actor {
+    Actor("demo".into())
+}
+
+/// Creates and commits the simulated demo deployment unless it exists; returns whether it
+/// did.
 pub async fn seed(state: &AppState) -> Result<bool, ApiError> {
-    let actor = Actor("demo".into());
+    let nodes = NODES.map(|name| (name, None));
+    let bindings =
+        SIMULATED.map(|(node, role, delay)| (node, role, json!({"test": {"delay": delay}})));
+    seed_with(state, "a simulated demo node", &nodes, &bindings).await
+}
+
+/// Creates and commits the demo deployment on namespace nodes at `addresses` (one per
+/// [`NODES`] entry) unless it exists; when it does, points its nodes at the addresses and
+/// forgets their pinned host keys (the namespace nodes are new). Returns whether it seeded.
+pub async fn seed_namespace_nodes(
+    state: &AppState,
+    addresses: &[String; 3],
+) -> Result<bool, ApiError> {
+    let nodes: Vec<(&str, Option<String>)> = NODES
+        .iter()
+        .zip(addresses)
+        .map(|(name, addr)| (*name, Some(addr.clone())))
+        .collect();
+    let bindings =
+        SCRIPTED.map(|(node, role, delay)| (node, role, json!({"demo": {"delay": delay}})));
+    if seed_with(state, "a namespace node of the demo", &nodes, &bindings).await? {
+        return Ok(true);
+    }
+    let mut tx = state.pool.begin().await?;
+    for (name, address) in nodes {
+        let key = Key::Name(name.into());
+        if db::nodes::get(&mut tx, &key).await.is_err() {
+            continue;
+        }
+        let update = NodeUpdate {
+            address: Some(address),
+            alive: Some(true),
+            ..Default::default()
+        };
+        db::nodes::update(&mut tx, &key, &update, &actor(), "demo node restarted").await?;
+        db::host_keys::clear(&mut tx, &key, &actor()).await?;
+    }
+    tx.commit().await?;
+    Ok(false)
+}
+
+/// The one way both variants seed: nodes (name, address), marked alive, in a new deployment
+/// `demo`, roles bound with their data, committed.
+async fn seed_with(
+    state: &AppState,
+    description: &str,
+    nodes: &[(&str, Option<String>)],
+    bindings: &[(&str, &str, Value)],
+) -> Result<bool, ApiError> {
+    let actor = actor();
     let deployment = Key::Name(DEPLOYMENT.into());
     let mut tx = state.pool.begin().await?;
     if db::deployments::get(&mut tx, &deployment).await.is_ok() {
@@ -39,19 +113,18 @@ pub async fn seed(state: &AppState) -> Result<bool, ApiError> {
     db::deployments::create(
         &mut tx,
         DEPLOYMENT,
-        "A simulated deployment that converges by itself (crowbar serve --demo)",
+        "A demo deployment that converges by itself (crowbar serve --demo)",
         None,
         &actor,
     )
     .await?;
-    let mut nodes: Vec<&str> = BINDINGS.iter().map(|(node, _, _)| *node).collect();
-    nodes.dedup();
-    for name in nodes {
+    for (name, address) in nodes {
         db::nodes::create(
             &mut tx,
             &NewNode {
-                name: name.into(),
-                description: "a simulated demo node".into(),
+                name: (*name).into(),
+                address: address.clone(),
+                description: description.into(),
                 deployment: Some(deployment.clone()),
                 ..Default::default()
             },
@@ -64,22 +137,22 @@ pub async fn seed(state: &AppState) -> Result<bool, ApiError> {
         };
         db::nodes::update(
             &mut tx,
-            &Key::Name(name.into()),
+            &Key::Name((*name).into()),
             &alive,
             &actor,
             "demo node",
         )
         .await?;
     }
-    for (node, role, seconds) in BINDINGS {
+    for (node, role, data) in bindings {
         actions::bind_in(
             &mut tx,
             state,
             &actor,
-            &Key::Name(node.into()),
-            &Key::Name(role.into()),
+            &Key::Name((*node).into()),
+            &Key::Name((*role).into()),
             Some(&deployment),
-            Some(&json!({"test": {"delay": seconds}})),
+            Some(data),
         )
         .await?;
     }

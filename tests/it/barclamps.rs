@@ -80,6 +80,7 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         statuses(&outcomes),
         [
             ("core".to_owned(), ImportStatus::Created),
+            ("demo".to_owned(), ImportStatus::Created),
             ("provisioner".to_owned(), ImportStatus::Created),
             ("test".to_owned(), ImportStatus::Created)
         ]

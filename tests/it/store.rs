@@ -380,8 +380,8 @@ async fn the_catalog_reads_and_jigs_toggle() {
     let barclamps = db::roles::list_barclamps(&pool, 100, 0).await.unwrap();
     assert_eq!(
         barclamps.len(),
-        3,
-        "the shipped core, provisioner and test barclamps"
+        4,
+        "the shipped core, demo, provisioner and test barclamps"
     );
     let mut conn = pool.acquire().await.unwrap();
     let detail = db::roles::get_barclamp(&mut conn, &Key::from("test"))
@@ -403,7 +403,7 @@ async fn the_catalog_reads_and_jigs_toggle() {
     )
     .await
     .unwrap();
-    assert_eq!(roles.len(), 16, "core 4, provisioner 3, test 9");
+    assert_eq!(roles.len(), 19, "core 4, demo 3, provisioner 3, test 9");
     let client = db::roles::get_role(&mut conn, &Key::from("test-client"))
         .await
         .unwrap();

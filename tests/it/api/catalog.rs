@@ -9,8 +9,8 @@ use crate::support::app::TestApp;
 async fn roles_read_by_id_or_name_with_filters() {
     let app = TestApp::new().await;
     let roles = app.get("/api/v2/roles").send().await.status(StatusCode::OK);
-    // the shipped barclamps: core's 4 roles, provisioner's 3 and test's 9
-    assert_eq!(roles.body.as_array().unwrap().len(), 16);
+    // the shipped barclamps: core's 4 roles, demo's 3, provisioner's 3 and test's 9
+    assert_eq!(roles.body.as_array().unwrap().len(), 19);
     let client = app
         .get("/api/v2/roles/test-client")
         .send()
@@ -66,9 +66,10 @@ async fn barclamps_read_by_id_or_name() {
         .await
         .status(StatusCode::OK);
     assert_eq!(list.body[0]["name"], "core");
-    assert_eq!(list.body[1]["name"], "provisioner");
-    assert_eq!(list.body[2]["name"], "test");
-    assert!(list.body[2].get("document").is_none());
+    assert_eq!(list.body[1]["name"], "demo");
+    assert_eq!(list.body[2]["name"], "provisioner");
+    assert_eq!(list.body[3]["name"], "test");
+    assert!(list.body[3].get("document").is_none());
     let one = app
         .get("/api/v2/barclamps/test")
         .send()

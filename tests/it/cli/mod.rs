@@ -182,7 +182,7 @@ roles:
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["core", "provisioner", "test", "site"]);
+    assert_eq!(names, ["core", "demo", "provisioner", "test", "site"]);
     let table = crowbar(&daemon, &["barclamps", "list"]).await;
     assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
 
