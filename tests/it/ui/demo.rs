@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use crowbar::{db, http::AppState};
 
-use crate::support::ui_site::UiSite;
+use crate::support::{
+    daemon::{Daemon, DaemonOptions, DataDir},
+    ui_site::UiSite,
+};
 
 #[tokio::test]
 async fn the_demo_deployment_converges_by_itself_and_is_seeded_once() {
@@ -39,27 +42,27 @@ async fn the_demo_deployment_converges_by_itself_and_is_seeded_once() {
     site.stop().await;
 }
 
-/// As root (the test machine), `serve --demo` runs the demo on namespace nodes with sshd:
-/// the script roles really run there, and SIGTERM leaves nothing behind.
-#[tokio::test]
-async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigterm() {
-    use crate::support::daemon::{Daemon, DaemonOptions};
-    let mut daemon = Daemon::start(DaemonOptions::default().arg("--demo")).await;
+/// GET `path` as the daemon's admin: the status and the JSON body.
+async fn admin_get(daemon: &Daemon, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
     let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
+    let response = daemon
+        .client()
+        .get(format!("{}{path}", daemon.url()))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// Polls the anneal status of the demo deployment until it is finished (within a minute).
+async fn wait_demo_finished(daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let response = daemon
-            .client()
-            .get(format!("{}/api/v2/anneal?deployment=demo", daemon.url()))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap();
+        let (status, body) = admin_get(daemon, "/api/v2/anneal?deployment=demo").await;
         if status == 200 {
             assert_eq!(body["status"], "finished", "{}", daemon.stderr());
-            break;
+            return;
         }
         assert_eq!(status, 202, "{body}");
         assert!(
@@ -69,6 +72,36 @@ async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigter
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The network namespaces whose names carry `pid` (the rig ids of that process).
+fn namespaces_of(pid: i32) -> Vec<String> {
+    let tag = format!("p{pid}-node");
+    std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("crowbar-") && name.contains(&tag))
+        .collect()
+}
+
+/// A process's start time (field 22 of `/proc/<pid>/stat`): tells it from a later process
+/// given the same pid.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)
+        .map(String::from)
+}
+
+/// As root (the test machine), `serve --demo` runs the demo on namespace nodes with sshd:
+/// the script roles really run there, and SIGTERM leaves nothing behind.
+#[tokio::test]
+async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigterm() {
+    let mut daemon = Daemon::start(DaemonOptions::default().arg("--demo")).await;
+    wait_demo_finished(&daemon).await;
     assert!(
         daemon.stdout().contains("/deployments/demo"),
         "{}",
@@ -95,12 +128,7 @@ async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigter
 
     // What the daemon created, found by the names carrying its pid.
     let tag = format!("p{}", daemon.pid());
-    let namespaces: Vec<String> = std::fs::read_dir("/run/netns")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("crowbar-") && name.contains(&format!("{tag}-node")))
-        .collect();
+    let namespaces = namespaces_of(daemon.pid());
     assert_eq!(namespaces.len(), 3, "{namespaces:?}");
     let ours = |name: &String| {
         (name.starts_with("crb") || name.starts_with("crv"))
@@ -111,7 +139,10 @@ async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigter
         .filter(ours)
         .collect();
     assert_eq!(links.len(), 4, "a bridge and three veths: {links:?}");
-    let processes = crowbar::netns::processes_in(&namespaces);
+    let processes: Vec<(u32, String)> = crowbar::netns::processes_in(&namespaces)
+        .into_iter()
+        .filter_map(|pid| Some((pid, process_start(pid)?)))
+        .collect();
     assert!(
         processes.len() >= 3,
         "an sshd per node at least: {processes:?}"
@@ -132,11 +163,61 @@ async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigter
         .filter(ours)
         .collect();
     assert!(links_left.is_empty(), "links left: {links_left:?}");
-    for pid in processes {
+    for (pid, started) in processes {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // A killed session whose parent is gone may stay a zombie until init reaps it.
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z');
         assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} of a demo node is left"
+            zombie || process_start(pid).as_ref() != Some(&started),
+            "process {pid} of a demo node is left: {state}"
         );
     }
     assert!(!nodes.exists(), "{} is left", nodes.display());
+}
+
+/// A crashed demo daemon leaves its namespace nodes; the next start removes them, runs new
+/// ones and points the kept `demo` deployment's nodes at them.
+#[tokio::test]
+async fn the_next_demo_start_removes_what_a_crashed_one_left() {
+    let data = DataDir::new();
+    let options = DaemonOptions::default().data_dir(data.path()).arg("--demo");
+    let mut crashed = Daemon::start(options.clone()).await;
+    wait_demo_finished(&crashed).await;
+    let left = namespaces_of(crashed.pid());
+    assert_eq!(left.len(), 3, "{left:?}");
+    crashed.kill();
+
+    let mut daemon = Daemon::start(options).await;
+    let log = daemon.stderr();
+    assert!(log.contains("removing namespace nodes left by"), "{log}");
+    let listed = namespaces_of(crashed.pid());
+    assert!(listed.is_empty(), "left by the crashed daemon: {listed:?}");
+    assert_eq!(namespaces_of(daemon.pid()).len(), 3);
+    assert!(
+        !daemon.stdout().contains("Demo deployment committed"),
+        "seeded once: {}",
+        daemon.stdout()
+    );
+    let (_, node) = admin_get(&daemon, "/api/v2/nodes/demo-1.example.com").await;
+    let addr = node["address"].as_str().unwrap_or_default().to_string();
+    let node1 = namespaces_of(daemon.pid())
+        .into_iter()
+        .find(|name| name.ends_with("-node1"))
+        .unwrap();
+    let in_namespace = std::process::Command::new("ip")
+        .args(["-n", &node1, "-4", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&in_namespace.stdout).contains(&format!(" {addr}/26")),
+        "demo-1 points at {addr}: {}",
+        String::from_utf8_lossy(&in_namespace.stdout)
+    );
+    assert!(daemon.stop().await.success());
+    assert!(namespaces_of(daemon.pid()).is_empty());
 }
