@@ -83,8 +83,9 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub event_retention: Duration,
 
-    /// Seed a demo deployment of simulated nodes that converges by itself (skipped when a
-    /// deployment `demo` exists); watch it at /deployments/demo.
+    /// Seed a demo deployment that converges by itself (skipped when a deployment `demo`
+    /// exists), on three namespace nodes with sshd when run as root, on simulated nodes
+    /// otherwise; watch it at /deployments/demo.
     #[arg(long, env = "CROWBAR_DEMO")]
     pub demo: bool,
 
