@@ -78,7 +78,23 @@
     const after = document.body.dataset.eventsAfter;
     const source = new EventSource("/api/v2/events" + (after ? "?last_event_id=" + encodeURIComponent(after) : ""));
     source.onopen = function () { live.connected = true; };
-    const changed = function () { document.body.dispatchEvent(new CustomEvent("crowbar-changed")); };
+    // `crowbar-changed` tells fragments (state badge, annealer lists) to refresh: at most
+    // every 500 ms while events keep coming, and always once more after the last one, so a
+    // fragment never stays behind the final state.
+    let changePending = false;
+    let changeTimer = null;
+    const fireChanged = function () {
+      document.body.dispatchEvent(new CustomEvent("crowbar-changed"));
+      changePending = false;
+      changeTimer = setTimeout(function () {
+        changeTimer = null;
+        if (changePending) { fireChanged(); }
+      }, 500);
+    };
+    const changed = function () {
+      changePending = true;
+      if (changeTimer === null) { fireChanged(); }
+    };
     source.addEventListener("node_role.updated", function (event) {
       const data = JSON.parse(event.data);
       const state = STATES[String(data.state)];
