@@ -12,8 +12,9 @@ use crate::{
     netns::{NodeRig, RigSpec},
 };
 
-/// The programs namespace nodes need, and where sshd must be.
-const PROGRAMS: [&str; 3] = ["ip", "unshare", "ssh-keygen"];
+/// The programs namespace nodes need (the script jig runs `jq` on the node), and where sshd
+/// must be.
+const PROGRAMS: [&str; 4] = ["ip", "unshare", "ssh-keygen", "jq"];
 const SSHD: &str = "/usr/sbin/sshd";
 /// How long to wait for an address block the tests may be holding; then simulate.
 const BLOCK_WAIT: Duration = Duration::from_secs(10);
@@ -106,6 +107,6 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         let reason =
             namespace_nodes_unavailable(true, Some(empty.path().to_str().unwrap())).unwrap();
-        assert_eq!(reason, "ip, unshare, ssh-keygen not found on PATH");
+        assert_eq!(reason, "ip, unshare, ssh-keygen, jq not found on PATH");
     }
 }
