@@ -19,6 +19,22 @@ pub struct AnnealStatus {
     pub counts: BTreeMap<String, i64>,
 }
 
+/// Noderoles by state code (of one deployment, by name, or of all), summed from the tallies
+/// the noderoles triggers keep (migration 0003) instead of counting rows.
+pub async fn counts_by_state(
+    conn: &mut sqlx::PgConnection,
+    deployment: Option<&str>,
+) -> sqlx::Result<Vec<(i16, i64)>> {
+    sqlx::query_as(
+        "SELECT state, sum(n)::bigint FROM noderole_tallies
+          WHERE $1::text IS NULL OR deployment_id = (SELECT id FROM deployments WHERE name = $1)
+          GROUP BY state",
+    )
+    .bind(deployment)
+    .fetch_all(conn)
+    .await
+}
+
 /// Folds the appended tally rows into one per (deployment, state), dropping zeros. Safe
 /// beside writers and other folders: it folds exactly the rows it deletes.
 pub async fn fold_tallies(pool: &PgPool) -> sqlx::Result<u64> {
@@ -33,16 +49,8 @@ pub async fn fold_tallies(pool: &PgPool) -> sqlx::Result<u64> {
 }
 
 pub async fn status(pool: &PgPool, deployment: Option<&str>) -> sqlx::Result<AnnealStatus> {
-    // from the tallies the noderoles triggers keep (migration 0003), not by counting rows
-    let rows: Vec<(i16, i64)> = sqlx::query_as(
-        "SELECT state, sum(n)::bigint FROM noderole_tallies
-          WHERE state <> 4
-            AND ($1::text IS NULL OR deployment_id = (SELECT id FROM deployments WHERE name = $1))
-          GROUP BY state",
-    )
-    .bind(deployment)
-    .fetch_all(pool)
-    .await?;
+    let mut conn = pool.acquire().await?;
+    let rows = counts_by_state(&mut conn, deployment).await?;
     let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);
     use NodeRoleState::*;
     let status = if count(Error) > 0 {

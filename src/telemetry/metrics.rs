@@ -89,10 +89,7 @@ async fn fleet(pool: &PgPool) -> sqlx::Result<String> {
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let by_state: Vec<(i16, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM noderoles GROUP BY state")
-            .fetch_all(&mut *tx)
-            .await?;
+    let by_state = crate::db::anneal::counts_by_state(&mut tx, None).await?;
     let runs: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT state, lane, count(*) FROM runs GROUP BY 1, 2")
             .fetch_all(&mut *tx)
