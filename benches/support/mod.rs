@@ -51,7 +51,7 @@ where
 /// A migrated database with the shipped barclamps and `bench-1..=roles`, a chain of noop
 /// roles each requiring the previous one on the same node.
 pub async fn prepared_pool(pg: &ManagedPostgres, roles: i64) -> anyhow::Result<sqlx::PgPool> {
-    let pool = db::connect(pg.url().expose(), 32).await?;
+    let pool = db::connect(pg.url().expose(), 16).await?;
     db::migrate(&pool).await?;
     crowbar::barclamps::import_shipped(&pool).await?;
     crowbar::barclamps::import_document(&pool, "bench.yml", &chain_barclamp(roles)).await?;

@@ -27,6 +27,9 @@ pub enum NodeRolesCommand {
         role: Option<String>,
         #[command(flatten)]
         page: PageArgs,
+        /// Only noderoles whose ids follow this one (the last id of the previous page).
+        #[arg(long)]
+        after: Option<i64>,
     },
     /// Show one noderole, with its data, run log and why it is not active.
     Show(Target),
@@ -89,12 +92,14 @@ pub async fn run(command: NodeRolesCommand, args: &ClientArgs) -> anyhow::Result
             node,
             role,
             page,
+            after,
         } => {
             let mut query = filters([
                 ("state", state),
                 ("deployment", deployment),
                 ("node", node),
                 ("role", role),
+                ("after", after.map(|a| a.to_string())),
             ]);
             query.extend(page.query());
             client.list("/api/v2/node_roles", &query, COLUMNS).await

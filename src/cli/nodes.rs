@@ -21,6 +21,9 @@ pub enum NodesCommand {
         available: Option<bool>,
         #[command(flatten)]
         page: PageArgs,
+        /// Only nodes whose ids follow this one (the last id of the previous page).
+        #[arg(long)]
+        after: Option<i64>,
     },
     /// Show one node.
     Show {
@@ -124,11 +127,13 @@ pub async fn run(command: NodesCommand, args: &ClientArgs) -> anyhow::Result<()>
             alive,
             available,
             page,
+            after,
         } => {
             let mut query = filters([
                 ("deployment", deployment),
                 ("alive", alive.map(|a| a.to_string())),
                 ("available", available.map(|a| a.to_string())),
+                ("after", after.map(|a| a.to_string())),
             ]);
             query.extend(page.query());
             client.list("/api/v2/nodes", &query, COLUMNS).await

@@ -13,7 +13,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
-    paging::PagedQuery,
+    paging::{PagedQuery, Window, rows_by_id},
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -44,23 +44,19 @@ pub struct DeploymentRoleFilter {
     pub deployment: Option<String>,
     /// Role id or name.
     pub role: Option<String>,
-    pub limit: i64,
-    pub offset: i64,
+    pub window: Window,
 }
 
 pub async fn list(
     pool: &PgPool,
     f: &DeploymentRoleFilter,
 ) -> Result<Vec<DeploymentRole>, StoreError> {
-    let mut query = PagedQuery::new(SELECT, "deployment_roles", "dr");
+    let mut query = PagedQuery::new("deployment_roles");
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .refers_to("role_id", "roles", f.role.clone());
-    Ok(query
-        .page(f.limit, f.offset)
-        .build_query_as::<DeploymentRole>()
-        .fetch_all(pool)
-        .await?)
+    let ids = query.ids(pool, f.window).await?;
+    Ok(rows_by_id(pool, SELECT, "dr", &ids).await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {

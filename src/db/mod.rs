@@ -12,6 +12,7 @@ pub mod dnsmasq;
 pub mod documents;
 pub mod error;
 pub mod events;
+pub mod explain;
 pub mod host_keys;
 pub mod inputs;
 pub mod installs;

@@ -9,7 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
-    paging::PagedQuery,
+    paging::{PagedQuery, Window},
     ripple,
 };
 use crate::domain::{
@@ -43,16 +43,20 @@ pub struct NodeRole {
     pub updated_at: DateTime<Utc>,
 }
 
-const SELECT_NODEROLE: &str = "
-    SELECT nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
-           nr.deployment_id, nr.state,
-           CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
-                         WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
-           nr.cohort, nr.run_count, nr.runlog, n.available,
-           EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = nr.node_id AND o.state = -1) AS node_error,
-           nr.explicit, nr.created_at, nr.updated_at
-      FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
-      JOIN deployments d ON d.id = nr.deployment_id";
+/// The columns of [`NodeRole`], read from [`NODEROLE_FROM`].
+pub(super) const NODEROLE_COLUMNS: &str = "
+    nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
+    nr.deployment_id, nr.state,
+    CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
+                  WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
+    nr.cohort, nr.run_count, nr.runlog, n.available,
+    EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = nr.node_id AND o.state = -1) AS node_error,
+    nr.explicit, nr.created_at, nr.updated_at";
+
+/// Noderoles as `nr` with their node `n`, role `r` and deployment `d`.
+pub(super) const NODEROLE_FROM: &str = "
+    FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+    JOIN deployments d ON d.id = nr.deployment_id";
 
 /// A single noderole with its data, wall and neighbours.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -76,27 +80,25 @@ pub struct NodeRoleFilter {
     pub deployment: Option<String>,
     pub node: Option<String>,
     pub role: Option<String>,
-    pub limit: i64,
-    pub offset: i64,
+    pub window: Window,
 }
 
-pub async fn list(pool: &PgPool, f: &NodeRoleFilter) -> Result<Vec<NodeRole>, StoreError> {
-    let mut query = PagedQuery::new(SELECT_NODEROLE, "noderoles", "nr");
-    query
-        .equal("state", f.state.map(|s| s.code()))
-        .refers_to("deployment_id", "deployments", f.deployment.clone())
-        .refers_to("node_id", "nodes", f.node.clone())
-        .refers_to("role_id", "roles", f.role.clone());
-    Ok(query
-        .page(f.limit, f.offset)
-        .build_query_as::<NodeRole>()
-        .fetch_all(pool)
-        .await?)
+impl NodeRoleFilter {
+    /// The ids of the page this filter selects.
+    pub(super) async fn page_ids(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+        let mut query = PagedQuery::new("noderoles");
+        query
+            .equal("state", self.state.map(|s| s.code()))
+            .refers_to("deployment_id", "deployments", self.deployment.clone())
+            .refers_to("node_id", "nodes", self.node.clone())
+            .refers_to("role_id", "roles", self.role.clone());
+        query.ids(pool, self.window).await
+    }
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole, StoreError> {
     sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_NODEROLE} WHERE nr.id = $1"
+        "SELECT {NODEROLE_COLUMNS} {NODEROLE_FROM} WHERE nr.id = $1"
     )))
     .bind(id)
     .fetch_optional(conn)

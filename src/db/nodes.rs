@@ -9,7 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::{Key, fetch_by_key, new_token, token_hash},
-    paging::PagedQuery,
+    paging::{PagedQuery, Window, rows_by_id},
     ripple, runs,
 };
 
@@ -135,22 +135,18 @@ pub struct NodeFilter {
     pub alive: Option<bool>,
     pub available: Option<bool>,
     pub admin: Option<bool>,
-    pub limit: i64,
-    pub offset: i64,
+    pub window: Window,
 }
 
 pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError> {
-    let mut query = PagedQuery::new(SELECT_NODE, "nodes", "n");
+    let mut query = PagedQuery::new("nodes");
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .equal("alive", f.alive)
         .equal("available", f.available)
         .equal("admin", f.admin);
-    Ok(query
-        .page(f.limit, f.offset)
-        .build_query_as::<Node>()
-        .fetch_all(pool)
-        .await?)
+    let ids = query.ids(pool, f.window).await?;
+    Ok(rows_by_id(pool, SELECT_NODE, "n", &ids).await?)
 }
 
 /// Changes to a node. `None` leaves a field alone.

@@ -1,29 +1,44 @@
 //! Filtered, paged listings that stay fast on large tables.
 //!
-//! A page is chosen first, on the listed table alone, with only the filters that were given
-//! (so PostgreSQL plans each combination for what it is, using the indexes that fit); the
-//! joins and computed columns of the full row are then evaluated for that page only, never
-//! for the rows an offset skips.
+//! A listing takes two statements. The first chooses the page's ids on the listed table
+//! alone, with only the filters that were given (so PostgreSQL plans each combination for
+//! what it is, using the indexes that fit). The second reads the full rows of those ids —
+//! joins and computed columns included — with one fixed statement, so its plan is made once
+//! per connection and reused, and nothing is computed for rows the page skips. (Choosing the
+//! ids inside the row statement made PostgreSQL plan the whole join again for every request:
+//! several times the cost of running it.)
 
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder, postgres::PgRow};
 
-/// Builds `<select> WHERE <alias>.id = ANY(ARRAY(SELECT id FROM <table> WHERE <filters>
-/// ORDER BY id LIMIT .. OFFSET ..)) ORDER BY <alias>.id`. The page's ids are computed first
-/// as an array, so the full rows are fetched by primary key whatever plan the prepared
-/// statement settles on (an `IN (subquery)` let generic plans scan the whole table).
+/// Which slice of a listing: `limit` rows after skipping `offset`, or — with `after` — the
+/// `limit` rows whose ids follow `after` (a cursor: the same cost at any depth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    pub limit: i64,
+    pub offset: i64,
+    pub after: Option<i64>,
+}
+
+impl Window {
+    /// The first `limit` rows.
+    pub fn first(limit: i64) -> Self {
+        Window {
+            limit,
+            ..Window::default()
+        }
+    }
+}
+
+/// The ids of one page of a table, in id order.
 pub struct PagedQuery {
     builder: QueryBuilder<Postgres>,
-    alias: &'static str,
 }
 
 impl PagedQuery {
-    /// `select` selects the full rows from `table` under `alias` (joins included).
-    pub fn new(select: &str, table: &'static str, alias: &'static str) -> Self {
-        let mut builder = QueryBuilder::new(select);
-        builder.push(format!(
-            " WHERE {alias}.id = ANY(ARRAY(SELECT p.id FROM {table} p WHERE true"
-        ));
-        PagedQuery { builder, alias }
+    pub fn new(table: &'static str) -> Self {
+        PagedQuery {
+            builder: QueryBuilder::new(format!("SELECT p.id FROM {table} p WHERE true")),
+        }
     }
 
     /// Only rows whose `column` equals `value`, when given.
@@ -58,13 +73,38 @@ impl PagedQuery {
         self
     }
 
-    /// The finished query for one page, in id order.
-    pub fn page(mut self, limit: i64, offset: i64) -> QueryBuilder<Postgres> {
+    /// The ids of the page `window` selects.
+    pub async fn ids(mut self, pool: &PgPool, window: Window) -> sqlx::Result<Vec<i64>> {
+        if let Some(after) = window.after {
+            self.builder.push(" AND p.id > ");
+            self.builder.push_bind(after);
+        }
         self.builder.push(" ORDER BY p.id LIMIT ");
-        self.builder.push_bind(limit);
+        self.builder.push_bind(window.limit);
         self.builder.push(" OFFSET ");
-        self.builder.push_bind(offset);
-        self.builder.push(format!(")) ORDER BY {}.id", self.alias));
-        self.builder
+        self.builder.push_bind(window.offset);
+        self.builder.build_query_scalar().fetch_all(pool).await
     }
+}
+
+/// The rows of `ids`, in id order: `select` (which reads its table as `alias`) with
+/// `WHERE <alias>.id = ANY($1)`.
+pub async fn rows_by_id<T>(
+    pool: &PgPool,
+    select: &str,
+    alias: &str,
+    ids: &[i64],
+) -> sqlx::Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{select} WHERE {alias}.id = ANY($1) ORDER BY {alias}.id"
+    )))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
 }

@@ -3,7 +3,7 @@
 //! The database gathers [`Facts`] about a noderole; [`reason`] decides, in the order an
 //! admin would check, what stops it.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::state::NodeRoleState;
 
@@ -16,17 +16,17 @@ pub struct Other {
     pub state: NodeRoleState,
 }
 
-/// What is known about one noderole when explaining it.
+/// What is known about one noderole when explaining it (borrowed from the rows read).
 #[derive(Debug, Clone)]
-pub struct Facts {
+pub struct Facts<'a> {
     pub state: NodeRoleState,
-    pub runlog: String,
-    pub deployment: String,
+    pub runlog: &'a str,
+    pub deployment: &'a str,
     pub deployment_proposed: bool,
-    pub node: String,
+    pub node: &'a str,
     pub node_alive: bool,
     pub node_available: bool,
-    pub jig: String,
+    pub jig: &'a str,
     pub jig_active: bool,
     /// The first parent (by cohort, id) that is not ACTIVE.
     pub waiting_on: Option<Other>,
@@ -57,14 +57,15 @@ impl Reason {
         }
     }
 
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({"code": self.code, "message": self.message});
-        if let Value::Object(details) = &self.details {
-            for (k, d) in details {
-                v[k] = d.clone();
-            }
-        }
-        v
+    /// `{code, message, ...details}`.
+    pub fn into_json(self) -> Value {
+        let mut fields = match self.details {
+            Value::Object(details) => details,
+            _ => Map::new(),
+        };
+        fields.insert("code".into(), self.code.into());
+        fields.insert("message".into(), self.message.into());
+        Value::Object(fields)
     }
 }
 
@@ -73,7 +74,7 @@ fn other_json(o: &Other) -> Value {
 }
 
 /// Why the noderole is not ACTIVE; `None` when it is.
-pub fn reason(f: &Facts) -> Option<Reason> {
+pub fn reason(f: &Facts<'_>) -> Option<Reason> {
     use NodeRoleState::*;
     let r = match f.state {
         Active => return None,
@@ -186,16 +187,16 @@ pub fn reason(f: &Facts) -> Option<Reason> {
 mod tests {
     use super::*;
 
-    fn facts(state: NodeRoleState) -> Facts {
+    fn facts(state: NodeRoleState) -> Facts<'static> {
         Facts {
             state,
-            runlog: String::new(),
-            deployment: "web".into(),
+            runlog: "",
+            deployment: "web",
             deployment_proposed: false,
-            node: "n1".into(),
+            node: "n1",
             node_alive: true,
             node_available: true,
-            jig: "test".into(),
+            jig: "test",
             jig_active: true,
             waiting_on: None,
             frozen_by: None,
@@ -254,9 +255,9 @@ mod tests {
         });
         let r = reason(&f).unwrap();
         assert_eq!(r.code, "waiting_on_parent");
-        assert_eq!(r.to_json()["parent"]["role"], "test-server");
+        assert_eq!(r.into_json()["parent"]["role"], "test-server");
         let mut f = facts(NodeRoleState::Error);
-        f.runlog = "\nboom: disk full\nmore".into();
+        f.runlog = "\nboom: disk full\nmore";
         assert_eq!(
             reason(&f).unwrap().message,
             "the last run failed: boom: disk full"

@@ -11,7 +11,7 @@ use axum::{
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 use super::ApiError;
-use crate::db::keys::Key;
+use crate::db::{keys::Key, paging::Window};
 
 /// Largest request body accepted (413 above it).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -139,6 +139,15 @@ impl Page {
             ));
         }
         Ok(Page { limit, offset })
+    }
+
+    /// This page as a window of a listing, after the id `after` when given.
+    pub fn window(self, after: Option<i64>) -> Window {
+        Window {
+            limit: self.limit,
+            offset: self.offset,
+            after,
+        }
     }
 }
 

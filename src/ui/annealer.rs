@@ -13,7 +13,7 @@ use axum::{
 
 use super::{UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
-    db::{self, anneal::AnnealStatus, noderoles::NodeRoleFilter, runs::Run},
+    db::{self, anneal::AnnealStatus, noderoles::NodeRoleFilter, paging::Window, runs::Run},
     domain::state::NodeRoleState,
     http::{
         AppState,
@@ -54,21 +54,18 @@ struct Lists {
 async fn lists(state: &AppState) -> Result<Lists, UiError> {
     let in_state = |s: NodeRoleState| NodeRoleFilter {
         state: Some(s),
-        limit: SHOWN,
+        window: Window::first(SHOWN),
         ..Default::default()
     };
-    let errors = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Error)).await?;
-    let todo = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Todo)).await?;
-    let blocked = db::noderoles::list(&state.pool, &in_state(NodeRoleState::Blocked)).await?;
     let runs = db::runs::list(&state.pool, None, SHOWN, 0).await?;
     let (running, queued) = runs.into_iter().partition(|r| r.state == "running");
     Ok(Lists {
         status: db::anneal::status(&state.pool, None).await?,
-        errors: view::views(state, errors).await?,
+        errors: view::noderoles(state, &in_state(NodeRoleState::Error)).await?,
         running,
         queued,
-        waiting: view::views(state, todo).await?,
-        blocked: view::views(state, blocked).await?,
+        waiting: view::noderoles(state, &in_state(NodeRoleState::Todo)).await?,
+        blocked: view::noderoles(state, &in_state(NodeRoleState::Blocked)).await?,
     })
 }
 
@@ -98,17 +95,14 @@ async fn retry(
 /// Retries every noderole in ERROR, each on its own (one that cannot be retried yet does
 /// not stop the others); reports those that could not be.
 async fn retry_all(State(state): State<AppState>, session: Session) -> Result<Response, UiError> {
-    let errors = db::noderoles::list(
-        &state.pool,
-        &NodeRoleFilter {
-            state: Some(NodeRoleState::Error),
-            limit: SHOWN,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let errors = NodeRoleFilter {
+        state: Some(NodeRoleState::Error),
+        window: Window::first(SHOWN),
+        ..Default::default()
+    };
+    let errors = db::explain::page(&state.pool, &errors, state.run_cap).await?;
     let mut refused = Vec::new();
-    for nr in errors {
+    for (nr, _) in errors {
         if let Err(e) =
             actions::change_noderole(&state, &session.actor, nr.id, StateChange::Retry).await
         {

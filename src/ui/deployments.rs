@@ -28,6 +28,7 @@ use crate::{
         keys::Key,
         noderoles::NodeRoleFilter,
         nodes::{NodeFilter, NodeUpdate},
+        paging::Window,
         roles::RoleFilter,
     },
     http::{AppState, actions},
@@ -165,7 +166,7 @@ async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiE
     let all_nodes = db::nodes::list(
         &state.pool,
         &NodeFilter {
-            limit: ALL,
+            window: Window::first(ALL),
             ..Default::default()
         },
     )
@@ -173,16 +174,15 @@ async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiE
     let (mine, others): (Vec<_>, Vec<_>) = all_nodes
         .into_iter()
         .partition(|n| n.deployment_id == deployment.id);
-    let noderoles = db::noderoles::list(
-        &state.pool,
+    let noderoles = view::noderoles(
+        state,
         &NodeRoleFilter {
             deployment: Some(deployment.id.to_string()),
-            limit: ALL,
+            window: Window::first(ALL),
             ..Default::default()
         },
     )
     .await?;
-    let noderoles = view::views(state, noderoles).await?;
     let listed = db::deployments::role_names(&state.pool, deployment.id).await?;
     let node_names: Vec<String> = mine.into_iter().map(|n| n.name).collect();
     let roles = db::roles::list_roles(

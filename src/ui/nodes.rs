@@ -19,6 +19,7 @@ use crate::{
         keys::Key,
         noderoles::NodeRoleFilter,
         nodes::{Node, NodeFilter, NodeUpdate},
+        paging::Window,
     },
     http::AppState,
 };
@@ -63,7 +64,7 @@ async fn list(State(state): State<AppState>, session: Session) -> Result<ListPag
     let nodes = db::nodes::list(
         &state.pool,
         &NodeFilter {
-            limit: 10_000,
+            window: Window::first(10_000),
             ..Default::default()
         },
     )
@@ -172,18 +173,18 @@ async fn page(
     let mut conn = state.pool.acquire().await?;
     let node = db::nodes::get(&mut conn, &Key::parse(&name)).await?;
     drop(conn);
-    let noderoles = db::noderoles::list(
-        &state.pool,
+    let noderoles = view::noderoles(
+        &state,
         &NodeRoleFilter {
             node: Some(node.id.to_string()),
-            limit: 10_000,
+            window: Window::first(10_000),
             ..Default::default()
         },
     )
     .await?;
     Ok(NodePage {
         layout,
-        noderoles: view::views(&state, noderoles).await?,
+        noderoles,
         history: db::nodes::history(&state.pool, node.id, 200, 0).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,
         node: node.into(),

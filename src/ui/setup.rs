@@ -19,6 +19,7 @@ use crate::{
         keys::Key,
         networks::{NewNetwork, NewRange},
         nodes::{NewNode, NodeFilter},
+        paging::Window,
     },
     http::{AppState, actions},
 };
@@ -35,7 +36,7 @@ pub async fn has_admin_node(state: &AppState) -> Result<bool, UiError> {
         &state.pool,
         &NodeFilter {
             admin: Some(true),
-            limit: 1,
+            window: Window::first(1),
             ..Default::default()
         },
     )

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::{
-    db::noderoles::NodeRole,
+    db::noderoles::{NodeRole, NodeRoleFilter},
     http::{ApiError, AppState, api::WithReason},
 };
 
@@ -62,9 +62,9 @@ pub fn reason_text(reason: Option<&Value>) -> String {
         .to_string()
 }
 
-/// Noderoles with their reasons, as views (one reasons query for all).
-pub async fn views(state: &AppState, noderoles: Vec<NodeRole>) -> Result<Vec<NrView>, ApiError> {
-    Ok(crate::http::api::with_reasons(state, noderoles)
+/// The noderoles `filter` selects with their reasons, as views.
+pub async fn noderoles(state: &AppState, filter: &NodeRoleFilter) -> Result<Vec<NrView>, ApiError> {
+    Ok(crate::http::api::noderole_page(state, filter)
         .await?
         .into_iter()
         .map(NrView::from)

@@ -136,7 +136,7 @@ async fn nothing_runs_while_the_deployment_is_proposed() {
 
 async fn reasons_of(pool: &sqlx::PgPool, node: &str, role: &str) -> serde_json::Value {
     let id = id_of(pool, node, role).await;
-    db::anneal::reasons(pool, &[id], 10)
+    db::explain::reasons(pool, &[id], 10)
         .await
         .unwrap()
         .remove(&id)
@@ -226,6 +226,57 @@ async fn an_error_freezes_its_node_until_retried() {
     assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
     let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
     assert_eq!(outcomes, vec!["failed", "failed"]);
+}
+
+/// The reasons that depend on the queue: a queued run, a run waiting for the cap, a node
+/// busy with another noderole's run, a running run.
+#[tokio::test]
+async fn reasons_follow_the_queue() {
+    let pool = setup().await;
+    node(&pool, "n1", true).await;
+    node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    bind(&pool, "n1", "test-library", "web").await;
+    bind(&pool, "n2", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    let config = queue_config(1);
+    let (_, queued) = crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    assert_eq!(queued, 2, "one run per node");
+    // n1's first role is queued; its other role waits for the node
+    let (first, second) = (
+        id_of(&pool, "n1", "test-admin").await,
+        id_of(&pool, "n1", "test-library").await,
+    );
+    let reasons = db::explain::reasons(&pool, &[first, second], 1)
+        .await
+        .unwrap();
+    assert_eq!(reasons[&first]["code"], "queued", "{reasons:?}");
+    assert_eq!(reasons[&second]["code"], "node_busy", "{reasons:?}");
+    assert_eq!(reasons[&second]["noderole"]["role"], "test-admin");
+
+    // one run starts: the cap of 1 is reached for the other node's queued run
+    let mut conn = pool.acquire().await.unwrap();
+    let claimed = db::runs::claim(&mut conn, "test-worker", &config, 1)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(claimed.len(), 1);
+    let ids = [first, id_of(&pool, "n2", "test-admin").await];
+    let reasons = db::explain::reasons(&pool, &ids, 1).await.unwrap();
+    let codes: Vec<&str> = ids
+        .iter()
+        .map(|id| reasons[id]["code"].as_str().unwrap())
+        .collect();
+    let (running, waiting) = if codes[0] == "running" {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    assert_eq!(codes[running], "running", "{reasons:?}");
+    assert_eq!(codes[waiting], "cap_reached", "{reasons:?}");
+    assert_eq!(reasons[&ids[waiting]]["running"], 1);
+    assert_eq!(reasons[&ids[waiting]]["cap"], 1);
 }
 
 #[tokio::test]

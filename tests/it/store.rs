@@ -9,6 +9,7 @@ use crowbar::{
         keys::{Key, token_hash},
         noderoles::NodeRoleFilter,
         nodes::NodeFilter,
+        paging::Window,
         roles::{JigUpdate, RoleFilter},
     },
     domain::state::NodeRoleState::*,
@@ -330,29 +331,29 @@ async fn lists_filter_by_name_or_id() {
     let by = |deployment: Option<String>, node: Option<String>| NodeRoleFilter {
         deployment,
         node,
-        limit: 100,
+        window: Window::first(100),
         ..Default::default()
     };
-    let by_name = db::noderoles::list(&pool, &by(Some("web".into()), None))
+    let by_name = db::explain::page(&pool, &by(Some("web".into()), None), 10)
         .await
         .unwrap();
-    let by_id = db::noderoles::list(&pool, &by(Some(web.to_string()), None))
+    let by_id = db::explain::page(&pool, &by(Some(web.to_string()), None), 10)
         .await
         .unwrap();
     assert_eq!(by_name.len(), 1);
     assert_eq!(by_id.len(), 1);
-    let of_node = db::noderoles::list(&pool, &by(None, Some(n1.to_string())))
+    let of_node = db::explain::page(&pool, &by(None, Some(n1.to_string())), 10)
         .await
         .unwrap();
     assert_eq!(of_node.len(), 1);
-    assert_eq!(of_node[0].node, "n1");
+    assert_eq!(of_node[0].0.node, "n1");
 
     world_move(&pool, "n1", "web").await;
     let nodes = db::nodes::list(
         &pool,
         &NodeFilter {
             deployment: Some(web.to_string()),
-            limit: 100,
+            window: Window::first(100),
             ..Default::default()
         },
     )

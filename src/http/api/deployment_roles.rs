@@ -48,8 +48,7 @@ async fn list(
     let filter = DeploymentRoleFilter {
         deployment: q.deployment,
         role: q.role,
-        limit: page.limit,
-        offset: page.offset,
+        window: page.window(None),
     };
     Ok(Json(
         db::deployment_roles::list(&state.pool, &filter).await?,

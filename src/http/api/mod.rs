@@ -35,7 +35,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::{ApiError, AppState, auth, error::ErrorBody};
-use crate::db::{self, noderoles::NodeRole};
+use crate::db::{
+    self,
+    explain::Explained,
+    noderoles::{NodeRole, NodeRoleFilter},
+};
 
 /// Every `/api/v2` route with its OpenAPI operation: the one registry both the router and
 /// the document are built from.
@@ -168,7 +172,7 @@ impl Modify for Conventions {
 }
 
 /// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
-/// is not running, from [`db::anneal::reasons`]).
+/// is not running, from [`db::explain`]).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WithReason<T> {
     #[serde(flatten)]
@@ -177,7 +181,22 @@ pub struct WithReason<T> {
     pub reason: Option<Value>,
 }
 
-/// Attaches reasons to a page of noderoles with one query.
+impl From<Explained> for WithReason<NodeRole> {
+    fn from((noderole, reason): Explained) -> Self {
+        WithReason { noderole, reason }
+    }
+}
+
+/// The page of noderoles `filter` selects, with their reasons.
+pub async fn noderole_page(
+    state: &AppState,
+    filter: &NodeRoleFilter,
+) -> Result<Vec<WithReason<NodeRole>>, ApiError> {
+    let page = db::explain::page(&state.pool, filter, state.run_cap).await?;
+    Ok(page.into_iter().map(WithReason::from).collect())
+}
+
+/// Attaches reasons to noderoles with one query.
 pub async fn with_reasons(
     state: &AppState,
     noderoles: Vec<NodeRole>,
@@ -207,10 +226,7 @@ pub async fn with_reason<T>(
 }
 
 async fn reasons_of(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, Value>, ApiError> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    Ok(db::anneal::reasons(&state.pool, ids, state.run_cap).await?)
+    Ok(db::explain::reasons(&state.pool, ids, state.run_cap).await?)
 }
 
 /// 201 with a `Location` header.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{WithReason, created, with_reason, with_reasons};
+use super::{WithReason, created, noderole_page, with_reason, with_reasons};
 use crate::{
     db::{
         self,
@@ -43,6 +43,8 @@ struct ListQuery {
     role: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+    /// A cursor: the noderoles whose ids follow this one (the last id of the previous page).
+    after: Option<i64>,
 }
 
 fn parse_state(text: &str) -> Result<NodeRoleState, ApiError> {
@@ -70,11 +72,9 @@ async fn list(
         deployment: q.deployment,
         node: q.node,
         role: q.role,
-        limit: page.limit,
-        offset: page.offset,
+        window: page.window(q.after),
     };
-    let noderoles = db::noderoles::list(&state.pool, &filter).await?;
-    Ok(Json(with_reasons(&state, noderoles).await?))
+    Ok(Json(noderole_page(&state, &filter).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -4,7 +4,7 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{WithReason, created, with_reason, with_reasons};
+use super::{WithReason, created, noderole_page, with_reason};
 use crate::{
     db::{
         self,
@@ -44,6 +44,8 @@ struct ListQuery {
     admin: Option<bool>,
     limit: Option<i64>,
     offset: Option<i64>,
+    /// A cursor: the nodes whose ids follow this one (the last id of the previous page).
+    after: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v2/nodes", tag = "nodes", params(ListQuery),
@@ -58,8 +60,7 @@ async fn list(
         alive: q.alive,
         available: q.available,
         admin: q.admin,
-        limit: page.limit,
-        offset: page.offset,
+        window: page.window(q.after),
     };
     Ok(Json(db::nodes::list(&state.pool, &filter).await?))
 }
@@ -259,12 +260,10 @@ async fn node_roles(
     drop(conn);
     let filter = NodeRoleFilter {
         node: Some(node_id.to_string()),
-        limit: page.limit,
-        offset: page.offset,
+        window: page.window(None),
         ..Default::default()
     };
-    let noderoles = db::noderoles::list(&state.pool, &filter).await?;
-    Ok(Json(with_reasons(&state, noderoles).await?))
+    Ok(Json(noderole_page(&state, &filter).await?))
 }
 
 #[utoipa::path(get, path = "/api/v2/nodes/{node}/node_roles/{role}", tag = "nodes",

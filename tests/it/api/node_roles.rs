@@ -196,6 +196,19 @@ async fn noderoles_list_with_filters() {
         ),
         [p("n2", "test-admin")]
     );
+    let first = app
+        .get("/api/v2/node_roles?role=test-admin&limit=1")
+        .send()
+        .await;
+    let after = first.body[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        pairs(
+            app.get(&format!("/api/v2/node_roles?role=test-admin&after={after}"))
+                .send()
+                .await
+        ),
+        [p("n2", "test-admin")]
+    );
     // every row carries its reason
     let list = app.get("/api/v2/node_roles").send().await;
     for nr in list.body.as_array().unwrap() {

@@ -185,6 +185,26 @@ async fn nodes_list_with_filters_and_pages() {
         names(app.get("/api/v2/nodes?limit=2&offset=2").send().await),
         ["n3"]
     );
+    // the cursor: the page after the last id seen, filters still applied
+    let first = app.get("/api/v2/nodes?limit=2").send().await;
+    let last = first.body[1]["id"].as_i64().unwrap();
+    assert_eq!(
+        names(
+            app.get(&format!("/api/v2/nodes?limit=2&after={last}"))
+                .send()
+                .await
+        ),
+        ["n3"]
+    );
+    let n1 = first.body[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        names(
+            app.get(&format!("/api/v2/nodes?deployment=system&after={n1}"))
+                .send()
+                .await
+        ),
+        ["n2"]
+    );
     assert!(names(app.get("/api/v2/nodes?deployment=nope").send().await).is_empty());
 }
 

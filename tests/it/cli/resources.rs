@@ -68,6 +68,9 @@ async fn nodes_and_roles_verbs() {
         .json(&["nodes", "list", "--limit", "1", "--offset", "1"])
         .await;
     assert_eq!(names(&second), ["n2.example.com"]);
+    let first_id = alive[0]["id"].to_string();
+    let after = cli.json(&["nodes", "list", "--after", &first_id]).await;
+    assert_eq!(names(&after), ["n2.example.com"]);
     let reserved = cli.json(&["nodes", "list", "--available", "false"]).await;
     assert_eq!(names(&reserved), ["n2.example.com"]);
     let table = cli.ok(&["nodes", "list", "--deployment", "system"]).await;
