@@ -63,7 +63,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         args.pgbench_seconds
     );
 
-    let pool = support::prepared_pool(pg, args.roles).await?;
+    let pool = support::prepared_pool(pg, args.roles, 32).await?;
     let setup = Instant::now();
     support::populate(&pool, args.nodes, args.roles).await?;
     let total = args.nodes * args.roles;

@@ -15,7 +15,10 @@
 
 use std::{net::SocketAddr, process::Command, time::Instant};
 
-use crowbar::{config::Secret, http::AppState};
+use crowbar::{
+    config::{DEFAULT_DB_POOL_SIZE, Secret},
+    http::AppState,
+};
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -53,7 +56,7 @@ async fn bench(
     only: &str,
     hold: u64,
 ) -> anyhow::Result<()> {
-    let pool = support::prepared_pool(pg, roles).await?;
+    let pool = support::prepared_pool(pg, roles, DEFAULT_DB_POOL_SIZE).await?;
     let setup = Instant::now();
     support::populate(&pool, nodes, roles).await?;
     mix_states(&pool).await?;
@@ -78,7 +81,10 @@ async fn bench(
     state.shutdown = shutdown.clone();
     let server = tokio::spawn(crowbar::app::run(state, listener, shutdown.clone()));
 
-    println!("wrk: {CONNECTIONS} connections, 2 threads, {seconds}s per route, loopback\n");
+    println!(
+        "wrk: {CONNECTIONS} connections, 2 threads, {seconds}s per route, loopback; \
+         server: {DEFAULT_DB_POOL_SIZE} database connections (the daemon's default)\n"
+    );
     println!(
         "{:<44} {:>9} {:>9} {:>9} {:>10}",
         "route", "p50 ms", "p99 ms", "req/s", "p99/readyz"
@@ -92,6 +98,10 @@ async fn bench(
             "a page in the middle",
         ),
         ("/api/v2/node_roles?state=error&limit=100", "the failures"),
+        (
+            "/api/v2/node_roles?state=todo&limit=100",
+            "waiting: reasons read the queue",
+        ),
         ("/api/v2/node_roles?state=active&limit=100&offset=20000", ""),
         (
             "/api/v2/node_roles?state=active&limit=100&after=20000",

@@ -4,6 +4,9 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::telemetry::LogFormat;
 
+/// The daemon's database pool when not told otherwise (`--db-pool-size`).
+pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -70,7 +73,7 @@ pub struct Settings {
     pub log_format: LogFormat,
 
     /// Connections in the database pool.
-    #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = 16)]
+    #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = DEFAULT_DB_POOL_SIZE)]
     pub db_pool_size: u32,
 
     /// How long shutdown waits for in-flight requests (and then for database connections)

@@ -49,9 +49,14 @@ where
 }
 
 /// A migrated database with the shipped barclamps and `bench-1..=roles`, a chain of noop
-/// roles each requiring the previous one on the same node.
-pub async fn prepared_pool(pg: &ManagedPostgres, roles: i64) -> anyhow::Result<sqlx::PgPool> {
-    let pool = db::connect(pg.url().expose(), 16).await?;
+/// roles each requiring the previous one on the same node, reached through a pool of
+/// `pool_size` connections.
+pub async fn prepared_pool(
+    pg: &ManagedPostgres,
+    roles: i64,
+    pool_size: u32,
+) -> anyhow::Result<sqlx::PgPool> {
+    let pool = db::connect(pg.url().expose(), pool_size).await?;
     db::migrate(&pool).await?;
     crowbar::barclamps::import_shipped(&pool).await?;
     crowbar::barclamps::import_document(&pool, "bench.yml", &chain_barclamp(roles)).await?;

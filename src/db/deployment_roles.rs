@@ -55,8 +55,9 @@ pub async fn list(
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .refers_to("role_id", "roles", f.role.clone());
-    let ids = query.ids(pool, f.window).await?;
-    Ok(rows_by_id(pool, SELECT, "dr", &ids).await?)
+    let mut conn = pool.acquire().await?;
+    let ids = query.ids(&mut conn, f.window).await?;
+    Ok(rows_by_id(&mut conn, SELECT, "dr", &ids).await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {

@@ -9,7 +9,7 @@
 use std::{collections::HashMap, sync::LazyLock};
 
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::{
     noderoles::{NODEROLE_COLUMNS, NODEROLE_FROM, NodeRole, NodeRoleFilter},
@@ -29,20 +29,25 @@ pub async fn page(
     filter: &NodeRoleFilter,
     cap: i64,
 ) -> sqlx::Result<Vec<Explained>> {
-    let ids = filter.page_ids(pool).await?;
-    noderoles(pool, &ids, cap).await
+    let mut conn = pool.acquire().await?;
+    let ids = filter.page_ids(&mut conn).await?;
+    noderoles(&mut conn, &ids, cap).await
 }
 
 /// The noderoles of `ids` (those that exist), explained, in id order. `cap` is the run cap
 /// a queued noderole waits under.
-pub async fn noderoles(pool: &PgPool, ids: &[i64], cap: i64) -> sqlx::Result<Vec<Explained>> {
-    let rows: Vec<Row> = rows_by_id(pool, &SELECT_EXPLAINED, "nr", ids).await?;
+pub async fn noderoles(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    cap: i64,
+) -> sqlx::Result<Vec<Explained>> {
+    let rows: Vec<Row> = rows_by_id(conn, &SELECT_EXPLAINED, "nr", ids).await?;
     let waiting: Vec<i64> = rows
         .iter()
         .filter(|row| WAITING_STATES.contains(&row.noderole.state))
         .map(|row| row.noderole.id)
         .collect();
-    let mut waits: HashMap<i64, Waits> = rows_by_id::<Waits>(pool, SELECT_WAITS, "nr", &waiting)
+    let mut waits: HashMap<i64, Waits> = rows_by_id::<Waits>(conn, SELECT_WAITS, "nr", &waiting)
         .await?
         .into_iter()
         .map(|w| (w.id, w))
@@ -58,7 +63,8 @@ pub async fn noderoles(pool: &PgPool, ids: &[i64], cap: i64) -> sqlx::Result<Vec
 
 /// The reason of each of `ids` that is not ACTIVE, as JSON (`{code, message, ...}`).
 pub async fn reasons(pool: &PgPool, ids: &[i64], cap: i64) -> sqlx::Result<HashMap<i64, Value>> {
-    Ok(noderoles(pool, ids, cap)
+    let mut conn = pool.acquire().await?;
+    Ok(noderoles(&mut conn, ids, cap)
         .await?
         .into_iter()
         .filter_map(|(noderole, reason)| Some((noderole.id, reason?)))

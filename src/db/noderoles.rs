@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::{
     error::StoreError,
@@ -85,14 +85,14 @@ pub struct NodeRoleFilter {
 
 impl NodeRoleFilter {
     /// The ids of the page this filter selects.
-    pub(super) async fn page_ids(&self, pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+    pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> sqlx::Result<Vec<i64>> {
         let mut query = PagedQuery::new("noderoles");
         query
             .equal("state", self.state.map(|s| s.code()))
             .refers_to("deployment_id", "deployments", self.deployment.clone())
             .refers_to("node_id", "nodes", self.node.clone())
             .refers_to("role_id", "roles", self.role.clone());
-        query.ids(pool, self.window).await
+        query.ids(conn, self.window).await
     }
 }
 

@@ -145,8 +145,9 @@ pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError
         .equal("alive", f.alive)
         .equal("available", f.available)
         .equal("admin", f.admin);
-    let ids = query.ids(pool, f.window).await?;
-    Ok(rows_by_id(pool, SELECT_NODE, "n", &ids).await?)
+    let mut conn = pool.acquire().await?;
+    let ids = query.ids(&mut conn, f.window).await?;
+    Ok(rows_by_id(&mut conn, SELECT_NODE, "n", &ids).await?)
 }
 
 /// Changes to a node. `None` leaves a field alone.

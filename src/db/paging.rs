@@ -8,7 +8,7 @@
 //! ids inside the row statement made PostgreSQL plan the whole join again for every request:
 //! several times the cost of running it.)
 
-use sqlx::{PgPool, Postgres, QueryBuilder, postgres::PgRow};
+use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgRow};
 
 /// Which slice of a listing: `limit` rows after skipping `offset`, or — with `after` — the
 /// `limit` rows whose ids follow `after` (a cursor: the same cost at any depth).
@@ -74,7 +74,7 @@ impl PagedQuery {
     }
 
     /// The ids of the page `window` selects.
-    pub async fn ids(mut self, pool: &PgPool, window: Window) -> sqlx::Result<Vec<i64>> {
+    pub async fn ids(mut self, conn: &mut PgConnection, window: Window) -> sqlx::Result<Vec<i64>> {
         if let Some(after) = window.after {
             self.builder.push(" AND p.id > ");
             self.builder.push_bind(after);
@@ -83,14 +83,14 @@ impl PagedQuery {
         self.builder.push_bind(window.limit);
         self.builder.push(" OFFSET ");
         self.builder.push_bind(window.offset);
-        self.builder.build_query_scalar().fetch_all(pool).await
+        self.builder.build_query_scalar().fetch_all(conn).await
     }
 }
 
 /// The rows of `ids`, in id order: `select` (which reads its table as `alias`) with
 /// `WHERE <alias>.id = ANY($1)`.
 pub async fn rows_by_id<T>(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     select: &str,
     alias: &str,
     ids: &[i64],
@@ -105,6 +105,6 @@ where
         "{select} WHERE {alias}.id = ANY($1) ORDER BY {alias}.id"
     )))
     .bind(ids)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
