@@ -16,7 +16,7 @@
 use std::{net::SocketAddr, process::Command, time::Instant};
 
 use crowbar::{
-    config::{DEFAULT_DB_POOL_SIZE, Secret},
+    config::{Secret, default_db_pool_size},
     http::AppState,
 };
 use tokio_util::sync::CancellationToken;
@@ -56,7 +56,7 @@ async fn bench(
     only: &str,
     hold: u64,
 ) -> anyhow::Result<()> {
-    let pool = support::prepared_pool(pg, roles, DEFAULT_DB_POOL_SIZE).await?;
+    let pool = support::prepared_pool(pg, roles, default_db_pool_size()).await?;
     let setup = Instant::now();
     support::populate(&pool, nodes, roles).await?;
     mix_states(&pool).await?;
@@ -83,7 +83,8 @@ async fn bench(
 
     println!(
         "wrk: {CONNECTIONS} connections, 2 threads, {seconds}s per route, loopback; \
-         server: {DEFAULT_DB_POOL_SIZE} database connections (the daemon's default)\n"
+         server: {} database connections (the daemon's default here)\n",
+        default_db_pool_size()
     );
     println!(
         "{:<44} {:>9} {:>9} {:>9} {:>10}",

@@ -4,8 +4,17 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::telemetry::LogFormat;
 
-/// The daemon's database pool when not told otherwise (`--db-pool-size`).
-pub const DEFAULT_DB_POOL_SIZE: u32 = 16;
+/// The daemon's database pool when not told otherwise (`--db-pool-size`): twice the cores
+/// plus four (two are held by the event and annealer listeners), 8 to 32. More connections
+/// than the machine can run at once only make them wait on each other: with 16 busy
+/// backends on 2 cores, the daemon's own threads got a small share of the CPU and API
+/// latency at p99 doubled (BENCHMARKS.md).
+pub fn default_db_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(2 * cores + 4)
+        .unwrap_or(u32::MAX)
+        .clamp(8, 32)
+}
 
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,7 +82,7 @@ pub struct Settings {
     pub log_format: LogFormat,
 
     /// Connections in the database pool.
-    #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = DEFAULT_DB_POOL_SIZE)]
+    #[arg(long, env = "CROWBAR_DB_POOL_SIZE", default_value_t = default_db_pool_size())]
     pub db_pool_size: u32,
 
     /// How long shutdown waits for in-flight requests (and then for database connections)

@@ -42,16 +42,7 @@ pub async fn noderoles(
     cap: i64,
 ) -> sqlx::Result<Vec<Explained>> {
     let rows: Vec<Row> = rows_by_id(conn, &SELECT_EXPLAINED, "nr", ids).await?;
-    let waiting: Vec<i64> = rows
-        .iter()
-        .filter(|row| WAITING_STATES.contains(&row.noderole.state))
-        .map(|row| row.noderole.id)
-        .collect();
-    let mut waits: HashMap<i64, Waits> = rows_by_id::<Waits>(conn, SELECT_WAITS, "nr", &waiting)
-        .await?
-        .into_iter()
-        .map(|w| (w.id, w))
-        .collect();
+    let mut waits = waits_of(conn, &rows).await?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -59,6 +50,25 @@ pub async fn noderoles(
             row.explain(waits, cap)
         })
         .collect())
+}
+
+/// What the TODO and BLOCKED noderoles among `rows` wait for, by id.
+async fn waits_of(conn: &mut PgConnection, rows: &[Row]) -> sqlx::Result<HashMap<i64, Waits>> {
+    let waiting: Vec<&NodeRole> = rows
+        .iter()
+        .map(|row| &row.noderole)
+        .filter(|nr| WAITING_STATES.contains(&nr.state))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let waits: Vec<Waits> = sqlx::query_as(SELECT_WAITS)
+        .bind(waiting.iter().map(|nr| nr.id).collect::<Vec<_>>())
+        .bind(waiting.iter().map(|nr| nr.node_id).collect::<Vec<_>>())
+        .bind(waiting.iter().map(|nr| nr.state).collect::<Vec<_>>())
+        .fetch_all(conn)
+        .await?;
+    Ok(waits.into_iter().map(|w| (w.id, w)).collect())
 }
 
 /// The reason of each of `ids` that is not ACTIVE, as JSON (`{code, message, ...}`).
@@ -87,9 +97,10 @@ static SELECT_EXPLAINED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// What a TODO or BLOCKED noderole waits for: the first parent that is not ACTIVE (when
-/// BLOCKED), another noderole in ERROR on its node or the node's run of another noderole
-/// (when TODO), and the runs executing (when TODO and queued).
+/// What TODO and BLOCKED noderoles wait for: the first parent that is not ACTIVE (when
+/// BLOCKED), another noderole in ERROR on the node or the node's run of another noderole
+/// (when TODO), and the runs executing (when TODO and queued). The noderoles come as arrays
+/// of their ids, nodes and states, already read.
 const SELECT_WAITS: &str = "
     SELECT nr.id,
            w.id AS waiting_id, w.role AS waiting_role, w.node AS waiting_node, w.state AS waiting_state,
@@ -98,7 +109,7 @@ const SELECT_WAITS: &str = "
            CASE WHEN nr.state = 1 AND EXISTS (SELECT 1 FROM runs own WHERE own.noderole_id = nr.id)
                 THEN (SELECT count(*) FROM runs WHERE state = 'running' AND lane = 'normal')
            END AS running
-      FROM noderoles nr
+      FROM unnest($1::bigint[], $2::bigint[], $3::smallint[]) AS nr (id, node_id, state)
       LEFT JOIN LATERAL (
           SELECT p.id, pr.name AS role, pn.name AS node, p.state
             FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
