@@ -35,7 +35,8 @@ struct DiscoverBody {
 }
 
 /// 201 with the new node and its token; 200 with a fresh token when the MAC was known and
-/// its node is still in discovery; 409 when that node left discovery.
+/// its node is still in discovery; 409 when that node left discovery; 429 when as many
+/// machines as `--discovery-limit` are in discovery already.
 async fn discover(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DiscoverBody>,
@@ -58,6 +59,7 @@ async fn discover(
         &state.pool,
         &state.hooks,
         &state.provisioner.domain,
+        state.provisioner.discovery_limit,
         &mac,
         address,
     )
@@ -65,6 +67,11 @@ async fn discover(
     .map_err(|e| match e {
         DiscoveryError::Store(e) => ApiError::from(e),
         DiscoveryError::Veto(v) => ApiError::from(v),
+        full @ DiscoveryError::Full { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "discovery_full",
+            full.to_string(),
+        ),
     })?;
     let status = if discovered.created {
         StatusCode::CREATED

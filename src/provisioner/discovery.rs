@@ -43,7 +43,18 @@ pub enum DiscoveryError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Veto(#[from] Veto),
+    /// As many machines as the limit are in discovery already.
+    #[error(
+        "{limit} machines are in discovery already (the limit, --discovery-limit): this one \
+         registers on a later try, once some report alive and leave discovery; remove nodes \
+         of machines that will not come back, or raise the limit"
+    )]
+    Full { limit: i64 },
 }
+
+/// Serializes the registration of new machines across daemons, so the discovery limit is
+/// never passed by registrations racing each other.
+const DISCOVERY_LOCK: i64 = 0x6372_6f77_6261_7202;
 
 impl From<sqlx::Error> for DiscoveryError {
     fn from(e: sqlx::Error) -> Self {
@@ -57,11 +68,12 @@ pub fn node_name(mac: &str, domain: &str) -> String {
 }
 
 /// Registers the machine with `mac` (canonical form) and, optionally, the address it booted
-/// with.
+/// with. A new machine is refused while `limit` nodes are in discovery.
 pub async fn discover(
     pool: &PgPool,
     hooks: &Hooks,
     domain: &str,
+    limit: i64,
     mac: &str,
     address: Option<String>,
 ) -> Result<Discovered, DiscoveryError> {
@@ -101,6 +113,17 @@ pub async fn discover(
                 token,
                 created: false,
             });
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(DISCOVERY_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let in_discovery: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes WHERE bootenv = $1")
+            .bind(DISCOVERY)
+            .fetch_one(&mut *tx)
+            .await?;
+        if in_discovery >= limit {
+            return Err(DiscoveryError::Full { limit });
         }
         let new = NewNode {
             name: node_name(mac, domain),

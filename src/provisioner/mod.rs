@@ -25,6 +25,10 @@ pub struct ProvisionerSettings {
     /// DNS domain of discovered nodes (named d<mac>.<domain>).
     #[arg(long, env = "CROWBAR_DOMAIN", default_value = "crowbar.internal")]
     pub domain: String,
+    /// Most machines in discovery at once (nodes whose bootenv is still sledgehammer);
+    /// beyond it `/discover` refuses new machines with 429 until some leave discovery.
+    #[arg(long, env = "CROWBAR_DISCOVERY_LIMIT", default_value_t = 1000)]
+    pub discovery_limit: i64,
     /// Directory of the files crowbar writes for dnsmasq (`dhcp-hosts`, `hosts`) and of
     /// dnsmasq's pid file (`dnsmasq.pid`); default: <data-dir>/dnsmasq.
     #[arg(long, env = "CROWBAR_DNSMASQ_DIR")]
@@ -56,6 +60,7 @@ pub struct Provisioner {
     pub bootenvs: Bootenvs,
     pub urls: BootUrls,
     pub domain: String,
+    pub discovery_limit: i64,
 }
 
 impl Provisioner {
@@ -83,6 +88,7 @@ impl Provisioner {
                 files_url,
             },
             domain: settings.domain.trim_matches('.').to_ascii_lowercase(),
+            discovery_limit: settings.discovery_limit,
         }))
     }
 

@@ -78,6 +78,83 @@ async fn ten_machines_registering_at_once_become_ten_managed_nodes() {
     );
 }
 
+/// A flood of registrations cannot make more nodes than `--discovery-limit`: machines past
+/// it get 429 and nothing changes; known machines still register again; a machine that
+/// leaves discovery makes room.
+#[tokio::test]
+async fn discovery_stops_at_its_limit() {
+    let app = TestApp::with(|state| {
+        let mut provisioner = (*state.provisioner).clone();
+        provisioner.discovery_limit = 3;
+        state.provisioner = std::sync::Arc::new(provisioner);
+    })
+    .await;
+    let calls = (0..6).map(|i| {
+        app.post("/discover")
+            .no_token()
+            .json(json!({"mac": mac(i)}))
+            .send()
+    });
+    let replies = futures::future::join_all(calls).await;
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(
+        created.len(),
+        3,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for refused in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            refused.body
+        );
+        assert_eq!(refused.body["error"]["code"], "discovery_full");
+        assert!(
+            refused.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--discovery-limit"),
+            "{}",
+            refused.body
+        );
+    }
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM nodes")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 3, "no node for a refused machine");
+
+    // a machine already in discovery registers again at the limit
+    let first = created[0].body["mac"].as_str().unwrap().to_string();
+    app.post("/discover")
+        .no_token()
+        .json(json!({"mac": first}))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    // one leaves discovery: a new machine fits
+    let name = created[0].body["name"].as_str().unwrap().to_string();
+    app.put(&format!("/api/v2/nodes/{name}"))
+        .json(json!({"bootenv": "local"}))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    app.post("/discover")
+        .no_token()
+        .json(json!({"mac": mac(9)}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+    assert_eq!(count().await, 4);
+}
+
 #[tokio::test]
 async fn a_rebooted_undiscovered_machine_gets_a_new_token_a_discovered_one_is_refused() {
     let app = TestApp::new().await;

@@ -50,6 +50,17 @@ impl TestApp {
         }
     }
 
+    /// Like [`TestApp::new`], with the daemon's state changed by `change` first (settings).
+    pub async fn with(change: impl FnOnce(&mut AppState)) -> TestApp {
+        let db = admin_db().await;
+        let mut state = AppState::new(db.pool.clone());
+        change(&mut state);
+        TestApp {
+            router: crowbar::http::router(state),
+            pool: db.pool,
+        }
+    }
+
     /// The router over an existing database (barclamps already loaded), with the admin
     /// token and the daemon's SSH public key.
     pub async fn on(pool: PgPool, ssh_public_key: Option<String>) -> TestApp {
