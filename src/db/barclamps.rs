@@ -13,9 +13,6 @@ use crate::domain::barclamp::{
     StoredJig, StoredRole,
 };
 
-/// Key of the transaction-scoped advisory lock serializing barclamp imports ("crowbar" + 1).
-pub const IMPORT_LOCK_KEY: i64 = 0x6372_6f77_6261_7201;
-
 /// A role an import would delete while noderoles or deployment roles still use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleInUse {
@@ -92,11 +89,7 @@ impl From<sqlx::Error> for ApplyError {
 
 /// Waits for, and holds until the transaction ends, the lock serializing imports.
 pub async fn lock_imports(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(IMPORT_LOCK_KEY)
-        .execute(conn)
-        .await?;
-    Ok(())
+    super::locks::hold(conn, super::locks::Lock::Imports).await
 }
 
 /// Every stored barclamp, jig, role and attrib, as validation needs them.

@@ -17,6 +17,7 @@ pub mod host_keys;
 pub mod inputs;
 pub mod installs;
 pub mod keys;
+pub mod locks;
 pub mod networks;
 pub mod noderoles;
 pub mod nodes;

@@ -9,6 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
+    locks::{self, Lock},
     paging::{PagedQuery, Window},
     ripple,
 };
@@ -16,9 +17,6 @@ use crate::domain::{
     bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
     state::NodeRoleState,
 };
-
-/// Serializes changes to the graph's shape (bind, delete) across daemons.
-const GRAPH_LOCK: i64 = 0x6372_6f77_6261_7201;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NodeRole {
@@ -177,10 +175,7 @@ pub async fn bind(
     data: Option<&Value>,
     actor: &Actor,
 ) -> Result<Bound, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(GRAPH_LOCK)
-        .execute(&mut *conn)
-        .await?;
+    locks::hold(conn, Lock::Graph).await?;
     let node_id = super::nodes::id_of(conn, node).await?;
     let deployment_id = match deployment {
         Some(key) => super::deployments::id_of(conn, key).await?,
@@ -420,10 +415,7 @@ pub async fn delete(
     id: i64,
     actor: &Actor,
 ) -> Result<Vec<i64>, StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(GRAPH_LOCK)
-        .execute(&mut *conn)
-        .await?;
+    locks::hold(conn, Lock::Graph).await?;
     let node_id: i64 = sqlx::query_scalar("SELECT node_id FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)

@@ -128,6 +128,14 @@ pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError
         .ok_or_else(|| StoreError::not_found("node", key))
 }
 
+/// How many nodes boot `bootenv`.
+pub async fn count_in_bootenv(conn: &mut PgConnection, bootenv: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM nodes WHERE bootenv = $1")
+        .bind(bootenv)
+        .fetch_one(conn)
+        .await
+}
+
 /// Filters of a node listing; the deployment matches by name or id.
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {

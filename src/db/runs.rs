@@ -11,12 +11,11 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     events::{self, Actor},
-    inputs, ripple,
+    inputs,
+    locks::{self, Lock},
+    ripple,
 };
 use crate::domain::state::NodeRoleState::{self, Active, Error, Todo, Transition};
-
-/// Serializes claims across daemons so the global cap holds.
-const CLAIM_LOCK: i64 = 0x6372_6f77_6261_7202;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -147,10 +146,7 @@ pub async fn claim(
     config: &QueueConfig,
     max: i64,
 ) -> sqlx::Result<Vec<ClaimedRun>> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CLAIM_LOCK)
-        .execute(&mut *conn)
-        .await?;
+    locks::hold(conn, Lock::Claims).await?;
     let running: Vec<(String, i64)> =
         sqlx::query_as("SELECT lane, count(*) FROM runs WHERE state = 'running' GROUP BY lane")
             .fetch_all(&mut *conn)

@@ -17,6 +17,7 @@ use crate::{
         error::StoreError,
         events::Actor,
         keys::Key,
+        locks::{self, Lock},
         noderoles,
         nodes::{self, NewNode, Node},
     },
@@ -51,10 +52,6 @@ pub enum DiscoveryError {
     )]
     Full { limit: i64 },
 }
-
-/// Serializes the registration of new machines across daemons, so the discovery limit is
-/// never passed by registrations racing each other.
-const DISCOVERY_LOCK: i64 = 0x6372_6f77_6261_7202;
 
 impl From<sqlx::Error> for DiscoveryError {
     fn from(e: sqlx::Error) -> Self {
@@ -114,15 +111,9 @@ pub async fn discover(
                 created: false,
             });
         }
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(DISCOVERY_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let in_discovery: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes WHERE bootenv = $1")
-            .bind(DISCOVERY)
-            .fetch_one(&mut *tx)
-            .await?;
-        if in_discovery >= limit {
+        // racing registrations of new machines must not pass the limit together
+        locks::hold(&mut tx, Lock::Discovery).await?;
+        if nodes::count_in_bootenv(&mut tx, DISCOVERY).await? >= limit {
             return Err(DiscoveryError::Full { limit });
         }
         let new = NewNode {
