@@ -13,7 +13,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::Key,
-    paging::{PagedQuery, Window, rows_by_id},
+    paging::{PagedQuery, Window},
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -55,9 +55,7 @@ pub async fn list(
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .refers_to("role_id", "roles", f.role.clone());
-    let mut conn = pool.acquire().await?;
-    let ids = query.ids(&mut conn, f.window).await?;
-    Ok(rows_by_id(&mut conn, SELECT, "dr", &ids).await?)
+    Ok(query.rows(pool, f.window, SELECT, "dr").await?)
 }
 
 pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {

@@ -57,7 +57,12 @@ async fn waits_of(conn: &mut PgConnection, rows: &[Row]) -> sqlx::Result<HashMap
     let waiting: Vec<&NodeRole> = rows
         .iter()
         .map(|row| &row.noderole)
-        .filter(|nr| WAITING_STATES.contains(&nr.state))
+        .filter(|nr| {
+            matches!(
+                NodeRoleState::from_code(nr.state),
+                Some(NodeRoleState::Todo | NodeRoleState::Blocked)
+            )
+        })
         .collect();
     if waiting.is_empty() {
         return Ok(HashMap::new());
@@ -81,9 +86,6 @@ pub async fn reasons(pool: &PgPool, ids: &[i64], cap: i64) -> sqlx::Result<HashM
         .collect())
 }
 
-/// TODO and BLOCKED: the states whose reason depends on other noderoles and runs.
-const WAITING_STATES: [i16; 2] = [1, 3];
-
 /// Each noderole with what its reason needs in any state.
 static SELECT_EXPLAINED: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -99,14 +101,14 @@ static SELECT_EXPLAINED: LazyLock<String> = LazyLock::new(|| {
 
 /// What TODO and BLOCKED noderoles wait for: the first parent that is not ACTIVE (when
 /// BLOCKED), another noderole in ERROR on the node or the node's run of another noderole
-/// (when TODO), and the runs executing (when TODO and queued). The noderoles come as arrays
-/// of their ids, nodes and states, already read.
+/// (when TODO), and the runs executing (when TODO; counted once per statement). The
+/// noderoles come as arrays of their ids, nodes and states, already read.
 const SELECT_WAITS: &str = "
     SELECT nr.id,
            w.id AS waiting_id, w.role AS waiting_role, w.node AS waiting_node, w.state AS waiting_state,
            f.id AS frozen_id, f.role AS frozen_role,
            b.id AS busy_id, b.role AS busy_role, b.state AS busy_state,
-           CASE WHEN nr.state = 1 AND EXISTS (SELECT 1 FROM runs own WHERE own.noderole_id = nr.id)
+           CASE WHEN nr.state = 1
                 THEN (SELECT count(*) FROM runs WHERE state = 'running' AND lane = 'normal')
            END AS running
       FROM unnest($1::bigint[], $2::bigint[], $3::smallint[]) AS nr (id, node_id, state)
@@ -157,12 +159,13 @@ impl Row {
     fn explain(self, waits: Option<Waits>, cap: i64) -> Explained {
         let state = |code: i16| NodeRoleState::from_code(code).unwrap_or(NodeRoleState::Blocked);
         let nr = &self.noderole;
-        if state(nr.state) == NodeRoleState::Active {
-            return (self.noderole, None);
+        let own_state = state(nr.state);
+        if own_state == NodeRoleState::Active {
+            return (self.noderole, None); // no reason: skip gathering the facts
         }
         let waits = waits.unwrap_or_default();
         let facts = Facts {
-            state: state(nr.state),
+            state: own_state,
             runlog: &nr.runlog,
             deployment: &nr.deployment,
             deployment_proposed: self.deployment_proposed,

@@ -9,7 +9,7 @@ use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
     keys::{Key, fetch_by_key, new_token, token_hash},
-    paging::{PagedQuery, Window, rows_by_id},
+    paging::{PagedQuery, Window},
     ripple, runs,
 };
 
@@ -153,9 +153,7 @@ pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError
         .equal("alive", f.alive)
         .equal("available", f.available)
         .equal("admin", f.admin);
-    let mut conn = pool.acquire().await?;
-    let ids = query.ids(&mut conn, f.window).await?;
-    Ok(rows_by_id(&mut conn, SELECT_NODE, "n", &ids).await?)
+    Ok(query.rows(pool, f.window, SELECT_NODE, "n").await?)
 }
 
 /// Changes to a node. `None` leaves a field alone.

@@ -8,7 +8,7 @@
 //! ids inside the row statement made PostgreSQL plan the whole join again for every request:
 //! several times the cost of running it.)
 
-use sqlx::{PgConnection, Postgres, QueryBuilder, postgres::PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, postgres::PgRow};
 
 /// Which slice of a listing: `limit` rows after skipping `offset`, or — with `after` — the
 /// `limit` rows whose ids follow `after` (a cursor: the same cost at any depth).
@@ -84,6 +84,23 @@ impl PagedQuery {
         self.builder.push(" OFFSET ");
         self.builder.push_bind(window.offset);
         self.builder.build_query_scalar().fetch_all(conn).await
+    }
+
+    /// The rows of the page `window` selects, read by `select` (see [`rows_by_id`]), on one
+    /// connection.
+    pub async fn rows<T>(
+        self,
+        pool: &PgPool,
+        window: Window,
+        select: &str,
+        alias: &str,
+    ) -> sqlx::Result<Vec<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let mut conn = pool.acquire().await?;
+        let ids = self.ids(&mut conn, window).await?;
+        rows_by_id(&mut conn, select, alias, &ids).await
     }
 }
 

@@ -196,7 +196,7 @@ pub async fn noderole_page(
     Ok(page.into_iter().map(WithReason::from).collect())
 }
 
-/// Attaches reasons to noderoles with one query.
+/// Attaches reasons to noderoles (read again with their facts, in one go).
 pub async fn with_reasons(
     state: &AppState,
     noderoles: Vec<NodeRole>,
