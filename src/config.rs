@@ -127,6 +127,26 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The same settings with every path made absolute (against the working directory):
+    /// paths are handed to other programs (sshd, PostgreSQL, dnsmasq), which may resolve
+    /// them elsewhere or not at all.
+    pub fn with_absolute_paths(mut self) -> std::io::Result<Self> {
+        use std::path::absolute;
+        self.data_dir = absolute(&self.data_dir)?;
+        if let Some(dir) = &self.postgres_bin_dir {
+            self.postgres_bin_dir = Some(absolute(dir)?);
+        }
+        if let Some(dir) = &self.provisioner.dnsmasq_dir {
+            self.provisioner.dnsmasq_dir = Some(absolute(dir)?);
+        }
+        for dir in &mut self.barclamp_dirs {
+            *dir = absolute(&*dir)?;
+        }
+        Ok(self)
+    }
+}
+
 /// Parses `250ms`, `10s`, `5m`, `1h`, `7d` or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -178,5 +198,18 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./var"));
         assert!(s.postgres_bin_dir.is_none());
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn paths_become_absolute() {
+        let mut s = Settings::defaults();
+        s.barclamp_dirs = vec![PathBuf::from("more/barclamps")];
+        s.provisioner.dnsmasq_dir = Some(PathBuf::from("dns"));
+        let s = s.with_absolute_paths().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(s.data_dir, cwd.join("var"));
+        assert_eq!(s.barclamp_dirs, vec![cwd.join("more/barclamps")]);
+        assert_eq!(s.provisioner.dnsmasq_dir, Some(cwd.join("dns")));
+        assert!(s.postgres_bin_dir.is_none());
     }
 }

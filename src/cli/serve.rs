@@ -40,9 +40,15 @@ impl Database {
                     bin_dir: settings.postgres_bin_dir.clone(),
                     ..PgOptions::default()
                 };
-                let managed =
-                    ManagedPostgres::start_with(&settings.data_dir.join("postgres"), options)
-                        .await?;
+                let location = crate::pg::cluster_location(&settings.data_dir)?;
+                if let Some(why) = &location.relocated {
+                    tracing::info!(
+                        cluster = %location.dir.display(),
+                        "the private PostgreSQL keeps its files in {}: {why}",
+                        location.dir.display()
+                    );
+                }
+                let managed = ManagedPostgres::start_with(&location.dir, options).await?;
                 let pool = match db::connect(managed.url().expose(), settings.db_pool_size).await {
                     Ok(pool) => pool,
                     Err(e) => {
@@ -78,6 +84,9 @@ impl Database {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
+    let settings = settings
+        .with_absolute_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
 
@@ -168,7 +177,8 @@ async fn serve_on(
     let demo_nodes = if settings.demo {
         let (seeded, nodes) = crate::demo::nodes::start(
             &state,
-            &key.public_openssh(),
+            &key,
+            settings.probe.ssh_timeouts(),
             &settings.data_dir.join("demo-nodes"),
         )
         .await
@@ -208,6 +218,9 @@ async fn serve_on(
 
 pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
+    let settings = settings
+        .with_absolute_paths()
+        .context("cannot resolve the configured paths against the working directory")?;
     let database = Database::open(&settings).await?;
     let result = db::migrate(&database.pool).await;
     database.close(settings.shutdown_grace).await;

@@ -61,39 +61,54 @@ pub async fn seed(state: &AppState) -> Result<bool, ApiError> {
     seed_with(state, "a simulated demo node", &nodes, &bindings).await
 }
 
-/// Creates and commits the demo deployment on namespace nodes at `addresses` (one per
-/// [`NODES`] entry) unless it exists; when it does, points its nodes at the addresses and
-/// forgets their pinned host keys (the namespace nodes are new). Returns whether it seeded.
+/// A namespace node of the demo, as the daemon must know it.
+#[derive(Debug, Clone)]
+pub struct NamespaceNode {
+    /// Its address on the rig's bridge.
+    pub address: String,
+    /// Its sshd's host key, an OpenSSH public key line.
+    pub host_key: String,
+}
+
+/// Creates and commits the demo deployment on namespace nodes (one per [`NODES`] entry)
+/// unless it exists; when it does, points its nodes at the new addresses. Either way the
+/// nodes' host keys are pinned to the ones the rig generated: the demo trusts nothing on
+/// first use. Returns whether it seeded.
 pub async fn seed_namespace_nodes(
     state: &AppState,
-    addresses: &[String; 3],
+    namespace_nodes: &[NamespaceNode; 3],
 ) -> Result<bool, ApiError> {
     let nodes: Vec<(&str, Option<String>)> = NODES
         .iter()
-        .zip(addresses)
-        .map(|(name, addr)| (*name, Some(addr.clone())))
+        .zip(namespace_nodes)
+        .map(|(name, node)| (*name, Some(node.address.clone())))
         .collect();
     let bindings =
         SCRIPTED.map(|(node, role, delay)| (node, role, json!({"demo": {"delay": delay}})));
-    if seed_with(state, "a namespace node of the demo", &nodes, &bindings).await? {
-        return Ok(true);
-    }
+    let seeded = seed_with(state, "a namespace node of the demo", &nodes, &bindings).await?;
     let mut tx = state.pool.begin().await?;
-    for (name, address) in nodes {
-        let key = Key::Name(name.into());
-        if db::nodes::get(&mut tx, &key).await.is_err() {
+    for (name, node) in NODES.iter().zip(namespace_nodes) {
+        let key = Key::Name((*name).into());
+        let Ok(existing) = db::nodes::get(&mut tx, &key).await else {
             continue;
-        }
-        let update = NodeUpdate {
-            address: Some(address),
-            alive: Some(true),
-            ..Default::default()
         };
-        db::nodes::update(&mut tx, &key, &update, &actor(), "demo node restarted").await?;
+        if !seeded {
+            let update = NodeUpdate {
+                address: Some(Some(node.address.clone())),
+                alive: Some(true),
+                ..Default::default()
+            };
+            db::nodes::update(&mut tx, &key, &update, &actor(), "demo node restarted").await?;
+        }
         db::host_keys::clear(&mut tx, &key, &actor()).await?;
+        let fingerprint = crate::ssh::PublicKey::from_openssh(&node.host_key)
+            .map(|key| crate::ssh::fingerprint(&key))
+            .map_err(|e| ApiError::internal(format!("a demo node's host key: {e}")))?;
+        db::host_keys::pin_first(&mut tx, existing.id, &node.host_key, &fingerprint, &actor())
+            .await?;
     }
     tx.commit().await?;
-    Ok(false)
+    Ok(seeded)
 }
 
 /// The one way both variants seed: nodes (name, address), marked alive, in a new deployment

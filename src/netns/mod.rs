@@ -138,10 +138,14 @@ impl NodeRig {
         remove_leftovers(block);
 
         let base = block_base(block);
-        let dir = spec
-            .dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("crowbar-rig-{id}")));
+        // absolute: sshd re-executes itself per connection and resolves its config's paths
+        // from `/`
+        let dir = std::path::absolute(
+            spec.dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("crowbar-rig-{id}"))),
+        )
+        .context("cannot resolve the rig's directory")?;
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 

@@ -247,6 +247,94 @@ impl ManagedPostgres {
     }
 }
 
+/// Where root keeps the clusters of data directories that `postgres` cannot reach.
+pub const RELOCATED_CLUSTERS: &str = "/var/lib/crowbar";
+
+/// Where the private cluster of a data directory lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLocation {
+    /// The cluster directory (absolute).
+    pub dir: PathBuf,
+    /// Why it is not `<data dir>/postgres`, when it is not.
+    pub relocated: Option<String>,
+}
+
+/// Where the private cluster of `data_dir` lives: `<data dir>/postgres`, unless crowbar runs
+/// as root and the `postgres` user cannot reach that place (a checkout under `/root`, mode
+/// 0700, is the usual case). Then it lives in [`RELOCATED_CLUSTERS`]`/postgres-<hash of the
+/// data directory's path>`, so the user's directories keep their permissions. A cluster
+/// already in `<data dir>/postgres` always stays there. Creates nothing.
+pub fn cluster_location(data_dir: &Path) -> Result<ClusterLocation, PgError> {
+    let data_dir = absolute(data_dir)?;
+    let preferred = data_dir.join("postgres");
+    let owner = Owner::for_postgres()?;
+    if !owner.switch || preferred.join("PG_VERSION").exists() {
+        return Ok(ClusterLocation {
+            dir: preferred,
+            relocated: None,
+        });
+    }
+    // The nearest directory that exists: crowbar creates the rest, traversable by all.
+    let existing = preferred
+        .ancestors()
+        .find(|dir| dir.is_dir())
+        .unwrap_or(Path::new("/"));
+    if owner.passes("-x", existing) {
+        return Ok(ClusterLocation {
+            dir: preferred,
+            relocated: None,
+        });
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    Ok(ClusterLocation {
+        dir: Path::new(RELOCATED_CLUSTERS).join(format!("postgres-{}", hex::encode(&digest[..6]))),
+        relocated: Some(format!(
+            "the `postgres` user cannot reach {} (a parent directory is private)",
+            existing.display()
+        )),
+    })
+}
+
+/// Creates `dir`'s parent ([`RELOCATED_CLUSTERS`]: root's, mode 0755) and `dir` in it
+/// (mode 0700), refusing anything that is not a plain directory where it expects one, and a
+/// parent that anyone but root owns or may write: nobody but root may have put or changed
+/// anything on the way.
+fn create_relocated(dir: &Path) -> Result<(), PgError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let parent = dir.parent().ok_or_else(|| PgError::Failed {
+        what: "preparing the relocated cluster directory",
+        dir: dir.to_path_buf(),
+        detail: "it has no parent directory".into(),
+    })?;
+    let check = |path: &Path, must_be_root: bool| -> Result<(), PgError> {
+        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+        let unsafe_parent = must_be_root && (meta.uid() != 0 || meta.mode() & 0o022 != 0);
+        if !meta.file_type().is_dir() || unsafe_parent {
+            return Err(PgError::Failed {
+                what: "preparing the relocated cluster directory",
+                dir: path.to_path_buf(),
+                detail: "expected a directory owned by root and writable only by root \
+                         (not a symbolic link); move it away and start again"
+                    .into(),
+            });
+        }
+        Ok(())
+    };
+    match fs::DirBuilder::new().mode(0o755).create(parent) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(io_err(parent)(e));
+        }
+        _ => {}
+    }
+    check(parent, true)?;
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(dir)(e)),
+        _ => {}
+    }
+    check(dir, false)
+}
+
 /// The server binaries to use: only `explicit` when given, else what [`find_binaries`] finds.
 pub fn locate_binaries(explicit: Option<&Path>) -> Result<PathBuf, PgError> {
     match explicit {
@@ -333,6 +421,21 @@ impl Owner {
         })
     }
 
+    /// Whether this account passes `test <flag> <path>` (`-x`: may open files under a
+    /// directory, every directory on the way searchable; `-w`: may write it), asked of the
+    /// kernel as that account.
+    fn passes(&self, flag: &str, path: &Path) -> bool {
+        let probe = self
+            .command(PathBuf::from("/bin/test"))
+            .arg(flag)
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        matches!(probe, Ok(s) if s.success())
+    }
+
     fn command(&self, program: PathBuf) -> Command {
         let mut cmd = Command::new(program);
         if self.switch {
@@ -371,18 +474,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PgError + '_ {
 }
 
 fn prepare_dir(dir: &Path, owner: &Owner) -> Result<(), PgError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    if owner.switch && dir.parent() == Some(Path::new(RELOCATED_CLUSTERS)) {
+        create_relocated(dir)?;
+    } else {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
     if owner.switch {
         chown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
             path: dir.to_path_buf(),
             source: e.into(),
         })?;
         // The unprivileged user must be able to reach the directory through its parents.
-        let probe = owner
-            .command(PathBuf::from("/bin/test"))
-            .args(["-w", &dir.to_string_lossy()])
-            .status();
-        if !matches!(probe, Ok(s) if s.success()) {
+        if !owner.passes("-w", dir) {
             return Err(PgError::Failed {
                 what: "preparing the data directory",
                 dir: dir.to_path_buf(),
@@ -729,6 +832,39 @@ mod tests {
         // a server that has not written its status yet
         fs::write(dir.path().join("postmaster.pid"), "4242\n/d\n").unwrap();
         assert_eq!(PidFile::read(dir.path()).unwrap().status, "");
+    }
+
+    #[test]
+    fn relocated_clusters_refuse_links_and_foreign_directories() {
+        use std::os::unix::fs::{MetadataExt, symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let parent = tmp.path().join("crowbar");
+        let cluster = parent.join("postgres-0123456789ab");
+        let is_root = Uid::effective().is_root();
+        let made = create_relocated(&cluster);
+        assert_eq!(made.is_ok(), is_root, "{made:?}");
+        if is_root {
+            let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o777;
+            assert_eq!((mode(&parent), mode(&cluster)), (0o755, 0o700));
+            assert!(create_relocated(&cluster).is_ok(), "again: as it was");
+            // a parent others may write, where someone could swap the cluster for a link
+            fs::set_permissions(&parent, fs::Permissions::from_mode(0o777)).unwrap();
+            assert!(create_relocated(&cluster).is_err());
+            fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // a planted link, where the parent or the cluster should be
+        let elsewhere = tmp.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let linked_parent = tmp.path().join("linked");
+        symlink(&elsewhere, &linked_parent).unwrap();
+        assert!(create_relocated(&linked_parent.join("postgres-x")).is_err());
+        if is_root {
+            fs::remove_dir(&cluster).unwrap();
+            symlink(&elsewhere, &cluster).unwrap();
+            assert!(create_relocated(&cluster).is_err());
+        }
+        let uid = fs::metadata(&elsewhere).unwrap().uid();
+        assert_eq!(uid, Uid::effective().as_raw(), "nothing was handed over");
     }
 
     #[test]
