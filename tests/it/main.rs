@@ -7,6 +7,7 @@ mod api;
 mod barclamps;
 mod cli;
 mod documents;
+mod first_run;
 mod hooks;
 mod metrics;
 mod multi_daemon;

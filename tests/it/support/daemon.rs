@@ -56,6 +56,9 @@ pub struct DaemonOptions {
     pub env: Vec<(String, String)>,
     /// How long [`Daemon::start`] waits for `/readyz`; `None`: [`READY_TIMEOUT`].
     pub ready_timeout: Option<Duration>,
+    /// Run the way the README's `scripts/run` does: in this directory (a checkout), with
+    /// no `--data-dir`, so the data directory is `<dir>/var`. Overrides `data_dir`.
+    pub checkout: Option<PathBuf>,
 }
 
 impl DaemonOptions {
@@ -73,6 +76,10 @@ impl DaemonOptions {
     }
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+    pub fn checkout(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.checkout = Some(dir.into());
         self
     }
 }
@@ -136,9 +143,10 @@ impl Daemon {
 
     /// Starts the process and returns at once (for daemons expected to fail).
     pub fn spawn(options: DaemonOptions) -> Daemon {
-        let (data_dir, owned) = match options.data_dir {
-            Some(dir) => (dir, None),
-            None => {
+        let (data_dir, owned) = match (&options.checkout, options.data_dir) {
+            (Some(checkout), _) => (checkout.join("var"), None),
+            (None, Some(dir)) => (dir, None),
+            (None, None) => {
                 let owned = DataDir::new();
                 (owned.path().to_path_buf(), Some(owned))
             }
@@ -148,10 +156,12 @@ impl Daemon {
             .tempdir()
             .expect("create a log directory");
         let mut cmd = crowbar_command(&options.env);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--listen")
+        cmd.arg("serve");
+        match &options.checkout {
+            Some(checkout) => cmd.current_dir(checkout),
+            None => cmd.arg("--data-dir").arg(&data_dir),
+        };
+        cmd.arg("--listen")
             .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .args(&options.args)
             .stdout(log_file(&logs, "stdout"))

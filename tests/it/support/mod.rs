@@ -7,6 +7,7 @@ pub mod app;
 pub mod browser;
 pub mod daemon;
 pub mod db;
+pub mod demo;
 pub mod nodes;
 pub mod site;
 pub mod sse;

@@ -6,6 +6,7 @@ use crowbar::{db, http::AppState};
 
 use crate::support::{
     daemon::{Daemon, DaemonOptions, DataDir},
+    demo::{DemoFootprint, admin_get, namespaces_of, wait_demo_finished},
     ui_site::UiSite,
 };
 
@@ -42,60 +43,6 @@ async fn the_demo_deployment_converges_by_itself_and_is_seeded_once() {
     site.stop().await;
 }
 
-/// GET `path` as the daemon's admin: the status and the JSON body.
-async fn admin_get(daemon: &Daemon, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
-    let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
-    let response = daemon
-        .client()
-        .get(format!("{}{path}", daemon.url()))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.json().await.unwrap())
-}
-
-/// Polls the anneal status of the demo deployment until it is finished (within a minute).
-async fn wait_demo_finished(daemon: &Daemon) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = admin_get(daemon, "/api/v2/anneal?deployment=demo").await;
-        if status == 200 {
-            assert_eq!(body["status"], "finished", "{}", daemon.stderr());
-            return;
-        }
-        assert_eq!(status, 202, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not converge: {body}\n{}",
-            daemon.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The network namespaces whose names carry `pid` (the rig ids of that process).
-fn namespaces_of(pid: i32) -> Vec<String> {
-    let tag = format!("p{pid}-node");
-    std::fs::read_dir("/run/netns")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("crowbar-") && name.contains(&tag))
-        .collect()
-}
-
-/// A process's start time (field 22 of `/proc/<pid>/stat`): tells it from a later process
-/// given the same pid.
-fn process_start(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(19)
-        .map(String::from)
-}
-
 /// As root (the test machine), `serve --demo` runs the demo on namespace nodes with sshd:
 /// the script roles really run there, and SIGTERM leaves nothing behind.
 #[tokio::test]
@@ -126,58 +73,12 @@ async fn serve_with_demo_converges_on_namespace_nodes_and_removes_them_on_sigter
     );
     assert_eq!(state(3, "demo-web"), "web on demo-3.example.com\n");
 
-    // What the daemon created, found by the names carrying its pid.
-    let tag = format!("p{}", daemon.pid());
-    let namespaces = namespaces_of(daemon.pid());
-    assert_eq!(namespaces.len(), 3, "{namespaces:?}");
-    let ours = |name: &String| {
-        (name.starts_with("crb") || name.starts_with("crv"))
-            && (name.ends_with(&tag) || name.contains(&format!("{tag}n")))
-    };
-    let links: Vec<String> = crowbar::netns::link_names()
-        .into_iter()
-        .filter(ours)
-        .collect();
-    assert_eq!(links.len(), 4, "a bridge and three veths: {links:?}");
-    let processes: Vec<(u32, String)> = crowbar::netns::processes_in(&namespaces)
-        .into_iter()
-        .filter_map(|pid| Some((pid, process_start(pid)?)))
-        .collect();
-    assert!(
-        processes.len() >= 3,
-        "an sshd per node at least: {processes:?}"
-    );
+    let footprint = DemoFootprint::of(&daemon);
 
     assert!(daemon.stop().await.success());
     let log = daemon.stderr();
     assert!(log.contains("demo namespace nodes removed"), "{log}");
-    let netns_left: Vec<String> = std::fs::read_dir("/run/netns")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| namespaces.contains(name))
-        .collect();
-    assert!(netns_left.is_empty(), "namespaces left: {netns_left:?}");
-    let links_left: Vec<String> = crowbar::netns::link_names()
-        .into_iter()
-        .filter(ours)
-        .collect();
-    assert!(links_left.is_empty(), "links left: {links_left:?}");
-    for (pid, started) in processes {
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // A killed session whose parent is gone may stay a zombie until init reaps it.
-        let zombie = state
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z');
-        assert!(
-            zombie || process_start(pid).as_ref() != Some(&started),
-            "process {pid} of a demo node is left: {state}"
-        );
-    }
-    assert!(!nodes.exists(), "{} is left", nodes.display());
+    footprint.assert_gone();
 }
 
 /// A crashed demo daemon leaves its namespace nodes; the next start removes them, runs new
