@@ -218,15 +218,21 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// Marks this worker's running runs as alive.
-pub async fn heartbeat(pool: &PgPool, worker: &str) -> sqlx::Result<u64> {
-    Ok(
-        sqlx::query("UPDATE runs SET heartbeat_at = now() WHERE worker = $1 AND state = 'running'")
-            .bind(worker)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+/// Marks the runs `ids` of this worker, while running, as alive. Only the runs the worker
+/// still executes or completes: one it gave up on must not be kept alive.
+pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE runs SET heartbeat_at = now()
+          WHERE worker = $1 AND state = 'running' AND id = ANY($2)",
     )
+    .bind(worker)
+    .bind(ids)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }
 
 /// How a run ended.

@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod plan;
 pub mod reason;
 pub mod state;
+pub mod untrusted;
 
 #[cfg(test)]
 mod proptests;

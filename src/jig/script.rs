@@ -148,6 +148,11 @@ impl ScriptJig {
                     )),
                 }
             }
+            Err(e @ SshError::OutputTooLarge { .. }) => JigOutput::failed(format!(
+                "script jig: {} on {}: {e}; its processes on the node were killed (the limit \
+                 is --ssh-output-limit)",
+                job.role, job.node
+            )),
             Err(SshError::CommandTimeout { after, .. }) => JigOutput::failed(format!(
                 "script jig: the scripts of {} did not finish within {after:?}; their processes \
                  on {} were killed",

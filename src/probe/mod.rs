@@ -67,6 +67,11 @@ pub struct ProbeSettings {
     /// Nodes probed at once.
     #[arg(long, env = "CROWBAR_PROBE_CONCURRENCY", default_value_t = 64)]
     pub probe_concurrency: usize,
+    /// The most output (stdout and stderr together) the daemon keeps of one command on a
+    /// node, e.g. a run's scripts; a command sending more is stopped and fails. Bounds the
+    /// daemon's memory whatever a node sends.
+    #[arg(long, env = "CROWBAR_SSH_OUTPUT_LIMIT", default_value = "4MiB", value_parser = crate::config::parse_size)]
+    pub ssh_output_limit: usize,
 }
 
 impl Default for ProbeSettings {
@@ -170,7 +175,8 @@ impl NodeAccess {
     pub fn new(pool: PgPool, key: ClientKey, settings: ProbeSettings) -> Arc<NodeAccess> {
         Arc::new(NodeAccess {
             pool,
-            ssh: SshClient::new(key.clone(), settings.ssh_timeouts()),
+            ssh: SshClient::new(key.clone(), settings.ssh_timeouts())
+                .with_output_limit(settings.ssh_output_limit),
             key,
             pinger: Pinger::default(),
             sessions: Mutex::new(HashMap::new()),

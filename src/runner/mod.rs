@@ -2,10 +2,8 @@
 //! and completes them in batches (one transaction per batch applies every outcome).
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
+    collections::HashSet,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -21,6 +19,7 @@ use crate::{
         error::is_retryable,
         runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult},
     },
+    domain::untrusted,
     jig::{JigJob, JigRegistry},
     telemetry::metrics,
 };
@@ -29,13 +28,14 @@ use crate::{
 pub const RUNLOG_LIMIT: usize = 64 * 1024;
 
 /// Executes one claimed run: destructive roles that already ran skip their jig (§5); the
-/// jig gets the run's timeout; its output becomes the runlog (bounded).
+/// jig gets the run's timeout; its output becomes the runlog (bounded). What came from the
+/// node is made fit to store ([`untrusted`]).
 pub async fn execute(jigs: &JigRegistry, run: &ClaimedRun) -> RunResult {
-    let result = |outcome, wall, runlog: String| RunResult {
+    let result = |outcome, wall: Option<serde_json::Value>, runlog: String| RunResult {
         run_id: run.id,
         outcome,
-        wall,
-        runlog: bound_log(runlog, RUNLOG_LIMIT),
+        wall: wall.map(untrusted::json),
+        runlog: bound_log(untrusted::text(runlog), RUNLOG_LIMIT),
     };
     if run.destructive && run.run_count > 0 {
         return result(
@@ -82,6 +82,64 @@ pub fn bound_log(log: String, limit: usize) -> String {
         start += 1;
     }
     format!("[{start} earlier bytes cut]\n{}", &log[start..])
+}
+
+/// Completes a batch like [`complete`]; when the batch as a whole cannot be recorded, each
+/// run is recorded alone, and a run that cannot be recorded even alone fails with a
+/// readable reason instead ([`unrecordable`]). So one bad result never holds back the
+/// others, and its run never stays running. Returns the ids of the runs that could not be
+/// recorded at all (the database is unreachable): the recovery sweep requeues those.
+pub async fn complete_each(
+    pool: &PgPool,
+    worker: &str,
+    results: &[RunResult],
+) -> (Completion, Vec<i64>) {
+    let e = match complete(pool, worker, results).await {
+        Ok(done) => return (done, Vec::new()),
+        Err(e) => e,
+    };
+    tracing::warn!(error = %e, runs = results.len(), "completing a batch failed; completing its runs one by one");
+    let mut total = Completion::default();
+    let mut lost = Vec::new();
+    for result in results {
+        let done = match complete(pool, worker, std::slice::from_ref(result)).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                tracing::error!(run = result.run_id, error = %e, "cannot record a run's result; failing the run");
+                complete(pool, worker, &[unrecordable(result, &e)]).await
+            }
+        };
+        match done {
+            Ok(done) => {
+                total.completed += done.completed;
+                total.changed.extend(done.changed);
+            }
+            Err(e) => {
+                tracing::error!(run = result.run_id, error = %e, "cannot complete a run; the recovery sweep will requeue it");
+                lost.push(result.run_id);
+            }
+        }
+    }
+    (total, lost)
+}
+
+/// The result that replaces one the database refused: the run failed, saying why, with no
+/// wall and only a short, clean excerpt of what the node said.
+pub fn unrecordable(result: &RunResult, error: &sqlx::Error) -> RunResult {
+    let excerpt: String = untrusted::text(result.runlog.clone())
+        .chars()
+        .take(2000)
+        .collect();
+    RunResult {
+        run_id: result.run_id,
+        outcome: Outcome::Failed,
+        wall: None,
+        runlog: format!(
+            "crowbar could not record this run's result ({} run): {error}\n\
+             the first characters of its log:\n{excerpt}",
+            result.outcome.as_str()
+        ),
+    }
 }
 
 /// Completes a batch, retrying on deadlock or serialization failure.
@@ -138,13 +196,39 @@ pub struct Runner {
 /// Most results one completion transaction applies.
 const COMPLETION_BATCH: usize = 2000;
 
+/// The runs this daemon claimed and has not finished with: they count against its
+/// capacity, and only they are heart-beaten. A run whose completion could not be recorded
+/// leaves the set, so that its heartbeat stops and the recovery sweep takes it back.
+#[derive(Debug, Default)]
+struct InFlight(Mutex<HashSet<i64>>);
+
+impl InFlight {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn len(&self) -> i64 {
+        self.set().len() as i64
+    }
+    fn ids(&self) -> Vec<i64> {
+        self.set().iter().copied().collect()
+    }
+    fn add(&self, ids: impl IntoIterator<Item = i64>) {
+        self.set().extend(ids);
+    }
+    fn remove(&self, ids: impl IntoIterator<Item = i64>) {
+        let mut set = self.set();
+        for id in ids {
+            set.remove(&id);
+        }
+    }
+}
+
 impl Runner {
     /// Runs until `shutdown`; `wake` is notified when runs are queued; `annealer` is
     /// notified after completions.
     pub async fn run(self, wake: Arc<Notify>, annealer: Arc<Notify>, shutdown: CancellationToken) {
         let capacity = (self.config.cap + self.config.high_cap).max(1);
-        // runs claimed and not yet completed by this daemon
-        let in_flight = Arc::new(AtomicI64::new(0));
+        let in_flight = Arc::new(InFlight::default());
         let (results, completions) = mpsc::unbounded_channel::<RunResult>();
         let completer = tokio::spawn(complete_loop(
             self.pool.clone(),
@@ -158,7 +242,7 @@ impl Runner {
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         loop {
-            let free = capacity - in_flight.load(Ordering::SeqCst);
+            let free = capacity - in_flight.len();
             if free > 0 && !shutdown.is_cancelled() {
                 let started = std::time::Instant::now();
                 match claim(&self.pool, &self.worker, &self.config, free).await {
@@ -168,7 +252,7 @@ impl Runner {
                             ms = started.elapsed().as_millis() as u64,
                             "claim"
                         );
-                        in_flight.fetch_add(claimed.len() as i64, Ordering::SeqCst);
+                        in_flight.add(claimed.iter().map(|run| run.id));
                         for run in claimed {
                             let jigs = self.jigs.clone();
                             let results = results.clone();
@@ -188,7 +272,7 @@ impl Runner {
                 _ = wake.notified() => {},
                 _ = poll.tick() => {},
                 _ = heartbeat.tick() => {
-                    if let Err(e) = runs::heartbeat(&self.pool, &self.worker).await {
+                    if let Err(e) = runs::heartbeat(&self.pool, &self.worker, &in_flight.ids()).await {
                         tracing::warn!(error = %e, "heartbeat failed");
                     }
                 },
@@ -221,27 +305,24 @@ async fn complete_loop(
     pool: PgPool,
     worker: String,
     mut completions: mpsc::UnboundedReceiver<RunResult>,
-    in_flight: Arc<AtomicI64>,
+    in_flight: Arc<InFlight>,
     runner: Arc<Notify>,
     annealer: Arc<Notify>,
 ) {
     let mut batch = Vec::new();
     while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
         let started = std::time::Instant::now();
-        let outcome = complete(&pool, &worker, &batch).await;
+        let (done, lost) = complete_each(&pool, &worker, &batch).await;
         tracing::debug!(
             runs = batch.len(),
+            lost = lost.len(),
             ms = started.elapsed().as_millis() as u64,
             "complete"
         );
-        match outcome {
-            Ok(done) if done.completed > 0 => annealer.notify_one(),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, runs = batch.len(), "completing runs failed; the recovery sweep will requeue them")
-            }
+        if done.completed > 0 {
+            annealer.notify_one();
         }
-        in_flight.fetch_sub(batch.len() as i64, Ordering::SeqCst);
+        in_flight.remove(batch.iter().map(|result| result.run_id));
         runner.notify_one();
         batch.clear();
     }

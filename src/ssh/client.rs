@@ -93,11 +93,16 @@ impl ExecOutput {
     }
 }
 
+/// The most output (stdout and stderr together) kept of one command unless told otherwise
+/// ([`SshClient::with_output_limit`]).
+pub const DEFAULT_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Opens sessions to nodes with crowbar's key. Cheap to clone; share one.
 #[derive(Debug, Clone)]
 pub struct SshClient {
     key: ClientKey,
     timeouts: SshTimeouts,
+    output_limit: usize,
     config: Arc<client::Config>,
 }
 
@@ -114,8 +119,16 @@ impl SshClient {
         Self {
             key,
             timeouts,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
             config: Arc::new(config),
         }
+    }
+
+    /// The most output (stdout and stderr together, in bytes) a command of this client's
+    /// sessions may send; past it the command fails with [`SshError::OutputTooLarge`].
+    pub fn with_output_limit(mut self, bytes: usize) -> Self {
+        self.output_limit = bytes.max(1);
+        self
     }
 
     pub fn timeouts(&self) -> SshTimeouts {
@@ -214,6 +227,7 @@ impl SshClient {
             addr,
             host_key,
             command_timeout: self.timeouts.command,
+            output_limit: self.output_limit,
             cutter,
         })
     }
@@ -226,6 +240,7 @@ pub struct Session {
     addr: SocketAddr,
     host_key: PublicKey,
     command_timeout: Duration,
+    output_limit: usize,
     cutter: Option<std::net::TcpStream>,
 }
 
@@ -311,7 +326,7 @@ impl Session {
                 }
                 write.eof().await
             };
-            let output = read_output(&mut read);
+            let output = read_output(&mut read, self.output_limit);
             tokio::pin!(feed, output);
             // The command may exit without reading all its input: its output decides.
             let output = tokio::select! {
@@ -323,28 +338,35 @@ impl Session {
                     output.await
                 }
             };
-            output.map_err(|e| self.channel_error(e))
+            output.map_err(|e| match e {
+                ReadFailure::Channel(e) => self.channel_error(e),
+                ReadFailure::TooLarge => SshError::OutputTooLarge {
+                    addr: self.addr,
+                    limit: self.output_limit,
+                },
+            })
         };
         let remaining = limit.saturating_sub(started.elapsed());
-        match timeout(remaining, run).await {
+        let failure = match timeout(remaining, run).await {
             Ok(Ok(Some(output))) => {
                 debug!(status = ?output.status, elapsed = ?started.elapsed(), "command finished");
-                Ok(output)
+                return Ok(output);
             }
-            Ok(Ok(None)) => Err(SshError::Disconnected { addr: self.addr }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                let _ = timeout(CLEANUP_GRACE, write.close()).await;
-                match timeout(CLEANUP_GRACE, self.run_plain(&kill_marked(&marker))).await {
-                    Ok(Ok(Some(_))) => debug!("killed the processes of the timed-out command"),
-                    other => warn!("could not kill the timed-out command: {other:?}"),
-                }
-                Err(SshError::CommandTimeout {
-                    addr: self.addr,
-                    after: limit,
-                })
-            }
+            Ok(Ok(None)) => return Err(SshError::Disconnected { addr: self.addr }),
+            Ok(Err(e @ SshError::OutputTooLarge { .. })) => e,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => SshError::CommandTimeout {
+                addr: self.addr,
+                after: limit,
+            },
+        };
+        // Timed out or too talkative: the command is stopped, not merely abandoned.
+        let _ = timeout(CLEANUP_GRACE, write.close()).await;
+        match timeout(CLEANUP_GRACE, self.run_plain(&kill_marked(&marker))).await {
+            Ok(Ok(Some(_))) => debug!("killed the processes of the stopped command"),
+            other => warn!("could not kill the stopped command: {other:?}"),
         }
+        Err(failure)
     }
 
     /// Runs `command` as it is: no marker, no timeout of its own.
@@ -353,7 +375,12 @@ impl Session {
         let (mut read, write) = channel.split();
         write.exec(true, command).await?;
         write.eof().await?;
-        read_output(&mut read).await
+        read_output(&mut read, self.output_limit)
+            .await
+            .map_err(|e| match e {
+                ReadFailure::Channel(e) => e,
+                ReadFailure::TooLarge => russh::Error::Inconsistent,
+            })
     }
 
     /// Ends the session politely.
@@ -375,18 +402,35 @@ impl Session {
     }
 }
 
-/// Collects stdout, stderr and the exit status until the server closes the channel.
-/// `Ok(None)`: the channel ended without an exit status (the connection went away).
+/// Why reading a command's output stopped early.
+#[derive(Debug)]
+enum ReadFailure {
+    Channel(russh::Error),
+    /// More than the limit of stdout and stderr together.
+    TooLarge,
+}
+
+/// Collects stdout, stderr (at most `limit` bytes together) and the exit status until the
+/// server closes the channel. `Ok(None)`: the channel ended without an exit status (the
+/// connection went away).
 async fn read_output(
     read: &mut russh::ChannelReadHalf,
-) -> Result<Option<ExecOutput>, russh::Error> {
+    limit: usize,
+) -> Result<Option<ExecOutput>, ReadFailure> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status = None;
+    let keep = |into: &mut Vec<u8>, data: &[u8], other: usize| {
+        if into.len() + other + data.len() > limit {
+            return Err(ReadFailure::TooLarge);
+        }
+        into.extend_from_slice(data);
+        Ok(())
+    };
     while let Some(msg) = read.wait().await {
         match msg {
-            ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+            ChannelMsg::Data { data } => keep(&mut stdout, &data, stderr.len())?,
+            ChannelMsg::ExtendedData { data, ext: 1 } => keep(&mut stderr, &data, stdout.len())?,
             ChannelMsg::ExitStatus { exit_status } => status = Some(ExitStatus::Code(exit_status)),
             ChannelMsg::ExitSignal {
                 signal_name,
@@ -398,7 +442,7 @@ async fn read_output(
                     core_dumped,
                 })
             }
-            ChannelMsg::Failure => return Err(russh::Error::RequestDenied),
+            ChannelMsg::Failure => return Err(ReadFailure::Channel(russh::Error::RequestDenied)),
             ChannelMsg::Close => break,
             _ => {}
         }

@@ -61,6 +61,12 @@ pub enum SshError {
     #[error("command on {addr} did not finish within {after:?}")]
     CommandTimeout { addr: SocketAddr, after: Duration },
 
+    /// A command sent more output (stdout and stderr together) than the daemon keeps. Its
+    /// processes were sent SIGKILL and its channel closed: a node cannot make the daemon
+    /// hold more than this per command, whatever it sends.
+    #[error("command on {addr} sent more than {limit} bytes of output; it was stopped")]
+    OutputTooLarge { addr: SocketAddr, limit: usize },
+
     /// The connection ended while a command was running or being started.
     #[error("connection to {addr} was lost")]
     Disconnected { addr: SocketAddr },

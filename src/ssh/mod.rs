@@ -9,7 +9,8 @@ mod error;
 mod keys;
 
 pub use client::{
-    ExecOutput, ExitStatus, HostKeyPin, RUN_MARKER_VAR, Session, SshClient, SshTimeouts,
+    DEFAULT_OUTPUT_LIMIT, ExecOutput, ExitStatus, HostKeyPin, RUN_MARKER_VAR, Session, SshClient,
+    SshTimeouts,
 };
 pub use error::SshError;
 pub use keys::{ClientKey, fingerprint};

@@ -798,3 +798,92 @@ async fn deletion_follows_the_rules() {
     assert_eq!(n1.deployment, "system");
     assert!(states(&pool).await.is_empty());
 }
+
+/// A result the database refuses (here a runlog with a raw NUL, which the runner itself
+/// never hands over) fails only its own run, with a readable reason; the other runs of the
+/// batch complete, no run is left running, and the failed one no longer holds its node.
+#[tokio::test]
+async fn a_result_the_database_refuses_fails_only_its_run() {
+    let pool = setup().await;
+    for n in ["n1", "n2"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    for n in ["n1", "n2"] {
+        bind(&pool, n, "test-admin", "web").await;
+    }
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let results: Vec<_> = runs
+        .iter()
+        .map(|r| db::runs::RunResult {
+            run_id: r.id,
+            outcome: db::runs::Outcome::Succeeded,
+            wall: Some(json!({"done": true})),
+            runlog: if r.node == "n1" {
+                "A=1\0B=2".into()
+            } else {
+                "fine".into()
+            },
+        })
+        .collect();
+    assert!(
+        crowbar::runner::complete(&pool, "w", &results)
+            .await
+            .is_err(),
+        "the batch as a whole is refused"
+    );
+    let (done, lost) = crowbar::runner::complete_each(&pool, "w", &results).await;
+    assert_eq!((done.completed, lost.len()), (2, 0));
+    assert_eq!(state(&pool, "n1", "test-admin").await, Error);
+    assert_eq!(state(&pool, "n2", "test-admin").await, Active);
+    let runlog: String = sqlx::query_scalar(
+        "SELECT nr.runlog FROM noderoles nr JOIN nodes n ON n.id = nr.node_id
+           JOIN roles r ON r.id = nr.role_id WHERE n.name = 'n1' AND r.name = 'test-admin'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        runlog.starts_with("crowbar could not record this run's result (succeeded run)"),
+        "{runlog}"
+    );
+    assert!(runlog.contains("A=1\u{FFFD}B=2"), "{runlog}");
+    let running: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(running, 0);
+}
+
+/// A worker heart-beats only the runs it still holds: one it gave up on (its result could
+/// not be recorded at all) ages, and the recovery sweep takes it back.
+#[tokio::test]
+async fn only_the_runs_a_worker_still_holds_are_heart_beaten() {
+    let pool = setup().await;
+    for n in ["n1", "n2"] {
+        node(&pool, n, true).await;
+    }
+    deployment(&pool, "web").await;
+    for n in ["n1", "n2"] {
+        bind(&pool, n, "test-admin", "web").await;
+    }
+    commit(&pool, "web").await;
+    let runs = start_one(&pool).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    sqlx::query("UPDATE runs SET heartbeat_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let held = runs.iter().find(|r| r.node == "n2").unwrap().id;
+    let beaten = db::runs::heartbeat(&pool, "w", &[held]).await.unwrap();
+    assert_eq!(beaten, 1);
+    assert_eq!(db::runs::heartbeat(&pool, "w", &[]).await.unwrap(), 0);
+    let mut tx = pool.begin().await.unwrap();
+    let repaired = db::runs::recover(&mut tx, 60.0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(repaired, 1, "only the run given up on");
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    assert_eq!(state(&pool, "n2", "test-admin").await, Transition);
+}

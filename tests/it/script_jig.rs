@@ -524,3 +524,95 @@ async fn nodes_report_themselves_with_the_shipped_script() {
     assert_eq!(newest["data"]["changes"]["alive"]["to"], json!(false));
     serving.abort();
 }
+
+/// NUL bytes in what a node sends (its log, its wall) cannot be stored by PostgreSQL as
+/// they are: they arrive as U+FFFD, the run completes like any other, and the other runs
+/// of the same batch are not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_bytes_from_a_node_are_stored_replaced_and_hold_nothing_back() {
+    let mut site = Site::new(3, probe_settings(Duration::ZERO)).await;
+    first_contact(&site).await;
+    site.write_script(
+        "rig-solo",
+        "10-solo.sh",
+        r#"printf 'A=1\0B=2\n'
+printf 'err\0or\n' >&2
+write_attribute --json rig/nul '"x\u0000y"'
+write_attribute --json rig/keys '{"k\u0000": 1}'
+"#,
+    );
+    world::deployment(&site.pool, "d").await;
+    for i in 1..=3 {
+        bind(&site, i, "rig-solo", "d", None).await;
+    }
+    world::commit(&site.pool, "d").await;
+    site.start();
+    wait_for(CONVERGE, "the NUL runs converge", || converged(&site.pool)).await;
+    for i in 1..=3 {
+        let (state, runs, runlog, wall) = site.noderole(i, "rig-solo").await;
+        assert_eq!(
+            (state, runs),
+            (0, 1),
+            "node {i} ACTIVE after one run: {runlog}"
+        );
+        assert!(runlog.contains("A=1\u{FFFD}B=2"), "{runlog:?}");
+        assert!(runlog.contains("err\u{FFFD}or"), "{runlog:?}");
+        assert_eq!(wall["rig"]["nul"], "x\u{FFFD}y", "{wall}");
+        assert_eq!(wall["rig"]["keys"]["k\u{FFFD}"], 1, "{wall}");
+    }
+    let stuck: i64 = sqlx::query_scalar("SELECT count(*) FROM runs")
+        .fetch_one(&site.pool)
+        .await
+        .unwrap();
+    assert_eq!(stuck, 0, "no run is left running");
+    site.stop().await;
+}
+
+/// A node that sends more than the daemon keeps (here a 20 MB wall against a 1 MiB
+/// limit) fails its run, saying why; its processes are stopped, the node stays alive, and
+/// the daemon never holds more than the limit of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_fails_the_run_and_is_not_kept() {
+    let probes = crowbar::probe::ProbeSettings {
+        ssh_output_limit: 1 << 20,
+        ..probe_settings(Duration::ZERO)
+    };
+    let mut site = Site::new(1, probes).await;
+    first_contact(&site).await;
+    site.write_script(
+        "rig-solo",
+        "10-solo.sh",
+        "head -c 20000000 /dev/zero | tr '\\0' x >\"$CROWBAR_WALL\"\necho flooding\n",
+    );
+    world::deployment(&site.pool, "d").await;
+    bind(&site, 1, "rig-solo", "d", None).await;
+    world::commit(&site.pool, "d").await;
+    site.start();
+    wait_for(
+        Duration::from_secs(30),
+        "the flooding run errors",
+        || async { site.noderole(1, "rig-solo").await.0 == -1 },
+    )
+    .await;
+    let (_, _, runlog, wall) = site.noderole(1, "rig-solo").await;
+    assert!(
+        runlog.contains("sent more than 1048576 bytes of output"),
+        "{runlog}"
+    );
+    assert!(
+        runlog.len() < 64 * 1024 + 1024,
+        "{} bytes kept",
+        runlog.len()
+    );
+    assert!(wall.to_string().len() < 1024, "no wall kept: {wall}");
+    assert!(site.alive(1).await, "a talkative node is not a dead node");
+    let leftovers = crowbar::netns::processes_in(&[site.rig.node(1).netns().to_string()])
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains("CROWBAR_RUN="))
+        })
+        .count();
+    assert_eq!(leftovers, 0, "the run's processes on the node were killed");
+    site.stop().await;
+}
