@@ -1,10 +1,11 @@
-//! The command line: `serve`, `migrate`, and client commands.
+//! The command line: `serve`, `migrate`, `doctor`, and client commands.
 
 mod anneal;
 mod barclamps;
 mod client;
 mod converge;
 mod deployments;
+mod doctor;
 mod node_roles;
 mod nodes;
 mod roles;
@@ -35,6 +36,9 @@ pub enum Command {
     Serve(Settings),
     /// Apply pending database migrations and exit.
     Migrate(Settings),
+    /// Check what crowbar needs on this machine and say how to fix what is missing. Takes
+    /// the settings of `serve`; exits 0 unless a check fails.
+    Doctor(Settings),
     /// Nodes on a running daemon: list, show, create, update, delete, set alive/available.
     Nodes(Resource<nodes::NodesCommand>),
     /// Roles (from barclamps) on a running daemon.
@@ -104,6 +108,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(settings) => serve::serve(settings).await?,
         Command::Migrate(settings) => serve::migrate_only(settings).await?,
+        // doctor prints its own verdicts: its exit code says whether one failed
+        Command::Doctor(settings) => return Ok(doctor::run(settings).await),
         Command::Nodes(nodes) => nodes::run(nodes.command, &nodes.client).await?,
         Command::Roles(roles) => roles::run(roles.command, &roles.client).await?,
         Command::Barclamps(barclamps) => {

@@ -3,6 +3,7 @@
 //! written, and `crowbar users add|list` making web UI logins.
 
 mod converge;
+mod doctor;
 mod resources;
 mod scripting;
 
