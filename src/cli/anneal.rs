@@ -10,17 +10,38 @@ use serde_json::Value;
 use super::client::{Client, ClientArgs, Query, filters};
 
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "crowbar anneal [OPTIONS] [DEPLOYMENT]")]
 pub struct AnnealArgs {
-    /// Only this deployment's noderoles (name or id).
-    #[arg(long)]
-    pub deployment: Option<String>,
+    #[command(flatten)]
+    pub scope: Scope,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
+/// The deployment `anneal` and `converge` are about: the object, so a positional argument;
+/// `--deployment` is the older spelling, still accepted, and giving both is wrong usage.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Scope {
+    /// Only this deployment's noderoles (name or id); default: all of them.
+    #[arg(value_name = "DEPLOYMENT", conflicts_with = "deployment_flag")]
+    deployment: Option<String>,
+    /// The same as DEPLOYMENT, as a flag (the older form, still accepted).
+    #[arg(id = "deployment_flag", long = "deployment", value_name = "DEPLOYMENT")]
+    deployment_flag: Option<String>,
+}
+
+impl Scope {
+    /// The deployment, however it was given; `None` for all of them.
+    pub fn deployment(&self) -> Option<&str> {
+        self.deployment
+            .as_deref()
+            .or(self.deployment_flag.as_deref())
+    }
+}
+
 pub async fn run(args: AnnealArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.client)?;
-    let now = Convergence::read(&client, args.deployment.as_deref()).await?;
+    let now = Convergence::read(&client, args.scope.deployment()).await?;
     client.print(&serde_json::to_value(&now)?, |_| now.summary());
     Ok(())
 }
@@ -197,6 +218,34 @@ pub mod tests {
             role: role.into(),
             message: message.into(),
         }
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Anneal {
+        #[command(flatten)]
+        scope: Scope,
+    }
+
+    fn scope(args: &[&str]) -> Result<Option<String>, clap::error::ErrorKind> {
+        use clap::Parser;
+        Anneal::try_parse_from(std::iter::once("anneal").chain(args.iter().copied()))
+            .map(|a| a.scope.deployment().map(str::to_string))
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn the_deployment_is_positional_or_the_older_flag_but_not_both() {
+        assert_eq!(scope(&[]), Ok(None));
+        assert_eq!(scope(&["web"]), Ok(Some("web".into())));
+        assert_eq!(scope(&["--deployment", "web"]), Ok(Some("web".into())));
+        assert_eq!(
+            scope(&["web", "--deployment", "web"]),
+            Err(clap::error::ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            scope(&["web", "db"]),
+            Err(clap::error::ErrorKind::UnknownArgument)
+        );
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The REST client the CLI's resource commands share: where the daemon is, how a request is
 //! sent, how a refusal becomes an error that says what to do next, and how answers print.
+//!
+//! The convention of every verb: the thing it acts on is a positional argument
+//! (`deployments apply DEPLOYMENT FILE`, `converge [DEPLOYMENT]`); filters of a list verb
+//! (`nodes list --deployment D`) and options of a verb whose object is something else
+//! (`node-roles bind NODE ROLE --deployment D`) are flags. Where an object used to be a
+//! flag, the flag stays as an alias, and giving both is wrong usage.
 
 use std::{fmt, path::PathBuf};
 

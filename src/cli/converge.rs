@@ -11,12 +11,13 @@ use reqwest::Method;
 use tokio::time::Instant;
 
 use super::{
-    anneal::Convergence,
+    anneal::{Convergence, Scope},
     client::{Client, ClientArgs, Refused},
 };
 
 pub const LONG_ABOUT: &str = "\
-Wait until the annealer has finished: every committed noderole active.
+Wait until the annealer has finished: every committed noderole (of DEPLOYMENT, when given)
+active.
 
 On a terminal it shows live progress (noderoles by state, the failing ones with the first
 line of their error, and why the others wait when nothing runs); otherwise it prints a line
@@ -30,10 +31,10 @@ Exit codes:
      a daemon restart, until the timeout.";
 
 #[derive(Debug, clap::Args)]
+#[command(override_usage = "crowbar converge [OPTIONS] [DEPLOYMENT]")]
 pub struct ConvergeArgs {
-    /// Only this deployment's noderoles (name or id).
-    #[arg(long)]
-    pub deployment: Option<String>,
+    #[command(flatten)]
+    pub scope: Scope,
     /// Give up after this long, e.g. 90s, 10m or 2h.
     #[arg(long, default_value = "30m", value_parser = crate::config::parse_duration)]
     pub timeout: Duration,
@@ -79,7 +80,7 @@ pub async fn run(args: ConvergeArgs) -> ExitCode {
 
 async fn converge(args: &ConvergeArgs) -> anyhow::Result<Outcome> {
     let client = Client::new(&args.client)?;
-    let deployment = args.deployment.as_deref();
+    let deployment = args.scope.deployment();
     let deadline = Instant::now() + args.timeout;
     // subscribe before the first read: no change after it goes unnoticed
     let mut changes = Changes::open(&client).await?;

@@ -55,12 +55,29 @@ pub enum DeploymentsCommand {
     },
     /// Apply a desired-state document (API.md) to a deployment: commit it as a new
     /// snapshot, or with `"commit": false` make it the proposal.
+    #[command(
+        allow_missing_positional = true,
+        override_usage = "crowbar deployments apply [OPTIONS] DEPLOYMENT FILE\n       \
+                          crowbar deployments apply [OPTIONS] --deployment DEPLOYMENT FILE"
+    )]
     Apply {
+        /// The deployment the document describes (name or id).
+        #[arg(
+            value_name = "DEPLOYMENT",
+            required_unless_present = "deployment_flag",
+            conflicts_with = "deployment_flag"
+        )]
+        deployment: Option<String>,
         /// The desired-state document (JSON; `-` reads standard input).
         file: PathBuf,
-        /// The deployment it describes (name or id).
-        #[arg(long, short)]
-        deployment: String,
+        /// The same as DEPLOYMENT, as a flag (the older form, still accepted).
+        #[arg(
+            id = "deployment_flag",
+            long = "deployment",
+            short = 'd',
+            value_name = "DEPLOYMENT"
+        )]
+        deployment_flag: Option<String>,
     },
 }
 
@@ -168,7 +185,13 @@ pub async fn run(command: DeploymentsCommand, args: &ClientArgs) -> anyhow::Resu
             client.print(&body, plan);
             Ok(())
         }
-        DeploymentsCommand::Apply { file, deployment } => {
+        DeploymentsCommand::Apply {
+            deployment,
+            file,
+            deployment_flag,
+        } => {
+            // clap has checked that exactly one of them was given
+            let deployment = deployment.or(deployment_flag).unwrap_or_default();
             let doc = document(&file)?;
             let body = client
                 .write(
@@ -275,7 +298,65 @@ fn plan(plan: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::{Parser, error::ErrorKind};
+
     use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Deployments {
+        #[command(subcommand)]
+        command: DeploymentsCommand,
+    }
+
+    /// The deployment and file `deployments apply ARGS` means.
+    fn apply(args: &[&str]) -> Result<(String, String), ErrorKind> {
+        let argv = ["deployments", "apply"]
+            .into_iter()
+            .chain(args.iter().copied());
+        match Deployments::try_parse_from(argv)
+            .map_err(|e| e.kind())?
+            .command
+        {
+            DeploymentsCommand::Apply {
+                deployment,
+                file,
+                deployment_flag,
+            } => Ok((
+                deployment.or(deployment_flag).unwrap(),
+                file.display().to_string(),
+            )),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn apply_takes_the_deployment_first_or_as_the_older_flag() {
+        let web = Ok(("web".to_string(), "d.json".to_string()));
+        assert_eq!(apply(&["web", "d.json"]), web);
+        assert_eq!(apply(&["d.json", "--deployment", "web"]), web);
+        assert_eq!(apply(&["d.json", "-d", "web"]), web);
+        assert_eq!(apply(&["-d", "web", "d.json"]), web);
+        assert_eq!(apply(&["web", "-"]), Ok(("web".into(), "-".into())));
+        assert_eq!(apply(&["-", "-d", "web"]), Ok(("web".into(), "-".into())));
+    }
+
+    #[test]
+    fn apply_refuses_a_missing_or_doubled_deployment() {
+        assert_eq!(apply(&["d.json"]), Err(ErrorKind::MissingRequiredArgument));
+        assert_eq!(apply(&[]), Err(ErrorKind::MissingRequiredArgument));
+        assert_eq!(
+            apply(&["web", "d.json", "-d", "web"]),
+            Err(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            apply(&["web", "d.json", "--deployment", "db"]),
+            Err(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            apply(&["web", "d.json", "x"]),
+            Err(ErrorKind::UnknownArgument)
+        );
+    }
 
     #[test]
     fn plans_list_noderoles_by_wave() {

@@ -24,7 +24,7 @@ async fn deployment(cli: &Cli, name: &str, node: &str, role: &str) {
         format!(r#"{{"bindings": [{{"node": "{node}", "role": "{role}"}}]}}"#),
     )
     .unwrap();
-    cli.ok(&["deployments", "apply", file.to_str().unwrap(), "-d", name])
+    cli.ok(&["deployments", "apply", name, file.to_str().unwrap()])
         .await;
 }
 
@@ -77,18 +77,20 @@ async fn converge_exit_codes_say_finished_failed_or_timed_out() {
     deployment(&cli, "stuck", "dead.example.com", "test-admin").await;
 
     // finished: 0, the last line says so
-    let out = cli.run(&["converge", "--deployment", "good"]).await;
+    let out = cli.run(&["converge", "good"]).await;
     assert_eq!(out.status.code(), Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(
         out.stdout.lines().last(),
         Some("finished: active 2, todo 0, transition 0, blocked 0, error 0")
     );
-    let json = cli.json(&["converge", "--deployment", "good"]).await;
+    let json = cli.json(&["converge", "good"]).await;
     assert_eq!(json["status"], "finished");
     assert_eq!(json["timed_out"], false);
+    // the older flag names the same deployment
+    assert_eq!(cli.json(&["converge", "--deployment", "good"]).await, json);
 
     // failed: 1, naming the noderole and the first line of its error
-    let out = cli.run(&["converge", "--deployment", "bad"]).await;
+    let out = cli.run(&["converge", "bad"]).await;
     assert_eq!(out.status.code(), Some(1), "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
@@ -162,8 +164,47 @@ async fn converge_exit_codes_say_finished_failed_or_timed_out() {
         "{}",
         out.stderr
     );
+    let err = cli.fails(&["converge", "nope"], 2).await;
+    assert!(err.contains("HTTP 404"), "{err}");
     let err = cli.fails(&["converge", "--deployment", "nope"], 2).await;
     assert!(err.contains("HTTP 404"), "{err}");
+}
+
+/// The deployment converge waits for is given once: as `converge DEPLOYMENT` or with the
+/// older `--deployment`. Both at once is wrong usage, refused before anything is read.
+#[tokio::test]
+async fn converge_refuses_the_deployment_given_twice() {
+    let cli = Cli::start().await;
+    cli.alive_nodes(&["live.example.com"]).await;
+    deployment(&cli, "good", "live.example.com", "test-server").await;
+    for args in [
+        &["converge", "good", "--deployment", "good"][..],
+        &[
+            "converge",
+            "good",
+            "--deployment",
+            "nope",
+            "--timeout",
+            "1s",
+        ],
+        &["converge", "--deployment", "nope", "good"],
+    ] {
+        let started = Instant::now();
+        let err = cli.fails(args, 2).await;
+        assert!(super::resources::given_twice(&err), "{args:?}: {err}");
+        assert!(
+            err.contains("Usage: crowbar converge [OPTIONS] [DEPLOYMENT]"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?}");
+    }
+    let err = cli.fails(&["converge", "good", "bad"], 2).await;
+    assert!(err.contains("unexpected argument 'bad'"), "{err}");
+    // still converged, nothing else was touched
+    assert_eq!(
+        cli.ok(&["converge", "good"]).await.lines().last(),
+        Some("finished: active 2, todo 0, transition 0, blocked 0, error 0")
+    );
 }
 
 /// converge follows the daemon: it reports the waiting state, then finishes once the node
@@ -174,10 +215,7 @@ async fn converge_follows_progress_until_finished() {
     cli.ok(&["nodes", "create", "late.example.com"]).await;
     deployment(&cli, "web", "late.example.com", "test-server").await;
 
-    let mut converge = Following::start(
-        &cli,
-        &["converge", "--deployment", "web", "--timeout", "5m"],
-    );
+    let mut converge = Following::start(&cli, &["converge", "web", "--timeout", "5m"]);
     assert_eq!(
         converge.line().await,
         "scheduled: active 0, todo 1, transition 0, blocked 1, error 0"
@@ -217,7 +255,7 @@ async fn converge_redraws_its_status_on_a_terminal() {
     let token = admin_token(&cli.daemon);
     let dir = tempfile::tempdir().unwrap();
     let out = run_script(
-        "script -qec 'crowbar converge --deployment web --timeout 2s' /dev/null",
+        "script -qec 'crowbar converge web --timeout 2s' /dev/null",
         dir.path(),
         &[
             ("CROWBAR_URL", &url),

@@ -256,18 +256,13 @@ async fn deployments_and_node_roles_verbs() {
         Value::Null
     );
 
-    let applied = cli
-        .ok(&["deployments", "apply", first, "--deployment", "web"])
-        .await;
+    let applied = cli.ok(&["deployments", "apply", "web", first]).await;
     assert!(
         applied.starts_with("deployment web: snapshot 1 committed\ncreate: "),
         "{applied}"
     );
     assert_eq!(
-        cli.ok(&["converge", "--deployment", "web"])
-            .await
-            .lines()
-            .last(),
+        cli.ok(&["converge", "web"]).await.lines().last(),
         Some("finished: active 4, todo 0, transition 0, blocked 0, error 0")
     );
     let noderoles = cli
@@ -306,9 +301,7 @@ async fn deployments_and_node_roles_verbs() {
         out.starts_with("deployment web: unchanged (same as snapshot 1); nothing re-runs\n"),
         "{out}"
     );
-    let err = cli
-        .fails(&["deployments", "apply", first, "-d", "web"], 1)
-        .await;
+    let err = cli.fails(&["deployments", "apply", "web", first], 1).await;
     assert!(
         err.starts_with(&format!("error: {first} was not applied\n")),
         "{err}"
@@ -448,13 +441,15 @@ async fn deployments_and_node_roles_verbs() {
     let committed = cli.json(&["deployments", "commit", "web"]).await;
     assert_eq!(committed["deployment"]["state"], "active", "{committed}");
 
-    let status = cli.json(&["anneal", "--deployment", "web"]).await;
+    let status = cli.json(&["anneal", "web"]).await;
     assert_eq!(status["status"], "finished");
     assert_eq!(status["counts"]["active"], 4);
     assert_eq!(
         cli.ok(&["anneal"]).await,
         "finished: active 4, todo 0, transition 0, blocked 0, error 0\n"
     );
+    let err = cli.fails(&["anneal", "nope"], 1).await;
+    assert!(err.contains("HTTP 404"), "{err}");
     let err = cli.fails(&["anneal", "--deployment", "nope"], 1).await;
     assert!(err.contains("HTTP 404"), "{err}");
 
@@ -466,5 +461,130 @@ async fn deployments_and_node_roles_verbs() {
     assert_eq!(
         names(&cli.json(&["deployments", "list"]).await),
         ["system", "web"]
+    );
+}
+
+/// Whether `err` refuses a deployment given both as the positional argument and with
+/// `--deployment` (the first one given is named first).
+pub(super) fn given_twice(err: &str) -> bool {
+    let (positional, flag) = ("'[DEPLOYMENT]'", "'--deployment <DEPLOYMENT>'");
+    let first = err.lines().next().unwrap_or_default();
+    first == format!("error: the argument {positional} cannot be used with {flag}")
+        || first == format!("error: the argument {flag} cannot be used with {positional}")
+}
+
+/// The deployment `apply` and `anneal` act on is a positional argument; the older
+/// `--deployment` (`-d`) still works, and giving both is wrong usage that changes nothing.
+#[tokio::test]
+async fn the_deployment_is_positional_and_the_older_flag_still_works() {
+    let cli = Cli::start().await;
+    cli.alive_nodes(&["n1.example.com"]).await;
+    cli.ok(&["deployments", "create", "web"]).await;
+    cli.ok(&["deployments", "create", "db"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let doc = |name: &str, base: &str, role: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"base": {base}, "bindings": [{{"node": "n1.example.com", "role": "{role}"}}]}}"#
+            ),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let first = doc("first.json", "null", "test-server");
+    let second = doc("second.json", "1", "test-library");
+    let third = doc("third.json", "2", "test-server");
+
+    // DEPLOYMENT FILE, then the older flag after the file and before it
+    let out = cli.ok(&["deployments", "apply", "web", &first]).await;
+    assert!(
+        out.starts_with("deployment web: snapshot 1 committed\n"),
+        "{out}"
+    );
+    let out = cli
+        .ok(&["deployments", "apply", &second, "--deployment", "web"])
+        .await;
+    assert!(
+        out.starts_with("deployment web: snapshot 2 committed\n"),
+        "{out}"
+    );
+    let out = cli.ok(&["deployments", "apply", "-d", "web", &third]).await;
+    assert!(
+        out.starts_with("deployment web: snapshot 3 committed\n"),
+        "{out}"
+    );
+    cli.ok(&["converge", "web"]).await;
+
+    // both forms at once, or no deployment at all: wrong usage, nothing sent
+    let before = (
+        cli.json(&["deployments", "list"]).await,
+        cli.json(&["node-roles", "list"]).await,
+    );
+    let fourth = doc("fourth.json", "3", "test-library");
+    for args in [
+        &[
+            "deployments",
+            "apply",
+            "web",
+            &fourth,
+            "--deployment",
+            "web",
+        ][..],
+        &["deployments", "apply", "db", &fourth, "-d", "web"],
+        &["deployments", "apply", "--deployment", "db", "web", &fourth],
+    ] {
+        let err = cli.fails(args, 2).await;
+        assert!(given_twice(&err), "{args:?}: {err}");
+        assert!(
+            err.contains(
+                "Usage: crowbar deployments apply [OPTIONS] DEPLOYMENT FILE\n       \
+                 crowbar deployments apply [OPTIONS] --deployment DEPLOYMENT FILE\n"
+            ),
+            "{err}"
+        );
+    }
+    let err = cli.fails(&["deployments", "apply", &fourth], 2).await;
+    assert!(
+        err.starts_with(
+            "error: the following required arguments were not provided:\n  <DEPLOYMENT>"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("Usage: crowbar deployments apply [OPTIONS] DEPLOYMENT FILE"),
+        "{err}"
+    );
+    let err = cli
+        .fails(&["deployments", "apply", "web", &fourth, "extra"], 2)
+        .await;
+    assert!(err.contains("unexpected argument 'extra'"), "{err}");
+    let after = (
+        cli.json(&["deployments", "list"]).await,
+        cli.json(&["node-roles", "list"]).await,
+    );
+    assert_eq!(before, after, "nothing changed");
+    assert_eq!(
+        cli.json(&["deployments", "show", "web"]).await["snapshot"],
+        3
+    );
+
+    // anneal: the positional form and the flag read the same; both at once is refused
+    let positional = cli.json(&["anneal", "web"]).await;
+    assert_eq!(positional["status"], "finished", "{positional}");
+    assert_eq!(
+        cli.json(&["anneal", "--deployment", "web"]).await,
+        positional
+    );
+    assert_eq!(
+        cli.ok(&["anneal", "db"]).await,
+        "finished: active 0, todo 0, transition 0, blocked 0, error 0\n"
+    );
+    let err = cli.fails(&["anneal", "web", "--deployment", "db"], 2).await;
+    assert!(given_twice(&err), "{err}");
+    assert!(
+        err.contains("Usage: crowbar anneal [OPTIONS] [DEPLOYMENT]"),
+        "{err}"
     );
 }

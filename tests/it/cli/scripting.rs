@@ -34,6 +34,41 @@ fn only_sh_blocks_are_taken() {
     assert_eq!(blocks, ["echo 1\n", "echo 2\n"]);
 }
 
+/// The examples show the deployment of `apply`, `converge` and `anneal` as their positional
+/// argument, not the older `--deployment` flag.
+#[test]
+fn examples_name_the_deployment_positionally() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let verb = [
+                "crowbar deployments apply",
+                "crowbar converge",
+                "crowbar anneal",
+            ]
+            .into_iter()
+            .find(|verb| line.contains(verb));
+            if let Some(verb) = verb {
+                let rest = &line[line.find(verb).unwrap()..];
+                assert!(
+                    !rest.contains("--deployment") && !rest.contains(" -d "),
+                    "{}:{}: `{verb}` takes the deployment positionally: {line}",
+                    page.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_scripting_guide_runs_as_written() {
     let guide =
