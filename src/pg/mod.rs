@@ -27,7 +27,7 @@ use std::{
 
 use nix::{
     sys::signal::{Signal, kill},
-    unistd::{Gid, Pid, Uid, User, chown},
+    unistd::{Gid, Pid, Uid, User},
 };
 use tokio::sync::watch;
 
@@ -110,6 +110,8 @@ impl PgOptions {
 pub struct ManagedPostgres {
     dir: PathBuf,
     socket_dir: PathBuf,
+    /// Whether the socket directory is a temporary one of its own, removed on stop.
+    temporary_socket_dir: bool,
     pid: Pid,
     exited: watch::Receiver<bool>,
     url: Secret,
@@ -134,7 +136,7 @@ impl ManagedPostgres {
             initdb(&bin, &dir, &owner, &options, lock.as_raw_fd()).await?;
         }
         clear_stale_pid_file(&dir)?;
-        let socket_dir = socket_dir_for(&dir, &owner)?;
+        let (socket_dir, temporary_socket_dir) = socket_dir_for(&dir, &owner)?;
         let (pid, exited) =
             spawn_postmaster(&bin, &dir, &socket_dir, &owner, &options, lock.as_raw_fd())?;
         let url = Secret::new(format!(
@@ -144,6 +146,7 @@ impl ManagedPostgres {
         let pg = ManagedPostgres {
             dir,
             socket_dir,
+            temporary_socket_dir,
             pid,
             exited,
             url,
@@ -190,6 +193,9 @@ impl ManagedPostgres {
             }
             let _ = kill(self.pid, signal);
             let _ = tokio::time::timeout(grace, self.exited.wait_for(|done| *done)).await;
+        }
+        if self.temporary_socket_dir {
+            let _ = fs::remove_dir_all(&self.socket_dir);
         }
         // Closing our descriptor leaves the lock to any straggler that still holds it.
         drop(self.lock);
@@ -296,43 +302,28 @@ pub fn cluster_location(data_dir: &Path) -> Result<ClusterLocation, PgError> {
     })
 }
 
-/// Creates `dir`'s parent ([`RELOCATED_CLUSTERS`]: root's, mode 0755) and `dir` in it
-/// (mode 0700), refusing anything that is not a plain directory where it expects one, and a
-/// parent that anyone but root owns or may write: nobody but root may have put or changed
-/// anything on the way.
-fn create_relocated(dir: &Path) -> Result<(), PgError> {
+/// Creates `parent` ([`RELOCATED_CLUSTERS`]) as root's, mode 0755, and refuses it when it
+/// is not a plain directory that only root owns and may write: nobody else may put or
+/// change anything where root keeps clusters.
+fn prepare_relocated_parent(parent: &Path) -> Result<(), PgError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let parent = dir.parent().ok_or_else(|| PgError::Failed {
-        what: "preparing the relocated cluster directory",
-        dir: dir.to_path_buf(),
-        detail: "it has no parent directory".into(),
-    })?;
-    let check = |path: &Path, must_be_root: bool| -> Result<(), PgError> {
-        let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
-        let unsafe_parent = must_be_root && (meta.uid() != 0 || meta.mode() & 0o022 != 0);
-        if !meta.file_type().is_dir() || unsafe_parent {
-            return Err(PgError::Failed {
-                what: "preparing the relocated cluster directory",
-                dir: path.to_path_buf(),
-                detail: "expected a directory owned by root and writable only by root \
-                         (not a symbolic link); move it away and start again"
-                    .into(),
-            });
-        }
-        Ok(())
-    };
     match fs::DirBuilder::new().mode(0o755).create(parent) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             return Err(io_err(parent)(e));
         }
         _ => {}
     }
-    check(parent, true)?;
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(dir)(e)),
-        _ => {}
+    let meta = fs::symlink_metadata(parent).map_err(io_err(parent))?;
+    if !meta.file_type().is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(PgError::Failed {
+            what: "preparing the directory of relocated clusters",
+            dir: parent.to_path_buf(),
+            detail: "expected a directory owned by root and writable only by root (not a \
+                     symbolic link); move it away and start again"
+                .into(),
+        });
     }
-    check(dir, false)
+    Ok(())
 }
 
 /// The server binaries to use: only `explicit` when given, else what [`find_binaries`] finds.
@@ -475,27 +466,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PgError + '_ {
 
 fn prepare_dir(dir: &Path, owner: &Owner) -> Result<(), PgError> {
     if owner.switch && dir.parent() == Some(Path::new(RELOCATED_CLUSTERS)) {
-        create_relocated(dir)?;
-    } else {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        prepare_relocated_parent(Path::new(RELOCATED_CLUSTERS))?;
+    } else if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
-    if owner.switch {
-        chown(dir, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
-            path: dir.to_path_buf(),
-            source: e.into(),
-        })?;
-        // The unprivileged user must be able to reach the directory through its parents.
-        if !owner.passes("-w", dir) {
-            return Err(PgError::Failed {
-                what: "preparing the data directory",
-                dir: dir.to_path_buf(),
-                detail: "the `postgres` user cannot reach it (a parent directory is private); \
-                         pass --data-dir with a directory it can reach, e.g. /var/lib/crowbar"
-                    .into(),
-            });
-        }
+    own_dir(dir, owner, 0o700)?;
+    // The unprivileged user must be able to reach the directory through its parents.
+    if owner.switch && !owner.passes("-w", dir) {
+        return Err(PgError::Failed {
+            what: "preparing the data directory",
+            dir: dir.to_path_buf(),
+            detail: "the `postgres` user cannot reach it (a parent directory is private); \
+                     pass --data-dir with a directory it can reach, e.g. /var/lib/crowbar"
+                .into(),
+        });
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+    Ok(())
 }
 
 async fn initdb(
@@ -682,26 +668,24 @@ fn inherit_fd(cmd: &mut Command, fd: RawFd) {
     }
 }
 
-/// The socket lives in `<dir>/run`, or in a private directory under /tmp when that path
-/// would be too long for a Unix socket. The directory belongs to this cluster alone, so with
-/// the cluster locked a socket or socket lock file in it is a crash's leftover (whose
-/// postmaster may linger as a zombie that PostgreSQL's own check takes for alive).
-fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
-    let mut socket_dir = dir.join("run");
+/// The socket lives in `<dir>/run`, or, when that path would be too long for a Unix socket,
+/// in a fresh directory of a random name under the temporary directory (`mkdtemp`: created
+/// atomically, never through a link; `temporary` says which, for [`ManagedPostgres::stop`]
+/// to remove it). The directory belongs to this cluster alone, so with the cluster locked a
+/// socket or socket lock file in it is a crash's leftover (whose postmaster may linger as a
+/// zombie that PostgreSQL's own check takes for alive).
+fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<(PathBuf, bool), PgError> {
+    let socket_dir = dir.join("run");
     if socket_dir.as_os_str().len() > MAX_SOCKET_DIR {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
-        socket_dir = std::env::temp_dir().join(format!("crowbar-pg-{}", hex::encode(&digest[..6])));
-    }
-    fs::create_dir_all(&socket_dir).map_err(io_err(&socket_dir))?;
-    if owner.switch {
-        chown(&socket_dir, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
-            path: socket_dir.clone(),
+        let template = std::env::temp_dir().join("crowbar-pg-XXXXXX");
+        let socket_dir = nix::unistd::mkdtemp(&template).map_err(|e| PgError::Io {
+            path: template.clone(),
             source: e.into(),
         })?;
+        own_dir(&socket_dir, owner, 0o700)?;
+        return Ok((socket_dir, true));
     }
-    fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
-        .map_err(io_err(&socket_dir))?;
+    own_dir(&socket_dir, owner, 0o700)?;
     for leftover in [
         format!(".s.PGSQL.{SOCKET_PORT}.lock"),
         format!(".s.PGSQL.{SOCKET_PORT}"),
@@ -715,7 +699,76 @@ fn socket_dir_for(dir: &Path, owner: &Owner) -> Result<PathBuf, PgError> {
             Err(e) => return Err(io_err(&path)(e)),
         }
     }
-    Ok(socket_dir)
+    Ok((socket_dir, false))
+}
+
+/// Makes `path` a directory of the server's user with `mode`, creating it when missing.
+/// Never through a symbolic link: it is opened without following links and changed
+/// through that descriptor, so a link planted where it should be (by whoever may write the
+/// parent, such as the `postgres` user in its own cluster directory) fails the start
+/// instead of making root hand the link's target to `postgres`.
+fn own_dir(path: &Path, owner: &Owner, mode: u32) -> Result<(), PgError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_err(path)(e)),
+        _ => {}
+    }
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| not_plain(path, "directory", e))?;
+    own(&dir, path, owner, mode)
+}
+
+/// Opens (creating it when missing) the file at `path` for appending, as a file of the
+/// server's user with `mode`; never through a symbolic link (see [`own_dir`]).
+fn own_file(path: &Path, owner: &Owner, mode: u32) -> Result<fs::File, PgError> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| not_plain(path, "file", e))?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(not_plain(
+            path,
+            "file",
+            std::io::Error::other("not a regular file"),
+        ));
+    }
+    own(&file, path, owner, mode)?;
+    Ok(file)
+}
+
+/// Gives the open `file` to the server's user (when crowbar switches to it) with `mode`.
+fn own(file: &fs::File, path: &Path, owner: &Owner, mode: u32) -> Result<(), PgError> {
+    if owner.switch {
+        std::os::unix::fs::fchown(file, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+            .map_err(io_err(path))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io_err(path))
+}
+
+fn not_plain(path: &Path, what: &str, e: std::io::Error) -> PgError {
+    // With O_NOFOLLOW a link fails with ELOOP, or ENOTDIR when O_DIRECTORY is asked too.
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    let why = match e.raw_os_error() {
+        _ if is_link => "it is a symbolic link".to_string(),
+        Some(libc::ENOTDIR) => "it is not a directory".to_string(),
+        _ => e.to_string(),
+    };
+    PgError::Failed {
+        what: "preparing the private PostgreSQL's files",
+        dir: path.to_path_buf(),
+        detail: format!(
+            "expected a plain {what} there, but {why}; crowbar never changes owners or modes \
+             through links: move it away and start again"
+        ),
+    }
 }
 
 fn spawn_postmaster(
@@ -727,19 +780,9 @@ fn spawn_postmaster(
     lock: RawFd,
 ) -> Result<(Pid, watch::Receiver<bool>), PgError> {
     let log_path = dir.join("postgres.log");
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .map_err(io_err(&log_path))?;
-    if owner.switch {
-        // like every other file of the cluster, so that PostgreSQL's own tools can use it
-        chown(&log_path, Some(owner.uid), Some(owner.gid)).map_err(|e| PgError::Io {
-            path: log_path.clone(),
-            source: e.into(),
-        })?;
-    }
+    // the server's user owns it like every other file of the cluster, so that PostgreSQL's
+    // own tools can use it
+    let log = own_file(&log_path, owner, 0o600)?;
     let log_err = log.try_clone().map_err(io_err(&log_path))?;
     let mut cmd = owner.command(bin.join("postgres"));
     cmd.arg("-D")
@@ -834,37 +877,91 @@ mod tests {
         assert_eq!(PidFile::read(dir.path()).unwrap().status, "");
     }
 
+    /// An owner that is this process's user, as for a crowbar not running as root.
+    fn myself() -> Owner {
+        Owner {
+            uid: Uid::effective(),
+            gid: Gid::effective(),
+            switch: false,
+        }
+    }
+
     #[test]
-    fn relocated_clusters_refuse_links_and_foreign_directories() {
+    fn files_of_the_cluster_are_never_changed_through_links() {
         use std::os::unix::fs::{MetadataExt, symlink};
         let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        let secret = tmp.path().join("secret");
+        fs::write(&secret, "keep").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o644)).unwrap();
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o777;
+
+        // a directory that is a planted link
+        let run = tmp.path().join("run");
+        symlink(&target, &run).unwrap();
+        let refused = own_dir(&run, &myself(), 0o700).unwrap_err().to_string();
+        assert!(refused.contains("symbolic link"), "{refused}");
+        assert_eq!(mode(&target), 0o755, "the link's target is untouched");
+        // a file where a directory should be
+        assert!(own_dir(&secret, &myself(), 0o700).is_err());
+        // a log file that is a planted link
+        let log = tmp.path().join("postgres.log");
+        symlink(&secret, &log).unwrap();
+        assert!(own_file(&log, &myself(), 0o600).is_err());
+        assert_eq!(mode(&secret), 0o644);
+        assert_eq!(fs::read_to_string(&secret).unwrap(), "keep");
+
+        // the plain cases
+        let fresh = tmp.path().join("fresh");
+        own_dir(&fresh, &myself(), 0o700).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+        own_dir(&fresh, &myself(), 0o700).unwrap();
+        let file = fresh.join("postgres.log");
+        own_file(&file, &myself(), 0o600).unwrap();
+        assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn a_long_cluster_path_gets_a_fresh_private_socket_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let long = tmp.path().join("d".repeat(MAX_SOCKET_DIR));
+        fs::create_dir(&long).unwrap();
+        let (first, temporary) = socket_dir_for(&long, &myself()).unwrap();
+        assert!(temporary);
+        assert!(
+            first.starts_with(std::env::temp_dir()),
+            "{}",
+            first.display()
+        );
+        let (second, _) = socket_dir_for(&long, &myself()).unwrap();
+        assert_ne!(first, second, "not a name anyone can predict and plant");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&first).unwrap().mode() & 0o777, 0o700);
+        fs::remove_dir(&first).unwrap();
+        fs::remove_dir(&second).unwrap();
+        let (short, temporary) = socket_dir_for(tmp.path(), &myself()).unwrap();
+        assert_eq!((short, temporary), (tmp.path().join("run"), false));
+    }
+
+    #[test]
+    fn the_parent_of_relocated_clusters_is_roots_alone() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
         let parent = tmp.path().join("crowbar");
-        let cluster = parent.join("postgres-0123456789ab");
         let is_root = Uid::effective().is_root();
-        let made = create_relocated(&cluster);
-        assert_eq!(made.is_ok(), is_root, "{made:?}");
+        assert_eq!(prepare_relocated_parent(&parent).is_ok(), is_root);
         if is_root {
-            let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o777;
-            assert_eq!((mode(&parent), mode(&cluster)), (0o755, 0o700));
-            assert!(create_relocated(&cluster).is_ok(), "again: as it was");
-            // a parent others may write, where someone could swap the cluster for a link
             fs::set_permissions(&parent, fs::Permissions::from_mode(0o777)).unwrap();
-            assert!(create_relocated(&cluster).is_err());
-            fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap();
+            assert!(
+                prepare_relocated_parent(&parent).is_err(),
+                "writable by all"
+            );
         }
-        // a planted link, where the parent or the cluster should be
-        let elsewhere = tmp.path().join("elsewhere");
-        fs::create_dir(&elsewhere).unwrap();
-        let linked_parent = tmp.path().join("linked");
-        symlink(&elsewhere, &linked_parent).unwrap();
-        assert!(create_relocated(&linked_parent.join("postgres-x")).is_err());
-        if is_root {
-            fs::remove_dir(&cluster).unwrap();
-            symlink(&elsewhere, &cluster).unwrap();
-            assert!(create_relocated(&cluster).is_err());
-        }
-        let uid = fs::metadata(&elsewhere).unwrap().uid();
-        assert_eq!(uid, Uid::effective().as_raw(), "nothing was handed over");
+        let linked = tmp.path().join("linked");
+        symlink(tmp.path(), &linked).unwrap();
+        assert!(prepare_relocated_parent(&linked).is_err());
     }
 
     #[test]

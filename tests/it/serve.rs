@@ -487,3 +487,45 @@ async fn a_signal_during_the_first_start_stops_cleanly_and_keeps_the_cluster() {
     assert!(!daemon.stderr().contains(LOGGED_INITDB), "initdb ran again");
     assert!(daemon.stop().await.success(), "{}", daemon.stderr());
 }
+
+/// As root, files of the cluster that its `postgres` user could replace with links (its
+/// socket directory, its log) are never chowned or chmodded through them: a planted link
+/// fails the start, saying so, and its target keeps its owner and mode.
+#[tokio::test]
+async fn links_planted_in_the_cluster_fail_the_start_and_hand_nothing_over() {
+    use std::os::unix::fs::{MetadataExt, symlink};
+    let dir = DataDir::new();
+    let mut first = Daemon::start(DaemonOptions::default().data_dir(dir.path())).await;
+    assert!(first.stop().await.success(), "{}", first.stderr());
+
+    let victim = tempfile::tempdir().unwrap();
+    fs::set_permissions(victim.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let victim_file = victim.path().join("precious");
+    fs::write(&victim_file, "root's").unwrap();
+    let before = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.uid(), m.mode() & 0o777)
+    };
+    let (dir_before, file_before) = (before(victim.path()), before(&victim_file));
+    let cluster = dir.path().join("postgres");
+    for (planted, target) in [
+        (cluster.join("run"), victim.path()),
+        (cluster.join("postgres.log"), victim_file.as_path()),
+    ] {
+        let moved = planted.with_extension("moved");
+        fs::rename(&planted, &moved).unwrap();
+        symlink(target, &planted).unwrap();
+        let mut daemon = Daemon::spawn(DaemonOptions::default().data_dir(dir.path()));
+        let status = daemon.wait_exit(SETTLE).await;
+        let stderr = daemon.stderr();
+        assert_clean_failure(status, &stderr);
+        assert!(stderr.contains("symbolic link"), "{stderr}");
+        assert_eq!(before(victim.path()), dir_before, "{}", planted.display());
+        assert_eq!(before(&victim_file), file_before, "{}", planted.display());
+        assert_eq!(fs::read_to_string(&victim_file).unwrap(), "root's");
+        fs::remove_file(&planted).unwrap();
+        fs::rename(&moved, &planted).unwrap();
+    }
+    let mut again = Daemon::start(DaemonOptions::default().data_dir(dir.path())).await;
+    assert!(again.stop().await.success(), "{}", again.stderr());
+}
