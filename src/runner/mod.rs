@@ -13,6 +13,7 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     db::{
@@ -59,9 +60,12 @@ pub async fn execute(jigs: &JigRegistry, run: &ClaimedRun) -> RunResult {
         input: run.input.clone(),
     };
     let timeout = Duration::from_secs(run.timeout_secs.max(1) as u64);
+    // every line the jig logs, here or on other tasks it awaits, names the run
     let span = tracing::info_span!("run", run = run.id, node = %run.node, role = %run.role);
-    let _ = span.enter();
-    match tokio::time::timeout(timeout, jig.run(&job)).await {
+    match tokio::time::timeout(timeout, jig.run(&job))
+        .instrument(span)
+        .await
+    {
         Ok(out) if out.success => result(Outcome::Succeeded, out.wall, out.log),
         Ok(out) => result(Outcome::Failed, None, out.log),
         Err(_) => result(
