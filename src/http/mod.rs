@@ -146,7 +146,7 @@ async fn count_request(request: Request, next: middleware::Next) -> axum::respon
         .to_owned();
     let response = next.run(request).await;
     crate::telemetry::metrics::http_request(
-        method.as_str(),
+        &method,
         &route,
         response.status().as_u16(),
         started.elapsed(),
