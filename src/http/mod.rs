@@ -7,6 +7,7 @@ mod boot;
 mod discover;
 pub mod error;
 pub mod extract;
+mod headers;
 mod health;
 
 use std::time::Duration;
@@ -68,7 +69,7 @@ impl AppState {
 /// The whole HTTP surface, one router per resource merged here (and in [`api::router`]).
 pub fn router(state: AppState) -> Router {
     crate::telemetry::metrics::install();
-    Router::new()
+    let router = Router::new()
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
@@ -105,7 +106,9 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
-        ]))
+        ]));
+    // outermost: fallbacks, timeouts and caught panics get them too
+    headers::on_every_response(router)
 }
 
 /// The OpenAPI document of the `/api/v2` routes (no auth: it holds nothing secret),
