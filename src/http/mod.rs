@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod headers;
 mod health;
+pub mod server;
 
 use std::time::Duration;
 
@@ -44,6 +45,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Boot environments and where nodes reach crowbar.
     pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
+    /// Browsers reach crowbar over HTTPS (TLS here or at a proxy): the session cookie is
+    /// `Secure`.
+    pub secure_cookies: bool,
+    /// How often a quiet event stream sends a keep-alive comment: within the server's idle
+    /// timeout, so a healthy stream is never taken for an idle connection.
+    pub event_keep_alive: Duration,
 }
 
 impl AppState {
@@ -62,6 +69,8 @@ impl AppState {
                 std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
             )
             .expect("the shipped bootenvs are checked by their tests"),
+            secure_cookies: false,
+            event_keep_alive: api::EVENT_KEEP_ALIVE,
         }
     }
 }

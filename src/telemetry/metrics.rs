@@ -67,6 +67,11 @@ pub fn http_request(method: &Method, route: &str, status: u16, elapsed: Duration
     histogram!("crowbar_http_request_duration_seconds", &labels[..2]).record(elapsed);
 }
 
+/// A connection closed unanswered because the server held `--http-max-connections`.
+pub fn connection_refused() {
+    counter!("crowbar_http_connections_refused_total").increment(1);
+}
+
 /// The method as a label: one of the nine methods HTTP defines, else `OTHER`. Clients may
 /// send any token as a method, and each distinct label value is a series kept for the life
 /// of the process.
