@@ -1,12 +1,11 @@
 //! The running daemon: HTTP serving and background tasks under one shutdown token.
 
-use std::{future::IntoFuture, time::Duration};
+use std::time::Duration;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, server::Server};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -14,12 +13,15 @@ pub struct RunOptions {
     /// After `shutdown` is cancelled, how long in-flight requests may take to finish before
     /// the server stops waiting for them.
     pub shutdown_grace: Duration,
+    /// Timeouts, the connection cap and TLS.
+    pub server: Server,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         Self {
             shutdown_grace: Duration::from_secs(10),
+            server: Server::default(),
         }
     }
 }
@@ -45,19 +47,18 @@ pub async fn run_with(
     // event streams end and the event hub stops with the server
     let state = AppState {
         shutdown: shutdown.clone(),
+        event_keep_alive: http::api::keep_alive_within(options.server.idle_timeout()),
         ..state
     };
     state.events.start(shutdown.clone());
     let app = http::router(state);
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let server = options.server.serve(listener, app, shutdown.clone());
     let grace_over = async {
         shutdown.cancelled().await;
         tokio::time::sleep(options.shutdown_grace).await;
     };
     tokio::select! {
-        result = server => result.context("HTTP server failed"),
+        () = server => Ok(()),
         () = grace_over => {
             tracing::warn!(
                 grace = ?options.shutdown_grace,

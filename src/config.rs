@@ -101,6 +101,10 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_DEMO")]
     pub demo: bool,
 
+    /// Serving HTTP: timeouts, the connection cap, TLS.
+    #[command(flatten)]
+    pub server: crate::http::server::ServerSettings,
+
     /// The annealer and the run queue.
     #[command(flatten)]
     pub annealer: crate::annealer::AnnealerSettings,
@@ -136,6 +140,12 @@ impl Settings {
         self.data_dir = absolute(&self.data_dir)?;
         if let Some(dir) = &self.postgres_bin_dir {
             self.postgres_bin_dir = Some(absolute(dir)?);
+        }
+        for file in [&mut self.server.tls_cert, &mut self.server.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *file = absolute(&*file)?;
         }
         if let Some(dir) = &self.provisioner.dnsmasq_dir {
             self.provisioner.dnsmasq_dir = Some(absolute(dir)?);
@@ -236,6 +246,7 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./var"));
         assert!(s.postgres_bin_dir.is_none());
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
+        assert!(s.server.tls_cert.is_none() && !s.server.https_to_browsers());
     }
 
     #[test]

@@ -24,4 +24,5 @@ pub mod provisioner;
 pub mod runner;
 pub mod ssh;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;

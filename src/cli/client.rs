@@ -178,6 +178,8 @@ impl Client {
                 Secret::new(text.trim())
             }
         };
+        // `--url https://...` trusts the system's CAs, or SSL_CERT_FILE's
+        crate::tls::install_default_provider();
         Ok(Client {
             http: reqwest::Client::new(),
             url: args.url.trim_end_matches('/').to_string(),

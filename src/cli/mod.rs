@@ -62,6 +62,7 @@ pub enum Command {
 /// (the whole cause chain, no backtrace) and a non-zero exit.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::tls::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

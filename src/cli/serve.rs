@@ -13,7 +13,7 @@ use crate::{
     config::Settings,
     db,
     hooks::Hooks,
-    http::AppState,
+    http::{AppState, server::Server},
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
     probe::{NodeAccess, Prober},
@@ -89,6 +89,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot resolve the configured paths against the working directory")?;
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
+    // TLS files that cannot be used fail at once, before the port or the database
+    let server = Server::new(&settings.server)?;
 
     // Bind first: a taken port fails at once, before any database work.
     let listener = bind(settings.listen).await?;
@@ -97,7 +99,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let result = if shutdown.is_cancelled() {
         Ok(())
     } else {
-        serve_on(&settings, listener, &database.pool, shutdown).await
+        serve_on(&settings, server, listener, &database.pool, shutdown).await
     };
     database.close(settings.shutdown_grace).await;
     result
@@ -114,6 +116,7 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
 
 async fn serve_on(
     settings: &Settings,
+    server: Server,
     listener: TcpListener,
     pool: &PgPool,
     shutdown: CancellationToken,
@@ -124,7 +127,14 @@ async fn serve_on(
         .await?;
     // before anything counts: figures recorded earlier would be lost
     tokio::spawn(crate::telemetry::metrics::upkeep(shutdown.clone()));
-    let provisioner = Provisioner::new(&settings.provisioner, listener.local_addr()?)?;
+    let scheme = server.scheme();
+    let mut provisioner_settings = settings.provisioner.clone();
+    if provisioner_settings.provisioner_url.is_none() {
+        // machines reach the listen address with the scheme it serves
+        provisioner_settings.provisioner_url =
+            Some(format!("{scheme}://{}", listener.local_addr()?));
+    }
+    let provisioner = Provisioner::new(&provisioner_settings, listener.local_addr()?)?;
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
@@ -172,6 +182,9 @@ async fn serve_on(
         events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
         shutdown: shutdown.clone(),
         provisioner,
+        secure_cookies: settings.server.https_to_browsers(),
+        // fitted to the server's idle timeout by `app::run_with`
+        event_keep_alive: crate::http::api::EVENT_KEEP_ALIVE,
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {
@@ -185,16 +198,17 @@ async fn serve_on(
         .map_err(|e| anyhow::anyhow!(e.message))?;
         if seeded {
             println!(
-                "Demo deployment committed: watch it converge at http://{addr}/deployments/demo"
+                "Demo deployment committed: watch it converge at {scheme}://{addr}/deployments/demo"
             );
         }
         nodes
     } else {
         None
     };
-    tracing::info!(listen = %addr, "crowbar is ready on http://{addr}");
+    tracing::info!(listen = %addr, "crowbar is ready on {scheme}://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,
+        server,
     };
     crate::app::run_with(state, listener, shutdown, options).await?;
     // the HTTP server stopped because shutdown was requested: the engine is stopping too

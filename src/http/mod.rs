@@ -7,7 +7,9 @@ mod boot;
 mod discover;
 pub mod error;
 pub mod extract;
+mod headers;
 mod health;
+pub mod server;
 
 use std::time::Duration;
 
@@ -43,6 +45,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Boot environments and where nodes reach crowbar.
     pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
+    /// Browsers reach crowbar over HTTPS (TLS here or at a proxy): the session cookie is
+    /// `Secure`.
+    pub secure_cookies: bool,
+    /// How often a quiet event stream sends a keep-alive comment: within the server's idle
+    /// timeout, so a healthy stream is never taken for an idle connection.
+    pub event_keep_alive: Duration,
 }
 
 impl AppState {
@@ -61,6 +69,8 @@ impl AppState {
                 std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
             )
             .expect("the shipped bootenvs are checked by their tests"),
+            secure_cookies: false,
+            event_keep_alive: api::EVENT_KEEP_ALIVE,
         }
     }
 }
@@ -68,7 +78,7 @@ impl AppState {
 /// The whole HTTP surface, one router per resource merged here (and in [`api::router`]).
 pub fn router(state: AppState) -> Router {
     crate::telemetry::metrics::install();
-    Router::new()
+    let router = Router::new()
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
@@ -105,7 +115,9 @@ pub fn router(state: AppState) -> Router {
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,
-        ]))
+        ]));
+    // outermost: fallbacks, timeouts and caught panics get them too
+    headers::on_every_response(router)
 }
 
 /// The OpenAPI document of the `/api/v2` routes (no auth: it holds nothing secret),
@@ -146,7 +158,7 @@ async fn count_request(request: Request, next: middleware::Next) -> axum::respon
         .to_owned();
     let response = next.run(request).await;
     crate::telemetry::metrics::http_request(
-        method.as_str(),
+        &method,
         &route,
         response.status().as_u16(),
         started.elapsed(),

@@ -11,6 +11,7 @@
 use std::{fmt::Write, sync::OnceLock, time::Duration};
 
 use ::metrics::{counter, histogram};
+use axum::http::Method;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
@@ -53,15 +54,43 @@ pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// One answered HTTP request. `route` is the matched route template, never the raw path.
-pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+/// One answered HTTP request. `route` is the matched route template, never the raw path;
+/// with the method folded by [`method_label`] and the status a number, every label has a
+/// bounded set of values, whatever clients send.
+pub fn http_request(method: &Method, route: &str, status: u16, elapsed: Duration) {
     let labels = [
-        ("method", method.to_owned()),
+        ("method", method_label(method).to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
     counter!("crowbar_http_requests_total", &labels).increment(1);
     histogram!("crowbar_http_request_duration_seconds", &labels[..2]).record(elapsed);
+}
+
+/// A connection closed unanswered because the server held `--http-max-connections`.
+pub fn connection_refused() {
+    counter!("crowbar_http_connections_refused_total").increment(1);
+}
+
+/// The method as a label: one of the nine methods HTTP defines, else `OTHER`. Clients may
+/// send any token as a method, and each distinct label value is a series kept for the life
+/// of the process.
+pub fn method_label(method: &Method) -> &'static str {
+    static STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("OTHER", Method::as_str)
 }
 
 /// One finished run (`outcome` as the run history names it) and how long its jig took.
@@ -171,6 +200,16 @@ fn gauge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_http_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let made_up = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&made_up), "OTHER");
+        // method names are case-sensitive: `get` is not GET
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "OTHER");
+    }
 
     #[test]
     fn gauges_use_the_exposition_format() {

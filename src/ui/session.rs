@@ -220,8 +220,10 @@ async fn login(
     let token = db::users::open_session(&state.pool, &actor.0, LIFETIME).await?;
     tracing::info!(actor = %actor, "UI login");
     let mut response = Redirect::to(&next).into_response();
+    // Secure when browsers come over HTTPS: the cookie then never travels in the clear
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         LIFETIME.as_secs()
     );
     let expire_login =

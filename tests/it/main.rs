@@ -9,6 +9,7 @@ mod cli;
 mod documents;
 mod first_run;
 mod hooks;
+mod http_edge;
 mod metrics;
 mod multi_daemon;
 mod pg_harness;

@@ -140,3 +140,55 @@ async fn metrics_count_runs_requests_and_the_fleet() {
     );
     assert!(!text.contains("example.com"), "no names in metrics: {text}");
 }
+
+/// Clients choose method names and paths; the labels must not grow with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_and_paths_leave_the_labels_bounded() {
+    let test = test_db().await;
+    let daemon =
+        Daemon::start(DaemonOptions::default().env("CROWBAR_DATABASE_URL", test.url.expose()))
+            .await;
+    let made_up = 40;
+    for i in 0..made_up {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        // a known route (no such method on it) and an unknown path
+        for path in ["/api/v2/nodes".to_string(), format!("/no-such-place-{i}")] {
+            let reply = daemon
+                .client()
+                .request(method.clone(), format!("{}{path}", daemon.url()))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                reply.status().is_client_error(),
+                "{path}: {}",
+                reply.status()
+            );
+        }
+    }
+    let text = daemon.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !text.contains("BREW"),
+        "a made-up method became a label: {text}"
+    );
+    assert!(
+        !text.contains("no-such-place"),
+        "a raw path became a label: {text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "crowbar_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"}"
+        ),
+        Some(made_up as f64),
+        "{text}"
+    );
+    let other_on_route: f64 = text
+        .lines()
+        .filter(|line| {
+            line.starts_with("crowbar_http_requests_total{method=\"OTHER\",route=\"/api/v2/nodes\"")
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(other_on_route, made_up as f64, "{text}");
+}

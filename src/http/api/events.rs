@@ -31,6 +31,12 @@ use crate::{
 /// A comment line is sent this often when nothing else is, so proxies keep the connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The keep-alive interval under a server that closes connections idle for `idle`:
+/// [`KEEP_ALIVE`], or a third of `idle` when that is shorter.
+pub fn keep_alive_within(idle: Duration) -> Duration {
+    KEEP_ALIVE.min(idle / 3)
+}
+
 /// Events read from the database at once.
 const READ_BATCH: i64 = 500;
 
@@ -122,13 +128,14 @@ async fn stream(
     let stream = futures::stream::unfold(reader, |mut reader| async move {
         reader.next().await.map(|event| (Ok(event), reader))
     });
-    Ok(sse(stream).into_response())
+    Ok(sse(stream, state.event_keep_alive).into_response())
 }
 
 fn sse(
     stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+    keep_alive: Duration,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + Send + 'static> {
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 async fn filter(state: &AppState, q: &StreamQuery) -> Result<StreamFilter, ApiError> {

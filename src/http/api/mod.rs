@@ -21,6 +21,8 @@ mod runs;
 mod tokens;
 mod users;
 
+pub use events::{KEEP_ALIVE as EVENT_KEEP_ALIVE, keep_alive_within};
+
 use std::collections::HashMap;
 
 use axum::{

@@ -235,8 +235,7 @@ async fn users_added_with_a_password_on_stdin_can_log_in_to_the_ui() {
     assert!(list.stdout.contains("alice"), "{}", list.stdout);
 
     // the password (without its newline) logs in to the web UI
-    let http = reqwest::Client::builder()
-        .no_proxy()
+    let http = crate::support::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

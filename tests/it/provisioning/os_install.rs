@@ -183,7 +183,7 @@ async fn setup() -> World {
         site,
         app,
         url,
-        http: reqwest::Client::builder()
+        http: crate::support::client_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap(),

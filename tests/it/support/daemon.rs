@@ -38,8 +38,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long teardown waits for the processes of a killed daemon's data directory to go.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The line a daemon logs once it serves; the address follows it.
-const READY_MARK: &str = "crowbar is ready on http://";
+/// The line a daemon logs once it serves; its URL (`http://` or `https://`) follows.
+const READY_MARK: &str = "crowbar is ready on ";
 
 /// How to start a daemon. `Default` is zero configuration on a fresh data directory.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +59,9 @@ pub struct DaemonOptions {
     /// Run the way the README's `scripts/run` does: in this directory (a checkout), with
     /// no `--data-dir`, so the data directory is `<dir>/var`. Overrides `data_dir`.
     pub checkout: Option<PathBuf>,
+    /// The PEM certificate the daemon serves HTTPS with (see [`DaemonOptions::tls`]): the
+    /// test's client trusts it and speaks HTTPS.
+    pub tls_cert_pem: Option<String>,
 }
 
 impl DaemonOptions {
@@ -81,6 +84,15 @@ impl DaemonOptions {
     pub fn checkout(mut self, dir: impl Into<PathBuf>) -> Self {
         self.checkout = Some(dir.into());
         self
+    }
+    /// Serve HTTPS with these PEM files (`--tls-cert`, `--tls-key`); the daemon's client
+    /// trusts the certificate.
+    pub fn tls(mut self, cert: &Path, key: &Path) -> Self {
+        self.tls_cert_pem = Some(fs::read_to_string(cert).expect("read the certificate"));
+        self.arg("--tls-cert")
+            .arg(cert.display().to_string())
+            .arg("--tls-key")
+            .arg(key.display().to_string())
     }
 }
 
@@ -120,6 +132,7 @@ pub struct Daemon {
     child: Child,
     status: Option<ExitStatus>,
     addr: Option<SocketAddr>,
+    scheme: &'static str,
     data_dir: PathBuf,
     logs: TempDir,
     client: reqwest::Client,
@@ -167,13 +180,18 @@ impl Daemon {
             .stdout(log_file(&logs, "stdout"))
             .stderr(log_file(&logs, "stderr"));
         let child = cmd.spawn().expect("spawn crowbar");
+        let (scheme, client) = match &options.tls_cert_pem {
+            Some(pem) => ("https", https_client(pem, Duration::from_secs(30))),
+            None => ("http", http_client(Duration::from_secs(30))),
+        };
         Daemon {
             child,
             status: None,
             addr: None,
+            scheme,
             data_dir,
             logs,
-            client: http_client(Duration::from_secs(30)),
+            client,
             _owned_data: owned,
         }
     }
@@ -191,7 +209,7 @@ impl Daemon {
             if let Some(addr) = self.addr
                 && let Ok(response) = self
                     .client
-                    .get(format!("http://{addr}/readyz"))
+                    .get(format!("{}://{addr}/readyz", self.scheme))
                     .send()
                     .await
                 && response.status() == 200
@@ -205,9 +223,9 @@ impl Daemon {
         }
     }
 
-    /// `http://<bound address>`.
+    /// `http://<bound address>`, or `https://` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        format!("{}://{}", self.scheme, self.addr())
     }
 
     /// The address the daemon reported; panics before it did.
@@ -512,7 +530,10 @@ pub async fn wait_until_gone(dir: &Path, timeout: Duration) -> Result<(), Vec<Pr
 /// The address in the daemon's "ready" log line (text or JSON format).
 fn ready_address(log: &str) -> Option<SocketAddr> {
     let start = log.find(READY_MARK)? + READY_MARK.len();
-    let rest = &log[start..];
+    let url = &log[start..];
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let end = rest
         .find(|c: char| c.is_whitespace() || c == '"')
         .unwrap_or(rest.len());
@@ -556,11 +577,39 @@ fn log_file(logs: &TempDir, name: &str) -> fs::File {
 
 /// A plain-HTTP client that ignores proxy settings.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    crate::support::client_builder()
         .timeout(timeout)
         .build()
         .expect("build an HTTP client")
+}
+
+/// A client that speaks HTTPS to servers with the PEM certificate `pem` (and only those),
+/// ignoring proxy settings.
+pub fn https_client(pem: &str, timeout: Duration) -> reqwest::Client {
+    https_client_builder(pem)
+        .timeout(timeout)
+        .build()
+        .expect("build an HTTPS client")
+}
+
+/// The builder of [`https_client`], for clients with more settings of their own.
+pub fn https_client_builder(pem: &str) -> reqwest::ClientBuilder {
+    use tokio_rustls::rustls::{
+        self, ClientConfig, RootCertStore,
+        pki_types::{CertificateDer, pem::PemObject},
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.expect("a PEM certificate")).unwrap();
+    }
+    let tls = ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    crate::support::client_builder().tls_backend_preconfigured(tls)
 }
 
 #[cfg(test)]
@@ -573,6 +622,8 @@ mod tests {
         assert_eq!(ready_address(text), Some("127.0.0.1:4312".parse().unwrap()));
         let json = r#"{"level":"INFO","message":"crowbar is ready on http://[::1]:80","listen":"[::1]:80"}"#;
         assert_eq!(ready_address(json), Some("[::1]:80".parse().unwrap()));
+        let tls = "INFO crowbar is ready on https://127.0.0.1:4312 listen=127.0.0.1:4312\n";
+        assert_eq!(ready_address(tls), Some("127.0.0.1:4312".parse().unwrap()));
         assert_eq!(ready_address("starting\n"), None);
     }
 }

@@ -13,3 +13,10 @@ pub mod site;
 pub mod sse;
 pub mod ui_site;
 pub mod world;
+
+/// Where every test's HTTP client starts: proxy settings ignored, and the process's TLS
+/// provider installed first (building a client fails without one).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    crowbar::tls::install_default_provider();
+    reqwest::Client::builder().no_proxy()
+}

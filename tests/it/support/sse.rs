@@ -28,7 +28,7 @@ impl Served {
             url,
             shutdown,
             server,
-            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            client: crate::support::client_builder().build().unwrap(),
         }
     }
 

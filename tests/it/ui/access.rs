@@ -10,8 +10,7 @@ use crate::support::{
 };
 
 pub(super) fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
+    crate::support::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()

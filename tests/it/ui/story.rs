@@ -308,8 +308,7 @@ roles:
 }
 
 async fn import(site: &UiSite, yaml: String) {
-    let response = reqwest::Client::builder()
-        .no_proxy()
+    let response = crate::support::client_builder()
         .build()
         .unwrap()
         .post(format!("{}/api/v2/barclamps", site.url()))
