@@ -137,10 +137,23 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// Only paths of this site: never `//host` or `https://...` (no open redirect).
+/// Longest `next=` path a login redirects to; longer ones go to `/`.
+const MAX_NEXT_LEN: usize = 2048;
+
+/// Where a login sends the browser: only a plain path of this site, else `/`. Browsers
+/// drop tabs and newlines from URLs and read `\` as `/`, so `/\t/evil.example` or
+/// `/\evil.example` would become `//evil.example`, another site: a path with any control
+/// character, whitespace or backslash is refused outright rather than cleaned.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.len() <= MAX_NEXT_LEN
+                && path.starts_with('/')
+                && !path.starts_with("//")
+                && !path
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
             path
         }
         _ => "/",
@@ -287,10 +300,41 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_this_site() {
-        assert_eq!(local_path(Some("/nodes?x=1")), "/nodes?x=1");
-        assert_eq!(local_path(Some("//evil.example")), "/");
-        assert_eq!(local_path(Some("https://evil.example")), "/");
-        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        for kept in [
+            "/",
+            "/nodes?x=1",
+            "/deployments/web#grid",
+            "/nodes/n1.example.com",
+        ] {
+            assert_eq!(local_path(Some(kept)), kept);
+        }
+        let long = format!("/{}", "a".repeat(MAX_NEXT_LEN));
+        for hostile in [
+            "",
+            "nodes",
+            "//evil.example",
+            "///evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/nodes\\..\\x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\u{0}/evil.example",
+            "/\u{1b}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{2028}/evil.example",
+            "/\u{3000}/evil.example",
+            " /nodes",
+            long.as_str(),
+        ] {
+            assert_eq!(local_path(Some(hostile)), "/", "{hostile:?}");
+        }
         assert_eq!(local_path(None), "/");
     }
 
