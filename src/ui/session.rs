@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::{UiError, csrf};
 use crate::{
-    db::{self, events::Actor, keys},
+    db::{self, events::Actor, keys, users::SessionOwner},
     http::AppState,
 };
 
@@ -222,15 +222,23 @@ async fn login(
             Some("the login form expired; please try again".into()),
         ));
     }
-    let Some(actor) = authenticate(&state, &form).await? else {
-        tracing::info!("UI login refused");
-        return Ok(login_form(
+    let refused = || {
+        login_form(
             StatusCode::UNAUTHORIZED,
-            next,
+            next.clone(),
             Some("wrong token, or wrong user name or password".into()),
-        ));
+        )
     };
-    let token = db::users::open_session(&state.pool, &actor.0, LIFETIME).await?;
+    let Some(owner) = authenticate(&state, &form).await? else {
+        tracing::info!("UI login refused");
+        return Ok(refused());
+    };
+    let actor = owner.actor();
+    // None: the token was revoked or the user deleted since it was checked
+    let Some(token) = db::users::open_session(&state.pool, &owner, LIFETIME).await? else {
+        tracing::info!(actor = %actor, "UI login refused: its owner went meanwhile");
+        return Ok(refused());
+    };
     tracing::info!(actor = %actor, "UI login");
     let mut response = Redirect::to(&next).into_response();
     let cookie = format!(
@@ -248,20 +256,23 @@ async fn login(
 }
 
 /// An admin token, else a user name and password; `None` when neither matches.
-async fn authenticate(state: &AppState, form: &LoginForm) -> Result<Option<Actor>, UiError> {
+async fn authenticate(state: &AppState, form: &LoginForm) -> Result<Option<SessionOwner>, UiError> {
     let token = form.token.trim();
     if !token.is_empty() {
-        return Ok(db::tokens::admin_by_token(&state.pool, token)
+        return Ok(db::tokens::admin_token(&state.pool, token)
             .await?
-            .map(|name| Actor::admin(&name)));
+            .map(|(id, name)| SessionOwner::Token { id, name }));
     }
     let user = form.user.trim();
     if user.is_empty() {
         return Ok(None);
     }
-    Ok(match db::users::password_hash(&state.pool, user).await? {
-        Some(phc) if crate::passwords::verify(&form.password, &phc).await => {
-            Some(Actor::user(user))
+    Ok(match db::users::credentials(&state.pool, user).await? {
+        Some((id, phc)) if crate::passwords::verify(&form.password, &phc).await => {
+            Some(SessionOwner::User {
+                id,
+                name: user.to_string(),
+            })
         }
         _ => None,
     })

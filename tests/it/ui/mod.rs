@@ -5,4 +5,5 @@ mod access;
 mod actions;
 mod demo;
 mod pages;
+mod sessions;
 mod story;
