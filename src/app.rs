@@ -48,7 +48,9 @@ pub async fn run_with(
         ..state
     };
     state.events.start(shutdown.clone());
-    let app = http::router(state);
+    // the peer address is what failed logins are counted by (never X-Forwarded-For, which
+    // any client can write)
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();

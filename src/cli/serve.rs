@@ -84,6 +84,7 @@ impl Database {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
+    crate::passwords::return_freed_hash_memory();
     let settings = settings
         .with_absolute_paths()
         .context("cannot resolve the configured paths against the working directory")?;
@@ -172,6 +173,8 @@ async fn serve_on(
         events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
         shutdown: shutdown.clone(),
         provisioner,
+        passwords: crate::passwords::Passwords::new(settings.logins.password_checks),
+        logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(&settings.logins)),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {

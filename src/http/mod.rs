@@ -43,11 +43,15 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Boot environments and where nodes reach crowbar.
     pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
+    /// Password hashing, a bounded number at once.
+    pub passwords: crate::passwords::Passwords,
+    /// Failed UI logins, to back off from.
+    pub logins: std::sync::Arc<crate::ui::throttle::LoginThrottle>,
 }
 
 impl AppState {
     /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`),
-    /// the default event retention and a shutdown token of its own.
+    /// the default event retention and login limits, and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
             events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
@@ -61,6 +65,10 @@ impl AppState {
                 std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
             )
             .expect("the shipped bootenvs are checked by their tests"),
+            passwords: crate::passwords::Passwords::default(),
+            logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(
+                &crate::ui::throttle::LoginSettings::default(),
+            )),
         }
     }
 }
@@ -125,7 +133,11 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 async fn metrics_text(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let body = crate::telemetry::metrics::render(&state.pool).await?;
+    let mut body = crate::telemetry::metrics::render(&state.pool).await?;
+    body.push_str(&crate::telemetry::metrics::password_checks(
+        state.passwords.running(),
+        state.passwords.most_at_once(),
+    ));
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -4,14 +4,18 @@
 //! token in the `crowbar_session` cookie (HttpOnly, SameSite=Strict), stored only as its
 //! SHA-256. The login form itself is protected by a double-submit token (a cookie of its
 //! own that the form must repeat), so another site cannot log a browser in.
+//!
+//! Failed logins are backed off per source address and per user name
+//! ([`super::throttle`]: 429 with `Retry-After`), and password checks take turns
+//! ([`crate::passwords`]).
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    Form, Router,
-    extract::{FromRequestParts, Query, Request, State},
+    Extension, Form, Router,
+    extract::{ConnectInfo, FromRequestParts, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -19,10 +23,11 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{UiError, csrf};
+use super::{UiError, csrf, throttle::Attempt};
 use crate::{
     db::{self, events::Actor, keys, users::SessionOwner},
-    http::AppState,
+    http::{ApiError, AppState},
+    telemetry::metrics,
 };
 
 /// The session cookie.
@@ -209,8 +214,19 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// How a login attempt ended.
+enum Verdict {
+    /// The token, or the user and password, matched: a session for this owner.
+    Owner(SessionOwner),
+    /// A wrong token, an unknown user or a wrong password (alike, on purpose).
+    Refused,
+    /// Too many failures from this source or for this user: refused without checking.
+    Locked(Duration),
+}
+
 async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, UiError> {
@@ -222,6 +238,17 @@ async fn login(
             Some("the login form expired; please try again".into()),
         ));
     }
+    let token = form.token.trim();
+    let user = form.user.trim();
+    let attempt = Attempt {
+        // the peer of the connection; None only when served without connection info
+        source: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        user: (token.is_empty() && !user.is_empty()).then_some(user),
+    };
+    let verdict = match state.logins.wait(&attempt) {
+        Some(wait) => Verdict::Locked(wait),
+        None => authenticate(&state, &attempt, &form).await?,
+    };
     let refused = || {
         login_form(
             StatusCode::UNAUTHORIZED,
@@ -229,9 +256,19 @@ async fn login(
             Some("wrong token, or wrong user name or password".into()),
         )
     };
-    let Some(owner) = authenticate(&state, &form).await? else {
-        tracing::info!("UI login refused");
-        return Ok(refused());
+    let owner = match verdict {
+        Verdict::Owner(owner) => owner,
+        Verdict::Refused => {
+            state.logins.failed(&attempt);
+            metrics::login("refused");
+            tracing::info!("UI login refused");
+            return Ok(refused());
+        }
+        Verdict::Locked(wait) => {
+            metrics::login("locked");
+            tracing::info!(retry_after = ?wait, "UI login refused: too many failures");
+            return Ok(locked(next.clone(), wait));
+        }
     };
     let actor = owner.actor();
     // None: the token was revoked or the user deleted since it was checked
@@ -239,6 +276,8 @@ async fn login(
         tracing::info!(actor = %actor, "UI login refused: its owner went meanwhile");
         return Ok(refused());
     };
+    state.logins.succeeded(&attempt);
+    metrics::login("ok");
     tracing::info!(actor = %actor, "UI login");
     let mut response = Redirect::to(&next).into_response();
     let cookie = format!(
@@ -255,26 +294,62 @@ async fn login(
     Ok(response)
 }
 
-/// An admin token, else a user name and password; `None` when neither matches.
-async fn authenticate(state: &AppState, form: &LoginForm) -> Result<Option<SessionOwner>, UiError> {
+/// The login page answering 429, with `Retry-After` in whole seconds (rounded up).
+fn locked(next: String, wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        Some(format!(
+            "too many failed logins; try again in {seconds} seconds"
+        )),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// An admin token, else a user name and password. An unknown user's password is checked
+/// all the same (against a dummy hash), so that it is refused exactly like a wrong one.
+async fn authenticate(
+    state: &AppState,
+    attempt: &Attempt<'_>,
+    form: &LoginForm,
+) -> Result<Verdict, UiError> {
     let token = form.token.trim();
     if !token.is_empty() {
         return Ok(db::tokens::admin_token(&state.pool, token)
             .await?
-            .map(|(id, name)| SessionOwner::Token { id, name }));
+            .map_or(Verdict::Refused, |(id, name)| {
+                Verdict::Owner(SessionOwner::Token { id, name })
+            }));
     }
-    let user = form.user.trim();
-    if user.is_empty() {
-        return Ok(None);
+    let Some(user) = attempt.user else {
+        return Ok(Verdict::Refused);
+    };
+    let credentials = db::users::credentials(&state.pool, user).await?;
+    let slot = state
+        .passwords
+        .slot()
+        .await
+        .map_err(|e| UiError(ApiError::internal(e)))?;
+    // failures counted while this waited for its turn count too: a flood of guesses stops
+    // being checked once the first ones have failed
+    if let Some(wait) = state.logins.wait(attempt) {
+        return Ok(Verdict::Locked(wait));
     }
-    Ok(match db::users::credentials(&state.pool, user).await? {
-        Some((id, phc)) if crate::passwords::verify(&form.password, &phc).await => {
-            Some(SessionOwner::User {
-                id,
-                name: user.to_string(),
-            })
-        }
-        _ => None,
+    let (id, phc) = credentials.unzip();
+    let matches = state
+        .passwords
+        .verify(slot, &form.password, phc.as_deref())
+        .await;
+    Ok(match id {
+        Some(id) if matches => Verdict::Owner(SessionOwner::User {
+            id,
+            name: user.to_string(),
+        }),
+        _ => Verdict::Refused,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::{
         error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, PageQuery},
     },
-    passwords::{self, PasswordError},
+    passwords::PasswordError,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,7 +53,7 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let hash = hash_password(&body.password).await?;
+    let hash = hash_password(&state, &body.password).await?;
     let mut tx = state.pool.begin().await?;
     let user = db::users::create(&mut tx, &body.name, &hash).await?;
     tx.commit().await?;
@@ -102,7 +102,7 @@ async fn set_password(
     let key = Key::parse(&user);
     // an unknown user is a 404 before any hashing
     db::users::get(&mut *state.pool.acquire().await?, &key).await?;
-    let hash = hash_password(&body.password).await?;
+    let hash = hash_password(&state, &body.password).await?;
     let mut tx = state.pool.begin().await?;
     let user = db::users::set_password(&mut tx, &key, &hash).await?;
     tx.commit().await?;
@@ -111,8 +111,8 @@ async fn set_password(
 }
 
 /// The stored form of a new password; a short one is a 422 in the API's words.
-async fn hash_password(password: &str) -> Result<String, ApiError> {
-    passwords::hash(password).await.map_err(|e| match e {
+async fn hash_password(state: &AppState, password: &str) -> Result<String, ApiError> {
+    state.passwords.hash(password).await.map_err(|e| match e {
         PasswordError::TooShort => ApiError::unprocessable("invalid_password", e.to_string()),
         PasswordError::Hash(cause) => ApiError::internal(cause),
     })
