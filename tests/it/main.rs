@@ -10,6 +10,7 @@ mod documents;
 mod first_run;
 mod hooks;
 mod metrics;
+mod migrations;
 mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;
