@@ -116,6 +116,10 @@ pub struct Settings {
     /// Boot environments, discovery, DHCP/DNS and OS installs.
     #[command(flatten)]
     pub provisioner: crate::provisioner::ProvisionerSettings,
+
+    /// Password hashing and the backoff of failed UI logins.
+    #[command(flatten)]
+    pub logins: crate::ui::throttle::LoginSettings,
 }
 
 impl Settings {

@@ -84,6 +84,7 @@ impl Database {
 
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
+    crate::passwords::return_freed_hash_memory();
     let settings = settings
         .with_absolute_paths()
         .context("cannot resolve the configured paths against the working directory")?;
@@ -185,6 +186,8 @@ async fn serve_on(
         secure_cookies: settings.server.https_to_browsers(),
         // fitted to the server's idle timeout by `app::run_with`
         event_keep_alive: crate::http::api::EVENT_KEEP_ALIVE,
+        passwords: crate::passwords::Passwords::new(settings.logins.password_checks),
+        logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(&settings.logins)),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {

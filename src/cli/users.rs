@@ -1,4 +1,5 @@
-//! `crowbar users list|add NAME` (the password is read from stdin): web UI logins.
+//! `crowbar users list|add NAME|password NAME|delete NAME` (passwords are read from
+//! stdin): web UI logins.
 
 use std::io::BufRead;
 
@@ -6,7 +7,7 @@ use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::json;
 
-use super::client::{Client, ClientArgs, Query};
+use super::client::{Client, ClientArgs, Query, path};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum UsersCommand {
@@ -16,6 +17,17 @@ pub enum UsersCommand {
     /// `crowbar users add alice < password-file`.
     Add {
         /// The user name (lower-case letters, digits, '.', '_', '-').
+        name: String,
+    },
+    /// Give a user a new password, read from the first line of stdin like `add`; the
+    /// user's UI sessions end.
+    Password {
+        /// The user's name or id.
+        name: String,
+    },
+    /// Delete a user; its UI sessions end.
+    Delete {
+        /// The user's name or id.
         name: String,
     },
 }
@@ -34,15 +46,7 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
                 .await
         }
         UsersCommand::Add { name } => {
-            let mut password = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut password)
-                .context("cannot read the password from stdin")?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                bail!("no password on stdin: pipe it in, e.g. `crowbar users add {name} < file`");
-            }
+            let password = password_from_stdin("add", &name)?;
             let body = client
                 .send(
                     client
@@ -56,5 +60,36 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
             });
             Ok(())
         }
+        UsersCommand::Password { name } => {
+            let password = password_from_stdin("password", &name)?;
+            client
+                .write(
+                    Method::PUT,
+                    &path(&["users", &name, "password"]),
+                    &json!({ "password": password }),
+                )
+                .await
+                .with_context(|| format!("the password of {name} was not changed"))?;
+            client.print(&json!({ "password_changed": name }), |_| {
+                format!("password of user {name} changed; its sessions ended\n")
+            });
+            Ok(())
+        }
+        UsersCommand::Delete { name } => client.delete("user", &["users", &name]).await,
     }
+}
+
+/// The first line of stdin, without its line ending: passwords never go on the command
+/// line, where the process list and the shell history would show them.
+fn password_from_stdin(verb: &str, name: &str) -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password on stdin: pipe it in, e.g. `crowbar users {verb} {name} < file`");
+    }
+    Ok(password.to_string())
 }

@@ -9,7 +9,12 @@ use super::{
 
 /// The name of the admin token `token` belongs to, unless it is unknown or revoked.
 pub async fn admin_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+    Ok(admin_token(pool, token).await?.map(|(_, name)| name))
+}
+
+/// The id and name of the admin token `token` is, unless it is unknown or revoked.
+pub async fn admin_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
+    sqlx::query_as("SELECT id, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
         .bind(token_hash(token))
         .fetch_optional(pool)
         .await
@@ -81,8 +86,9 @@ pub async fn create(
     Ok((info, token))
 }
 
-/// Revokes an admin token: it stops working at once. The last working token cannot go,
-/// or nobody could administer the installation any more. Revoking twice is a no-op.
+/// Revokes an admin token: it stops working at once, and the UI sessions opened with it
+/// end (a trigger of migration 0007). The last working token cannot go, or nobody could
+/// administer the installation any more. Revoking twice is a no-op.
 pub async fn revoke(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
     // one revocation at a time, so two cannot each leave the other as the last one
     sqlx::query("LOCK TABLE api_tokens IN SHARE ROW EXCLUSIVE MODE")

@@ -1,11 +1,18 @@
 //! Web UI users (name + argon2 password hash) and their login sessions. Session cookies are
 //! high-entropy tokens: only their SHA-256 is stored, like API tokens.
+//!
+//! A session belongs to what opened it, an admin token or a user, and the database ends it
+//! with its owner (migration 0007): deleting the user or revoking the token deletes it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
-use super::{error::StoreError, keys::token_hash};
+use super::{
+    error::StoreError,
+    events::Actor,
+    keys::{Key, fetch_by_key, token_hash},
+};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
@@ -37,7 +44,8 @@ pub async fn create(
     .map_err(StoreError::from_constraint)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can be a user's name (the `users.name` check, said in Rust).
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.len() <= 64
@@ -54,35 +62,106 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<User>, S
     )
 }
 
-/// The stored password hash of `name`, if there is such a user.
-pub async fn password_hash(pool: &PgPool, name: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT password_hash FROM users WHERE name = $1")
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<User, StoreError> {
+    fetch_by_key(
+        conn,
+        "SELECT id, name, created_at FROM users WHERE id = $1 OR name = $2".into(),
+        key,
+        "user",
+    )
+    .await
+}
+
+/// The id and stored password hash of the user called `name`, if there is one.
+pub async fn credentials(pool: &PgPool, name: &str) -> sqlx::Result<Option<(i64, String)>> {
+    sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1")
         .bind(name)
         .fetch_optional(pool)
         .await
 }
 
-/// Opens a session for `actor` lasting `lifetime`; returns the cookie token (shown only here).
+/// Deletes a user; its sessions end with it (the foreign key cascades).
+pub async fn delete(conn: &mut PgConnection, key: &Key) -> Result<User, StoreError> {
+    let user = get(conn, key).await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user.id)
+        .execute(conn)
+        .await?;
+    Ok(user)
+}
+
+/// Gives a user a new (already hashed) password and ends its sessions: whoever logged in
+/// with the old one is out.
+pub async fn set_password(
+    conn: &mut PgConnection,
+    key: &Key,
+    password_hash: &str,
+) -> Result<User, StoreError> {
+    let user = get(conn, key).await?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user.id)
+        .bind(password_hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::from_constraint)?;
+    sqlx::query("DELETE FROM ui_sessions WHERE user_id = $1")
+        .bind(user.id)
+        .execute(conn)
+        .await?;
+    Ok(user)
+}
+
+/// What opened a session, and ends it by going away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOwner {
+    /// An admin token (`api_tokens`), by id and name.
+    Token { id: i64, name: String },
+    /// A password user, by id and name.
+    User { id: i64, name: String },
+}
+
+impl SessionOwner {
+    /// Who the audit trail names for changes made in the session.
+    pub fn actor(&self) -> Actor {
+        match self {
+            SessionOwner::Token { name, .. } => Actor::admin(name),
+            SessionOwner::User { name, .. } => Actor::user(name),
+        }
+    }
+}
+
+/// Opens a session for `owner` lasting `lifetime`; returns the cookie token (shown only
+/// here), or `None` when the owner went meanwhile (the token revoked, the user deleted).
 pub async fn open_session(
     pool: &PgPool,
-    actor: &str,
+    owner: &SessionOwner,
     lifetime: std::time::Duration,
-) -> sqlx::Result<String> {
+) -> sqlx::Result<Option<String>> {
     let token = super::keys::new_token();
     // expired sessions go when new ones come: the table stays small without a sweeper
     sqlx::query("DELETE FROM ui_sessions WHERE expires_at < now()")
         .execute(pool)
         .await?;
-    sqlx::query(
-        "INSERT INTO ui_sessions (token_hash, actor, expires_at)
-         VALUES ($1, $2, now() + make_interval(secs => $3))",
+    let (token_id, user_id) = match owner {
+        SessionOwner::Token { id, .. } => (Some(*id), None),
+        SessionOwner::User { id, .. } => (None, Some(*id)),
+    };
+    // FOR SHARE: a revocation running now waits for this session and then ends it, or has
+    // committed and this inserts nothing
+    let opened = sqlx::query(
+        "INSERT INTO ui_sessions (token_hash, actor, token_id, user_id, expires_at)
+         SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+          WHERE EXISTS (SELECT FROM api_tokens WHERE id = $3 AND revoked_at IS NULL FOR SHARE)
+             OR EXISTS (SELECT FROM users WHERE id = $4 FOR SHARE)",
     )
     .bind(token_hash(&token))
-    .bind(actor)
+    .bind(owner.actor().0)
+    .bind(token_id)
+    .bind(user_id)
     .bind(lifetime.as_secs_f64())
     .execute(pool)
     .await?;
-    Ok(token)
+    Ok((opened.rows_affected() == 1).then_some(token))
 }
 
 /// The actor of the live session with this cookie token.

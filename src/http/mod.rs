@@ -51,11 +51,15 @@ pub struct AppState {
     /// How often a quiet event stream sends a keep-alive comment: within the server's idle
     /// timeout, so a healthy stream is never taken for an idle connection.
     pub event_keep_alive: Duration,
+    /// Password hashing, a bounded number at once.
+    pub passwords: crate::passwords::Passwords,
+    /// Failed UI logins, to back off from.
+    pub logins: std::sync::Arc<crate::ui::throttle::LoginThrottle>,
 }
 
 impl AppState {
     /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`),
-    /// the default event retention and a shutdown token of its own.
+    /// the default event retention and login limits, and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
             events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
@@ -71,6 +75,10 @@ impl AppState {
             .expect("the shipped bootenvs are checked by their tests"),
             secure_cookies: false,
             event_keep_alive: api::EVENT_KEEP_ALIVE,
+            passwords: crate::passwords::Passwords::default(),
+            logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(
+                &crate::ui::throttle::LoginSettings::default(),
+            )),
         }
     }
 }
@@ -137,7 +145,11 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 async fn metrics_text(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
-    let body = crate::telemetry::metrics::render(&state.pool).await?;
+    let mut body = crate::telemetry::metrics::render(&state.pool).await?;
+    body.push_str(&crate::telemetry::metrics::password_checks(
+        state.passwords.running(),
+        state.passwords.most_at_once(),
+    ));
     Ok((
         [(
             header::CONTENT_TYPE,

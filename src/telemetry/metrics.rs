@@ -104,6 +104,34 @@ pub fn probe(result: &'static str) {
     counter!("crowbar_probes_total", "result" => result).increment(1);
 }
 
+/// One login through the web UI's form: `ok`, `refused` (wrong token, user or password) or
+/// `locked` (refused unchecked after too many failures, 429).
+pub fn login(outcome: &'static str) {
+    counter!("crowbar_logins_total", "outcome" => outcome).increment(1);
+}
+
+/// The password hashes running now and the most that ran at once since the start (bounded
+/// by `--password-checks`), read from the daemon's hashing at scrape time.
+pub fn password_checks(running: usize, most: usize) -> String {
+    let mut out = String::new();
+    for (name, help, value) in [
+        (
+            "crowbar_password_checks_in_flight",
+            "password hashes running now",
+            running,
+        ),
+        (
+            "crowbar_password_checks_in_flight_max",
+            "most password hashes that ran at once since the start",
+            most,
+        ),
+    ] {
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        gauge(&mut out, name, help, std::iter::once((vec![], value)));
+    }
+    out
+}
+
 /// The whole scrape: this process's counters, then the fleet figures.
 pub async fn render(pool: &PgPool) -> sqlx::Result<String> {
     let mut out = install().render();
@@ -192,6 +220,10 @@ fn gauge(
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
     for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+            continue;
+        }
         let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
         let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
     }

@@ -21,6 +21,7 @@ mod overview;
 pub mod session;
 mod setup;
 mod snapshots;
+pub mod throttle;
 mod view;
 
 use axum::{Router, middleware};

@@ -4,14 +4,18 @@
 //! token in the `crowbar_session` cookie (HttpOnly, SameSite=Strict), stored only as its
 //! SHA-256. The login form itself is protected by a double-submit token (a cookie of its
 //! own that the form must repeat), so another site cannot log a browser in.
+//!
+//! Failed logins are backed off per source address and per user name
+//! ([`super::throttle`]: 429 with `Retry-After`), and password checks take turns
+//! ([`crate::passwords`]).
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    Form, Router,
-    extract::{FromRequestParts, Query, Request, State},
+    Extension, Form, Router,
+    extract::{ConnectInfo, FromRequestParts, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -19,10 +23,11 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{UiError, csrf};
+use super::{UiError, csrf, throttle::Attempt};
 use crate::{
-    db::{self, events::Actor, keys},
-    http::AppState,
+    db::{self, events::Actor, keys, users::SessionOwner},
+    http::{ApiError, AppState},
+    telemetry::metrics,
 };
 
 /// The session cookie.
@@ -137,10 +142,23 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-/// Only paths of this site: never `//host` or `https://...` (no open redirect).
+/// Longest `next=` path a login redirects to; longer ones go to `/`.
+const MAX_NEXT_LEN: usize = 2048;
+
+/// Where a login sends the browser: only a plain path of this site, else `/`. Browsers
+/// drop tabs and newlines from URLs and read `\` as `/`, so `/\t/evil.example` or
+/// `/\evil.example` would become `//evil.example`, another site: a path with any control
+/// character, whitespace or backslash is refused outright rather than cleaned.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.len() <= MAX_NEXT_LEN
+                && path.starts_with('/')
+                && !path.starts_with("//")
+                && !path
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == '\\') =>
+        {
             path
         }
         _ => "/",
@@ -196,8 +214,19 @@ struct LoginForm {
     next: Option<String>,
 }
 
+/// How a login attempt ended.
+enum Verdict {
+    /// The token, or the user and password, matched: a session for this owner.
+    Owner(SessionOwner),
+    /// A wrong token, an unknown user or a wrong password (alike, on purpose).
+    Refused,
+    /// Too many failures from this source or for this user: refused without checking.
+    Locked(Duration),
+}
+
 async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, UiError> {
@@ -209,15 +238,46 @@ async fn login(
             Some("the login form expired; please try again".into()),
         ));
     }
-    let Some(actor) = authenticate(&state, &form).await? else {
-        tracing::info!("UI login refused");
-        return Ok(login_form(
-            StatusCode::UNAUTHORIZED,
-            next,
-            Some("wrong token, or wrong user name or password".into()),
-        ));
+    let token = form.token.trim();
+    let user = form.user.trim();
+    let attempt = Attempt {
+        // the peer of the connection; None only when served without connection info
+        source: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        user: (token.is_empty() && !user.is_empty()).then_some(user),
     };
-    let token = db::users::open_session(&state.pool, &actor.0, LIFETIME).await?;
+    let verdict = match state.logins.wait(&attempt) {
+        Some(wait) => Verdict::Locked(wait),
+        None => authenticate(&state, &attempt, &form).await?,
+    };
+    let refused = || {
+        login_form(
+            StatusCode::UNAUTHORIZED,
+            next.clone(),
+            Some("wrong token, or wrong user name or password".into()),
+        )
+    };
+    let owner = match verdict {
+        Verdict::Owner(owner) => owner,
+        Verdict::Refused => {
+            state.logins.failed(&attempt);
+            metrics::login("refused");
+            tracing::info!("UI login refused");
+            return Ok(refused());
+        }
+        Verdict::Locked(wait) => {
+            metrics::login("locked");
+            tracing::info!(retry_after = ?wait, "UI login refused: too many failures");
+            return Ok(locked(next.clone(), wait));
+        }
+    };
+    let actor = owner.actor();
+    // None: the token was revoked or the user deleted since it was checked
+    let Some(token) = db::users::open_session(&state.pool, &owner, LIFETIME).await? else {
+        tracing::info!(actor = %actor, "UI login refused: its owner went meanwhile");
+        return Ok(refused());
+    };
+    state.logins.succeeded(&attempt);
+    metrics::login("ok");
     tracing::info!(actor = %actor, "UI login");
     let mut response = Redirect::to(&next).into_response();
     // Secure when browsers come over HTTPS: the cookie then never travels in the clear
@@ -236,23 +296,62 @@ async fn login(
     Ok(response)
 }
 
-/// An admin token, else a user name and password; `None` when neither matches.
-async fn authenticate(state: &AppState, form: &LoginForm) -> Result<Option<Actor>, UiError> {
+/// The login page answering 429, with `Retry-After` in whole seconds (rounded up).
+fn locked(next: String, wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = login_form(
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        Some(format!(
+            "too many failed logins; try again in {seconds} seconds"
+        )),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// An admin token, else a user name and password. An unknown user's password is checked
+/// all the same (against a dummy hash), so that it is refused exactly like a wrong one.
+async fn authenticate(
+    state: &AppState,
+    attempt: &Attempt<'_>,
+    form: &LoginForm,
+) -> Result<Verdict, UiError> {
     let token = form.token.trim();
     if !token.is_empty() {
-        return Ok(db::tokens::admin_by_token(&state.pool, token)
+        return Ok(db::tokens::admin_token(&state.pool, token)
             .await?
-            .map(|name| Actor::admin(&name)));
+            .map_or(Verdict::Refused, |(id, name)| {
+                Verdict::Owner(SessionOwner::Token { id, name })
+            }));
     }
-    let user = form.user.trim();
-    if user.is_empty() {
-        return Ok(None);
+    let Some(user) = attempt.user else {
+        return Ok(Verdict::Refused);
+    };
+    let credentials = db::users::credentials(&state.pool, user).await?;
+    let slot = state
+        .passwords
+        .slot()
+        .await
+        .map_err(|e| UiError(ApiError::internal(e)))?;
+    // failures counted while this waited for its turn count too: a flood of guesses stops
+    // being checked once the first ones have failed
+    if let Some(wait) = state.logins.wait(attempt) {
+        return Ok(Verdict::Locked(wait));
     }
-    Ok(match db::users::password_hash(&state.pool, user).await? {
-        Some(phc) if crate::passwords::verify(&form.password, &phc).await => {
-            Some(Actor::user(user))
-        }
-        _ => None,
+    let (id, phc) = credentials.unzip();
+    let matches = state
+        .passwords
+        .verify(slot, &form.password, phc.as_deref())
+        .await;
+    Ok(match id {
+        Some(id) if matches => Verdict::Owner(SessionOwner::User {
+            id,
+            name: user.to_string(),
+        }),
+        _ => Verdict::Refused,
     })
 }
 
@@ -289,10 +388,41 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_this_site() {
-        assert_eq!(local_path(Some("/nodes?x=1")), "/nodes?x=1");
-        assert_eq!(local_path(Some("//evil.example")), "/");
-        assert_eq!(local_path(Some("https://evil.example")), "/");
-        assert_eq!(local_path(Some("/\\evil.example")), "/");
+        for kept in [
+            "/",
+            "/nodes?x=1",
+            "/deployments/web#grid",
+            "/nodes/n1.example.com",
+        ] {
+            assert_eq!(local_path(Some(kept)), kept);
+        }
+        let long = format!("/{}", "a".repeat(MAX_NEXT_LEN));
+        for hostile in [
+            "",
+            "nodes",
+            "//evil.example",
+            "///evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/nodes\\..\\x",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\u{0}/evil.example",
+            "/\u{1b}/evil.example",
+            "/\u{7f}/evil.example",
+            "/\u{85}/evil.example",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{2028}/evil.example",
+            "/\u{3000}/evil.example",
+            " /nodes",
+            long.as_str(),
+        ] {
+            assert_eq!(local_path(Some(hostile)), "/", "{hostile:?}");
+        }
         assert_eq!(local_path(None), "/");
     }
 

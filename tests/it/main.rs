@@ -11,6 +11,7 @@ mod first_run;
 mod hooks;
 mod http_edge;
 mod metrics;
+mod migrations;
 mod multi_daemon;
 mod pg_harness;
 mod proptest_annealer;

@@ -10,10 +10,10 @@
 mod idle;
 mod tls;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::Router;
-use hyper::server::conn::http1;
+use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::{GracefulShutdown, Watcher},
@@ -183,8 +183,8 @@ impl Server {
                 () = shutdown.cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
                 Err(error) => {
                     accept_failed(error).await;
                     continue;
@@ -211,7 +211,7 @@ impl Server {
             }
             let connection = self
                 .clone()
-                .connection(stream, app.clone(), graceful.watcher());
+                .connection(stream, peer, app.clone(), graceful.watcher());
             tokio::spawn(async move {
                 connection.await;
                 drop(permit);
@@ -223,9 +223,18 @@ impl Server {
 
     /// One connection: the TLS handshake if any, then requests until the client or the
     /// server closes it, or it idles.
-    async fn connection(self, stream: TcpStream, app: Router, watcher: Watcher) {
+    async fn connection(self, stream: TcpStream, peer: SocketAddr, app: Router, watcher: Watcher) {
+        use tower::ServiceExt;
         let _ = stream.set_nodelay(true);
         let (stream, activity) = idle::Tracked::new(stream);
+        // Handlers that count by source (failed logins, discovery) read the TCP peer, as
+        // axum's `ConnectInfo`; never a header, which any client can write.
+        let app = app.map_request(move |mut request: axum::extract::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            request
+        });
         let service = TowerToHyperService::new(app);
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())

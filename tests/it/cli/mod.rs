@@ -1,6 +1,6 @@
 //! The CLI against a real daemon process: every resource verb, table and JSON output,
 //! refusals that say what to do next, `converge` exit codes, the scripting guide run as
-//! written, and `crowbar users add|list` making web UI logins.
+//! written, and `crowbar users add|list|password|delete` managing web UI logins.
 
 mod converge;
 mod doctor;
@@ -235,6 +235,12 @@ async fn users_added_with_a_password_on_stdin_can_log_in_to_the_ui() {
     assert!(list.stdout.contains("alice"), "{}", list.stdout);
 
     // the password (without its newline) logs in to the web UI
+    assert_eq!(ui_login(&url, "alice", "a long enough password").await, 303);
+}
+
+/// Logs in to the web UI with a user name and password; the status of the login's answer
+/// (303 with a session cookie when it worked).
+async fn ui_login(url: &str, user: &str, password: &str) -> u16 {
     let http = crate::support::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -252,17 +258,73 @@ async fn users_added_with_a_password_on_stdin_can_log_in_to_the_ui() {
         .header("cookie", format!("crowbar_login={value}"))
         .form(&[
             ("login_csrf", value.as_str()),
-            ("user", "alice"),
-            ("password", "a long enough password"),
+            ("user", user),
+            ("password", password),
         ])
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 303);
+    if response.status() == 303 {
+        assert!(
+            response.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .starts_with("crowbar_session=")
+        );
+    }
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn users_get_new_passwords_from_stdin_and_are_deleted() {
+    let daemon = Daemon::start(DaemonOptions::default()).await;
+    let token = admin_token(&daemon);
+    let url = daemon.url();
+    let env = [
+        ("CROWBAR_URL", url.as_str()),
+        ("CROWBAR_TOKEN", token.as_str()),
+    ];
+    let with_input = |args: &'static [&'static str], input: &'static str| {
+        crate::support::daemon::run_crowbar_with_input(args, &env, input, T)
+    };
+    let out = with_input(&["users", "add", "alice"], "the first password\n").await;
+    assert!(out.status.success(), "{}", out.stderr);
+
+    let empty = with_input(&["users", "password", "alice"], "").await;
+    assert!(!empty.status.success());
     assert!(
-        response.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .starts_with("crowbar_session=")
+        empty.stderr.contains("no password on stdin"),
+        "{}",
+        empty.stderr
     );
+    let short = with_input(&["users", "password", "alice"], "short\n").await;
+    assert!(!short.status.success());
+    assert!(
+        short.stderr.contains("at least 8 characters"),
+        "{}",
+        short.stderr
+    );
+    let unknown = with_input(&["users", "password", "bob"], "long enough now\n").await;
+    assert!(!unknown.status.success());
+    assert!(unknown.stderr.contains("not found"), "{}", unknown.stderr);
+    assert_eq!(ui_login(&url, "alice", "the first password").await, 303);
+
+    let out = with_input(&["users", "password", "alice"], "the second password\n").await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "password of user alice changed; its sessions ended\n"
+    );
+    assert_eq!(ui_login(&url, "alice", "the first password").await, 401);
+    assert_eq!(ui_login(&url, "alice", "the second password").await, 303);
+
+    let out = crowbar(&daemon, &["users", "delete", "alice"]).await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, "user alice deleted\n");
+    assert_eq!(ui_login(&url, "alice", "the second password").await, 401);
+    let list = crowbar(&daemon, &["users", "list"]).await;
+    assert!(!list.stdout.contains("alice"), "{}", list.stdout);
+    let again = crowbar(&daemon, &["users", "delete", "alice"]).await;
+    assert!(!again.status.success());
+    assert!(again.stderr.contains("not found"), "{}", again.stderr);
 }

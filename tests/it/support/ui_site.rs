@@ -26,7 +26,10 @@ pub struct UiSite {
 impl UiSite {
     pub async fn start() -> UiSite {
         let db = admin_db().await;
-        let hash = crowbar::passwords::hash(PASSWORD).await.unwrap();
+        let hash = crowbar::passwords::Passwords::new(1)
+            .hash(PASSWORD)
+            .await
+            .unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
         crowbar::db::users::create(&mut conn, USER, &hash)
             .await

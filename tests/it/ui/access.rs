@@ -38,8 +38,13 @@ fn cookie_value(set_cookie: &str) -> String {
         .to_string()
 }
 
-/// Logs in with the form's fields; returns the response to the POST.
-async fn login(site: &UiSite, fields: &[(&str, &str)]) -> reqwest::Response {
+/// Logs in with the form's fields, to go back to `/nodes`; returns the response to the POST.
+pub(super) async fn login(site: &UiSite, fields: &[(&str, &str)]) -> reqwest::Response {
+    login_to(site, "/nodes", fields).await
+}
+
+/// Logs in with the form's fields and `next`; returns the response to the POST.
+async fn login_to(site: &UiSite, next: &str, fields: &[(&str, &str)]) -> reqwest::Response {
     let http = client();
     let page = http
         .get(format!("{}/login", site.url()))
@@ -49,7 +54,7 @@ async fn login(site: &UiSite, fields: &[(&str, &str)]) -> reqwest::Response {
     let login_cookie = set_cookie(&page, "crowbar_login").expect("the login form's cookie");
     assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
     let value = cookie_value(&login_cookie);
-    let mut form: Vec<(&str, &str)> = vec![("login_csrf", &value), ("next", "/nodes")];
+    let mut form: Vec<(&str, &str)> = vec![("login_csrf", &value), ("next", next)];
     form.extend_from_slice(fields);
     http.post(format!("{}/login", site.url()))
         .header(header::COOKIE, format!("crowbar_login={value}"))
@@ -176,6 +181,36 @@ async fn logins_by_password_or_token_and_wrong_ones_refused() {
         .await
         .unwrap();
     assert!(stored.iter().all(|h| h.len() == 64));
+    site.stop().await;
+}
+
+#[tokio::test]
+async fn logins_go_back_only_to_plain_paths_of_this_site() {
+    let site = UiSite::start().await;
+    // the login page keeps only a plain path of this site in its form
+    let page = client()
+        .get(format!("{}/login?next=/%09/evil.example", site.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"name="next" value="/">"#), "{html}");
+    // browsers drop tabs and newlines and read a backslash as a slash: each of these would
+    // lead to //evil.example, so the login goes to / instead
+    for hostile in [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\\evil.example",
+        "//evil.example",
+        "https://evil.example",
+    ] {
+        let response = login_to(&site, hostile, &[("user", USER), ("password", PASSWORD)]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{hostile:?}");
+        assert_eq!(response.headers()[header::LOCATION], "/", "{hostile:?}");
+    }
+    let response = login_to(&site, "/nodes?x=1", &[("token", ADMIN_TOKEN)]).await;
+    assert_eq!(response.headers()[header::LOCATION], "/nodes?x=1");
     site.stop().await;
 }
 

@@ -4,5 +4,7 @@
 mod access;
 mod actions;
 mod demo;
+mod logins;
 mod pages;
+mod sessions;
 mod story;
