@@ -203,6 +203,42 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Network>
     Ok(networks)
 }
 
+/// Where the hosts of every network are (for telling whether an address is on one).
+pub async fn spans(conn: &mut PgConnection) -> Result<Vec<ipam::NetworkSpan>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        v4prefix: Option<String>,
+        v6prefix: Option<String>,
+        router: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, v4prefix::text AS v4prefix, v6prefix, host(router) AS router
+           FROM networks ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let global = global_id(conn).await?;
+    let mut spans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let ranges = ranges_of(conn, row.id)
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.first.parse().ok()?, r.last.parse().ok()?)))
+            .collect();
+        spans.push(ipam::NetworkSpan {
+            v4prefix: row.v4prefix.and_then(|p| p.parse().ok()),
+            v6prefix: row
+                .v6prefix
+                .and_then(|p| V6Prefix::parse(&p).ok())
+                .map(|p| p.effective(global, row.id)),
+            ranges,
+            router: row.router.and_then(|r| r.parse().ok()),
+        });
+    }
+    Ok(spans)
+}
+
 async fn ranges_of(conn: &mut PgConnection, network_id: i64) -> sqlx::Result<Vec<Range>> {
     sqlx::query_as(
         "SELECT id, name, host(first) AS first, host(last) AS last FROM network_ranges
@@ -397,7 +433,8 @@ pub async fn allocate(
                     .bind(node.id)
                     .bind(address.to_string())
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .map_err(StoreError::from_constraint)?;
             }
         }
     }

@@ -161,7 +161,7 @@ fn reload(dir: &Path) -> Result<(), String> {
         )
     })?;
     let pid = dnsmasq_pid(&text, Path::new("/proc")).map_err(|why| {
-        let message = format!("{} {why}; dnsmasq not signalled", pid_file.display());
+        let message = format!("cannot signal dnsmasq: {} {why}", pid_file.display());
         tracing::warn!(pid_file = %pid_file.display(), "{message}");
         message
     })?;

@@ -25,8 +25,9 @@ pub struct ProvisionerSettings {
     /// DNS domain of discovered nodes (named d<mac>.<domain>).
     #[arg(long, env = "CROWBAR_DOMAIN", default_value = "crowbar.internal")]
     pub domain: String,
-    /// Most machines in discovery at once (nodes whose bootenv is still sledgehammer);
-    /// beyond it `/discover` refuses new machines with 429 until some leave discovery.
+    /// Most discovered machines waiting for an admin at once (nodes `/discover` made that
+    /// no admin accepted, whatever their bootenv); beyond it `/discover` refuses new
+    /// machines with 429 until an admin accepts or removes some.
     #[arg(long, env = "CROWBAR_DISCOVERY_LIMIT", default_value_t = 1000)]
     pub discovery_limit: i64,
     /// Directory of the files crowbar writes for dnsmasq (`dhcp-hosts`, `hosts`) and of
