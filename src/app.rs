@@ -1,6 +1,6 @@
 //! The running daemon: HTTP serving and background tasks under one shutdown token.
 
-use std::{future::IntoFuture, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -48,7 +48,8 @@ pub async fn run_with(
         ..state
     };
     state.events.start(shutdown.clone());
-    let app = http::router(state);
+    // the peer address is the source the rate limits of the boot-time routes count
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();

@@ -4,7 +4,7 @@
 //! discovery image has no secret yet. It is narrow on purpose: it can only create a node
 //! for a new MAC at an address on a configured network, or hand a fresh token for a node
 //! discovery made that no admin accepted yet (see `provisioner::discovery` and
-//! docs/provisioning.md).
+//! docs/provisioning.md); and each source may call it only so often (`http::rate`).
 
 use std::net::IpAddr;
 
@@ -23,8 +23,14 @@ use crate::provisioner::{
     discovery::{self, DiscoveryError},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/discover", post(discover))
+/// The route, behind its per-source rate limit.
+pub fn router(limit: std::sync::Arc<super::rate::SourceLimit>) -> Router<AppState> {
+    Router::new()
+        .route("/discover", post(discover))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limit,
+            super::rate::limit,
+        ))
 }
 
 #[derive(Debug, Deserialize)]
