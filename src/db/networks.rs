@@ -414,7 +414,7 @@ pub async fn allocate(
             let Some(chosen) = candidates.first() else {
                 continue;
             };
-            let address = first_free(conn, chosen.id).await?.ok_or_else(|| {
+            let address = first_free(conn, chosen.id, node.id).await?.ok_or_else(|| {
                 StoreError::conflict(
                     "range_exhausted",
                     format!(
@@ -486,12 +486,20 @@ async fn insert_allocation(
 }
 
 /// The lowest address of a range no node has: the range's first address, or the address
-/// after an allocated one, whichever is free and lowest.
-async fn first_free(conn: &mut PgConnection, range_id: i64) -> sqlx::Result<Option<IpAddr>> {
+/// after a taken one, whichever is free and lowest. Taken are the network's allocations and
+/// other nodes' admin addresses (a discovered machine's, say): two nodes never share one.
+async fn first_free(
+    conn: &mut PgConnection,
+    range_id: i64,
+    node_id: i64,
+) -> sqlx::Result<Option<IpAddr>> {
     let free: Option<String> = sqlx::query_scalar(
         "WITH r AS (SELECT network_id, first, last FROM network_ranges WHERE id = $1),
               taken AS (SELECT a.address FROM network_allocations a, r
-                         WHERE a.network_id = r.network_id AND a.address BETWEEN r.first AND r.last)
+                         WHERE a.network_id = r.network_id AND a.address BETWEEN r.first AND r.last
+                        UNION
+                        SELECT host(n.address)::inet FROM nodes n, r
+                         WHERE n.id <> $2 AND host(n.address)::inet BETWEEN r.first AND r.last)
          SELECT host(c.address) FROM (
              SELECT r.first AS address FROM r
              UNION ALL
@@ -501,6 +509,7 @@ async fn first_free(conn: &mut PgConnection, range_id: i64) -> sqlx::Result<Opti
          ORDER BY c.address LIMIT 1",
     )
     .bind(range_id)
+    .bind(node_id)
     .fetch_optional(conn)
     .await?;
     Ok(free.and_then(|a| a.parse().ok()))
