@@ -143,22 +143,19 @@ pub async fn count_discovered(conn: &mut PgConnection) -> sqlx::Result<i64> {
         .await
 }
 
-/// The node holding `address` (its admin address or an allocation), other than `except`.
+/// The node holding `address`: as its admin address or as an allocation.
 pub async fn holder_of_address(
     conn: &mut PgConnection,
     address: &str,
-    except: Option<i64>,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
-        "SELECT n.name FROM nodes n
-          WHERE (host(n.address) = host($1::inet)
-                 OR EXISTS (SELECT 1 FROM network_allocations a
-                             WHERE a.node_id = n.id AND host(a.address) = host($1::inet)))
-            AND n.id IS DISTINCT FROM $2
-          LIMIT 1",
+        "SELECT name FROM nodes WHERE host(address) = host($1::inet)
+         UNION ALL
+         SELECT n.name FROM network_allocations a JOIN nodes n ON n.id = a.node_id
+          WHERE host(a.address) = host($1::inet)
+         LIMIT 1",
     )
     .bind(address)
-    .bind(except)
     .fetch_optional(conn)
     .await
 }

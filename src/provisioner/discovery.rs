@@ -167,7 +167,7 @@ async fn check_address(conn: &mut PgConnection, address: IpAddr) -> Result<(), S
             ),
         ));
     }
-    if let Some(holder) = nodes::holder_of_address(conn, &address.to_string(), None).await? {
+    if let Some(holder) = nodes::holder_of_address(conn, &address.to_string()).await? {
         return Err(StoreError::invalid(
             "address_taken",
             format!("{address} is the address of node `{holder}` already"),
