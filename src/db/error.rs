@@ -51,6 +51,7 @@ impl StoreError {
         let message = match constraint.as_str() {
             "nodes_name_unique" => "a node with that name exists already",
             "nodes_mac_unique" => "a node with that MAC address exists already",
+            "nodes_address_unique" => "another node has that address already",
             "deployments_name_unique" => "a deployment with that name exists already",
             "noderoles_role_once_per_node" => "that role is already bound to that node",
             "deployment_roles_once" => "that role is already in that deployment",

@@ -203,6 +203,42 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Network>
     Ok(networks)
 }
 
+/// Where the hosts of every network are (for telling whether an address is on one).
+pub async fn spans(conn: &mut PgConnection) -> Result<Vec<ipam::NetworkSpan>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        v4prefix: Option<String>,
+        v6prefix: Option<String>,
+        router: Option<String>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, v4prefix::text AS v4prefix, v6prefix, host(router) AS router
+           FROM networks ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let global = global_id(conn).await?;
+    let mut spans = Vec::with_capacity(rows.len());
+    for row in rows {
+        let ranges = ranges_of(conn, row.id)
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.first.parse().ok()?, r.last.parse().ok()?)))
+            .collect();
+        spans.push(ipam::NetworkSpan {
+            v4prefix: row.v4prefix.and_then(|p| p.parse().ok()),
+            v6prefix: row
+                .v6prefix
+                .and_then(|p| V6Prefix::parse(&p).ok())
+                .map(|p| p.effective(global, row.id)),
+            ranges,
+            router: row.router.and_then(|r| r.parse().ok()),
+        });
+    }
+    Ok(spans)
+}
+
 async fn ranges_of(conn: &mut PgConnection, network_id: i64) -> sqlx::Result<Vec<Range>> {
     sqlx::query_as(
         "SELECT id, name, host(first) AS first, host(last) AS last FROM network_ranges
@@ -378,7 +414,7 @@ pub async fn allocate(
             let Some(chosen) = candidates.first() else {
                 continue;
             };
-            let address = first_free(conn, chosen.id).await?.ok_or_else(|| {
+            let address = first_free(conn, chosen.id, node.id).await?.ok_or_else(|| {
                 StoreError::conflict(
                     "range_exhausted",
                     format!(
@@ -397,7 +433,8 @@ pub async fn allocate(
                     .bind(node.id)
                     .bind(address.to_string())
                     .execute(&mut *conn)
-                    .await?;
+                    .await
+                    .map_err(StoreError::from_constraint)?;
             }
         }
     }
@@ -449,12 +486,20 @@ async fn insert_allocation(
 }
 
 /// The lowest address of a range no node has: the range's first address, or the address
-/// after an allocated one, whichever is free and lowest.
-async fn first_free(conn: &mut PgConnection, range_id: i64) -> sqlx::Result<Option<IpAddr>> {
+/// after a taken one, whichever is free and lowest. Taken are the network's allocations and
+/// other nodes' admin addresses (a discovered machine's, say): two nodes never share one.
+async fn first_free(
+    conn: &mut PgConnection,
+    range_id: i64,
+    node_id: i64,
+) -> sqlx::Result<Option<IpAddr>> {
     let free: Option<String> = sqlx::query_scalar(
         "WITH r AS (SELECT network_id, first, last FROM network_ranges WHERE id = $1),
               taken AS (SELECT a.address FROM network_allocations a, r
-                         WHERE a.network_id = r.network_id AND a.address BETWEEN r.first AND r.last)
+                         WHERE a.network_id = r.network_id AND a.address BETWEEN r.first AND r.last
+                        UNION
+                        SELECT host(n.address)::inet FROM nodes n, r
+                         WHERE n.id <> $2 AND host(n.address)::inet BETWEEN r.first AND r.last)
          SELECT host(c.address) FROM (
              SELECT r.first AS address FROM r
              UNION ALL
@@ -464,6 +509,7 @@ async fn first_free(conn: &mut PgConnection, range_id: i64) -> sqlx::Result<Opti
          ORDER BY c.address LIMIT 1",
     )
     .bind(range_id)
+    .bind(node_id)
     .fetch_optional(conn)
     .await?;
     Ok(free.and_then(|a| a.parse().ok()))

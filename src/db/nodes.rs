@@ -26,6 +26,9 @@ pub struct Node {
     pub mac: Option<String>,
     pub deployment: String,
     pub deployment_id: i64,
+    /// Made by `/discover` and not accepted by an admin yet: only such a node's machine may
+    /// register again, and such nodes count against `--discovery-limit`.
+    pub discovered: bool,
     /// The most pressing state among its noderoles (error, transition, todo, blocked,
     /// proposed), or `active`.
     pub state: String,
@@ -36,6 +39,7 @@ pub struct Node {
 const SELECT_NODE: &str = "
     SELECT n.id, n.name, n.description, n.admin, n.alive, n.available, n.bootenv,
            host(n.address) AS address, n.mac::text AS mac, d.name AS deployment, n.deployment_id,
+           n.discovered,
            CASE (SELECT min(CASE nr.state WHEN -1 THEN 0 WHEN 2 THEN 1 WHEN 1 THEN 2
                                           WHEN 3 THEN 3 WHEN 4 THEN 4 ELSE 5 END)
                    FROM noderoles nr WHERE nr.node_id = n.id AND nr.state <> 0)
@@ -54,6 +58,8 @@ pub struct NewNode {
     pub deployment: Option<Key>,
     pub bootenv: Option<String>,
     pub mac: Option<String>,
+    /// Made by discovery (see [`Node::discovered`]).
+    pub discovered: bool,
 }
 
 /// Creates a node; returns it with its token (shown once, stored hashed).
@@ -68,8 +74,9 @@ pub async fn create(
     };
     let token = new_token();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO nodes (name, address, admin, description, deployment_id, bootenv, mac, token_hash)
-         VALUES ($1, $2::inet, $3, $4, $5, coalesce($6, 'sledgehammer'), $7::macaddr, $8)
+        "INSERT INTO nodes (name, address, admin, description, deployment_id, bootenv, mac, token_hash,
+                            discovered)
+         VALUES ($1, $2::inet, $3, $4, $5, coalesce($6, 'sledgehammer'), $7::macaddr, $8, $9)
          RETURNING id",
     )
     .bind(&new.name)
@@ -80,6 +87,7 @@ pub async fn create(
     .bind(&new.bootenv)
     .bind(&new.mac)
     .bind(token_hash(&token))
+    .bind(new.discovered)
     .fetch_one(&mut *conn)
     .await
     .map_err(invalid_input)?;
@@ -128,12 +136,28 @@ pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError
         .ok_or_else(|| StoreError::not_found("node", key))
 }
 
-/// How many nodes boot `bootenv`.
-pub async fn count_in_bootenv(conn: &mut PgConnection, bootenv: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM nodes WHERE bootenv = $1")
-        .bind(bootenv)
+/// How many nodes discovery made that no admin accepted yet, whatever their bootenv.
+pub async fn count_discovered(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM nodes WHERE discovered")
         .fetch_one(conn)
         .await
+}
+
+/// The node holding `address`: as its admin address or as an allocation.
+pub async fn holder_of_address(
+    conn: &mut PgConnection,
+    address: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT name FROM nodes WHERE host(address) = host($1::inet)
+         UNION ALL
+         SELECT n.name FROM network_allocations a JOIN nodes n ON n.id = a.node_id
+          WHERE host(a.address) = host($1::inet)
+         LIMIT 1",
+    )
+    .bind(address)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Filters of a node listing; the deployment matches by name or id.
@@ -165,6 +189,9 @@ pub struct NodeUpdate {
     pub description: Option<String>,
     pub deployment: Option<Key>,
     pub address: Option<Option<String>>,
+    /// An admin's change: a node discovery made becomes an accepted node (see
+    /// [`Node::discovered`]), even when nothing else changes.
+    pub accept: bool,
 }
 
 /// Applies `update`, recording every change of alive/available/bootenv with who and why,
@@ -244,6 +271,13 @@ pub async fn update(
             "available".into(),
             json!({"from": before.available, "to": available}),
         );
+    }
+    if update.accept && before.discovered {
+        sqlx::query("UPDATE nodes SET discovered = false WHERE id = $1")
+            .bind(before.id)
+            .execute(&mut *conn)
+            .await?;
+        changes.insert("discovered".into(), json!({"from": true, "to": false}));
     }
     if let Some(alive) = update.alive
         && alive != before.alive

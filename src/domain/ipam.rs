@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use md5::{Digest, Md5};
 
 /// The largest 40-bit value: RFC 4193 global IDs are 40 bits.
@@ -108,9 +108,113 @@ pub fn cidr(address: IpAddr, prefix_len: Option<u8>) -> String {
     format!("{address}/{}", prefix_len.unwrap_or(host))
 }
 
+/// Where a network's hosts are: its IPv4 subnet, its IPv6 /64, its ranges; its router is
+/// none of them.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpan {
+    pub v4prefix: Option<Ipv4Net>,
+    pub v6prefix: Option<Ipv6Net>,
+    pub ranges: Vec<(IpAddr, IpAddr)>,
+    pub router: Option<IpAddr>,
+}
+
+impl NetworkSpan {
+    /// Whether `address` is a host of this network: inside one of its ranges, or a host
+    /// address of its subnet or /64 (not the subnet's own address nor its broadcast), and
+    /// not its router.
+    pub fn holds(&self, address: IpAddr) -> bool {
+        if self.router == Some(address) {
+            return false;
+        }
+        let in_range = self.ranges.iter().any(|&(first, last)| {
+            first.is_ipv4() == address.is_ipv4() && first <= address && address <= last
+        });
+        let in_prefix = match address {
+            IpAddr::V4(a) => self.v4prefix.is_some_and(|net| {
+                net.contains(&a)
+                    && (net.prefix_len() >= 31 || (a != net.network() && a != net.broadcast()))
+            }),
+            IpAddr::V6(a) => self
+                .v6prefix
+                .is_some_and(|net| net.contains(&a) && a != net.network()),
+        };
+        in_range || in_prefix
+    }
+}
+
+/// Whether `address` can be one machine's own: not unspecified, loopback, link-local,
+/// multicast or broadcast, whatever networks an admin defined.
+pub fn is_host_address(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(a) => {
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast())
+        }
+        IpAddr::V6(a) => {
+            !(a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_unicast_link_local()
+                || a.to_ipv4_mapped().is_some())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_hold_their_hosts_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let span = NetworkSpan {
+            v4prefix: Some("198.51.100.0/24".parse().unwrap()),
+            v6prefix: Some("fd00:1:2:3::/64".parse().unwrap()),
+            ranges: vec![(ip("203.0.113.10"), ip("203.0.113.20"))],
+            router: Some(ip("198.51.100.1")),
+        };
+        for inside in [
+            "198.51.100.2",
+            "198.51.100.254",
+            "fd00:1:2:3::5",
+            "203.0.113.10",
+        ] {
+            assert!(span.holds(ip(inside)), "{inside}");
+        }
+        for outside in [
+            "198.51.100.1",
+            "198.51.100.0",
+            "198.51.100.255",
+            "198.51.101.1",
+            "fd00:1:2:4::5",
+            "fd00:1:2:3::",
+            "203.0.113.21",
+            "203.0.113.9",
+            "127.0.0.1",
+        ] {
+            assert!(!span.holds(ip(outside)), "{outside}");
+        }
+        assert!(!NetworkSpan::default().holds(ip("198.51.100.1")));
+        for not_a_host in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "169.254.1.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_host_address(ip(not_a_host)), "{not_a_host}");
+        }
+        assert!(is_host_address(ip("198.51.100.7")));
+        assert!(is_host_address(ip("fd00::7")));
+    }
 
     #[test]
     fn interface_ids_are_the_md5_tail_of_the_fqdn() {

@@ -29,7 +29,8 @@ pub async fn bind(
     Ok(bound)
 }
 
-/// [`bind`] inside the caller's transaction.
+/// [`bind`] inside the caller's transaction. Binding a role to a node discovery made is
+/// accepting it (docs/provisioning.md "Discovery").
 pub async fn bind_in(
     tx: &mut PgConnection,
     state: &AppState,
@@ -42,6 +43,11 @@ pub async fn bind_in(
     let role = db::roles::get_role(tx, role).await?;
     let bound = db::noderoles::bind(tx, node, &role.name, deployment, data, actor).await?;
     state.hooks.check_bind(tx, &bound).await?;
+    let accept = db::nodes::NodeUpdate {
+        accept: true,
+        ..Default::default()
+    };
+    db::nodes::update(tx, node, &accept, actor, "a role was bound to it").await?;
     Ok(bound)
 }
 

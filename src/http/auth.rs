@@ -4,7 +4,7 @@
 //! an admin token (`api_tokens`) or a node token (`nodes.token_hash`); anything else is a
 //! 401. Node tokens are denied by default (403): [`require_token`] lets them through only to
 //! `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}` (and `GET` of its `/install`), and the node update handler
-//! accepts only `alive` and `bootenv` from them. New routes are therefore admin-only unless
+//! accepts only `alive` and, as an installer's report, `bootenv` from them. New routes are therefore admin-only unless
 //! they are added to [`node_may`].
 //!
 //! Reading requests (`GET`, `HEAD`) are also accepted with a web UI session cookie instead

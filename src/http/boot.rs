@@ -1,6 +1,7 @@
 //! `GET /boot/{mac}`: the iPXE script of the machine with that MAC (API.md "Boot files").
 //! No auth — machines fetch it while booting, before they have any secret — so it says only
-//! what the node's bootenv says and never anything secret.
+//! what the node's bootenv says and never anything secret; each source may fetch it only so
+//! often (`http::rate`).
 
 use axum::{
     Router,
@@ -13,8 +14,14 @@ use axum::{
 use super::{ApiError, AppState, extract::ApiPath};
 use crate::{db, provisioner::canonical_mac};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/boot/{mac}", get(boot_script))
+/// The route, behind its per-source rate limit.
+pub fn router(limit: std::sync::Arc<super::rate::SourceLimit>) -> Router<AppState> {
+    Router::new()
+        .route("/boot/{mac}", get(boot_script))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limit,
+            super::rate::limit,
+        ))
 }
 
 /// The node's current bootenv, rendered; unknown MACs get discovery.

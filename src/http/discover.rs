@@ -2,8 +2,9 @@
 //!
 //! Like `/boot/{mac}` this belongs to the boot-time surface and needs no token: the
 //! discovery image has no secret yet. It is narrow on purpose: it can only create a node
-//! for a new MAC, or hand a fresh token for a node that is still in discovery (see
-//! `provisioner::discovery` and docs/provisioning.md).
+//! for a new MAC at an address on a configured network, or hand a fresh token for a node
+//! discovery made that no admin accepted yet (see `provisioner::discovery` and
+//! docs/provisioning.md); and each source may call it only so often (`http::rate`).
 
 use std::net::IpAddr;
 
@@ -22,21 +23,28 @@ use crate::provisioner::{
     discovery::{self, DiscoveryError},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/discover", post(discover))
+/// The route, behind its per-source rate limit.
+pub fn router(limit: std::sync::Arc<super::rate::SourceLimit>) -> Router<AppState> {
+    Router::new()
+        .route("/discover", post(discover))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limit,
+            super::rate::limit,
+        ))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DiscoverBody {
     mac: String,
-    /// The address the machine booted with; it becomes the node's admin address.
+    /// The address the machine booted with; it becomes a new node's admin address.
     address: Option<String>,
 }
 
 /// 201 with the new node and its token; 200 with a fresh token when the MAC was known and
-/// its node is still in discovery; 409 when that node left discovery; 429 when as many
-/// machines as `--discovery-limit` are in discovery already.
+/// its node is discovered and not accepted; 409 for any other known MAC; 422 for an
+/// address off the networks or another node's; 429 when as many discovered nodes as
+/// `--discovery-limit` wait for an admin.
 async fn discover(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DiscoverBody>,
@@ -50,7 +58,7 @@ async fn discover(
     let address = body
         .address
         .map(|a| {
-            a.parse::<IpAddr>().map(|ip| ip.to_string()).map_err(|_| {
+            a.parse::<IpAddr>().map_err(|_| {
                 ApiError::unprocessable("invalid_address", format!("`{a}` is not an IP address"))
             })
         })

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod headers;
 mod health;
+pub mod rate;
 pub mod server;
 
 use std::time::Duration;
@@ -90,8 +91,16 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .route("/api/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
-        .merge(boot::router())
-        .merge(discover::router())
+        .merge(boot::router(rate::SourceLimit::new(
+            "/boot/{mac}",
+            state.provisioner.boot_rate,
+            state.provisioner.rate_limit_sources,
+        )))
+        .merge(discover::router(rate::SourceLimit::new(
+            "/discover",
+            state.provisioner.discover_rate,
+            state.provisioner.rate_limit_sources,
+        )))
         .merge(api::router(state.clone()))
         .merge(crate::ui::router(state.clone()))
         .fallback(unknown_route)

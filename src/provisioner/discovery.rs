@@ -3,24 +3,30 @@
 //! `crowbar-managed-node` and committed, so the annealer takes it over once it reports
 //! alive.
 //!
-//! Registration is idempotent per MAC (the database keeps MACs unique): a machine that
-//! reboots before it left discovery registers again and gets a fresh token for the same
-//! node; a machine that already left discovery (its bootenv is no longer sledgehammer) is
-//! refused, so knowing a MAC is not enough to take over a managed node's token.
+//! The caller is unauthenticated, so what it can do is narrow (docs/provisioning.md):
+//! - a new MAC makes a node marked `discovered`, while fewer than the limit of such nodes
+//!   exist, at an address (if any) that is a host of a configured network and no other
+//!   node's: crowbar will SSH there as root, so the caller must not choose just anywhere;
+//! - a MAC whose node is still `discovered` (no admin accepted it) gets a fresh token for
+//!   it, as a machine that rebooted and lost its token with its RAM; nothing else changes,
+//!   the address included;
+//! - any other known MAC is refused: knowing a MAC is not enough to take over a node.
+
+use std::net::IpAddr;
 
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
-use super::bootenvs::DISCOVERY;
 use crate::{
     db::{
         error::StoreError,
         events::Actor,
         keys::Key,
         locks::{self, Lock},
-        noderoles,
+        networks, noderoles,
         nodes::{self, NewNode, Node},
     },
+    domain::ipam,
     hooks::{Hooks, Veto},
 };
 
@@ -34,7 +40,7 @@ pub struct Discovered {
     pub node: Node,
     /// The node's token, shown only here.
     pub token: String,
-    /// False when the MAC was known already (a rebooted, still undiscovered machine).
+    /// False when the MAC was known already (a rebooted machine no admin accepted yet).
     pub created: bool,
 }
 
@@ -46,9 +52,9 @@ pub enum DiscoveryError {
     Veto(#[from] Veto),
     /// As many machines as the limit are in discovery already.
     #[error(
-        "{limit} machines are in discovery already (the limit, --discovery-limit): this one \
-         registers on a later try, once some report alive and leave discovery; remove nodes \
-         of machines that will not come back, or raise the limit"
+        "{limit} discovered machines wait for an admin already (the limit, --discovery-limit): \
+         this one registers on a later try, once an admin accepts or removes some; or raise \
+         the limit"
     )]
     Full { limit: i64 },
 }
@@ -65,45 +71,37 @@ pub fn node_name(mac: &str, domain: &str) -> String {
 }
 
 /// Registers the machine with `mac` (canonical form) and, optionally, the address it booted
-/// with. A new machine is refused while `limit` nodes are in discovery.
+/// with. A new machine is refused while `limit` discovered nodes wait for an admin.
 pub async fn discover(
     pool: &PgPool,
     hooks: &Hooks,
     domain: &str,
     limit: i64,
     mac: &str,
-    address: Option<String>,
+    address: Option<IpAddr>,
 ) -> Result<Discovered, DiscoveryError> {
     let actor = Actor(format!("discovery:{mac}"));
-    // Two registrations of one MAC at once: the loser's insert hits the MAC's unique
-    // constraint and its second round finds the winner's node.
+    // Two registrations of one MAC at once: the loser finds the winner's node once it holds
+    // the discovery lock (or its insert hits the MAC's unique constraint), and its second
+    // round registers again.
     for _round in 0..2 {
         let mut tx = pool.begin().await?;
         if let Some(id) = nodes::lock_by_mac(&mut tx, mac).await? {
             let node = nodes::get(&mut tx, &Key::Id(id)).await?;
-            if node.bootenv != DISCOVERY {
+            if !node.discovered {
                 return Err(StoreError::conflict(
                     "already_discovered",
                     format!(
-                        "{mac} is node `{}`, which left discovery (bootenv `{}`); an admin can \
-                         set its bootenv back to `{DISCOVERY}` to let it register again",
-                        node.name, node.bootenv
+                        "{mac} is node `{}`, which an admin created or accepted: it does not \
+                         register again; an admin who wants the machine to register anew \
+                         deletes the node",
+                        node.name
                     ),
                 )
                 .into());
             }
+            // a new token only: the address stays the one the node registered with
             let token = nodes::rotate_token(&mut tx, id, &actor, "registered again").await?;
-            let node = match address {
-                Some(address) if node.address.as_deref() != Some(address.as_str()) => {
-                    let update = nodes::NodeUpdate {
-                        address: Some(Some(address)),
-                        ..Default::default()
-                    };
-                    nodes::update(&mut tx, &Key::Id(id), &update, &actor, "registered again")
-                        .await?
-                }
-                _ => node,
-            };
             tx.commit().await?;
             return Ok(Discovered {
                 node,
@@ -111,16 +109,24 @@ pub async fn discover(
                 created: false,
             });
         }
-        // racing registrations of new machines must not pass the limit together
+        // racing registrations of new machines must not pass the limit, nor take one
+        // address, together
         locks::hold(&mut tx, Lock::Discovery).await?;
-        if nodes::count_in_bootenv(&mut tx, DISCOVERY).await? >= limit {
+        if nodes::lock_by_mac(&mut tx, mac).await?.is_some() {
+            continue; // registered by another request while this one waited
+        }
+        if nodes::count_discovered(&mut tx).await? >= limit {
             return Err(DiscoveryError::Full { limit });
+        }
+        if let Some(address) = address {
+            check_address(&mut tx, address).await?;
         }
         let new = NewNode {
             name: node_name(mac, domain),
-            address: address.clone(),
+            address: address.map(|a| a.to_string()),
             mac: Some(mac.to_string()),
             description: "discovered".into(),
+            discovered: true,
             ..Default::default()
         };
         let (node, token) = match nodes::create(&mut tx, &new, &actor).await {
@@ -145,6 +151,29 @@ pub async fn discover(
         format!("{mac} is being registered by another request; try again"),
     )
     .into())
+}
+
+/// A discovered machine's address must be a host of a configured network and not another
+/// node's (the database also refuses two nodes on one address).
+async fn check_address(conn: &mut PgConnection, address: IpAddr) -> Result<(), StoreError> {
+    let spans = networks::spans(conn).await?;
+    if !ipam::is_host_address(address) || !spans.iter().any(|s| s.holds(address)) {
+        return Err(StoreError::invalid(
+            "address_not_allowed",
+            format!(
+                "{address} is not a host address of any network crowbar provisions \
+                 (GET /api/v2/networks): discovered machines register with their address on \
+                 one of them"
+            ),
+        ));
+    }
+    if let Some(holder) = nodes::holder_of_address(conn, &address.to_string()).await? {
+        return Err(StoreError::invalid(
+            "address_taken",
+            format!("{address} is the address of node `{holder}` already"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@
 //! - `hosts` (dnsmasq `--addn-hosts`): `<address> <fqdn> <host>` for every address of every
 //!   node (admin address and allocations, IPv4 and IPv6) — its A and AAAA records.
 //!
-//! dnsmasq rereads both on SIGHUP; its pid is read from `dnsmasq.pid` in the directory. A
-//! burst of node changes coalesces: requests while a run is queued only refresh it, the run
-//! waits a short settle time before reading the nodes, and a file whose content did not
-//! change is neither rewritten nor reloaded.
+//! dnsmasq rereads both on SIGHUP; its pid is read from `dnsmasq.pid` in the directory, and
+//! signalled only if that process is a dnsmasq. A burst of node changes coalesces: requests
+//! while a run is queued only refresh it, the run waits a short settle time before reading
+//! the nodes, and a file whose content did not change is neither rewritten nor reloaded.
 
 use std::{
     path::{Path, PathBuf},
@@ -160,12 +160,36 @@ fn reload(dir: &Path) -> Result<(), String> {
             pid_file.display()
         )
     })?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{} holds no pid", pid_file.display()))?;
-    signal::kill(Pid::from_raw(pid), signal::Signal::SIGHUP)
+    let pid = dnsmasq_pid(&text, Path::new("/proc")).map_err(|why| {
+        let message = format!("cannot signal dnsmasq: {} {why}", pid_file.display());
+        tracing::warn!(pid_file = %pid_file.display(), "{message}");
+        message
+    })?;
+    signal::kill(pid, signal::Signal::SIGHUP)
         .map_err(|e| format!("cannot signal dnsmasq (pid {pid}): {e}"))
+}
+
+/// The pid in a pid file's `text`, if it is a dnsmasq's. We run as root and the file is
+/// only data: `kill(-1)` would signal every process, `0` our own process group, `1` init,
+/// and any other pid whatever process has it now. So only a pid above 1 whose process
+/// (`<proc>/<pid>/comm`) is dnsmasq is signalled.
+fn dnsmasq_pid(text: &str, proc: &Path) -> Result<Pid, String> {
+    let text = text.trim();
+    let pid: i32 = text
+        .parse()
+        .map_err(|_| format!("holds no pid (`{}`)", text.escape_debug()))?;
+    if pid <= 1 {
+        return Err(format!("holds pid {pid}, which is no single process"));
+    }
+    let comm = std::fs::read_to_string(proc.join(pid.to_string()).join("comm"))
+        .map_err(|_| format!("holds pid {pid}, but no process has it: dnsmasq is not running"))?;
+    if comm.trim_end() != "dnsmasq" {
+        return Err(format!(
+            "holds pid {pid}, which is `{}`, not dnsmasq",
+            comm.trim_end().escape_debug()
+        ));
+    }
+    Ok(Pid::from_raw(pid))
 }
 
 /// Re-runs the noderoles of a database role on the high-priority lane when nodes come, go,
@@ -273,6 +297,31 @@ mod tests {
         assert_eq!(
             hosts(&records),
             "198.51.100.5 n1.example.com n1\nfd00::1 n1.example.com n1\n198.51.100.6 solo\n"
+        );
+    }
+
+    #[test]
+    fn only_a_dnsmasq_pid_is_signalled() {
+        let proc = Path::new("/proc");
+        for text in ["-1", "0", "1", " 1\n", "", "abc", "12x", "99999999999"] {
+            assert!(dnsmasq_pid(text, proc).is_err(), "`{text}` was accepted");
+        }
+        // a live process that is not dnsmasq: this test itself
+        let own = std::process::id().to_string();
+        let why = dnsmasq_pid(&own, proc).unwrap_err();
+        assert!(why.contains("not dnsmasq"), "{why}");
+        // a process whose name is dnsmasq
+        let fake = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(fake.path().join("4242")).unwrap();
+        std::fs::write(fake.path().join("4242/comm"), "dnsmasq\n").unwrap();
+        assert_eq!(
+            dnsmasq_pid("4242\n", fake.path()).unwrap(),
+            Pid::from_raw(4242)
+        );
+        assert!(
+            dnsmasq_pid("4243", fake.path())
+                .unwrap_err()
+                .contains("not running")
         );
     }
 

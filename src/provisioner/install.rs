@@ -24,7 +24,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::{Provisioner, bootenvs::LOCAL};
+use super::{Bootenvs, Provisioner, bootenvs::LOCAL};
 use crate::{
     db::{
         events::Actor,
@@ -36,6 +36,15 @@ use crate::{
     jig::{Jig, JigJob, JigOutput},
     probe::{NodeAccess, NodeRef},
 };
+
+/// Whether a node's own token may change its bootenv from `current` to `wanted`. Only
+/// one change is the node's to make: its installer's report that the disk is ready
+/// (`local`, step 3) while the node boots an installer, which only an admin (or the
+/// os-install role an admin bound) can have chosen. Every other bootenv change is an
+/// admin's: a node that picked its own bootenv could, for one, boot an installer at will.
+pub fn node_may_set_bootenv(bootenvs: &Bootenvs, current: &str, wanted: &str) -> bool {
+    wanted == current || (wanted == LOCAL && bootenvs.get(current).is_some_and(|b| b.installs()))
+}
 
 /// Who the node's history names for the bootenv change.
 pub const ACTOR: &str = "jig:os-install";
@@ -250,5 +259,28 @@ impl OsInstallJig {
                 out.stderr_lossy()
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_sets_only_the_installers_report() {
+        let envs = Bootenvs::shipped().unwrap();
+        let may = |current, wanted| node_may_set_bootenv(&envs, current, wanted);
+        assert!(may("ubuntu-22.04-install", LOCAL));
+        assert!(may("rocky-9-install", LOCAL));
+        // the same bootenv again changes nothing
+        assert!(may("sledgehammer", "sledgehammer"));
+        assert!(may(LOCAL, LOCAL));
+        // out of discovery, into an installer, back to discovery: an admin's to decide
+        assert!(!may("sledgehammer", LOCAL));
+        assert!(!may("sledgehammer", "ubuntu-22.04-install"));
+        assert!(!may(LOCAL, "rocky-9-install"));
+        assert!(!may(LOCAL, "sledgehammer"));
+        assert!(!may("ubuntu-22.04-install", "sledgehammer"));
+        assert!(!may("ubuntu-22.04-install", "rocky-9-install"));
     }
 }

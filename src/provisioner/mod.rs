@@ -7,7 +7,7 @@ pub mod discovery;
 pub mod dnsmasq;
 pub mod install;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, sync::Arc};
 
 pub use bootenvs::{BootTarget, BootUrls, Bootenv, BootenvError, Bootenvs, canonical_mac};
 
@@ -25,10 +25,24 @@ pub struct ProvisionerSettings {
     /// DNS domain of discovered nodes (named d<mac>.<domain>).
     #[arg(long, env = "CROWBAR_DOMAIN", default_value = "crowbar.internal")]
     pub domain: String,
-    /// Most machines in discovery at once (nodes whose bootenv is still sledgehammer);
-    /// beyond it `/discover` refuses new machines with 429 until some leave discovery.
+    /// Most discovered machines waiting for an admin at once (nodes `/discover` made that
+    /// no admin accepted, whatever their bootenv); beyond it `/discover` refuses new
+    /// machines with 429 until an admin accepts or removes some.
     #[arg(long, env = "CROWBAR_DISCOVERY_LIMIT", default_value_t = 1000)]
     pub discovery_limit: i64,
+    /// Most `POST /discover` requests per minute from one source address (an IPv6 /64),
+    /// in bursts of as many; beyond it 429 with Retry-After.
+    #[arg(long, env = "CROWBAR_DISCOVER_RATE", default_value_t = NonZeroU32::new(30).unwrap())]
+    pub discover_rate: NonZeroU32,
+    /// Most `GET /boot/{mac}` requests per minute from one source address (an IPv6 /64),
+    /// in bursts of as many; beyond it 429 with Retry-After.
+    #[arg(long, env = "CROWBAR_BOOT_RATE", default_value_t = NonZeroU32::new(120).unwrap())]
+    pub boot_rate: NonZeroU32,
+    /// Most source addresses the rate limits of `/discover` and `/boot` follow at once (each
+    /// costs about a hundred bytes); when that many used their quota within the last
+    /// minute, requests of other sources are refused too.
+    #[arg(long, env = "CROWBAR_RATE_LIMIT_SOURCES", default_value_t = 4096)]
+    pub rate_limit_sources: usize,
     /// Directory of the files crowbar writes for dnsmasq (`dhcp-hosts`, `hosts`) and of
     /// dnsmasq's pid file (`dnsmasq.pid`); default: <data-dir>/dnsmasq.
     #[arg(long, env = "CROWBAR_DNSMASQ_DIR")]
@@ -61,6 +75,10 @@ pub struct Provisioner {
     pub urls: BootUrls,
     pub domain: String,
     pub discovery_limit: i64,
+    /// Per-source rate limits of `/discover` and `/boot/{mac}` (requests per minute).
+    pub discover_rate: NonZeroU32,
+    pub boot_rate: NonZeroU32,
+    pub rate_limit_sources: usize,
 }
 
 impl Provisioner {
@@ -89,6 +107,9 @@ impl Provisioner {
             },
             domain: settings.domain.trim_matches('.').to_ascii_lowercase(),
             discovery_limit: settings.discovery_limit,
+            discover_rate: settings.discover_rate,
+            boot_rate: settings.boot_rate,
+            rate_limit_sources: settings.rate_limit_sources,
         }))
     }
 

@@ -317,6 +317,7 @@ async fn add_node(
 ) -> Result<GridFragment, UiError> {
     let update = NodeUpdate {
         deployment: Some(Key::parse(&name)),
+        accept: true,
         ..Default::default()
     };
     let mut tx = state.pool.begin().await?;

@@ -127,6 +127,7 @@ async fn set_flags(
 ) -> Result<(), UiError> {
     let update = NodeUpdate {
         available: Some(available),
+        accept: true,
         ..Default::default()
     };
     let mut tx = state.pool.begin().await?;

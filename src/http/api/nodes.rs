@@ -19,6 +19,7 @@ use crate::{
         error::ErrorBody,
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page, PageQuery, double_option},
     },
+    provisioner::install::node_may_set_bootenv,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -108,6 +109,7 @@ async fn create(
         deployment: body.deployment.map(|k| k.0),
         bootenv: body.bootenv,
         mac: body.mac,
+        discovered: false,
     };
     let mut tx = state.pool.begin().await?;
     let (node, token) = db::nodes::create(&mut tx, &new, &caller.actor()).await?;
@@ -172,8 +174,10 @@ struct UpdateBody {
     reason: Option<String>,
 }
 
-/// PUT and PATCH both change only the fields given. Node tokens may set only `alive` and
-/// `bootenv` of their own node (the auth middleware already kept them to their own node).
+/// PUT and PATCH both change only the fields given; an admin's (even with no field)
+/// accepts a node discovery made. Node tokens may set only `alive` of their own node (the
+/// auth middleware already kept them to their own node), and `bootenv` only as an
+/// installer reporting the disk ready (`local`).
 #[utoipa::path(method(put, patch), path = "/api/v2/nodes/{node}", tag = "nodes", params(("node" = String, Path, description = "the node's id or name")),
     request_body = UpdateBody,
     responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
@@ -207,6 +211,17 @@ async fn update(
     if let Some(bootenv) = &body.bootenv {
         check_bootenv(&state, bootenv)?;
     }
+    let mut tx = state.pool.begin().await?;
+    if let (Caller::Node { id, .. }, Some(wanted)) = (&caller, &body.bootenv) {
+        let current = db::nodes::get(&mut tx, &Key::Id(*id)).await?.bootenv;
+        if !node_may_set_bootenv(&state.provisioner.bootenvs, &current, wanted) {
+            return Err(ApiError::forbidden(format!(
+                "a node token may not change its bootenv from `{current}` to `{wanted}`: \
+                 only an installer reports `local` when its install is done; other bootenv \
+                 changes are an admin's"
+            )));
+        }
+    }
     let update = NodeUpdate {
         alive: body.alive,
         available: body.available,
@@ -214,13 +229,14 @@ async fn update(
         description: body.description,
         deployment: body.deployment.map(|k| k.0),
         address: body.address,
+        // an admin's change accepts a node discovery made, even one that changes nothing
+        accept: caller.is_admin(),
     };
     let reason = match (&caller, body.reason) {
         (_, Some(reason)) => reason,
         (Caller::Node { .. }, None) => "reported by the node".to_string(),
         (Caller::Admin { .. }, None) => String::new(),
     };
-    let mut tx = state.pool.begin().await?;
     let node = db::nodes::update(
         &mut tx,
         &Key::parse(&node),

@@ -146,6 +146,18 @@ async fn the_admin_network_gets_an_auto_prefix_and_gives_nodes_their_admin_addre
     assert_eq!(given[0]["address"], format!("{expected}/64"));
     let ranged = allocate(&app, "bmc", json!({"node": "n1.example.com"})).await;
     assert_eq!(ranged[0]["address"], "fd00:9::10/128");
+    // another node's admin address (a discovered machine's) is never allocated: the
+    // database would refuse the second node on it
+    app.post("/api/v2/nodes")
+        .json(json!({"name": "d1.example.com", "address": "203.0.113.11"}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+    app.node("n2.example.com").await;
+    let reply = allocate(&app, "admin", json!({"node": "n2.example.com"})).await;
+    assert_eq!(reply[0]["address"], "203.0.113.12/32");
+    let node = get(&app, "/api/v2/nodes/n2.example.com").await;
+    assert_eq!(node["address"], "203.0.113.12");
     // the allocation is in the node's history
     let history = get(&app, "/api/v2/nodes/n1.example.com/events").await;
     assert!(

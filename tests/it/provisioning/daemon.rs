@@ -153,3 +153,67 @@ async fn the_daemon_keeps_dnsmasq_in_step_and_says_so_when_it_cannot() {
     let (_, runlog) = dhcp_noderole(&db.pool).await;
     assert!(runlog.contains("cannot signal dnsmasq"), "{runlog}");
 }
+
+/// `/boot/{mac}` and `/discover` take no token, so each source address may call them only
+/// so often: past `--boot-rate` / `--discover-rate` a minute, 429 with Retry-After. The
+/// source is the TCP peer: a forged X-Forwarded-For changes nothing, another address has
+/// its own quota.
+#[tokio::test]
+async fn the_boot_time_routes_are_rate_limited_per_source() {
+    let db = test_db().await;
+    let daemon = Daemon::start(
+        DaemonOptions::default()
+            .arg("--boot-rate")
+            .arg("5")
+            .env("CROWBAR_DISCOVER_RATE", "3")
+            .env("CROWBAR_DATABASE_URL", db.url.expose())
+            .env("CROWBAR_ADMIN_TOKEN", TOKEN),
+    )
+    .await;
+    let from = |source: [u8; 4]| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .local_address(std::net::IpAddr::from(source))
+            .build()
+            .unwrap()
+    };
+    let (one, other) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let boot = |client: &reqwest::Client| {
+        client
+            .get(format!("{}/boot/52:54:00:00:00:01", daemon.url()))
+            .header("X-Forwarded-For", "198.51.100.99")
+    };
+    // no network is configured: every registration is refused, and still counts
+    let discover = |client: &reqwest::Client| {
+        client
+            .post(format!("{}/discover", daemon.url()))
+            .json(&json!({"mac": "52:54:00:00:00:01", "address": "198.51.100.9"}))
+    };
+    type Request<'a> = &'a dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder;
+    let routes: [(&str, usize, Request); 2] = [("/boot", 5, &boot), ("/discover", 3, &discover)];
+    for (what, limit, request) in routes {
+        for i in 0..limit {
+            let status = request(&one).send().await.unwrap().status();
+            assert_ne!(status, 429, "{what} request {i} of the quota");
+        }
+        let refused = request(&one).send().await.unwrap();
+        assert_eq!(refused.status(), 429, "{what} past the quota");
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{what}: Retry-After {retry}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+        // another source is not held back by the first one's quota
+        let status = request(&other).send().await.unwrap().status();
+        assert_ne!(status, 429, "{what} from another source");
+    }
+    let nodes: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(nodes, 0);
+}

@@ -5,6 +5,7 @@ use std::{collections::HashSet, time::Duration};
 use axum::http::StatusCode;
 use serde_json::json;
 
+use super::admin_network;
 use crate::support::{
     app::TestApp,
     nodes::RigNodeExt,
@@ -18,6 +19,7 @@ fn mac(i: usize) -> String {
 #[tokio::test]
 async fn ten_machines_registering_at_once_become_ten_managed_nodes() {
     let app = TestApp::new().await;
+    admin_network(&app, "198.51.100.0/24").await;
     // every machine registers twice at once, as a machine rebooting quickly would
     let calls = (0..10).chain(0..10).map(|i| {
         app.post("/discover")
@@ -79,8 +81,8 @@ async fn ten_machines_registering_at_once_become_ten_managed_nodes() {
 }
 
 /// A flood of registrations cannot make more nodes than `--discovery-limit`: machines past
-/// it get 429 and nothing changes; known machines still register again; a machine that
-/// leaves discovery makes room.
+/// it get 429 and nothing changes; known machines still register again; a discovered
+/// node cannot make room by changing its own bootenv, an admin accepting it does.
 #[tokio::test]
 async fn discovery_stops_at_its_limit() {
     let app = TestApp::with(|state| {
@@ -139,13 +141,53 @@ async fn discovery_stops_at_its_limit() {
         .send()
         .await
         .status(StatusCode::OK);
-    // one leaves discovery: a new machine fits
+    // a discovered node cannot leave the count by itself: its token may not change its
+    // bootenv (which used to be what the limit counted)
     let name = created[0].body["name"].as_str().unwrap().to_string();
-    app.put(&format!("/api/v2/nodes/{name}"))
-        .json(json!({"bootenv": "local"}))
+    let token = created[0].body["token"].as_str().unwrap().to_string();
+    let again = app
+        .post("/discover")
+        .no_token()
+        .json(json!({"mac": first}))
         .send()
         .await
-        .status(StatusCode::OK);
+        .status(StatusCode::OK)
+        .body;
+    let token_now = again["token"].as_str().unwrap();
+    assert_ne!(token_now, token);
+    for bootenv in ["local", "ubuntu-22.04-install"] {
+        app.refused(
+            app.put(&format!("/api/v2/nodes/{name}"))
+                .token(token_now)
+                .json(json!({"bootenv": bootenv})),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        )
+        .await;
+    }
+    // which the node cannot change either: it is an admin's to set
+    sqlx::query("UPDATE nodes SET bootenv = 'local' WHERE name = $1")
+        .bind(&name)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    app.refused(
+        app.post("/discover")
+            .no_token()
+            .json(json!({"mac": mac(9)})),
+        StatusCode::TOO_MANY_REQUESTS,
+        "discovery_full",
+    )
+    .await;
+    // an admin accepts it (a PUT, even one that changes nothing): a new machine fits
+    let accepted = app
+        .put(&format!("/api/v2/nodes/{name}"))
+        .json(json!({}))
+        .send()
+        .await
+        .status(StatusCode::OK)
+        .body;
+    assert_eq!(accepted["discovered"], false);
     app.post("/discover")
         .no_token()
         .json(json!({"mac": mac(9)}))
@@ -155,19 +197,25 @@ async fn discovery_stops_at_its_limit() {
     assert_eq!(count().await, 4);
 }
 
+/// A machine that rebooted before an admin accepted its node gets a fresh token for it,
+/// and nothing else changes: its address stays the one it registered with. Once an admin
+/// accepts the node, knowing the MAC is worth nothing.
 #[tokio::test]
-async fn a_rebooted_undiscovered_machine_gets_a_new_token_a_discovered_one_is_refused() {
+async fn a_rebooted_machine_gets_a_new_token_until_an_admin_accepts_its_node() {
     let app = TestApp::new().await;
+    admin_network(&app, "198.51.100.0/24").await;
     let first = app
         .post("/discover")
         .no_token()
-        .json(json!({"mac": "52-54-00-00-00-01"}))
+        .json(json!({"mac": "52-54-00-00-00-01", "address": "198.51.100.76"}))
         .send()
         .await
         .status(StatusCode::CREATED)
         .body;
+    assert_eq!(first["discovered"], true);
     let name = first["name"].as_str().unwrap().to_string();
     let old = first["token"].as_str().unwrap().to_string();
+    // registering again from elsewhere: a new token, the same address
     let again = app
         .post("/discover")
         .no_token()
@@ -177,9 +225,16 @@ async fn a_rebooted_undiscovered_machine_gets_a_new_token_a_discovered_one_is_re
         .status(StatusCode::OK)
         .body;
     assert_eq!(again["id"], first["id"]);
-    assert_eq!(again["address"], "198.51.100.77");
+    assert_eq!(again["address"], "198.51.100.76");
     let new = again["token"].as_str().unwrap().to_string();
     assert_ne!(new, old);
+    let address: Option<String> =
+        sqlx::query_scalar("SELECT host(address) FROM nodes WHERE name = $1")
+            .bind(&name)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(address.as_deref(), Some("198.51.100.76"));
     // the old token stopped working, the new one works
     app.get(&format!("/api/v2/nodes/{name}"))
         .token(&old)
@@ -188,19 +243,28 @@ async fn a_rebooted_undiscovered_machine_gets_a_new_token_a_discovered_one_is_re
         .error(StatusCode::UNAUTHORIZED, "unauthorized");
     app.put(&format!("/api/v2/nodes/{name}"))
         .token(&new)
-        .json(json!({"bootenv": "local"}))
+        .json(json!({"alive": true}))
         .send()
         .await
         .status(StatusCode::OK);
-    // out of discovery now: knowing the MAC is not enough for a token
-    app.refused(
-        app.post("/discover")
-            .no_token()
-            .json(json!({"mac": "52:54:00:00:00:01"})),
-        StatusCode::CONFLICT,
-        "already_discovered",
-    )
-    .await;
+    // binding a role to it is accepting it, too
+    app.bind(&name, "test-admin", "system").await;
+    let discovered: bool = sqlx::query_scalar("SELECT discovered FROM nodes WHERE name = $1")
+        .bind(&name)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(!discovered);
+    let reply = app
+        .refused(
+            app.post("/discover")
+                .no_token()
+                .json(json!({"mac": "52:54:00:00:00:01"})),
+            StatusCode::CONFLICT,
+            "already_discovered",
+        )
+        .await;
+    assert!(reply.message().contains("admin"), "{}", reply.body);
     for (body, code) in [
         (json!({"mac": "52:54:00:00:00"}), "invalid_mac"),
         (
@@ -221,6 +285,175 @@ async fn a_rebooted_undiscovered_machine_gets_a_new_token_a_discovered_one_is_re
     }
 }
 
+/// A node an admin created is never discovery's: its MAC gets 409, and its address, token
+/// and host key pin stay as they were.
+#[tokio::test]
+async fn discovery_cannot_take_over_a_node_an_admin_created() {
+    let app = TestApp::new().await;
+    admin_network(&app, "198.51.100.0/24").await;
+    let created = app
+        .post("/api/v2/nodes")
+        .json(json!({"name": "n1.example.com", "mac": "52:54:00:00:00:07", "address": "198.51.100.7"}))
+        .send()
+        .await
+        .status(StatusCode::CREATED)
+        .body;
+    assert_eq!(created["bootenv"], "sledgehammer");
+    assert_eq!(created["discovered"], false);
+    let token = created["token"].as_str().unwrap().to_string();
+    sqlx::query(
+        "UPDATE nodes SET host_key = 'ssh-ed25519 AAAApinned' WHERE name = 'n1.example.com'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    for body in [
+        json!({"mac": "52:54:00:00:00:07", "address": "198.51.100.66"}),
+        json!({"mac": "52-54-00-00-00-07"}),
+    ] {
+        let reply = app
+            .refused(
+                app.post("/discover").no_token().json(body),
+                StatusCode::CONFLICT,
+                "already_discovered",
+            )
+            .await;
+        assert!(reply.message().contains("n1.example.com"), "{}", reply.body);
+    }
+    // the admin's token for the node still works
+    app.get("/api/v2/nodes/n1.example.com")
+        .token(&token)
+        .send()
+        .await
+        .status(StatusCode::OK);
+}
+
+/// crowbar SSHes as root to a discovered machine's address, so the unauthenticated caller
+/// may only name a host address of a configured network that no other node has.
+#[tokio::test]
+async fn discovered_addresses_are_hosts_of_the_networks_and_nobody_elses() {
+    let app = TestApp::new().await;
+    // no network yet: no address is crowbar's to reach
+    app.refused(
+        app.post("/discover")
+            .no_token()
+            .json(json!({"mac": mac(1), "address": "198.51.100.10"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "address_not_allowed",
+    )
+    .await;
+    app.post("/api/v2/networks")
+        .json(json!({"name": "admin", "v4prefix": "198.51.100.0/24",
+                     "ranges": [{"name": "host", "first": "198.51.100.100", "last": "198.51.100.110"}],
+                     "router": {"address": "198.51.100.1", "pref": 10}}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+    let v6: String = app
+        .get("/api/v2/networks/admin")
+        .send()
+        .await
+        .status(StatusCode::OK)
+        .body["effective_v6prefix"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/64")
+        .to_string();
+    app.post("/api/v2/nodes")
+        .json(json!({"name": "n1.example.com", "address": "198.51.100.5"}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+    app.post("/api/v2/nodes")
+        .json(json!({"name": "n2.example.com"}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+    // n2 gets 198.51.100.100 and an IPv6 address from the admin network
+    let allocated = app
+        .post("/api/v2/networks/admin/allocations")
+        .json(json!({"node": "n2.example.com"}))
+        .send()
+        .await
+        .status(StatusCode::OK)
+        .body;
+    let n2_v6 = allocated[1]["address"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches("/64")
+        .to_string();
+    for (address, code) in [
+        ("127.0.0.1", "address_not_allowed"),
+        ("0.0.0.0", "address_not_allowed"),
+        ("169.254.1.1", "address_not_allowed"),
+        ("::1", "address_not_allowed"),
+        ("fe80::1", "address_not_allowed"),
+        ("::ffff:198.51.100.9", "address_not_allowed"),
+        ("203.0.113.9", "address_not_allowed"),
+        ("198.51.101.9", "address_not_allowed"),
+        ("198.51.100.0", "address_not_allowed"),
+        ("198.51.100.255", "address_not_allowed"),
+        ("198.51.100.1", "address_not_allowed"),
+        ("198.51.100.5", "address_taken"),
+        ("198.51.100.100", "address_taken"),
+        (n2_v6.as_str(), "address_taken"),
+    ] {
+        let reply = app
+            .refused(
+                app.post("/discover")
+                    .no_token()
+                    .json(json!({"mac": mac(1), "address": address})),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+            )
+            .await;
+        assert!(
+            reply.message().contains(address),
+            "{address}: {}",
+            reply.body
+        );
+    }
+    // hosts of the network, in IPv4 and in its IPv6 /64
+    for (i, address) in ["198.51.100.9".to_string(), format!("{v6}42")]
+        .iter()
+        .enumerate()
+    {
+        app.post("/discover")
+            .no_token()
+            .json(json!({"mac": mac(i + 1), "address": address}))
+            .send()
+            .await
+            .status(StatusCode::CREATED);
+    }
+    app.refused(
+        app.post("/discover")
+            .no_token()
+            .json(json!({"mac": mac(3), "address": "198.51.100.9"})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "address_taken",
+    )
+    .await;
+    // the database holds one node per address whoever writes (another daemon, an admin)
+    let reply = app
+        .refused(
+            app.post("/api/v2/nodes")
+                .json(json!({"name": "n3.example.com", "address": "198.51.100.9"})),
+            StatusCode::CONFLICT,
+            "conflict",
+        )
+        .await;
+    assert!(reply.message().contains("address"), "{}", reply.body);
+    let duplicate =
+        sqlx::query("UPDATE nodes SET address = '198.51.100.9/24' WHERE name = 'n1.example.com'")
+            .execute(&app.pool)
+            .await
+            .unwrap_err();
+    assert_eq!(
+        duplicate.as_database_error().unwrap().constraint(),
+        Some("nodes_address_unique")
+    );
+}
+
 /// Real machines: namespace nodes register with their own MAC and address, report alive
 /// with the token they got, and the annealer takes them over over SSH.
 #[tokio::test]
@@ -228,6 +461,8 @@ async fn discovered_machines_are_annealed_once_they_report_alive() {
     let mut site = Site::unregistered(2, probe_settings(Duration::ZERO)).await;
     site.keep_hostname_files_in_node_state().await;
     let app = TestApp::on(site.pool.clone(), None).await;
+    let (base, _) = site.rig.subnet();
+    admin_network(&app, &format!("{base}/26")).await;
     site.start();
     let mut names = Vec::new();
     for node in site.rig.nodes() {

@@ -14,6 +14,15 @@ use crate::support::app::TestApp;
 /// The admin node that the DHCP and DNS databases are bound to.
 pub const ADMIN: &str = "crowbar-admin.test";
 
+/// The admin network, on `v4prefix`: discovered machines register with addresses on it.
+async fn admin_network(app: &TestApp, v4prefix: &str) {
+    app.post("/api/v2/networks")
+        .json(json!({"name": "admin", "v4prefix": v4prefix}))
+        .send()
+        .await
+        .status(StatusCode::CREATED);
+}
+
 /// An alive admin node (simulated: no address) with both databases bound and committed.
 async fn databases_on_admin_node(app: &TestApp) {
     app.post("/api/v2/nodes")

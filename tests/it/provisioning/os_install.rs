@@ -177,8 +177,10 @@ async fn setup() -> World {
             .with(dnsmasq::DatabaseHooks::dhcp())
             .with(dnsmasq::DatabaseHooks::dns()),
     );
-    // the DHCP and DNS databases on the admin node
+    // the DHCP and DNS databases on the admin node; machines register on the rig's subnet
     super::databases_on_admin_node(&app).await;
+    let (base, _) = site.rig.subnet();
+    super::admin_network(&app, &format!("{base}/26")).await;
     World {
         site,
         app,
