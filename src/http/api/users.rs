@@ -25,7 +25,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::users::list(&state.pool, page.limit, page.offset).await?,
     ))
@@ -35,8 +35,10 @@ async fn list(
 #[schema(as = UserCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(schema_with = super::schemas::user_name)]
     name: String,
     /// At least 8 characters; stored only as an argon2id hash.
+    #[schema(schema_with = super::schemas::password)]
     password: String,
 }
 
