@@ -128,11 +128,11 @@ fn hostile_requests() -> Vec<Hostile> {
             "router",
         ),
         post(
-            "/api/v2/discover",
+            "/discover",
             r#"{"mac": "52:54:00:00:00"}"#,
-            404,
-            "not_found",
-            "route",
+            422,
+            "invalid_mac",
+            "MAC",
         ),
         // names outside their pattern
         post(
