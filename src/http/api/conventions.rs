@@ -26,8 +26,8 @@ pub fn apply(mut document: utoipa::openapi::OpenApi) -> Value {
     document
 }
 
-/// What holds for every operation: bearer auth, and the error body on 401, 403, 422 and
-/// anything unexpected.
+/// What holds for every operation: bearer auth, an operation id, and the error body on 400,
+/// 401, 403 and anything unexpected.
 struct Conventions;
 
 impl Modify for Conventions {
