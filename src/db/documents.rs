@@ -111,10 +111,8 @@ async fn write_proposal(
         .fetch_all(&mut *conn)
         .await?;
     if let Some(unknown) = role_names.iter().find(|r| !known.contains(r)) {
-        return Err(StoreError::invalid(
-            "unknown_role",
-            format!("no role named `{unknown}`"),
-        ));
+        // an unknown object referenced in a body is a 404, as everywhere (docs/api.md)
+        return Err(StoreError::not_found("role", unknown));
     }
     let names: Vec<&str> = doc.roles.keys().map(|s| s.as_str()).collect();
     let data: Vec<Value> = doc

@@ -42,7 +42,8 @@ impl StoreError {
         }
     }
 
-    /// Turns constraint violations into conflicts or validation errors by constraint name.
+    /// Turns constraint violations into conflicts or validation errors by constraint name,
+    /// and values PostgreSQL refuses into validation errors, always in crowbar's words.
     pub fn from_constraint(e: sqlx::Error) -> Self {
         let Some(db) = e.as_database_error() else {
             return StoreError::Sql(e);
@@ -89,17 +90,49 @@ impl StoreError {
                     "deployment names start with a letter or digit and use letters, digits, '_', '-', '.'",
                 );
             }
+            "deployments_not_own_parent" => {
+                return StoreError::invalid("invalid", "a deployment cannot be its own parent");
+            }
+            "network_ranges_bounds" => {
+                return StoreError::invalid(
+                    "invalid_range",
+                    "a range's first and last addresses are single addresses of one family, first not after last",
+                );
+            }
+            _ if constraint.ends_with("_data_check") => {
+                return StoreError::invalid("invalid_data", "data must be a JSON object");
+            }
             _ => {
+                let sqlstate = db.code().unwrap_or_default().to_string();
                 return match db.kind() {
-                    sqlx::error::ErrorKind::CheckViolation => StoreError::invalid(
-                        "invalid",
-                        format!("invalid value (violates {constraint})"),
-                    ),
+                    // a rule of the schema that the daemon's own checks should have caught
+                    // first: say what kind of thing was wrong, log which rule it was
+                    sqlx::error::ErrorKind::CheckViolation => {
+                        tracing::warn!(%constraint, error = %e, "a request broke a check of the schema");
+                        StoreError::invalid("invalid", "a value is not allowed there")
+                    }
+                    // data exceptions (class 22): a value PostgreSQL cannot take
+                    _ if sqlstate.starts_with("22") => {
+                        tracing::warn!(%sqlstate, error = %e, "a request carried a value the database refused");
+                        StoreError::invalid("invalid_value", data_exception(&sqlstate))
+                    }
                     _ => StoreError::Sql(e),
                 };
             }
         };
         StoreError::conflict("conflict", message)
+    }
+}
+
+/// A data exception in crowbar's words (PostgreSQL's own text names its types and
+/// internals, and never reaches a client).
+fn data_exception(sqlstate: &str) -> &'static str {
+    match sqlstate {
+        "22P02" => "a value is not of the expected kind (an IP address, a MAC address, a number)",
+        "22003" => "a number is out of range",
+        "22001" => "a value is too long",
+        "22021" | "22P05" => "text may not contain the NUL character (\\u0000)",
+        _ => "a value is not acceptable",
     }
 }
 

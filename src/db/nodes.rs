@@ -90,7 +90,7 @@ pub async fn create(
     .bind(new.discovered)
     .fetch_one(&mut *conn)
     .await
-    .map_err(invalid_input)?;
+    .map_err(StoreError::from_constraint)?;
     events::record(
         conn,
         actor,
@@ -104,16 +104,6 @@ pub async fn create(
     )
     .await?;
     Ok((get(conn, &Key::Id(id)).await?, token))
-}
-
-/// Bad addresses and MACs are the caller's mistake, not ours.
-fn invalid_input(e: sqlx::Error) -> StoreError {
-    if let Some(db) = e.as_database_error()
-        && db.code().as_deref() == Some("22P02")
-    {
-        return StoreError::invalid("invalid_value", db.message().to_string());
-    }
-    StoreError::from_constraint(e)
 }
 
 pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
@@ -226,7 +216,7 @@ pub async fn update(
             .bind(address)
             .execute(&mut *conn)
             .await
-            .map_err(invalid_input)?;
+            .map_err(StoreError::from_constraint)?;
         changes.insert(
             "address".into(),
             json!({"from": before.address, "to": address}),

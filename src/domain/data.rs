@@ -1,6 +1,34 @@
 //! Noderole data: deep merging of layers and slash-separated attrib paths (SEMANTICS.md §8).
 
 use serde_json::{Map, Value};
+use utoipa::openapi::{
+    Ref, RefOr,
+    schema::{AnyOfBuilder, ObjectBuilder, Schema, Type},
+};
+
+/// The OpenAPI schemas of data: a JSON object, and any JSON value inside one. No string or
+/// key holds a NUL, at any depth (`jsonb` cannot store one); the API's document defines them
+/// (`http::api::conventions`), bodies refer to them through the functions below.
+pub const JSON_OBJECT: &str = "JsonObject";
+pub const JSON_VALUE: &str = "JsonValue";
+
+/// Data: a JSON object (`#[schema(schema_with = object_schema)]`).
+pub fn object_schema() -> RefOr<Schema> {
+    Ref::from_schema_name(JSON_OBJECT).into()
+}
+
+/// Data or `null`.
+pub fn object_or_null_schema() -> Schema {
+    AnyOfBuilder::new()
+        .item(object_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+/// Any JSON value (an attrib's value).
+pub fn value_schema() -> RefOr<Schema> {
+    Ref::from_schema_name(JSON_VALUE).into()
+}
 
 /// Merges `overlay` into `base`: objects merge key by key, recursively; anything else in
 /// `overlay` replaces what `base` had (later layers win).

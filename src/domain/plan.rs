@@ -10,15 +10,33 @@ use serde_json::{Value, json};
 #[serde(deny_unknown_fields)]
 pub struct Document {
     /// The snapshot sequence the script started from; `null` before the first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::number::whole_or_null")]
     pub base: Option<i32>,
     #[serde(default)]
+    #[schema(schema_with = role_entries)]
     pub roles: BTreeMap<String, RoleEntry>,
     #[serde(default)]
     pub bindings: Vec<Binding>,
     /// Commit (default) or leave the result as the deployment's proposal.
     #[serde(default = "yes")]
     pub commit: bool,
+}
+
+/// Role names (keys without a NUL, like every string) to their entries.
+fn role_entries() -> utoipa::openapi::schema::Schema {
+    use utoipa::{
+        PartialSchema,
+        openapi::schema::{ObjectBuilder, Type},
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[^\\u0000]*$")),
+        ))
+        .additional_properties(Some(RoleEntry::schema()))
+        .into()
 }
 
 fn yes() -> bool {
@@ -29,6 +47,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct RoleEntry {
     #[serde(default)]
+    #[schema(schema_with = super::data::object_or_null_schema)]
     pub data: Option<Value>,
 }
 
@@ -38,6 +57,7 @@ pub struct Binding {
     pub node: String,
     pub role: String,
     #[serde(default)]
+    #[schema(schema_with = super::data::object_or_null_schema)]
     pub data: Option<Value>,
 }
 

@@ -88,7 +88,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
+        // a message may quote the request (serde names the field it choked on); a NUL in
+        // it is written out, as the document promises no string holds one
+        let message = self.message.replace('\0', "\\u0000");
+        let mut error = json!({"code": self.code, "message": message});
         if let Some(details) = self.details {
             error["details"] = details;
         }

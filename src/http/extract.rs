@@ -2,6 +2,7 @@
 //! handlers receive (pages, object keys).
 
 use axum::{
+    body::Bytes,
     extract::{
         FromRequest, FromRequestParts, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
@@ -30,11 +31,48 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        // the bytes are read first (within the body limit) to look for NULs once it parsed
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| json_rejection(JsonRejection::BytesRejection(rejection)))?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let value = match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if json_has_nul(&bytes) {
+            return Err(ApiError::unprocessable("invalid_body", NUL_MESSAGE));
+        }
+        Ok(ApiJson(value))
+    }
+}
+
+/// Why NULs are refused: PostgreSQL cannot store them in text or JSON, and no name, address
+/// or datum needs one. The OpenAPI document says so on every string (`api::conventions`).
+const NUL_MESSAGE: &str = "strings may not contain the NUL character (\\u0000)";
+
+/// Whether a JSON text that parsed has a `\u0000` escape in one of its strings (the only way
+/// JSON writes a NUL). Outside strings valid JSON has no backslash, so scanning escapes is
+/// enough.
+fn json_has_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
         }
     }
+    false
+}
+
+/// Whether a raw (percent-encoded) query or path holds an encoded NUL.
+fn uri_has_nul(raw: &str) -> bool {
+    raw.contains("%00")
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -53,7 +91,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
             format!("request bodies are limited to {BODY_LIMIT} bytes")
         }
-        _ => rejection.body_text(),
+        JsonRejection::JsonSyntaxError(_) => {
+            format!("the body is not JSON: {}", cause(&rejection.body_text()))
+        }
+        _ => format!("the body does not fit: {}", cause(&rejection.body_text())),
     };
     ApiError::new(status, code, message)
 }
@@ -71,6 +112,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if uri_has_nul(parts.uri.query().unwrap_or_default()) {
+            return Err(ApiError::bad_request("invalid_query", NUL_MESSAGE));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(query_rejection(rejection)),
@@ -79,7 +123,18 @@ where
 }
 
 fn query_rejection(rejection: QueryRejection) -> ApiError {
-    ApiError::bad_request("invalid_query", rejection.body_text())
+    ApiError::bad_request(
+        "invalid_query",
+        format!(
+            "the query string does not parse: {}",
+            cause(&rejection.body_text())
+        ),
+    )
+}
+
+/// What serde said, without axum's sentence before it ("Failed to deserialize ...: ").
+fn cause(text: &str) -> &str {
+    text.split_once(": ").map_or(text, |(_, cause)| cause)
 }
 
 /// Path parameters. A parameter that does not parse (e.g. a snapshot number that is not a
@@ -95,6 +150,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if uri_has_nul(parts.uri.path()) {
+            return Err(ApiError::bad_request("invalid_path", NUL_MESSAGE));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
             Err(rejection) => Err(path_rejection(rejection)),
@@ -104,9 +162,10 @@ where
 
 fn path_rejection(rejection: PathRejection) -> ApiError {
     match rejection {
-        PathRejection::FailedToDeserializePathParams(e) => {
-            ApiError::bad_request("invalid_path", e.body_text())
-        }
+        PathRejection::FailedToDeserializePathParams(e) => ApiError::bad_request(
+            "invalid_path",
+            format!("the path does not parse: {}", cause(&e.body_text())),
+        ),
         other => ApiError::internal(other.body_text()),
     }
 }
@@ -115,7 +174,71 @@ fn path_rejection(rejection: PathRejection) -> ApiError {
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
 
-/// `?limit=&offset=` of a list, checked: 1 ≤ limit ≤ 1000 (default 100), offset ≥ 0.
+/// `?limit=`: a page size, 1 to [`MAX_LIMIT`]. Lists take it as `Option<Limit>` with
+/// `#[param(inline)]`, so the document declares the same bounds the parser enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub i64);
+
+impl<'de> Deserialize<'de> for Limit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let limit = i64::deserialize(deserializer)?;
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(serde::de::Error::custom(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
+        }
+        Ok(Limit(limit))
+    }
+}
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        integer()
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT))
+            .default(Some(DEFAULT_LIMIT.into()))
+            .description(Some(format!("page size, 1 to {MAX_LIMIT}")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Limit {}
+
+/// `?offset=`: objects to skip, 0 or more (`Option<Offset>` with `#[param(inline)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offset(pub i64);
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let offset = i64::deserialize(deserializer)?;
+        if offset < 0 {
+            return Err(serde::de::Error::custom("offset must not be negative"));
+        }
+        Ok(Offset(offset))
+    }
+}
+
+impl utoipa::PartialSchema for Offset {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        integer()
+            .minimum(Some(0))
+            .default(Some(0.into()))
+            .description(Some("objects to skip"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Offset {}
+
+/// An `int64` schema, for the bounded integers above.
+fn integer() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::{KnownFormat, SchemaFormat, schema::Type};
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+}
+
+/// `?limit=&offset=` of a list, checked by [`Limit`] and [`Offset`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub limit: i64,
@@ -123,22 +246,11 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn new(limit: Option<i64>, offset: Option<i64>) -> Result<Page, ApiError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        let offset = offset.unwrap_or(0);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("limit must be between 1 and {MAX_LIMIT}"),
-            ));
+    pub fn new(limit: Option<Limit>, offset: Option<Offset>) -> Page {
+        Page {
+            limit: limit.map_or(DEFAULT_LIMIT, |l| l.0),
+            offset: offset.map_or(0, |o| o.0),
         }
-        if offset < 0 {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "offset must not be negative",
-            ));
-        }
-        Ok(Page { limit, offset })
     }
 
     /// This page as a window of a listing, after the id `after` when given.
@@ -156,14 +268,14 @@ impl Page {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    /// Page size, 1 to 1000 (default 100).
-    pub limit: Option<i64>,
-    /// Objects to skip (default 0).
-    pub offset: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    #[param(inline)]
+    pub offset: Option<Offset>,
 }
 
 impl PageQuery {
-    pub fn page(&self) -> Result<Page, ApiError> {
+    pub fn page(&self) -> Page {
         Page::new(self.limit, self.offset)
     }
 }
@@ -188,6 +300,11 @@ impl<'de> Deserialize<'de> for ObjectKey {
                     .map(|v| ObjectKey(Key::Id(v)))
                     .map_err(|_| E::custom("id out of range"))
             }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ObjectKey, E> {
+                // 3.0 is the integer 3 to JSON Schema
+                crate::domain::number::whole(serde::de::value::F64Deserializer::<E>::new(v))
+                    .map(|id| ObjectKey(Key::Id(id)))
+            }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ObjectKey, E> {
                 if v.is_empty() {
                     return Err(E::custom("an empty name refers to nothing"));
@@ -206,7 +323,11 @@ impl utoipa::PartialSchema for ObjectKey {
             .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(
                 utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64),
             )))
-            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1)),
+            )
             .description(Some("an id (integer or digits) or a name"))
             .into()
     }
@@ -231,16 +352,37 @@ mod tests {
     #[test]
     fn pages_are_bounded() {
         assert_eq!(
-            Page::new(None, None).unwrap(),
+            Page::new(None, None),
             Page {
                 limit: 100,
                 offset: 0
             }
         );
-        assert!(Page::new(Some(1000), Some(5)).is_ok());
-        assert!(Page::new(Some(1001), None).is_err());
-        assert!(Page::new(Some(0), None).is_err());
-        assert!(Page::new(None, Some(-1)).is_err());
+        let page = |q: &str| {
+            let uri: axum::http::Uri = format!("/?{q}").parse().unwrap();
+            axum::extract::Query::<PageQuery>::try_from_uri(&uri).map(|q| q.0.page())
+        };
+        assert_eq!(
+            page("limit=1000&offset=5").unwrap(),
+            Page {
+                limit: 1000,
+                offset: 5
+            }
+        );
+        for bad in ["limit=1001", "limit=0", "offset=-1", "limit="] {
+            assert!(page(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nuls_are_found_in_strings_only_when_escaped_as_nul() {
+        assert!(json_has_nul(br#"{"a": "x\u0000"}"#));
+        assert!(json_has_nul(br#"{"\u0000": 1}"#));
+        // an escaped backslash followed by the letters u0000 is no NUL
+        assert!(!json_has_nul(br#"{"a": "\\u0000"}"#));
+        assert!(!json_has_nul(br#"{"a": "\n0000"}"#));
+        assert!(uri_has_nul("node=a%00b"));
+        assert!(!uri_has_nul("node=a%2500"));
     }
 
     #[test]
@@ -253,6 +395,9 @@ mod tests {
         assert_eq!(key.0, Key::Name("web".into()));
         assert!(serde_json::from_str::<ObjectKey>("true").is_err());
         assert!(serde_json::from_str::<ObjectKey>("\"\"").is_err());
+        let key: ObjectKey = serde_json::from_str("3.0").unwrap();
+        assert_eq!(key.0, Key::Id(3));
+        assert!(serde_json::from_str::<ObjectKey>("3.5").is_err());
     }
 
     #[test]

@@ -142,8 +142,7 @@ pub fn router(state: AppState) -> Router {
 async fn openapi_json() -> impl axum::response::IntoResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let body = DOCUMENT.get_or_init(|| {
-        api::openapi()
-            .to_pretty_json()
+        serde_json::to_string_pretty(&api::openapi())
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], body.as_str())

@@ -18,7 +18,7 @@ use crate::{
         ApiError, AppState,
         auth::Caller,
         error::ErrorBody,
-        extract::{ApiJson, ApiPath, ApiQuery, Page},
+        extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page},
     },
 };
 
@@ -42,8 +42,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct ListQuery {
     /// Only the attribs of this role (id or name).
     role: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
 }
 
 /// Every attrib the barclamps define, by name.
@@ -53,7 +55,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<AttribDef>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     let role = q.role.as_deref().map(Key::parse);
     Ok(Json(
         db::attribs::list(&state.pool, role.as_ref(), page.limit, page.offset).await?,
@@ -78,6 +80,7 @@ async fn show(
 #[serde(deny_unknown_fields)]
 struct SetBody {
     /// Any JSON value.
+    #[schema(schema_with = super::schemas::value)]
     value: Value,
 }
 

@@ -14,7 +14,7 @@ use crate::{
         ApiError, AppState,
         auth::Caller,
         error::ErrorBody,
-        extract::{ApiJson, ApiPath, ApiQuery, Page, PageQuery},
+        extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page, PageQuery},
     },
 };
 
@@ -34,7 +34,7 @@ async fn barclamps(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Barclamp>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::roles::list_barclamps(&state.pool, page.limit, page.offset).await?,
     ))
@@ -58,7 +58,7 @@ async fn jigs(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Jig>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::roles::list_jigs(&state.pool, page.limit, page.offset).await?,
     ))
@@ -109,8 +109,10 @@ struct RolesQuery {
     barclamp: Option<String>,
     /// Jig name or id.
     jig: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
 }
 
 #[utoipa::path(get, path = "/api/v2/roles", tag = "catalog", params(RolesQuery),
@@ -119,7 +121,7 @@ async fn roles(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<RolesQuery>,
 ) -> Result<Json<Vec<Role>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     let filter = RoleFilter {
         barclamp: q.barclamp,
         jig: q.jig,

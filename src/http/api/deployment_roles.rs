@@ -16,7 +16,7 @@ use crate::{
         ApiError, AppState,
         auth::Caller,
         error::ErrorBody,
-        extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page},
+        extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
     },
 };
 
@@ -34,8 +34,10 @@ struct ListQuery {
     deployment: Option<String>,
     /// Role id or name.
     role: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
 }
 
 #[utoipa::path(get, path = "/api/v2/deployment_roles", tag = "deployments", params(ListQuery),
@@ -44,7 +46,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<DeploymentRole>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     let filter = DeploymentRoleFilter {
         deployment: q.deployment,
         role: q.role,
@@ -64,6 +66,7 @@ struct CreateBody {
     /// Role id or name.
     role: ObjectKey,
     /// Its data (a JSON object), layered over the role's template.
+    #[schema(schema_with = super::schemas::object_or_null)]
     data: Option<Value>,
 }
 
@@ -111,6 +114,7 @@ async fn show(
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     /// The new proposed data (a JSON object); the next commit makes it current.
+    #[schema(schema_with = super::schemas::object)]
     data: Value,
 }
 

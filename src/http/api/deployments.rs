@@ -45,7 +45,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Deployment>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::deployments::list(&state.pool, page.limit, page.offset).await?,
     ))
@@ -55,6 +55,7 @@ async fn list(
 #[schema(as = DeploymentCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(schema_with = super::schemas::deployment_name)]
     name: String,
     #[serde(default)]
     description: String,
@@ -188,7 +189,7 @@ async fn snapshots(
     ApiPath(deployment): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Snapshot>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     let mut conn = state.pool.acquire().await?;
     let id = db::deployments::id_of(&mut conn, &Key::parse(&deployment)).await?;
     drop(conn);
@@ -283,6 +284,7 @@ async fn plan_document(
 #[serde(deny_unknown_fields)]
 struct RecallBody {
     /// The snapshot sequence number to bring back as the proposal.
+    #[serde(deserialize_with = "crate::domain::number::whole")]
     snapshot: i32,
 }
 

@@ -58,11 +58,12 @@ pub(crate) struct StreamQuery {
     /// Only events of this node (name or id).
     node: Option<String>,
     /// Resume after this event (the `Last-Event-ID` header wins when both are given).
+    #[param(pattern = "^[0-9]+$")]
     last_event_id: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v2/events", tag = "events",
-    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id")),
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]+$", description = "resume after this event id")),
     responses((status = 200, description = "Server-Sent Events: `event:` the type, `id:` the delivery number, `data:` the event's data with the event under `event`", content_type = "text/event-stream", body = String),
               (status = 404, description = "unknown deployment or node", body = ErrorBody)))]
 async fn stream(
@@ -75,20 +76,7 @@ async fn stream(
         Some(value) => Some(value.to_str().unwrap_or("?").to_string()),
         None => q.last_event_id.clone(),
     };
-    let resume = resume
-        .map(|text| {
-            text.trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_last_event_id",
-                        format!("`{text}` is not an event id (a non-negative integer)"),
-                    )
-                })
-        })
-        .transpose()?;
+    let resume = resume.map(|text| event_id(&text)).transpose()?;
     // subscribe before reading the position: nothing numbered after it goes unnoticed
     state.events.start(state.shutdown.clone());
     let wake = state.events.subscribe();
@@ -129,6 +117,18 @@ async fn stream(
         reader.next().await.map(|event| (Ok(event), reader))
     });
     Ok(sse(stream, state.event_keep_alive).into_response())
+}
+
+/// An event id to resume after: digits only (the pattern `^[0-9]+$` the document declares).
+/// One too large for any event resumes from now, like every id from the future.
+fn event_id(text: &str) -> Result<i64, ApiError> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "invalid_last_event_id",
+            format!("`{text}` is not an event id (a non-negative integer)"),
+        ));
+    }
+    Ok(text.parse::<i64>().unwrap_or(i64::MAX))
 }
 
 fn sse(

@@ -10,6 +10,7 @@ mod access;
 mod anneal;
 mod attribs;
 mod catalog;
+mod conventions;
 mod deployment_roles;
 mod deployments;
 mod events;
@@ -18,6 +19,7 @@ mod networks;
 mod node_roles;
 mod nodes;
 mod runs;
+mod schemas;
 mod tokens;
 mod users;
 
@@ -33,7 +35,7 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::{ApiError, AppState, auth, error::ErrorBody};
@@ -69,12 +71,10 @@ pub fn router(state: AppState) -> Router<AppState> {
     router.route_layer(middleware::from_fn_with_state(state, auth::require_token))
 }
 
-/// The OpenAPI document of every `/api/v2` route (served at `/api/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut document = routes().into_openapi();
-    // after the routes are in: it applies to every operation
-    Conventions.modify(&mut document);
-    document
+/// The OpenAPI document of every `/api/v2` route (served at `/api/openapi.json`), with the
+/// conventions that hold for all of them ([`conventions`]).
+pub fn openapi() -> Value {
+    conventions::apply(routes().into_openapi())
 }
 
 #[derive(OpenApi)]
@@ -102,76 +102,6 @@ has the `ErrorBody`.",
     )
 )]
 struct ApiDoc;
-
-/// What holds for every operation: bearer auth, and the error body on 401, 403, 422 and
-/// anything unexpected.
-struct Conventions;
-
-impl Modify for Conventions {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{
-            Ref, ResponseBuilder,
-            content::ContentBuilder,
-            security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
-        };
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("an admin token, or a node token for its own node"))
-                    .build(),
-            ),
-        );
-        openapi.security = Some(vec![SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
-        let error = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build()
-        };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            for (method, operation) in [
-                ("get", &mut item.get),
-                ("put", &mut item.put),
-                ("post", &mut item.post),
-                ("delete", &mut item.delete),
-                ("patch", &mut item.patch),
-            ] {
-                let Some(operation) = operation else {
-                    continue;
-                };
-                // unique and readable: get /api/v2/nodes/{node}/events → get_nodes_node_events
-                let words: Vec<&str> = path
-                    .trim_start_matches("/api/v2/")
-                    .split('/')
-                    .map(|w| w.trim_matches(|c| c == '{' || c == '}'))
-                    .collect();
-                operation.operation_id = Some(format!("{method}_{}", words.join("_")));
-                let responses = &mut operation.responses.responses;
-                for (status, description) in [
-                    ("400", "a query, path or body that does not parse"),
-                    ("401", "no token, or an unknown one"),
-                    ("403", "a node token outside its own node"),
-                    ("default", "any other error"),
-                ] {
-                    responses
-                        .entry(status.to_string())
-                        .or_insert_with(|| error(description).into());
-                }
-            }
-        }
-    }
-}
 
 /// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
 /// is not running, from [`db::explain`]).

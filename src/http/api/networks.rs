@@ -36,7 +36,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Network>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::networks::list(&state.pool, page.limit, page.offset).await?,
     ))
@@ -46,6 +46,7 @@ async fn list(
 #[schema(as = NetworkCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(schema_with = super::schemas::network_name)]
     name: String,
     #[serde(default)]
     description: String,
@@ -53,6 +54,7 @@ struct CreateBody {
     /// `auto` or a /64; the `admin` network gets `auto` when none is given.
     v6prefix: Option<String>,
     /// The IPv4 subnet, e.g. `198.51.100.0/24` (for prefix lengths).
+    #[schema(schema_with = super::schemas::ipv4_subnet_or_null)]
     v4prefix: Option<String>,
     #[serde(default)]
     ranges: Vec<RangeBody>,
@@ -63,8 +65,11 @@ struct CreateBody {
 #[schema(as = NetworkRangeCreate)]
 #[serde(deny_unknown_fields)]
 struct RangeBody {
+    #[schema(schema_with = super::schemas::network_name)]
     name: String,
+    #[schema(schema_with = super::schemas::ip_address)]
     first: String,
+    #[schema(schema_with = super::schemas::ip_address)]
     last: String,
 }
 
@@ -72,8 +77,9 @@ struct RangeBody {
 #[schema(as = NetworkRouterCreate)]
 #[serde(deny_unknown_fields)]
 struct RouterBody {
+    #[schema(schema_with = super::schemas::ip_address)]
     address: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::number::whole")]
     pref: i32,
 }
 
@@ -182,7 +188,7 @@ async fn allocations(
     ApiPath(network): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Address>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     let mut conn = state.pool.acquire().await?;
     let id = db::networks::id_of(&mut conn, &Key::parse(&network)).await?;
     Ok(Json(

@@ -19,7 +19,7 @@ use crate::{
         actions::{self, StateChange},
         auth::Caller,
         error::ErrorBody,
-        extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page},
+        extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
     },
 };
 
@@ -37,19 +37,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     /// A state name (`error`, `todo`, ...) or code (`-1`, `1`, ...).
+    #[param(schema_with = super::schemas::noderole_state)]
     state: Option<String>,
     deployment: Option<String>,
     node: Option<String>,
     role: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
     /// A cursor: the noderoles whose ids follow this one (the last id of the previous page).
     after: Option<i64>,
 }
 
+/// A state by its name (in any case) or its code (as written by the daemon: `-1`, not `-01`),
+/// which is what `schemas::noderole_state` declares.
 fn parse_state(text: &str) -> Result<NodeRoleState, ApiError> {
     NodeRoleState::from_name(text)
-        .or_else(|| text.parse().ok().and_then(NodeRoleState::from_code))
+        .or_else(|| {
+            NodeRoleState::ALL
+                .into_iter()
+                .find(|s| s.code().to_string() == text)
+        })
         .ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
@@ -66,7 +75,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<WithReason<NodeRole>>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     let filter = NodeRoleFilter {
         state: q.state.as_deref().map(parse_state).transpose()?,
         deployment: q.deployment,
@@ -84,6 +93,7 @@ struct BindBody {
     role: ObjectKey,
     /// Default: the node's deployment.
     deployment: Option<ObjectKey>,
+    #[schema(schema_with = super::schemas::object_or_null)]
     data: Option<Value>,
 }
 
@@ -162,6 +172,7 @@ async fn show(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DataBody {
+    #[schema(schema_with = super::schemas::object)]
     data: Value,
 }
 
@@ -244,6 +255,8 @@ mod tests {
         assert_eq!(parse_state("4").unwrap(), NodeRoleState::Proposed);
         assert_eq!(parse_state("TODO").unwrap(), NodeRoleState::Todo);
         assert!(parse_state("5").is_err());
+        assert!(parse_state("+1").is_err());
+        assert!(parse_state("01").is_err());
         assert!(parse_state("done").is_err());
     }
 }

@@ -4,7 +4,9 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{WithReason, created, noderole_page, with_reason};
+use std::net::IpAddr;
+
+use super::{WithReason, created, noderole_page, schemas, with_reason};
 use crate::{
     db::{
         self,
@@ -17,9 +19,11 @@ use crate::{
         ApiError, AppState,
         auth::Caller,
         error::ErrorBody,
-        extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, Page, PageQuery, double_option},
+        extract::{
+            ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page, PageQuery, double_option,
+        },
     },
-    provisioner::install::node_may_set_bootenv,
+    provisioner::{canonical_mac, install::node_may_set_bootenv},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -43,8 +47,10 @@ struct ListQuery {
     alive: Option<bool>,
     available: Option<bool>,
     admin: Option<bool>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
     /// A cursor: the nodes whose ids follow this one (the last id of the previous page).
     after: Option<i64>,
 }
@@ -55,7 +61,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Node>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     let filter = NodeFilter {
         deployment: q.deployment,
         alive: q.alive,
@@ -70,14 +76,18 @@ async fn list(
 #[schema(as = NodeCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(schema_with = schemas::node_name)]
     name: String,
+    #[schema(schema_with = schemas::ip_address_or_null)]
     address: Option<String>,
     #[serde(default)]
     admin: bool,
     #[serde(default)]
     description: String,
     deployment: Option<ObjectKey>,
+    #[schema(schema_with = schemas::bootenv_or_null)]
     bootenv: Option<String>,
+    #[schema(schema_with = schemas::mac_or_null)]
     mac: Option<String>,
 }
 
@@ -103,12 +113,12 @@ async fn create(
     }
     let new = NewNode {
         name: body.name,
-        address: body.address,
+        address: body.address.as_deref().map(address).transpose()?,
         admin: body.admin,
         description: body.description,
         deployment: body.deployment.map(|k| k.0),
         bootenv: body.bootenv,
-        mac: body.mac,
+        mac: body.mac.as_deref().map(mac).transpose()?,
         discovered: false,
     };
     let mut tx = state.pool.begin().await?;
@@ -118,6 +128,28 @@ async fn create(
         format!("/api/v2/nodes/{}", node.id),
         Created { node, token },
     ))
+}
+
+/// An admin address as the database stores it; parsed here so that a bad one is refused in
+/// our words, never PostgreSQL's.
+fn address(text: &str) -> Result<String, ApiError> {
+    let ip: IpAddr = text.parse().map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_value",
+            format!("address: `{text}` is not an IP address (e.g. 198.51.100.10 or fd00::10)"),
+        )
+    })?;
+    Ok(ip.to_string())
+}
+
+/// A MAC address in canonical form (lower case, colons).
+fn mac(text: &str) -> Result<String, ApiError> {
+    canonical_mac(text).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_value",
+            format!("mac: `{text}` is not a MAC address (e.g. 52:54:00:12:34:56)"),
+        )
+    })
 }
 
 /// A bootenv must be a plain name, and one defined in `bootenvs/`.
@@ -164,11 +196,13 @@ async fn show(
 struct UpdateBody {
     alive: Option<bool>,
     available: Option<bool>,
+    #[schema(schema_with = schemas::bootenv_or_null)]
     bootenv: Option<String>,
     description: Option<String>,
     deployment: Option<ObjectKey>,
     /// `null` clears the address.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = schemas::ip_address_or_null)]
     address: Option<Option<String>>,
     /// Why, for the node's history.
     reason: Option<String>,
@@ -228,7 +262,10 @@ async fn update(
         bootenv: body.bootenv,
         description: body.description,
         deployment: body.deployment.map(|k| k.0),
-        address: body.address,
+        address: body
+            .address
+            .map(|a| a.as_deref().map(address).transpose())
+            .transpose()?,
         // an admin's change accepts a node discovery made, even one that changes nothing
         accept: caller.is_admin(),
     };
@@ -270,7 +307,7 @@ async fn node_roles(
     ApiPath(node): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<WithReason<NodeRole>>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     let mut conn = state.pool.acquire().await?;
     let node_id = db::nodes::id_of(&mut conn, &Key::parse(&node)).await?;
     drop(conn);
@@ -303,7 +340,7 @@ async fn events(
     ApiPath(node): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<EventRow>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     let mut conn = state.pool.acquire().await?;
     let node_id = db::nodes::id_of(&mut conn, &Key::parse(&node)).await?;
     drop(conn);

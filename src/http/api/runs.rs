@@ -9,7 +9,7 @@ use crate::{
     http::{
         ApiError, AppState,
         error::ErrorBody,
-        extract::{ApiPath, ApiQuery, Page, PageQuery},
+        extract::{ApiPath, ApiQuery, Limit, Offset, Page, PageQuery},
     },
 };
 
@@ -25,8 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 struct ListQuery {
     /// A node's name or id.
     node: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    #[param(inline)]
+    limit: Option<Limit>,
+    #[param(inline)]
+    offset: Option<Offset>,
 }
 
 #[utoipa::path(get, path = "/api/v2/runs", tag = "runs", params(ListQuery),
@@ -35,7 +37,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Run>>, ApiError> {
-    let page = Page::new(q.limit, q.offset)?;
+    let page = Page::new(q.limit, q.offset);
     Ok(Json(
         db::runs::list(&state.pool, q.node.as_deref(), page.limit, page.offset).await?,
     ))
@@ -50,7 +52,7 @@ async fn of_node(
     ApiPath(node): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<Run>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     let mut conn = state.pool.acquire().await?;
     let id = db::nodes::id_of(&mut conn, &Key::parse(&node)).await?;
     drop(conn);

@@ -33,7 +33,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<TokenInfo>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::tokens::list(&state.pool, page.limit, page.offset).await?,
     ))
@@ -44,6 +44,7 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     /// What the audit trail calls changes made with the token, e.g. `ci-pipeline`.
+    #[schema(schema_with = super::schemas::token_name)]
     name: String,
 }
 

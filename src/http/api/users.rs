@@ -30,7 +30,7 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Vec<User>>, ApiError> {
-    let page = q.page()?;
+    let page = q.page();
     Ok(Json(
         db::users::list(&state.pool, page.limit, page.offset).await?,
     ))
@@ -40,8 +40,10 @@ async fn list(
 #[schema(as = UserCreate)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
+    #[schema(schema_with = super::schemas::user_name)]
     name: String,
     /// At least 8 characters; stored only as an argon2id hash.
+    #[schema(schema_with = super::schemas::password)]
     password: String,
 }
 
@@ -81,7 +83,8 @@ async fn remove(
 #[schema(as = UserPassword)]
 #[serde(deny_unknown_fields)]
 struct PasswordBody {
-    /// At least 8 characters; stored only as an argon2id hash.
+    /// Stored only as an argon2id hash.
+    #[schema(schema_with = super::schemas::password)]
     password: String,
 }
 

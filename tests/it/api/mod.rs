@@ -10,6 +10,8 @@ mod deployments;
 mod documents;
 mod errors;
 mod events;
+mod fuzz;
+mod hostile;
 mod networks;
 mod node_roles;
 mod nodes;

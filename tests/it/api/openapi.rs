@@ -4,7 +4,11 @@
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::app::TestApp;
+use crate::support::{
+    app::TestApp,
+    daemon::{Daemon, DaemonOptions},
+    python,
+};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -118,4 +122,96 @@ async fn the_document_matches_its_snapshot() {
     let app = TestApp::new().await;
     let doc = document(&app).await;
     insta::assert_json_snapshot!("openapi", doc);
+}
+
+/// `openapi-spec-validator` (from the checkout's `.venv/`, see `scripts/python-tools`)
+/// accepts the document a real daemon serves as valid OpenAPI 3.1.
+#[tokio::test]
+async fn the_document_is_valid_openapi_3_1() {
+    let daemon = Daemon::start(DaemonOptions::default()).await;
+    let response = daemon.get("/api/openapi.json").await;
+    assert_eq!(response.status(), StatusCode::OK.as_u16());
+    let text = response.text().await.expect("the document");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &text).expect("write the document");
+    let output = tokio::process::Command::new(python::tool("openapi-spec-validator"))
+        .arg(&file)
+        .output()
+        .await
+        .expect("run openapi-spec-validator");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains("OK"), "{report}");
+}
+
+/// Each create operation links to the operations that take the id it returns, and the
+/// constraints the daemon enforces are declared where clients and fuzzers read them.
+#[tokio::test]
+async fn creates_link_to_their_objects_and_inputs_declare_their_limits() {
+    let app = TestApp::new().await;
+    let doc = document(&app).await;
+    let links = &doc["paths"]["/api/v2/nodes"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["get_nodes_node"]["parameters"]["node"],
+        "$response.body#/id"
+    );
+    assert_eq!(
+        links["put_nodes_node_commit"]["operationId"],
+        "put_nodes_node_commit"
+    );
+    // a node's install exists only once one was requested: no link promises it
+    assert!(links.get("get_nodes_node_install").is_none(), "{links}");
+    let links = &doc["paths"]["/api/v2/node_roles"]["post"]["responses"]["201"]["links"];
+    assert_eq!(
+        links["put_node_roles_id_retry"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    // every response is described
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+    }
+    // lists: limit 1..1000, offset >= 0
+    let params = doc["paths"]["/api/v2/nodes"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["schema"]
+            .clone()
+    };
+    assert_eq!(param("limit")["minimum"], 1);
+    assert_eq!(param("limit")["maximum"], 1000);
+    assert_eq!(param("offset")["minimum"], 0);
+    // names carry their patterns, free text says it holds no NUL
+    let node = &doc["components"]["schemas"]["NodeCreate"]["properties"];
+    assert_eq!(node["name"]["minLength"], 1);
+    assert!(
+        node["name"]["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^[a-z0-9]")
+    );
+    assert_eq!(node["description"]["pattern"], "^[^\\u0000]*$");
+    // data is an object, never anything else
+    let data = &doc["components"]["schemas"]["DataBody"]["properties"]["data"];
+    assert_eq!(data["$ref"], "#/components/schemas/JsonObject");
+    assert_eq!(doc["components"]["schemas"]["JsonObject"]["type"], "object");
 }

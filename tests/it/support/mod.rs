@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod db;
 pub mod demo;
 pub mod nodes;
+pub mod python;
 pub mod site;
 pub mod sse;
 pub mod ui_site;
