@@ -799,22 +799,28 @@ async fn deletion_follows_the_rules() {
     assert!(states(&pool).await.is_empty());
 }
 
+/// Nodes n1 and n2 with `role` bound and committed, its two runs claimed by worker "w".
+async fn two_nodes_running(pool: &sqlx::PgPool, role: &str) -> Vec<db::runs::ClaimedRun> {
+    for n in ["n1", "n2"] {
+        node(pool, n, true).await;
+    }
+    deployment(pool, "web").await;
+    for n in ["n1", "n2"] {
+        bind(pool, n, role, "web").await;
+    }
+    commit(pool, "web").await;
+    let runs = start_one(pool).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    runs
+}
+
 /// A result the database refuses (here a runlog with a raw NUL, which the runner itself
 /// never hands over) fails only its own run, with a readable reason; the other runs of the
 /// batch complete, no run is left running, and the failed one no longer holds its node.
 #[tokio::test]
 async fn a_result_the_database_refuses_fails_only_its_run() {
     let pool = setup().await;
-    for n in ["n1", "n2"] {
-        node(&pool, n, true).await;
-    }
-    deployment(&pool, "web").await;
-    for n in ["n1", "n2"] {
-        bind(&pool, n, "test-admin", "web").await;
-    }
-    commit(&pool, "web").await;
-    let runs = start_one(&pool).await;
-    assert_eq!(runs.len(), 2, "{runs:?}");
+    let runs = two_nodes_running(&pool, "test-admin").await;
     let results: Vec<_> = runs
         .iter()
         .map(|r| db::runs::RunResult {
@@ -862,16 +868,7 @@ async fn a_result_the_database_refuses_fails_only_its_run() {
 #[tokio::test]
 async fn only_the_runs_a_worker_still_holds_are_heart_beaten() {
     let pool = setup().await;
-    for n in ["n1", "n2"] {
-        node(&pool, n, true).await;
-    }
-    deployment(&pool, "web").await;
-    for n in ["n1", "n2"] {
-        bind(&pool, n, "test-admin", "web").await;
-    }
-    commit(&pool, "web").await;
-    let runs = start_one(&pool).await;
-    assert_eq!(runs.len(), 2, "{runs:?}");
+    let runs = two_nodes_running(&pool, "test-admin").await;
     sqlx::query("UPDATE runs SET heartbeat_at = now() - interval '1 hour'")
         .execute(&pool)
         .await
