@@ -579,6 +579,10 @@ fn log_file(logs: &TempDir, name: &str) -> fs::File {
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     crate::support::client_builder()
         .timeout(timeout)
+        // The daemon closes a connection idle between requests after its header timeout
+        // (10 s by default); a client that keeps idle connections longer may pick one just
+        // as the daemon closes it.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("build an HTTP client")
 }
