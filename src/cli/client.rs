@@ -180,8 +180,14 @@ impl Client {
         };
         // `--url https://...` trusts the system's CAs, or SSL_CERT_FILE's
         crate::tls::install_default_provider();
+        let http = reqwest::Client::builder()
+            // shorter than the daemon keeps an idle connection (--http-header-timeout, 10 s
+            // by default), so a poll never picks one the daemon is closing
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .context("cannot set up the HTTP client")?;
         Ok(Client {
-            http: reqwest::Client::new(),
+            http,
             url: args.url.trim_end_matches('/').to_string(),
             token,
             json: args.json,
