@@ -18,8 +18,12 @@ use std::{
 
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 
-use self::checks::{Check, MigrationRow, Status};
-use crate::{config::Settings, db::MIGRATOR, pg};
+use self::checks::{Check, Status};
+use crate::{
+    config::Settings,
+    db::{self, schema},
+    pg,
+};
 
 /// How long the database may take to answer before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -227,60 +231,20 @@ fn unreachable(target: &str, why: &str) -> Check {
 
 /// The server's version and the schema against the migrations this binary carries.
 async fn inspect(conn: &mut PgConnection, target: &str) -> Result<Vec<Check>, sqlx::Error> {
-    let (version_num, version): (i64, String) = sqlx::query_as(
-        "SELECT current_setting('server_version_num')::bigint, current_setting('server_version')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let version = version.split_whitespace().next().unwrap_or("").to_string();
-    let table = MIGRATOR.table_name.as_ref();
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(table)
-        .fetch_one(&mut *conn)
-        .await?;
-    let applied = if exists {
-        let rows: Vec<(i64, Vec<u8>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT version, checksum, success FROM {table} ORDER BY version"
-        )))
-        .fetch_all(&mut *conn)
-        .await?;
-        Some(
-            rows.into_iter()
-                .map(|(version, checksum, success)| MigrationRow {
-                    version,
-                    checksum,
-                    success,
-                })
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        None
-    };
+    let (version_num, version) = schema::server_version(conn).await?;
+    let applied = schema::applied_migrations(conn).await?;
     Ok(vec![
         checks::server_check(target, version_num, &version),
-        checks::schema_check(target, &known_migrations(), applied.as_deref()),
+        checks::schema_check(target, &schema::known_migrations(), applied.as_deref()),
     ])
-}
-
-/// The migrations this binary applies (down migrations are never applied at start).
-fn known_migrations() -> Vec<MigrationRow> {
-    MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration())
-        .map(|m| MigrationRow {
-            version: m.version,
-            checksum: m.checksum.to_vec(),
-            success: true,
-        })
-        .collect()
 }
 
 /// `host:port/database` or `socket DIR, database D`: never the user or password.
 fn describe(options: &PgConnectOptions) -> String {
     let database = options.get_database().unwrap_or("(the user's database)");
     match options.get_socket() {
-        Some(dir) => format!("socket {}, database {database}", dir.display()),
-        None => format!("{}:{}/{database}", options.get_host(), options.get_port()),
+        Some(_) => format!("{}, database {database}", db::describe(options)),
+        None => format!("{}/{database}", db::describe(options)),
     }
 }
 
@@ -366,12 +330,5 @@ mod tests {
         assert_eq!(cluster_version(dir.path()), None);
         fs::write(dir.path().join("PG_VERSION"), "15\n").unwrap();
         assert_eq!(cluster_version(dir.path()), Some(15));
-    }
-
-    #[test]
-    fn the_migrations_carried_are_those_serve_applies() {
-        let known = known_migrations();
-        assert_eq!(known.len(), MIGRATOR.iter().count());
-        assert!(known.windows(2).all(|w| w[0].version < w[1].version));
     }
 }

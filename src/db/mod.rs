@@ -25,6 +25,7 @@ pub mod paging;
 pub mod ripple;
 pub mod roles;
 pub mod runs;
+pub mod schema;
 pub mod tokens;
 pub mod users;
 
@@ -84,7 +85,8 @@ pub async fn ready(pool: &PgPool) -> bool {
     matches!(applied, Ok(n) if n as usize >= MIGRATOR.iter().count())
 }
 
-fn describe(options: &PgConnectOptions) -> String {
+/// Where `options` point: `host:port` or `socket DIR`, never the user or password.
+pub fn describe(options: &PgConnectOptions) -> String {
     match options.get_socket() {
         Some(dir) => format!("socket {}", dir.display()),
         None => format!("{}:{}", options.get_host(), options.get_port()),

@@ -518,14 +518,7 @@ pub fn listen_check(addr: SocketAddr, bound: Result<(), io::Error>) -> Check {
     }
 }
 
-/// A migration this binary carries, or one a database has recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationRow {
-    pub version: i64,
-    pub checksum: Vec<u8>,
-    /// Always true for the binary's own; false for one that failed partway.
-    pub success: bool,
-}
+pub use crate::db::schema::MigrationRow;
 
 pub const SCHEMA: &str = "database schema";
 
