@@ -161,40 +161,45 @@ impl Settings {
     }
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h`, `7d` or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
+/// `text` as a number and what follows it (`"10s"` → `(10, "s")`), or `None`.
+fn number_and_unit(text: &str) -> Option<(u64, String)> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (try 30s, 500ms, 5m)"))?;
-    match unit.trim() {
-        "" | "s" => Ok(Duration::from_secs(number)),
-        "ms" => Ok(Duration::from_millis(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        "h" => Ok(Duration::from_secs(number * 3600)),
-        "d" => Ok(Duration::from_secs(number * 86400)),
-        other => Err(format!(
-            "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
-        )),
-    }
+    Some((number.parse().ok()?, unit.trim().to_ascii_lowercase()))
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h`, `7d` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (try 30s, 500ms, 5m)"))?;
+    let millis: u64 = match unit.as_str() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    number
+        .checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// Parses a size in bytes: `4096`, `64KiB`, `4MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, ...,
 /// all powers of 1024).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (try 65536, 64KiB, 4MiB)"))?;
-    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("`{text}` is not a size (try 65536, 64KiB, 4MiB)"))?;
+    let scale: u64 = match unit.as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
@@ -207,6 +212,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     };
     number
         .checked_mul(scale)
+        .and_then(|bytes| usize::try_from(bytes).ok())
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
@@ -222,6 +228,11 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5y").is_err());
+        assert!(
+            parse_duration("99999999999999999d").is_err(),
+            "too long, not a panic"
+        );
+        assert_eq!(parse_duration("2H"), Ok(Duration::from_secs(7200)));
     }
 
     #[test]
