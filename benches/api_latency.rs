@@ -15,10 +15,7 @@
 
 use std::{net::SocketAddr, process::Command, time::Instant};
 
-use crowbar::{
-    config::{Secret, default_db_pool_size},
-    http::AppState,
-};
+use crowbar::{config::default_db_pool_size, http::AppState, secret::Secret};
 use tokio_util::sync::CancellationToken;
 
 mod support;
@@ -67,7 +64,7 @@ async fn bench(
         "fleet: {nodes} nodes, {noderoles} noderoles (setup {:.1}s, not timed)",
         setup.elapsed().as_secs_f64()
     );
-    crowbar::auth::ensure_admin_token(
+    crowbar::admin_token::ensure_admin_token(
         &pool,
         std::path::Path::new("/nonexistent"),
         Some(&Secret::new(TOKEN)),

@@ -3,9 +3,9 @@
 //! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`.
 //! `cli` ties everything together for the binary.
 
+pub mod admin_token;
 pub mod annealer;
 pub mod app;
-pub mod auth;
 pub mod barclamps;
 pub mod cli;
 pub mod config;
@@ -22,7 +22,9 @@ pub mod pg;
 pub mod probe;
 pub mod provisioner;
 pub mod runner;
+pub mod secret;
 pub mod ssh;
 pub mod telemetry;
 pub mod tls;
 pub mod ui;
+pub mod units;

@@ -8,7 +8,6 @@ use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::parse_duration,
     db::{
         events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS},
         runs::{self, QueueConfig},
@@ -16,6 +15,7 @@ use crate::{
     hooks::{Dispatcher, Hooks},
     jig::JigRegistry,
     runner::{self, Runner},
+    units::parse_duration,
 };
 
 /// Settings of the annealer and the run queue.

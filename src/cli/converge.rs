@@ -36,7 +36,7 @@ pub struct ConvergeArgs {
     #[command(flatten)]
     pub scope: Scope,
     /// Give up after this long, e.g. 90s, 10m or 2h.
-    #[arg(long, default_value = "30m", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = crate::units::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub client: ClientArgs,

@@ -124,7 +124,7 @@ async fn serve_on(
 ) -> anyhow::Result<()> {
     db::migrate(pool).await?;
     crate::barclamps::import_at_start(pool, &settings.barclamp_dirs).await?;
-    crate::auth::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
+    crate::admin_token::ensure_admin_token(pool, &settings.data_dir, settings.admin_token.as_ref())
         .await?;
     // before anything counts: figures recorded earlier would be lost
     tokio::spawn(crate::telemetry::metrics::upkeep(shutdown.clone()));

@@ -31,7 +31,7 @@ use nix::{
 };
 use tokio::sync::watch;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The superuser and database crowbar creates in its private cluster.
 pub const DATABASE: &str = "crowbar";

@@ -29,11 +29,11 @@ pub use ping::Pinger;
 pub use prober::{ProbeOutcome, Prober};
 
 use crate::{
-    config::parse_duration,
     db::{self, error::is_retryable, events::Actor, keys::Key, nodes::NodeUpdate},
     ssh::{
         ClientKey, HostKeyPin, PublicKey, Session, SshClient, SshError, SshTimeouts, fingerprint,
     },
+    units::parse_duration,
 };
 
 /// The SSH port of nodes.
@@ -70,7 +70,7 @@ pub struct ProbeSettings {
     /// The most output (stdout and stderr together) the daemon keeps of one command on a
     /// node, e.g. a run's scripts; a command sending more is stopped and fails. Bounds the
     /// daemon's memory whatever a node sends.
-    #[arg(long, env = "CROWBAR_SSH_OUTPUT_LIMIT", default_value = "4MiB", value_parser = crate::config::parse_size)]
+    #[arg(long, env = "CROWBAR_SSH_OUTPUT_LIMIT", default_value = "4MiB", value_parser = crate::units::parse_size)]
     pub ssh_output_limit: usize,
 }
 

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::config::parse_duration;
+use crate::units::parse_duration;
 
 /// Settings of logins: password hashing and the backoff of failed logins.
 #[derive(Debug, Clone, clap::Args)]

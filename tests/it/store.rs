@@ -502,7 +502,7 @@ async fn admin_tokens_are_found_by_hash_until_revoked() {
 
 #[tokio::test]
 async fn the_builtin_admin_token_is_generated_once_then_reused() {
-    use crowbar::auth::{AdminTokenSource, admin_token_path, ensure_admin_token};
+    use crowbar::admin_token::{AdminTokenSource, admin_token_path, ensure_admin_token};
     use std::os::unix::fs::PermissionsExt;
 
     let pool = setup().await;
@@ -533,7 +533,7 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
     );
 
     // a token given in the settings replaces it (and leaves the file alone)
-    let given = crowbar::config::Secret::new("given-token");
+    let given = crowbar::secret::Secret::new("given-token");
     let third = ensure_admin_token(&pool, &data_dir, Some(&given))
         .await
         .unwrap();
@@ -556,7 +556,7 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
     assert_eq!(rows, 1);
 
     // an empty token is refused, not stored
-    let empty = crowbar::config::Secret::new("  ");
+    let empty = crowbar::secret::Secret::new("  ");
     assert!(
         ensure_admin_token(&pool, &data_dir, Some(&empty))
             .await

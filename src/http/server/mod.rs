@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use tls::TlsError;
 
-use crate::config::parse_duration;
+use crate::units::parse_duration;
 
 /// How the daemon serves HTTP.
 #[derive(Debug, Clone, clap::Args)]

@@ -8,7 +8,7 @@ use axum::{
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
-use crowbar::{config::Secret, http::AppState};
+use crowbar::{http::AppState, secret::Secret};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -30,7 +30,7 @@ pub struct TestApp {
 pub async fn admin_db() -> TestDb {
     let db = test_db().await;
     load_barclamps(&db.pool).await;
-    crowbar::auth::ensure_admin_token(
+    crowbar::admin_token::ensure_admin_token(
         &db.pool,
         Path::new("/nonexistent"),
         Some(&Secret::new(ADMIN_TOKEN)),
@@ -64,7 +64,7 @@ impl TestApp {
     /// The router over an existing database (barclamps already loaded), with the admin
     /// token and the daemon's SSH public key.
     pub async fn on(pool: PgPool, ssh_public_key: Option<String>) -> TestApp {
-        crowbar::auth::ensure_admin_token(
+        crowbar::admin_token::ensure_admin_token(
             &pool,
             Path::new("/nonexistent"),
             Some(&Secret::new(ADMIN_TOKEN)),

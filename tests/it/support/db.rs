@@ -14,8 +14,8 @@ use std::{
 };
 
 use crowbar::{
-    config::Secret,
     pg::{ManagedPostgres, PgOptions},
+    secret::Secret,
 };
 use sqlx::{PgPool, postgres::PgConnectOptions};
 

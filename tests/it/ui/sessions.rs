@@ -108,10 +108,10 @@ async fn revoking_a_token_ends_the_sessions_it_opened() {
     // the built-in admin token replaced at a start ends its sessions too
     let (admin, _) = session(&site, &[("token", ADMIN_TOKEN)]).await;
     assert!(alive(&site, &admin).await);
-    crowbar::auth::ensure_admin_token(
+    crowbar::admin_token::ensure_admin_token(
         &site.pool,
         Path::new("/nonexistent"),
-        Some(&crowbar::config::Secret::new(
+        Some(&crowbar::secret::Secret::new(
             "a-new-admin-token-0123456789",
         )),
     )

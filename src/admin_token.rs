@@ -13,8 +13,8 @@ use std::{
 use sqlx::PgPool;
 
 use crate::{
-    config::Secret,
     db::{self, keys},
+    secret::Secret,
 };
 
 /// The name the built-in admin token has in `api_tokens` and in the audit trail.
