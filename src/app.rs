@@ -47,7 +47,7 @@ pub async fn run_with(
     // event streams end and the event hub stops with the server
     let state = AppState {
         shutdown: shutdown.clone(),
-        event_keep_alive: http::api::keep_alive_within(options.server.idle_timeout()),
+        event_keep_alive: http::state::keep_alive_within(options.server.idle_timeout()),
         ..state
     };
     state.events.start(shutdown.clone());

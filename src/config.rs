@@ -93,7 +93,7 @@ pub struct Settings {
 
     /// Password hashing and the backoff of failed UI logins.
     #[command(flatten)]
-    pub logins: crate::ui::throttle::LoginSettings,
+    pub logins: crate::http::ui::throttle::LoginSettings,
 }
 
 impl Settings {

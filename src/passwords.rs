@@ -83,7 +83,7 @@ pub struct Slot {
 impl Default for Passwords {
     /// As many at once as the settings' default (`--password-checks`).
     fn default() -> Self {
-        Passwords::new(crate::ui::throttle::default_password_checks())
+        Passwords::new(crate::http::ui::throttle::default_password_checks())
     }
 }
 

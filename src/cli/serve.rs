@@ -185,9 +185,11 @@ async fn serve_on(
         provisioner,
         secure_cookies: settings.server.https_to_browsers(),
         // fitted to the server's idle timeout by `app::run_with`
-        event_keep_alive: crate::http::api::EVENT_KEEP_ALIVE,
+        event_keep_alive: crate::http::state::EVENT_KEEP_ALIVE,
         passwords: crate::passwords::Passwords::new(settings.logins.password_checks),
-        logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(&settings.logins)),
+        logins: std::sync::Arc::new(crate::http::ui::throttle::LoginThrottle::new(
+            &settings.logins,
+        )),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {

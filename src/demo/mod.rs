@@ -2,7 +2,7 @@
 //! the grid, the graph and the annealer at work within a minute of the first command.
 //!
 //! Two variants, chosen at start ([`nodes`]): run as root on a machine with `ip`, `unshare`
-//! and sshd, the demo starts three namespace nodes ([`crate::netns`]) and binds the `demo`
+//! and sshd, the demo starts three namespace nodes ([`crate::node_rig`]) and binds the `demo`
 //! barclamp's script roles to them, which really run over SSH; otherwise three simulated
 //! nodes run the `test` jig's roles. Either way each run takes a second or two, so the states
 //! can be watched changing. Seeding is skipped when the deployment `demo` exists already

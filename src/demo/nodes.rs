@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     http::{ApiError, AppState},
-    netns::{NodeRig, RigSpec},
+    node_rig::{NodeRig, RigSpec},
     ssh::{ClientKey, HostKeyPin, SshClient, SshTimeouts},
 };
 

@@ -1,17 +1,38 @@
-//! Changes that both the REST API and the web UI make, each in its own transaction with
-//! the hooks that must see it: one implementation, whichever edge asks.
+//! What both the REST API and the web UI do for a request: every change in its own
+//! transaction with the hooks that must see it, and noderoles read with the reason each is
+//! not running. One implementation, whichever edge asks; the handlers of `api` and `ui`
+//! only parse the request and shape the answer.
 
+use std::{collections::HashMap, net::IpAddr};
+
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use super::{ApiError, AppState};
+use super::{error::ApiError, state::AppState};
 use crate::db::{
     self,
+    deployment_roles::DeploymentRole,
     deployments::{CommitOutcome, Deployment},
+    documents::Applied,
     events::Actor,
+    explain::Explained,
     keys::Key,
-    noderoles::{Bound, NodeRole},
+    networks::{NewNetwork, NewRange},
+    noderoles::{Bound, NodeRole, NodeRoleFilter},
+    nodes::{NewNode, NodeUpdate},
 };
+
+/// Runs `change` in a transaction of its own, committed when it succeeds.
+async fn in_transaction<T>(
+    state: &AppState,
+    change: impl AsyncFnOnce(&mut PgConnection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let done = change(&mut tx).await?;
+    tx.commit().await?;
+    Ok(done)
+}
 
 /// Binds `role` to `node` (SEMANTICS §3) after the bind hooks agree; unknown roles are
 /// 404s like unknown nodes and deployments.
@@ -23,10 +44,10 @@ pub async fn bind(
     deployment: Option<&Key>,
     data: Option<&Value>,
 ) -> Result<Bound, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let bound = bind_in(&mut tx, state, actor, node, role, deployment, data).await?;
-    tx.commit().await?;
-    Ok(bound)
+    in_transaction(state, async |tx| {
+        bind_in(tx, state, actor, node, role, deployment, data).await
+    })
+    .await
 }
 
 /// [`bind`] inside the caller's transaction. Binding a role to a node discovery made is
@@ -58,10 +79,10 @@ pub async fn commit_deployment(
     actor: &Actor,
     key: &Key,
 ) -> Result<(Deployment, CommitOutcome), ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let committed = commit_deployment_in(&mut tx, state, actor, key).await?;
-    tx.commit().await?;
-    Ok(committed)
+    in_transaction(state, async |tx| {
+        commit_deployment_in(tx, state, actor, key).await
+    })
+    .await
 }
 
 /// [`commit_deployment`] inside the caller's transaction.
@@ -92,12 +113,237 @@ pub async fn change_noderole(
     id: i64,
     change: StateChange,
 ) -> Result<NodeRole, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let noderole = match change {
-        StateChange::Retry => db::noderoles::retry(&mut tx, id, actor).await?,
-        StateChange::Propose => db::noderoles::propose_one(&mut tx, id, actor).await?,
-        StateChange::Commit => db::noderoles::commit_one(&mut tx, id, actor).await?,
-    };
-    tx.commit().await?;
-    Ok(noderole)
+    in_transaction(state, async |tx| {
+        Ok(match change {
+            StateChange::Retry => db::noderoles::retry(tx, id, actor).await?,
+            StateChange::Propose => db::noderoles::propose_one(tx, id, actor).await?,
+            StateChange::Commit => db::noderoles::commit_one(tx, id, actor).await?,
+        })
+    })
+    .await
+}
+
+/// Creates a deployment under `parent` (the system deployment when none).
+pub async fn create_deployment(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    description: &str,
+    parent: Option<&Key>,
+) -> Result<Deployment, ApiError> {
+    in_transaction(state, async |tx| {
+        Ok(db::deployments::create(tx, name, description, parent, actor).await?)
+    })
+    .await
+}
+
+/// Opens a proposal on a deployment (SEMANTICS §4).
+pub async fn propose_deployment(
+    state: &AppState,
+    actor: &Actor,
+    key: &Key,
+) -> Result<Deployment, ApiError> {
+    in_transaction(state, async |tx| {
+        Ok(db::deployments::propose(tx, key, actor).await?)
+    })
+    .await
+}
+
+/// Makes snapshot `seq` of a deployment its proposal again.
+pub async fn recall_snapshot(
+    state: &AppState,
+    actor: &Actor,
+    key: &Key,
+    seq: i32,
+) -> Result<Applied, ApiError> {
+    in_transaction(state, async |tx| {
+        Ok(db::documents::recall(tx, key, seq, actor).await?)
+    })
+    .await
+}
+
+/// Adds `role` to a deployment's roles with `data`.
+pub async fn add_deployment_role(
+    state: &AppState,
+    actor: &Actor,
+    deployment: &Key,
+    role: &Key,
+    data: &Value,
+) -> Result<DeploymentRole, ApiError> {
+    in_transaction(state, async |tx| {
+        Ok(db::deployment_roles::create(tx, deployment, role, data, actor).await?)
+    })
+    .await
+}
+
+/// Unbinds noderole `id` and its descendants (SEMANTICS §9); returns their ids, sorted.
+pub async fn delete_noderole(
+    state: &AppState,
+    actor: &Actor,
+    id: i64,
+) -> Result<Vec<i64>, ApiError> {
+    let mut deleted = in_transaction(state, async |tx| {
+        Ok(db::noderoles::delete(tx, id, actor).await?)
+    })
+    .await?;
+    deleted.sort_unstable();
+    Ok(deleted)
+}
+
+/// Applies one update to several nodes, all or none; `why` goes into each node's history.
+pub async fn update_nodes(
+    state: &AppState,
+    actor: &Actor,
+    nodes: &[Key],
+    update: &NodeUpdate,
+    why: &str,
+) -> Result<(), ApiError> {
+    in_transaction(state, async |tx| {
+        for node in nodes {
+            db::nodes::update(tx, node, update, actor, why).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
+/// is not running, from [`db::explain`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WithReason<T> {
+    #[serde(flatten)]
+    pub noderole: T,
+    /// Why it is not running: `{code, message, ...}`, or null when ACTIVE.
+    pub reason: Option<Value>,
+}
+
+impl From<Explained> for WithReason<NodeRole> {
+    fn from((noderole, reason): Explained) -> Self {
+        WithReason { noderole, reason }
+    }
+}
+
+/// The page of noderoles `filter` selects, with their reasons.
+pub async fn noderole_page(
+    state: &AppState,
+    filter: &NodeRoleFilter,
+) -> Result<Vec<WithReason<NodeRole>>, ApiError> {
+    let page = db::explain::page(&state.pool, filter, state.run_cap).await?;
+    Ok(page.into_iter().map(WithReason::from).collect())
+}
+
+/// Attaches reasons to noderoles (read again with their facts, in one go).
+pub async fn with_reasons(
+    state: &AppState,
+    noderoles: Vec<NodeRole>,
+) -> Result<Vec<WithReason<NodeRole>>, ApiError> {
+    let ids: Vec<i64> = noderoles.iter().map(|nr| nr.id).collect();
+    let mut reasons = reasons_of(state, &ids).await?;
+    Ok(noderoles
+        .into_iter()
+        .map(|noderole| WithReason {
+            reason: reasons.remove(&noderole.id),
+            noderole,
+        })
+        .collect())
+}
+
+/// Attaches the reason of noderole `id` to one noderole representation.
+pub async fn with_reason<T>(
+    state: &AppState,
+    id: i64,
+    noderole: T,
+) -> Result<WithReason<T>, ApiError> {
+    let mut reasons = reasons_of(state, &[id]).await?;
+    Ok(WithReason {
+        reason: reasons.remove(&id),
+        noderole,
+    })
+}
+
+async fn reasons_of(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, Value>, ApiError> {
+    Ok(db::explain::reasons(&state.pool, ids, state.run_cap).await?)
+}
+
+/// The role the admin node gets; it pulls in what an admin node needs.
+const ADMIN_ROLE: &str = "crowbar-admin-node";
+
+/// The admin network of the setup wizard, as `ui::setup` checked it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminNetwork {
+    pub name: String,
+    pub first: IpAddr,
+    pub last: IpAddr,
+    pub router: Option<IpAddr>,
+}
+
+/// The first-start setup (web UI `/setup`), in one transaction: the admin network, the admin
+/// node in the system deployment, [`ADMIN_ROLE`] bound to it and the system deployment
+/// committed.
+pub async fn set_up_admin_node(
+    state: &AppState,
+    actor: &Actor,
+    node_name: &str,
+    address: IpAddr,
+    network: &AdminNetwork,
+) -> Result<(), ApiError> {
+    in_transaction(state, async |tx| {
+        let system_id = db::deployments::system_id(tx).await?;
+        let system = Key::Id(system_id);
+        create_admin_network(tx, network, actor).await?;
+        let (node, _token) = db::nodes::create(
+            tx,
+            &NewNode {
+                name: node_name.to_string(),
+                address: Some(address.to_string()),
+                admin: true,
+                description: "the admin node, named in the setup wizard".into(),
+                deployment: Some(system.clone()),
+                ..Default::default()
+            },
+            actor,
+        )
+        .await?;
+        bind_in(
+            tx,
+            state,
+            actor,
+            &Key::Id(node.id),
+            &Key::Name(ADMIN_ROLE.into()),
+            Some(&system),
+            None,
+        )
+        .await?;
+        commit_deployment_in(tx, state, actor, &system).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Creates the admin network (named `admin` in the form by default, which gets an `auto`
+/// IPv6 prefix and gives nodes their admin addresses; see docs/provisioning.md).
+async fn create_admin_network(
+    tx: &mut PgConnection,
+    network: &AdminNetwork,
+    actor: &Actor,
+) -> Result<(), ApiError> {
+    db::networks::create(
+        tx,
+        &NewNetwork {
+            name: network.name.clone(),
+            description: "the admin network, from the setup wizard".into(),
+            deployment: None,
+            v6prefix: None,
+            v4prefix: None,
+            ranges: vec![NewRange {
+                name: "admin".into(),
+                first: network.first,
+                last: network.last,
+            }],
+            router: network.router.map(|address| (address, 0)),
+        },
+        actor,
+    )
+    .await?;
+    Ok(())
 }

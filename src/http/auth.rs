@@ -18,7 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{ApiError, AppState};
+use super::{error::ApiError, state::AppState};
 use crate::db::{self, events::Actor, keys::Key};
 
 /// The authenticated caller of an `/api/v2` request.
@@ -100,7 +100,7 @@ async fn authenticate(
         if !reading {
             return Ok(None);
         }
-        return Ok(crate::ui::session::actor_of(state, headers)
+        return Ok(crate::http::ui::session::actor_of(state, headers)
             .await
             .map_err(|e| e.0)?
             .map(|name| Caller::Admin { name }));

@@ -11,7 +11,7 @@ use axum::{
     routing::get,
 };
 
-use super::{ApiError, AppState, extract::ApiPath};
+use super::{error::ApiError, extract::ApiPath, state::AppState};
 use crate::{db, provisioner::canonical_mac};
 
 /// The route, behind its per-source rate limit.

@@ -17,7 +17,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{ApiError, AppState, extract::ApiJson};
+use super::{error::ApiError, extract::ApiJson, state::AppState};
 use crate::provisioner::{
     canonical_mac,
     discovery::{self, DiscoveryError},

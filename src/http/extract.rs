@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
-use super::ApiError;
+use super::error::ApiError;
 use crate::db::{keys::Key, paging::Window};
 
 /// Largest request body accepted (413 above it).

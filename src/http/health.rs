@@ -2,7 +2,7 @@
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 
-use super::AppState;
+use super::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,4 +1,4 @@
-//! The HTTP edge: REST API, event stream, health probes, and the web UI (`crate::ui`).
+//! The HTTP edge: REST API, event stream, health probes, and the web UI (`ui`).
 
 pub mod actions;
 pub mod api;
@@ -11,6 +11,8 @@ mod headers;
 mod health;
 pub mod rate;
 pub mod server;
+pub mod state;
+pub mod ui;
 
 use std::time::Duration;
 
@@ -21,68 +23,13 @@ use axum::{
     middleware,
     routing::get,
 };
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tower_http::{
     catch_panic::CatchPanicLayer, sensitive_headers::SetSensitiveRequestHeadersLayer,
     timeout::TimeoutLayer, trace::TraceLayer,
 };
 
 pub use error::ApiError;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    /// The annealer's run cap, for explaining "global cap reached" in noderole reasons.
-    pub run_cap: i64,
-    /// Role hooks; veto hooks run inside the transactions of binds and commits.
-    pub hooks: crate::hooks::Hooks,
-    /// The daemon's SSH public key (`authorized_keys` line) nodes must authorize for root.
-    pub ssh_public_key: Option<String>,
-    /// Numbers events and wakes event-stream readers.
-    pub events: crate::events::EventHub,
-    /// Cancelled when the daemon shuts down: long-lived responses (event streams) end.
-    pub shutdown: CancellationToken,
-    /// Boot environments and where nodes reach crowbar.
-    pub provisioner: std::sync::Arc<crate::provisioner::Provisioner>,
-    /// Browsers reach crowbar over HTTPS (TLS here or at a proxy): the session cookie is
-    /// `Secure`.
-    pub secure_cookies: bool,
-    /// How often a quiet event stream sends a keep-alive comment: within the server's idle
-    /// timeout, so a healthy stream is never taken for an idle connection.
-    pub event_keep_alive: Duration,
-    /// Password hashing, a bounded number at once.
-    pub passwords: crate::passwords::Passwords,
-    /// Failed UI logins, to back off from.
-    pub logins: std::sync::Arc<crate::ui::throttle::LoginThrottle>,
-}
-
-impl AppState {
-    /// State with the run cap of the annealer's settings (flag defaults and `CROWBAR_*`),
-    /// the default event retention and login limits, and a shutdown token of its own.
-    pub fn new(pool: PgPool) -> Self {
-        Self {
-            events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
-            pool,
-            run_cap: crate::annealer::AnnealerSettings::default().run_cap,
-            hooks: crate::hooks::Hooks::default(),
-            ssh_public_key: None,
-            shutdown: CancellationToken::new(),
-            provisioner: crate::provisioner::Provisioner::new(
-                &crate::provisioner::ProvisionerSettings::default(),
-                std::net::SocketAddr::from(([127, 0, 0, 1], 3000)),
-            )
-            .expect("the shipped bootenvs are checked by their tests"),
-            secure_cookies: false,
-            event_keep_alive: api::EVENT_KEEP_ALIVE,
-            passwords: crate::passwords::Passwords::default(),
-            logins: std::sync::Arc::new(crate::ui::throttle::LoginThrottle::new(
-                &crate::ui::throttle::LoginSettings::default(),
-            )),
-        }
-    }
-}
+pub use state::AppState;
 
 /// The whole HTTP surface, one router per resource merged here (and in [`api::router`]).
 pub fn router(state: AppState) -> Router {
@@ -102,7 +49,7 @@ pub fn router(state: AppState) -> Router {
             state.provisioner.rate_limit_sources,
         )))
         .merge(api::router(state.clone()))
-        .merge(crate::ui::router(state.clone()))
+        .merge(crate::http::ui::router(state.clone()))
         .fallback(unknown_route)
         // after every route is added: it applies to the routes present
         .method_not_allowed_fallback(method_not_allowed)

@@ -27,7 +27,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// One route's limit: so many requests per minute per source, in bursts of as many.
 pub struct SourceLimit {

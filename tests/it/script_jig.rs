@@ -606,7 +606,7 @@ async fn a_flood_of_output_fails_the_run_and_is_not_kept() {
     );
     assert!(wall.to_string().len() < 1024, "no wall kept: {wall}");
     assert!(site.alive(1).await, "a talkative node is not a dead node");
-    let leftovers = crowbar::netns::processes_in(&[site.rig.node(1).netns().to_string()])
+    let leftovers = crowbar::node_rig::processes_in(&[site.rig.node(1).netns().to_string()])
         .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))

@@ -7,7 +7,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, keys::Key},
-    http::{ApiError, AppState, auth::Caller, error::ErrorBody, extract::ApiPath},
+    http::{
+        auth::Caller,
+        error::{ApiError, ErrorBody},
+        extract::ApiPath,
+        state::AppState,
+    },
     ssh::{PublicKey, fingerprint},
 };
 

@@ -7,7 +7,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, anneal::AnnealStatus, keys::Key},
-    http::{ApiError, AppState, error::ErrorBody, extract::ApiQuery},
+    http::{
+        error::{ApiError, ErrorBody},
+        extract::ApiQuery,
+        state::AppState,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -15,10 +15,10 @@ use crate::{
         keys::Key,
     },
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page},
+        state::AppState,
     },
 };
 

@@ -11,10 +11,10 @@ use crate::{
         roles::{Barclamp, BarclampDetail, Jig, JigUpdate, Role, RoleFilter},
     },
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page, PageQuery},
+        state::AppState,
     },
 };
 

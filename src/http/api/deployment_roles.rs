@@ -6,17 +6,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::created;
+use super::respond::created;
 use crate::{
     db::{
         self,
         deployment_roles::{DeploymentRole, DeploymentRoleFilter},
     },
     http::{
-        ApiError, AppState,
+        actions,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
+        state::AppState,
     },
 };
 
@@ -82,16 +83,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let data = body.data.unwrap_or_else(|| json!({}));
-    let mut tx = state.pool.begin().await?;
-    let made = db::deployment_roles::create(
-        &mut tx,
+    let made = actions::add_deployment_role(
+        &state,
+        &caller.actor(),
         &body.deployment.0,
         &body.role.0,
         &data,
-        &caller.actor(),
     )
     .await?;
-    tx.commit().await?;
     Ok(created(
         format!("/api/v2/deployment_roles/{}", made.id),
         made,

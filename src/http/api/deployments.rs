@@ -9,7 +9,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::created;
+use super::respond::created;
 use crate::{
     db::{
         self,
@@ -19,10 +19,11 @@ use crate::{
     },
     domain::plan::Document,
     http::{
-        ApiError, AppState, actions,
+        actions,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
+        state::AppState,
     },
 };
 
@@ -71,16 +72,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let parent = body.parent.map(|k| k.0);
-    let mut tx = state.pool.begin().await?;
-    let deployment = db::deployments::create(
-        &mut tx,
+    let deployment = actions::create_deployment(
+        &state,
+        &caller.actor(),
         &body.name,
         &body.description,
         parent.as_ref(),
-        &caller.actor(),
     )
     .await?;
-    tx.commit().await?;
     Ok(created(
         format!("/api/v2/deployments/{}", deployment.id),
         deployment,
@@ -175,10 +174,8 @@ async fn propose(
     caller: Caller,
     ApiPath(deployment): ApiPath<String>,
 ) -> Result<Json<Deployment>, ApiError> {
-    let mut tx = state.pool.begin().await?;
     let deployment =
-        db::deployments::propose(&mut tx, &Key::parse(&deployment), &caller.actor()).await?;
-    tx.commit().await?;
+        actions::propose_deployment(&state, &caller.actor(), &Key::parse(&deployment)).await?;
     Ok(Json(deployment))
 }
 
@@ -297,14 +294,12 @@ async fn recall(
     ApiPath(deployment): ApiPath<String>,
     ApiJson(body): ApiJson<RecallBody>,
 ) -> Result<Json<Applied>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let applied = documents::recall(
-        &mut tx,
+    let applied = actions::recall_snapshot(
+        &state,
+        &caller.actor(),
         &Key::parse(&deployment),
         body.snapshot,
-        &caller.actor(),
     )
     .await?;
-    tx.commit().await?;
     Ok(Json(applied))
 }

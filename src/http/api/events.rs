@@ -25,17 +25,12 @@ use crate::{
         keys::Key,
     },
     events::POLL_INTERVAL,
-    http::{ApiError, AppState, error::ErrorBody, extract::ApiQuery},
+    http::{
+        error::{ApiError, ErrorBody},
+        extract::ApiQuery,
+        state::AppState,
+    },
 };
-
-/// A comment line is sent this often when nothing else is, so proxies keep the connection.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// The keep-alive interval under a server that closes connections idle for `idle`:
-/// [`KEEP_ALIVE`], or a third of `idle` when that is shorter.
-pub fn keep_alive_within(idle: Duration) -> Duration {
-    KEEP_ALIVE.min(idle / 3)
-}
 
 /// Events read from the database at once.
 const READ_BATCH: i64 = 500;

@@ -7,7 +7,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     db::{self, installs::Install, keys::Key},
-    http::{ApiError, AppState, error::ErrorBody, extract::ApiPath},
+    http::{
+        error::{ApiError, ErrorBody},
+        extract::ApiPath,
+        state::AppState,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -2,8 +2,9 @@
 //!
 //! One module per resource, each with a `router()` declaring its full paths; they are merged
 //! in [`router`], behind the bearer-token check. Handlers parse the request with the
-//! extractors of [`super::extract`], call `db::*` inside a transaction when they write, and
-//! return JSON or an [`ApiError`]. To add a resource: write `api/<resource>.rs` with
+//! extractors of [`super::extract`], make the changes the web UI makes too through
+//! [`super::actions`] and the rest through `db::*` inside a transaction, and return JSON or
+//! an [`super::error::ApiError`]. To add a resource: write `api/<resource>.rs` with
 //! `pub fn router() -> Router<AppState>`, and merge it below.
 
 mod access;
@@ -18,32 +19,18 @@ mod installs;
 mod networks;
 mod node_roles;
 mod nodes;
+mod respond;
 mod runs;
 mod schemas;
 mod tokens;
 mod users;
 
-pub use events::{KEEP_ALIVE as EVENT_KEEP_ALIVE, keep_alive_within};
-
-use std::collections::HashMap;
-
-use axum::{
-    Json, Router,
-    http::{HeaderValue, StatusCode, header},
-    middleware,
-    response::{IntoResponse, Response},
-};
-use serde::Serialize;
+use axum::{Router, middleware};
 use serde_json::Value;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use super::{ApiError, AppState, auth, error::ErrorBody};
-use crate::db::{
-    self,
-    explain::Explained,
-    noderoles::{NodeRole, NodeRoleFilter},
-};
+use super::{auth, error::ErrorBody, state::AppState};
 
 /// Every `/api/v2` route with its OpenAPI operation: the one registry both the router and
 /// the document are built from.
@@ -102,70 +89,3 @@ has the `ErrorBody`.",
     )
 )]
 struct ApiDoc;
-
-/// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
-/// is not running, from [`db::explain`]).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct WithReason<T> {
-    #[serde(flatten)]
-    pub noderole: T,
-    /// Why it is not running: `{code, message, ...}`, or null when ACTIVE.
-    pub reason: Option<Value>,
-}
-
-impl From<Explained> for WithReason<NodeRole> {
-    fn from((noderole, reason): Explained) -> Self {
-        WithReason { noderole, reason }
-    }
-}
-
-/// The page of noderoles `filter` selects, with their reasons.
-pub async fn noderole_page(
-    state: &AppState,
-    filter: &NodeRoleFilter,
-) -> Result<Vec<WithReason<NodeRole>>, ApiError> {
-    let page = db::explain::page(&state.pool, filter, state.run_cap).await?;
-    Ok(page.into_iter().map(WithReason::from).collect())
-}
-
-/// Attaches reasons to noderoles (read again with their facts, in one go).
-pub async fn with_reasons(
-    state: &AppState,
-    noderoles: Vec<NodeRole>,
-) -> Result<Vec<WithReason<NodeRole>>, ApiError> {
-    let ids: Vec<i64> = noderoles.iter().map(|nr| nr.id).collect();
-    let mut reasons = reasons_of(state, &ids).await?;
-    Ok(noderoles
-        .into_iter()
-        .map(|noderole| WithReason {
-            reason: reasons.remove(&noderole.id),
-            noderole,
-        })
-        .collect())
-}
-
-/// Attaches the reason of noderole `id` to one noderole representation.
-pub async fn with_reason<T>(
-    state: &AppState,
-    id: i64,
-    noderole: T,
-) -> Result<WithReason<T>, ApiError> {
-    let mut reasons = reasons_of(state, &[id]).await?;
-    Ok(WithReason {
-        reason: reasons.remove(&id),
-        noderole,
-    })
-}
-
-async fn reasons_of(state: &AppState, ids: &[i64]) -> Result<HashMap<i64, Value>, ApiError> {
-    Ok(db::explain::reasons(&state.pool, ids, state.run_cap).await?)
-}
-
-/// 201 with a `Location` header.
-pub fn created(location: String, body: impl Serialize) -> Response {
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    if let Ok(location) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
-}

@@ -6,7 +6,7 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::created;
+use super::respond::created;
 use crate::{
     db::{
         self,
@@ -15,10 +15,10 @@ use crate::{
     },
     domain::ipam::V6Prefix,
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
+        state::AppState,
     },
 };
 

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{WithReason, created, noderole_page, with_reason, with_reasons};
+use super::respond::created;
+use crate::http::actions::{WithReason, noderole_page, with_reason, with_reasons};
 use crate::{
     db::{
         self,
@@ -15,11 +16,11 @@ use crate::{
     },
     domain::state::NodeRoleState,
     http::{
-        ApiError, AppState,
         actions::{self, StateChange},
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
+        state::AppState,
     },
 };
 
@@ -207,10 +208,7 @@ async fn remove(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let id = noderole_id(&id)?;
-    let mut tx = state.pool.begin().await?;
-    let mut deleted = db::noderoles::delete(&mut tx, id, &caller.actor()).await?;
-    tx.commit().await?;
-    deleted.sort_unstable();
+    let deleted = actions::delete_noderole(&state, &caller.actor(), id).await?;
     Ok(Json(Deleted { deleted }))
 }
 

@@ -6,7 +6,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use std::net::IpAddr;
 
-use super::{WithReason, created, noderole_page, schemas, with_reason};
+use super::{respond::created, schemas};
+use crate::http::actions::{WithReason, noderole_page, with_reason};
 use crate::{
     db::{
         self,
@@ -16,12 +17,12 @@ use crate::{
         nodes::{NewNode, Node, NodeFilter, NodeUpdate},
     },
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{
             ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page, PageQuery, double_option,
         },
+        state::AppState,
     },
     provisioner::{canonical_mac, install::node_may_set_bootenv},
 };

@@ -7,9 +7,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     db::{self, keys::Key, runs::Run},
     http::{
-        ApiError, AppState,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiPath, ApiQuery, Limit, Offset, Page, PageQuery},
+        state::AppState,
     },
 };
 

@@ -8,14 +8,14 @@ use axum::{Json, extract::State, response::Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::created;
+use super::respond::created;
 use crate::{
     db::{self, keys::Key, tokens::TokenInfo},
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, PageQuery},
+        state::AppState,
     },
 };
 

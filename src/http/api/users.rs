@@ -5,14 +5,14 @@ use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::created;
+use super::respond::created;
 use crate::{
     db::{self, keys::Key, users::User},
     http::{
-        ApiError, AppState,
         auth::Caller,
-        error::ErrorBody,
+        error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, PageQuery},
+        state::AppState,
     },
     passwords::PasswordError,
 };

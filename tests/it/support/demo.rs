@@ -93,7 +93,7 @@ impl DemoFootprint {
         assert_eq!(namespaces.len(), 3, "{namespaces:?}");
         let links = links_of(pid);
         assert_eq!(links.len(), 4, "a bridge and three veths: {links:?}");
-        let processes: Vec<(u32, String)> = crowbar::netns::processes_in(&namespaces)
+        let processes: Vec<(u32, String)> = crowbar::node_rig::processes_in(&namespaces)
             .into_iter()
             .filter_map(|pid| Some((pid, process_start(pid)?)))
             .collect();
@@ -147,7 +147,7 @@ impl DemoFootprint {
 /// `crv<block>p<pid>n<i>`).
 fn links_of(pid: i32) -> Vec<String> {
     let tag = format!("p{pid}");
-    crowbar::netns::link_names()
+    crowbar::node_rig::link_names()
         .into_iter()
         .filter(|name| {
             (name.starts_with("crb") || name.starts_with("crv"))

@@ -1,4 +1,4 @@
-//! The tests' namespace nodes: [`crowbar::netns::NodeRig`] (one implementation for the
+//! The tests' namespace nodes: [`crowbar::node_rig::NodeRig`] (one implementation for the
 //! tests and `crowbar serve --demo`; see there for the address blocks, names and teardown)
 //! plus what only tests need: a services namespace running dnsmasq, DHCP requests from a
 //! node, unplugging and pausing nodes, and checking that a rig left nothing behind.
@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crowbar::netns::{self, RigSpec};
-pub use crowbar::netns::{MAX_NODES, NODE_STATE_MOUNT, RigNode};
+use crowbar::node_rig::{self, RigSpec};
+pub use crowbar::node_rig::{MAX_NODES, NODE_STATE_MOUNT, RigNode};
 use nix::{
     sys::signal::{Signal, kill},
     unistd::Pid,
@@ -24,7 +24,7 @@ use nix::{
 pub struct NodeRig {
     /// The services namespace (`node0`: dnsmasq), when started. Gone before the rig.
     services: Option<Services>,
-    rig: netns::NodeRig,
+    rig: node_rig::NodeRig,
 }
 
 /// The namespace of the rig's services (dnsmasq).
@@ -47,9 +47,9 @@ pub struct RigFootprint {
 }
 
 impl Deref for NodeRig {
-    type Target = netns::NodeRig;
+    type Target = node_rig::NodeRig;
 
-    fn deref(&self) -> &netns::NodeRig {
+    fn deref(&self) -> &node_rig::NodeRig {
         &self.rig
     }
 }
@@ -58,7 +58,7 @@ impl NodeRig {
     /// Starts `n` nodes (1..=61) that accept root logins with `authorized_key` (one
     /// `authorized_keys` line). Returns when every sshd listens. Blocking.
     pub fn start(n: usize, authorized_key: &str) -> NodeRig {
-        let rig = netns::NodeRig::start(&RigSpec::new(n, authorized_key))
+        let rig = node_rig::NodeRig::start(&RigSpec::new(n, authorized_key))
             .unwrap_or_else(|e| panic!("starting a rig of {n} nodes: {e:#}"));
         NodeRig {
             services: None,
@@ -93,7 +93,7 @@ impl NodeRig {
         let netns = format!("crowbar-{}-node0", self.id());
         let veth = format!("crv{}n0", self.id());
         let addr = self.services_addr();
-        netns::ip_batch(
+        node_rig::ip_batch(
             None,
             &format!(
                 "netns add {netns}\nlink add {veth} type veth peer name eth0 netns {netns}\nlink set {veth} master {br} up\n",
@@ -109,7 +109,7 @@ impl NodeRig {
             .append(true)
             .open(self.dir().join("dnsmasq.log"))
             .expect("open dnsmasq log");
-        netns::ip_batch(
+        node_rig::ip_batch(
             Some(&netns),
             &format!("link set lo up\naddr add {addr}/26 dev eth0\nlink set eth0 up\n"),
         )
@@ -171,8 +171,8 @@ impl Drop for NodeRig {
         if let Some(mut services) = self.services.take() {
             let _ = services.dnsmasq.kill();
             let _ = services.dnsmasq.wait();
-            netns::kill_processes_in(std::slice::from_ref(&services.netns));
-            let _ = netns::ip_batch(
+            node_rig::kill_processes_in(std::slice::from_ref(&services.netns));
+            let _ = node_rig::ip_batch(
                 None,
                 &format!("link del {}\nnetns del {}\n", services.veth, services.netns),
             );
@@ -288,7 +288,7 @@ impl RigNodeExt for RigNode {
     }
 
     fn processes(&self) -> Vec<(u32, String)> {
-        netns::processes_in(&[self.netns().to_string()])
+        node_rig::processes_in(&[self.netns().to_string()])
             .into_iter()
             .map(|pid| {
                 let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -340,7 +340,7 @@ pub fn assert_gone(footprint: &RigFootprint) {
     for ns in &footprint.netns {
         assert!(!listed.contains(ns.as_str()), "namespace {ns} is left");
     }
-    let names: HashSet<String> = netns::link_names().into_iter().collect();
+    let names: HashSet<String> = node_rig::link_names().into_iter().collect();
     for link in &footprint.links {
         assert!(!names.contains(link), "link {link} is left");
     }

@@ -5,10 +5,10 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{Router, extract::State, routing::get};
 
-use super::{UiError, layout::Layout, session::Session};
+use super::{error::UiError, layout::Layout, session::Session};
 use crate::{
     db::{self, anneal::AnnealStatus, deployments::Deployment},
-    http::AppState,
+    http::state::AppState,
 };
 
 pub fn router() -> Router<AppState> {

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::http::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(Debug)]
 pub struct UiError(pub ApiError);

@@ -14,7 +14,7 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    UiError,
+    error::UiError,
     grid::{self, Grid},
     layout::Layout,
     session::Session,
@@ -31,7 +31,7 @@ use crate::{
         paging::Window,
         roles::RoleFilter,
     },
-    http::{AppState, actions},
+    http::{actions, state::AppState},
 };
 
 /// More than any deployment page shows.
@@ -84,16 +84,14 @@ async fn create(
 ) -> Result<Response, UiError> {
     let name = form.name.trim();
     let parent = (!form.parent.trim().is_empty()).then(|| Key::parse(form.parent.trim()));
-    let mut tx = state.pool.begin().await?;
-    let deployment = db::deployments::create(
-        &mut tx,
+    let deployment = actions::create_deployment(
+        &state,
+        &session.actor,
         name,
         form.description.trim(),
         parent.as_ref(),
-        &session.actor,
     )
     .await?;
-    tx.commit().await?;
     Ok(redirect_htmx(&format!("/deployments/{}", deployment.name)))
 }
 
@@ -126,7 +124,9 @@ async fn page(
     Ok(DeploymentPage {
         layout,
         deployment: fragment.deployment.clone(),
-        grid_html: fragment.render().map_err(crate::http::ApiError::internal)?,
+        grid_html: fragment
+            .render()
+            .map_err(crate::http::error::ApiError::internal)?,
         snapshots,
     })
 }
@@ -153,7 +153,7 @@ impl IntoResponse for GridFragment {
     fn into_response(self) -> Response {
         match self.render() {
             Ok(html) => Html(html).into_response(),
-            Err(e) => UiError(crate::http::ApiError::internal(e)).into_response(),
+            Err(e) => UiError(crate::http::error::ApiError::internal(e)).into_response(),
         }
     }
 }
@@ -273,9 +273,7 @@ async fn unbind(
     Path(name): Path<String>,
     Form(form): Form<UnbindForm>,
 ) -> Result<GridFragment, UiError> {
-    let mut tx = state.pool.begin().await?;
-    db::noderoles::delete(&mut tx, form.noderole, &session.actor).await?;
-    tx.commit().await?;
+    actions::delete_noderole(&state, &session.actor, form.noderole).await?;
     grid_fragment(&state, &name).await
 }
 
@@ -290,16 +288,14 @@ async fn add_role(
     Path(name): Path<String>,
     Form(form): Form<RoleForm>,
 ) -> Result<GridFragment, UiError> {
-    let mut tx = state.pool.begin().await?;
-    db::deployment_roles::create(
-        &mut tx,
+    actions::add_deployment_role(
+        &state,
+        &session.actor,
         &Key::parse(&name),
         &Key::parse(&form.role),
         &serde_json::json!({}),
-        &session.actor,
     )
     .await?;
-    tx.commit().await?;
     grid_fragment(&state, &name).await
 }
 
@@ -320,16 +316,15 @@ async fn add_node(
         accept: true,
         ..Default::default()
     };
-    let mut tx = state.pool.begin().await?;
-    db::nodes::update(
-        &mut tx,
-        &Key::parse(&form.node),
-        &update,
+    let node = [Key::parse(&form.node)];
+    actions::update_nodes(
+        &state,
         &session.actor,
+        &node,
+        &update,
         "moved in the web UI",
     )
     .await?;
-    tx.commit().await?;
     grid_fragment(&state, &name).await
 }
 
@@ -354,9 +349,7 @@ async fn propose(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
-    let mut tx = state.pool.begin().await?;
-    db::deployments::propose(&mut tx, &Key::parse(&name), &session.actor).await?;
-    tx.commit().await?;
+    actions::propose_deployment(&state, &session.actor, &Key::parse(&name)).await?;
     grid_fragment(&state, &name).await
 }
 
@@ -380,8 +373,6 @@ async fn recall(
     Path(name): Path<String>,
     Form(form): Form<RecallForm>,
 ) -> Result<GridFragment, UiError> {
-    let mut tx = state.pool.begin().await?;
-    db::documents::recall(&mut tx, &Key::parse(&name), form.snapshot, &session.actor).await?;
-    tx.commit().await?;
+    actions::recall_snapshot(&state, &session.actor, &Key::parse(&name), form.snapshot).await?;
     grid_fragment(&state, &name).await
 }

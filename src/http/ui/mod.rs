@@ -26,9 +26,7 @@ mod view;
 
 use axum::{Router, middleware};
 
-use crate::http::AppState;
-
-pub use error::UiError;
+use crate::http::state::AppState;
 
 /// Every UI route: the login page and assets in the open, everything else behind a session.
 pub fn router(state: AppState) -> Router<AppState> {

@@ -12,14 +12,14 @@ use axum::{
     routing::get,
 };
 
-use super::{UiError, layout::Layout, session::Session};
+use super::{error::UiError, layout::Layout, session::Session};
 use crate::{
     db::{
         self,
         deployments::{GraphEdge, GraphNodeRole},
         keys::Key,
     },
-    http::AppState,
+    http::state::AppState,
 };
 
 pub const BOX_W: i64 = 190;

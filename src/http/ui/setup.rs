@@ -1,7 +1,7 @@
 //! `/setup`: the first-start wizard. While there is no admin node it asks for the admin
 //! node's name and address and the admin network, creates the network and the node in the
 //! system deployment, binds `crowbar-admin-node` to it and commits the system deployment —
-//! all in one transaction.
+//! all in one transaction ([`actions::set_up_admin_node`]).
 
 use std::net::IpAddr;
 
@@ -9,23 +9,15 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{Form, Router, extract::State, response::Response, routing::get};
 use serde::Deserialize;
-use sqlx::PgConnection;
 
-use super::{UiError, layout::Layout, session::Session};
+use super::{error::UiError, layout::Layout, session::Session};
 use crate::{
-    db::{
-        self,
-        events::Actor,
-        keys::Key,
-        networks::{NewNetwork, NewRange},
-        nodes::{NewNode, NodeFilter},
-        paging::Window,
+    db::{self, nodes::NodeFilter, paging::Window},
+    http::{
+        actions::{self, AdminNetwork},
+        state::AppState,
     },
-    http::{AppState, actions},
 };
-
-/// The role the admin node gets; it pulls in what an admin node needs.
-const ADMIN_ROLE: &str = "crowbar-admin-node";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/setup", get(page).post(finish))
@@ -71,15 +63,6 @@ pub struct SetupForm {
     pub router: String,
 }
 
-/// The admin network as the form gives it, checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AdminNetwork {
-    pub name: String,
-    pub first: IpAddr,
-    pub last: IpAddr,
-    pub router: Option<IpAddr>,
-}
-
 /// Checks the network fields: a name, a range of one address family in order, an
 /// optional router address of that family.
 pub fn parse_network(form: &SetupForm) -> Result<AdminNetwork, String> {
@@ -122,34 +105,6 @@ pub fn parse_network(form: &SetupForm) -> Result<AdminNetwork, String> {
     })
 }
 
-/// Creates the admin network (named `admin` in the form by default, which gets an `auto`
-/// IPv6 prefix and gives nodes their admin addresses; see docs/provisioning.md).
-async fn create_admin_network(
-    tx: &mut PgConnection,
-    network: &AdminNetwork,
-    actor: &Actor,
-) -> Result<(), UiError> {
-    db::networks::create(
-        tx,
-        &NewNetwork {
-            name: network.name.clone(),
-            description: "the admin network, from the setup wizard".into(),
-            deployment: None,
-            v6prefix: None,
-            v4prefix: None,
-            ranges: vec![NewRange {
-                name: "admin".into(),
-                first: network.first,
-                last: network.last,
-            }],
-            router: network.router.map(|address| (address, 0)),
-        },
-        actor,
-    )
-    .await?;
-    Ok(())
-}
-
 async fn finish(
     State(state): State<AppState>,
     session: Session,
@@ -168,36 +123,14 @@ async fn finish(
             form.node_address.trim()
         ))
     })?;
-    let actor = &session.actor;
-    let mut tx = state.pool.begin().await?;
-    let system_id = db::deployments::system_id(&mut tx).await?;
-    let system = Key::Id(system_id);
-    create_admin_network(&mut tx, &network, actor).await?;
-    let (node, _token) = db::nodes::create(
-        &mut tx,
-        &NewNode {
-            name: form.node_name.trim().to_string(),
-            address: Some(address.to_string()),
-            admin: true,
-            description: "the admin node, named in the setup wizard".into(),
-            deployment: Some(system.clone()),
-            ..Default::default()
-        },
-        actor,
-    )
-    .await?;
-    actions::bind_in(
-        &mut tx,
+    actions::set_up_admin_node(
         &state,
-        actor,
-        &Key::Id(node.id),
-        &Key::Name(ADMIN_ROLE.into()),
-        Some(&system),
-        None,
+        &session.actor,
+        form.node_name.trim(),
+        address,
+        &network,
     )
     .await?;
-    actions::commit_deployment_in(&mut tx, &state, actor, &system).await?;
-    tx.commit().await?;
     Ok(super::deployments::redirect_htmx("/deployments/system"))
 }
 

@@ -23,10 +23,10 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{UiError, csrf, throttle::Attempt};
+use super::{csrf, error::UiError, throttle::Attempt};
 use crate::{
     db::{self, events::Actor, keys, users::SessionOwner},
-    http::{ApiError, AppState},
+    http::{error::ApiError, state::AppState},
     telemetry::metrics,
 };
 

@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{UiError, layout::Layout, session::Session, view, view::NrView};
+use super::{error::UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
     db::{
         self,
@@ -21,7 +21,7 @@ use crate::{
         nodes::{Node, NodeFilter, NodeUpdate},
         paging::Window,
     },
-    http::AppState,
+    http::{actions, state::AppState},
 };
 
 pub fn router() -> Router<AppState> {
@@ -130,18 +130,8 @@ async fn set_flags(
         accept: true,
         ..Default::default()
     };
-    let mut tx = state.pool.begin().await?;
-    for name in nodes {
-        db::nodes::update(
-            &mut tx,
-            &Key::parse(name),
-            &update,
-            &session.actor,
-            "set in the web UI",
-        )
-        .await?;
-    }
-    tx.commit().await?;
+    let nodes: Vec<Key> = nodes.iter().map(|name| Key::parse(name)).collect();
+    actions::update_nodes(state, &session.actor, &nodes, &update, "set in the web UI").await?;
     Ok(())
 }
 

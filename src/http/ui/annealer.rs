@@ -11,13 +11,13 @@ use axum::{
     routing::{get, post},
 };
 
-use super::{UiError, layout::Layout, session::Session, view, view::NrView};
+use super::{error::UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
     db::{self, anneal::AnnealStatus, noderoles::NodeRoleFilter, paging::Window, runs::Run},
     domain::state::NodeRoleState,
     http::{
-        AppState,
         actions::{self, StateChange},
+        state::AppState,
     },
 };
 
@@ -74,7 +74,9 @@ async fn page(State(state): State<AppState>, session: Session) -> Result<Page, U
     let lists = lists(&state).await?;
     Ok(Page {
         layout,
-        lists_html: lists.render().map_err(crate::http::ApiError::internal)?,
+        lists_html: lists
+            .render()
+            .map_err(crate::http::error::ApiError::internal)?,
     })
 }
 

@@ -12,10 +12,10 @@ use json_patch::PatchOperation;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::UiError;
+use super::error::UiError;
 use crate::{
     db::{self, keys::Key},
-    http::AppState,
+    http::state::AppState,
 };
 
 pub fn router() -> Router<AppState> {

@@ -1,8 +1,8 @@
 //! What every page's frame shows: who is logged in, the CSRF token htmx sends, and which
 //! section is current; plus small display helpers the templates share.
 
-use super::{UiError, session::Session};
-use crate::{db, http::AppState};
+use super::{error::UiError, session::Session};
+use crate::{db, http::state::AppState};
 
 pub struct Layout {
     pub actor: String,

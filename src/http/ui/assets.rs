@@ -10,7 +10,7 @@ use axum::{
 };
 use rust_embed::Embed;
 
-use crate::http::AppState;
+use crate::http::state::AppState;
 
 #[derive(Embed)]
 #[folder = "assets/"]

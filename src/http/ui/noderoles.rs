@@ -9,10 +9,10 @@ use axum::{
     routing::get,
 };
 
-use super::{UiError, layout::Layout, session::Session, view::NrView};
+use super::{error::UiError, layout::Layout, session::Session, view::NrView};
 use crate::{
     db::{self, noderoles::NodeRole},
-    http::{AppState, api::with_reason},
+    http::{actions::with_reason, state::AppState},
 };
 
 pub fn router() -> Router<AppState> {

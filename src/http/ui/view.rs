@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::{
     db::noderoles::{NodeRole, NodeRoleFilter},
-    http::{ApiError, AppState, api::WithReason},
+    http::{actions::WithReason, error::ApiError, state::AppState},
 };
 
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ pub fn reason_text(reason: Option<&Value>) -> String {
 
 /// The noderoles `filter` selects with their reasons, as views.
 pub async fn noderoles(state: &AppState, filter: &NodeRoleFilter) -> Result<Vec<NrView>, ApiError> {
-    Ok(crate::http::api::noderole_page(state, filter)
+    Ok(crate::http::actions::noderole_page(state, filter)
         .await?
         .into_iter()
         .map(NrView::from)
