@@ -23,12 +23,13 @@ use std::{
 
 use anyhow::{Context, bail};
 use crowbar::{
+    access::{AccessSettings, NodeAccess},
     annealer::{AnnealerSettings, Engine},
     db::{self, events::Actor, keys::Key},
     hooks::Hooks,
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
-    probe::{NodeAccess, ProbeSettings, Prober},
+    probe::{ProbeSettings, Prober},
     ssh::ClientKey,
 };
 use nodes::{NODE_STATE_MOUNT, NodeRig};
@@ -174,16 +175,13 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
     }
     drop(conn);
     // First contact (not timed): pins host keys, marks nodes alive. Its connections close.
-    let access = NodeAccess::new(
-        pool.clone(),
-        key.clone(),
-        ProbeSettings {
+    let access = NodeAccess::new(pool.clone(), key.clone(), AccessSettings::default());
+    let probed = Prober {
+        access: access.clone(),
+        settings: ProbeSettings {
             probe_interval: Duration::ZERO,
             ..ProbeSettings::default()
         },
-    );
-    let probed = Prober {
-        access: access.clone(),
     }
     .round()
     .await?;

@@ -83,7 +83,11 @@ pub struct Settings {
     #[command(flatten)]
     pub annealer: crate::annealer::AnnealerSettings,
 
-    /// Reaching nodes: SSH timeouts and aliveness probes.
+    /// Reaching nodes: ping and SSH limits.
+    #[command(flatten)]
+    pub access: crate::access::AccessSettings,
+
+    /// The scheduled aliveness probes.
     #[command(flatten)]
     pub probe: crate::probe::ProbeSettings,
 
@@ -99,13 +103,7 @@ pub struct Settings {
 impl Settings {
     /// Settings with every default, for tests and embedding.
     pub fn defaults() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        Wrapper::parse_from(["crowbar"]).settings
+        crate::settings::from_flag_defaults()
     }
 }
 

@@ -3,6 +3,7 @@
 //! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`.
 //! `cli` ties everything together for the binary.
 
+pub mod access;
 pub mod admin_token;
 pub mod annealer;
 pub mod app;
@@ -23,6 +24,7 @@ pub mod probe;
 pub mod provisioner;
 pub mod runner;
 pub mod secret;
+pub mod settings;
 pub mod ssh;
 pub mod telemetry;
 pub mod tls;

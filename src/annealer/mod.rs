@@ -46,13 +46,7 @@ pub struct AnnealerSettings {
 
 impl Default for AnnealerSettings {
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: AnnealerSettings,
-        }
-        Wrapper::parse_from(["crowbar"]).settings
+        crate::settings::from_flag_defaults()
     }
 }
 

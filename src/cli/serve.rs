@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    access::NodeAccess,
     annealer::Engine,
     app::RunOptions,
     config::Settings,
@@ -16,7 +17,7 @@ use crate::{
     http::{AppState, server::Server},
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
-    probe::{NodeAccess, Prober},
+    probe::Prober,
     provisioner::{Provisioner, install::OsInstallJig},
     ssh::ClientKey,
     telemetry,
@@ -139,10 +140,11 @@ async fn serve_on(
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
-    let access = NodeAccess::new(pool.clone(), key.clone(), settings.probe.clone());
+    let access = NodeAccess::new(pool.clone(), key.clone(), settings.access.clone());
     let prober = tokio::spawn(
         Prober {
             access: access.clone(),
+            settings: settings.probe.clone(),
         }
         .run(shutdown.clone()),
     );
@@ -196,7 +198,7 @@ async fn serve_on(
         let (seeded, nodes) = crate::demo::nodes::start(
             &state,
             &key,
-            settings.probe.ssh_timeouts(),
+            settings.access.ssh_timeouts(),
             &settings.data_dir.join("demo-nodes"),
         )
         .await

@@ -2,10 +2,12 @@
 //!
 //! Business rules live in `domain`; this layer stores and loads, inside transactions.
 
+pub mod aliveness;
 pub mod anneal;
 pub mod attribs;
 pub mod barclamps;
 pub mod catalog;
+mod confinement;
 pub mod deployment_roles;
 pub mod deployments;
 pub mod dnsmasq;
@@ -13,11 +15,13 @@ pub mod documents;
 pub mod error;
 pub mod events;
 pub mod explain;
+pub mod hooks;
 pub mod host_keys;
 pub mod inputs;
 pub mod installs;
 pub mod keys;
 pub mod locks;
+pub mod metrics;
 pub mod networks;
 pub mod noderoles;
 pub mod nodes;

@@ -131,6 +131,10 @@ pub struct ClaimedRun {
     pub node_id: i64,
     pub node: String,
     pub role: String,
+    /// The barclamp that ships the role, and where its content was imported from (the
+    /// script jig reads the role's scripts there).
+    pub barclamp: String,
+    pub barclamp_source: String,
     pub jig: String,
     pub destructive: bool,
     pub run_count: i32,
@@ -181,11 +185,11 @@ pub async fn claim(
                   LIMIT $2 FOR UPDATE OF ru, nr SKIP LOCKED)
              UPDATE runs ru SET state = 'running', worker = $8, started_at = clock_timestamp(),
                                  heartbeat_at = clock_timestamp()
-               FROM c, noderoles nr, nodes n, roles r, jigs j
+               FROM c, noderoles nr, nodes n, roles r, jigs j, barclamps b
               WHERE ru.id = c.id AND nr.id = ru.noderole_id AND n.id = ru.node_id
-                AND r.id = nr.role_id AND j.id = r.jig_id
+                AND r.id = nr.role_id AND j.id = r.jig_id AND b.id = r.barclamp_id
              RETURNING ru.id, ru.noderole_id, ru.node_id, n.name AS node, r.name AS role,
-                       j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
+                       b.name AS barclamp, b.source AS barclamp_source, j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
         )
         .bind(lane)
         .bind(free)

@@ -8,87 +8,33 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{HookContext, Hooks, NodeEvent, NodeRoleEvent};
-use crate::domain::state::NodeRoleState;
-
-/// Where the dispatcher has got to, kept in the `installation` table so one daemon at a
-/// time dispatches and a restart resumes.
-const CURSOR_KEY: &str = "hooks.cursor";
+use crate::{
+    db::{self, hooks::HookEvent},
+    domain::state::NodeRoleState,
+};
 
 /// Events to dispatch at most per round.
 const BATCH: i64 = 500;
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    id: i64,
-    txid: i64,
-    #[sqlx(rename = "type")]
-    kind: String,
-    node_id: Option<i64>,
-    noderole_id: Option<i64>,
-    deployment_id: Option<i64>,
-    data: Value,
-}
-
 /// Dispatches every pending event to `hooks`; returns how many events it passed.
 ///
-/// Events are consumed in (transaction id, event id) order, and only from transactions
-/// older than every transaction still in flight: nothing can appear later before the
-/// cursor, so no event is skipped even when transactions commit out of id order. A failing
-/// hook is logged; the dispatcher never touches the graph itself.
+/// Events come in the order of [`db::hooks::CursorLease::pending`], which never skips one;
+/// the cursor moves past them after their hooks ran. A failing hook is logged; the
+/// dispatcher never touches the graph itself.
 pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> sqlx::Result<usize> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO installation (key, value)
-         SELECT $1, jsonb_build_object('txid', coalesce(max(txid::text::bigint), 0), 'id', coalesce(max(id), 0))
-           FROM events ON CONFLICT DO NOTHING",
-    )
-    .bind(CURSOR_KEY)
-    .execute(&mut *tx)
-    .await?;
-    let Some(cursor): Option<Value> =
-        sqlx::query_scalar("SELECT value FROM installation WHERE key = $1 FOR UPDATE SKIP LOCKED")
-            .bind(CURSOR_KEY)
-            .fetch_optional(&mut *tx)
-            .await?
-    else {
+    let Some(mut cursor) = db::hooks::lease_cursor(pool).await? else {
         return Ok(0); // another daemon is dispatching
     };
-    let cursor = (
-        cursor["txid"].as_i64().unwrap_or(0),
-        cursor["id"].as_i64().unwrap_or(0),
-    );
-    let events: Vec<EventRow> = sqlx::query_as(
-        "SELECT id, txid::text::bigint AS txid, type, node_id, noderole_id, deployment_id, data
-           FROM events
-          WHERE (txid::text::bigint, id) > ($1, $2)
-            AND txid < pg_snapshot_xmin(pg_current_snapshot())
-          ORDER BY txid, id LIMIT $3",
-    )
-    .bind(cursor.0)
-    .bind(cursor.1)
-    .bind(BATCH)
-    .fetch_all(&mut *tx)
-    .await?;
+    let events = cursor.pending(BATCH).await?;
     let ctx = HookContext { pool: pool.clone() };
     for event in &events {
         dispatch_one(pool, hooks, &ctx, event).await;
     }
-    if let Some(last) = events.last() {
-        sqlx::query(
-            "UPDATE installation SET value = jsonb_build_object('txid', $2::bigint, 'id', $3::bigint)
-              WHERE key = $1",
-        )
-        .bind(CURSOR_KEY)
-        .bind(last.txid)
-        .bind(last.id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
+    cursor.advance(events.last()).await?;
     Ok(events.len())
 }
 
-async fn dispatch_one(pool: &PgPool, hooks: &Hooks, ctx: &HookContext, event: &EventRow) {
+async fn dispatch_one(pool: &PgPool, hooks: &Hooks, ctx: &HookContext, event: &HookEvent) {
     let result = match event.kind.as_str() {
         "node_role.updated" => {
             let (Some(noderole_id), Some(node_id), Some(deployment_id)) =
@@ -102,14 +48,10 @@ async fn dispatch_one(pool: &PgPool, hooks: &Hooks, ctx: &HookContext, event: &E
             else {
                 return;
             };
-            let role: Option<String> = sqlx::query_scalar(
-                "SELECT r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE nr.id = $1",
-            )
-            .bind(noderole_id)
-            .fetch_optional(pool)
-            .await
-            .ok()
-            .flatten();
+            let role = db::hooks::role_of_noderole(pool, noderole_id)
+                .await
+                .ok()
+                .flatten();
             // state hooks are for committed deployments, as they were when the change happened
             let committed = event.data["deployment_committed"].as_bool() == Some(true);
             let Some(role) = role else { return };

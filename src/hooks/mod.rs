@@ -193,18 +193,12 @@ impl Hooks {
             return Ok(());
         }
         let roles: Vec<&str> = self.by_role.keys().map(|s| s.as_str()).collect();
-        let noderoles: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT nr.id, r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id
-              WHERE nr.deployment_id = $1 AND r.name = ANY($2) ORDER BY nr.cohort, nr.id",
-        )
-        .bind(deployment_id)
-        .bind(&roles)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| Veto {
-            hook: "on_commit".into(),
-            reason: e.to_string(),
-        })?;
+        let noderoles = crate::db::hooks::noderoles_of_roles(conn, deployment_id, &roles)
+            .await
+            .map_err(|e| Veto {
+                hook: "on_commit".into(),
+                reason: e.to_string(),
+            })?;
         for (id, role) in noderoles {
             for hook in self.for_role(&role) {
                 hook.on_commit(conn, id).await.map_err(|reason| Veto {

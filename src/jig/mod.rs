@@ -3,24 +3,30 @@
 
 mod noop;
 mod script;
-mod test;
+mod sim;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use noop::NoopJig;
 pub use script::{LIBRARY as SCRIPT_LIBRARY, RUNNER as SCRIPT_RUNNER, ScriptJig};
-pub use test::TestJig;
+pub use sim::SimJig;
 
-/// One run handed to a jig: the frozen input data and who it is for.
+/// One run handed to a jig: the frozen input data, who it is for, and what the claim
+/// already read about it (a jig never goes back to the database for its run).
 #[derive(Debug, Clone)]
 pub struct JigJob {
     pub run_id: i64,
     pub node_id: i64,
     pub node: String,
     pub role: String,
+    /// The barclamp that ships the role, and the directory its content came from.
+    pub barclamp: String,
+    pub barclamp_source: String,
+    /// The run's time limit; the runner enforces it, a jig may end its own work just before.
+    pub timeout: Duration,
     pub input: Value,
 }
 
@@ -66,7 +72,7 @@ pub struct JigRegistry {
 impl JigRegistry {
     /// The jigs every daemon has.
     pub fn builtin() -> Self {
-        Self::default().with(NoopJig).with(TestJig)
+        Self::default().with(NoopJig).with(SimJig)
     }
 
     pub fn with(mut self, jig: impl Jig + 'static) -> Self {

@@ -25,9 +25,9 @@ use serde_json::Value;
 use self::archive::Archive;
 use super::{Jig, JigJob, JigOutput};
 use crate::{
+    access::{AccessError, NodeAccess, NodeRef},
     barclamps::{ScriptFile, role_scripts},
     domain::data::get_path,
-    probe::{AccessError, NodeAccess, NodeRef},
     ssh::{ExitStatus, SshError},
 };
 
@@ -63,14 +63,6 @@ impl Jig for ScriptJig {
     }
 }
 
-/// What the run needs from the database besides its input.
-#[derive(sqlx::FromRow)]
-struct RunFacts {
-    barclamp: String,
-    source: String,
-    timeout_secs: i32,
-}
-
 impl ScriptJig {
     #[tracing::instrument(skip_all, fields(run = job.run_id, node = %job.node, role = %job.role))]
     async fn execute(&self, job: &JigJob) -> JigOutput {
@@ -89,20 +81,7 @@ impl ScriptJig {
             name: job.node.clone(),
             addr,
         };
-        let facts: RunFacts = match sqlx::query_as(
-            "SELECT b.name AS barclamp, b.source, ru.timeout_secs
-               FROM runs ru JOIN noderoles nr ON nr.id = ru.noderole_id
-               JOIN roles r ON r.id = nr.role_id JOIN barclamps b ON b.id = r.barclamp_id
-              WHERE ru.id = $1",
-        )
-        .bind(job.run_id)
-        .fetch_one(self.access.pool())
-        .await
-        {
-            Ok(facts) => facts,
-            Err(e) => return JigOutput::failed(format!("script jig: cannot load the run: {e}")),
-        };
-        let scripts = match load_scripts(&facts, &job.role).await {
+        let scripts = match load_scripts(job).await {
             Ok(scripts) => scripts,
             Err(message) => return JigOutput::failed(format!("script jig: {message}")),
         };
@@ -121,7 +100,7 @@ impl ScriptJig {
             }
         };
         // Our own limit ends just before the runner's, so the node's processes are killed.
-        let limit = Duration::from_secs(facts.timeout_secs.max(2) as u64 - 1);
+        let limit = job.timeout.max(Duration::from_secs(2)) - Duration::from_secs(1);
         let names: Vec<&str> = scripts.iter().map(|s| s.name.as_str()).collect();
         tracing::debug!(scripts = ?names, "running");
         match session
@@ -195,11 +174,11 @@ impl ScriptJig {
     }
 }
 
-async fn load_scripts(facts: &RunFacts, role: &str) -> Result<Vec<ScriptFile>, String> {
+async fn load_scripts(job: &JigJob) -> Result<Vec<ScriptFile>, String> {
     let (source, barclamp, role) = (
-        facts.source.clone(),
-        facts.barclamp.clone(),
-        role.to_string(),
+        job.barclamp_source.clone(),
+        job.barclamp.clone(),
+        job.role.clone(),
     );
     let scripts = tokio::task::spawn_blocking(move || role_scripts(&source, &barclamp, &role))
         .await

@@ -26,6 +26,7 @@ use sqlx::PgPool;
 
 use super::{Bootenvs, Provisioner, bootenvs::LOCAL};
 use crate::{
+    access::{NodeAccess, NodeRef},
     db::{
         events::Actor,
         installs::{self, BootFacts},
@@ -34,7 +35,6 @@ use crate::{
     },
     domain::data::get_path,
     jig::{Jig, JigJob, JigOutput},
-    probe::{NodeAccess, NodeRef},
 };
 
 /// Whether a node's own token may change its bootenv from `current` to `wanted`. Only

@@ -58,13 +58,7 @@ pub struct ProvisionerSettings {
 
 impl Default for ProvisionerSettings {
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: ProvisionerSettings,
-        }
-        Wrapper::parse_from(["crowbar"]).settings
+        crate::settings::from_flag_defaults()
     }
 }
 

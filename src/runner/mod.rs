@@ -52,14 +52,17 @@ pub async fn execute(jigs: &JigRegistry, run: &ClaimedRun) -> RunResult {
             format!("this daemon has no `{}` jig", run.jig),
         );
     };
+    let timeout = Duration::from_secs(run.timeout_secs.max(1) as u64);
     let job = JigJob {
         run_id: run.id,
         node_id: run.node_id,
         node: run.node.clone(),
         role: run.role.clone(),
+        barclamp: run.barclamp.clone(),
+        barclamp_source: run.barclamp_source.clone(),
+        timeout,
         input: run.input.clone(),
     };
-    let timeout = Duration::from_secs(run.timeout_secs.max(1) as u64);
     // every line the jig logs, here or on other tasks it awaits, names the run
     let span = tracing::info_span!("run", run = run.id, node = %run.node, role = %run.role);
     match tokio::time::timeout(timeout, jig.run(&job))
@@ -338,4 +341,84 @@ pub async fn release(pool: &PgPool, worker: &str) -> sqlx::Result<usize> {
     let released = runs::release_worker(&mut tx, worker).await?;
     tx.commit().await?;
     Ok(released)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::jig::{Jig, JigOutput};
+
+    /// A jig that only logs, from a task of its own as real jigs do.
+    struct Chatty;
+
+    impl Jig for Chatty {
+        fn name(&self) -> &'static str {
+            "chatty"
+        }
+        fn run<'a>(&'a self, _job: &'a JigJob) -> BoxFuture<'a, JigOutput> {
+            Box::pin(async {
+                tracing::info!("the jig speaks");
+                JigOutput::ok(None, "")
+            })
+        }
+    }
+
+    /// Collects what the log subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn claimed(id: i64) -> ClaimedRun {
+        ClaimedRun {
+            id,
+            noderole_id: 3,
+            node_id: 2,
+            node: "n7.example.com".into(),
+            role: "chatter".into(),
+            barclamp: "test".into(),
+            barclamp_source: String::new(),
+            jig: "chatty".into(),
+            destructive: false,
+            run_count: 0,
+            timeout_secs: 30,
+            input: serde_json::json!({}),
+        }
+    }
+
+    /// One run can be followed through the log by its id: what its jig logs names the run,
+    /// the node and the role.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_jigs_log_lines_name_their_run() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let jigs = JigRegistry::default().with(Chatty);
+        let result = execute(&jigs, &claimed(4711)).await;
+        assert_eq!(result.outcome, Outcome::Succeeded);
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.contains("the jig speaks"))
+            .unwrap_or_else(|| panic!("the jig's line is missing from:\n{log}"));
+        for field in ["run=4711", "node=n7.example.com", "role=chatter"] {
+            assert!(line.contains(field), "{field} missing from {line:?}");
+        }
+    }
 }

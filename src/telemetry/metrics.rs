@@ -141,21 +141,11 @@ pub async fn render(pool: &PgPool) -> sqlx::Result<String> {
 
 /// Gauges read from the database at scrape time.
 async fn fleet(pool: &PgPool) -> sqlx::Result<String> {
-    let mut tx = pool.begin().await?;
-    // one snapshot for every figure
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let by_state = crate::db::anneal::counts_by_state(&mut tx, None).await?;
-    let runs: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT state, lane, count(*) FROM runs GROUP BY 1, 2")
-            .fetch_all(&mut *tx)
-            .await?;
-    let nodes: Vec<(bool, bool, i64)> =
-        sqlx::query_as("SELECT alive, available, count(*) FROM nodes GROUP BY 1, 2")
-            .fetch_all(&mut *tx)
-            .await?;
-    tx.commit().await?;
+    let crate::db::metrics::FleetCounts {
+        noderoles_by_state: by_state,
+        runs,
+        nodes,
+    } = crate::db::metrics::fleet(pool).await?;
 
     let mut out = String::new();
     let noderoles = NodeRoleState::ALL.iter().map(|state| {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     nodes::RigNodeExt,
-    site::{Site, converged, finished, probe_settings, wait_for},
+    site::{Site, converged, finished, site_settings, wait_for},
     world,
 };
 
@@ -51,7 +51,7 @@ async fn runs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_level_chain_converges_in_dependency_order_with_wall_data() {
     // Scheduled probes off: connections seen by sshd are the runs' own.
-    let mut site = Site::new(5, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::new(5, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     for node in site.rig.nodes() {
         let pinned: Option<String> =
@@ -155,7 +155,7 @@ async fn a_three_level_chain_converges_in_dependency_order_with_wall_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_killed_during_a_run_kills_the_node_and_it_comes_back() {
-    let mut site = Site::new(3, probe_settings(Duration::from_millis(700))).await;
+    let mut site = Site::new(3, site_settings(Duration::from_millis(700))).await;
     first_contact(&site).await;
     world::deployment(&site.pool, "d").await;
     bind(
@@ -224,7 +224,7 @@ async fn sshd_killed_during_a_run_kills_the_node_and_it_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_down_fails_ping_and_kills_the_node_link_up_converges() {
-    let mut site = Site::new(2, probe_settings(Duration::from_millis(700))).await;
+    let mut site = Site::new(2, site_settings(Duration::from_millis(700))).await;
     first_contact(&site).await;
     world::deployment(&site.pool, "d").await;
     bind(&site, 1, "rig-solo", "d", None).await;
@@ -269,7 +269,7 @@ async fn link_down_fails_ping_and_kills_the_node_link_up_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_script_errors_with_its_output_and_blocks_descendants_until_fixed() {
-    let mut site = Site::new(2, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::new(2, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     world::deployment(&site.pool, "d").await;
     bind(&site, 1, "rig-fail", "d", None).await;
@@ -313,7 +313,7 @@ async fn a_failing_script_errors_with_its_output_and_blocks_descendants_until_fi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_host_key_refuses_the_node_until_an_admin_accepts_it() {
-    let mut site = Site::new(1, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::new(1, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     let name = site.name(1);
     // The node now presents another key than the pinned one (as after a reinstall).
@@ -406,7 +406,7 @@ async fn a_changed_host_key_refuses_the_node_until_an_admin_accepts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_attribute_values_run_nowhere() {
-    let mut site = Site::new(1, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::new(1, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     let pwned = format!("/tmp/crowbar-pwned-{}", site.rig.id());
     let state_pwned = format!("{}/pwned", crate::support::site::STATE_MOUNT);
@@ -460,7 +460,7 @@ async fn hostile_attribute_values_run_nowhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_report_themselves_with_the_shipped_script() {
-    let site = Site::new(2, probe_settings(Duration::ZERO)).await;
+    let site = Site::new(2, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     let app =
         crate::support::app::TestApp::on(site.pool.clone(), Some(site.key.public_openssh())).await;
@@ -530,7 +530,7 @@ async fn nodes_report_themselves_with_the_shipped_script() {
 /// of the same batch are not held back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nul_bytes_from_a_node_are_stored_replaced_and_hold_nothing_back() {
-    let mut site = Site::new(3, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::new(3, site_settings(Duration::ZERO)).await;
     first_contact(&site).await;
     site.write_script(
         "rig-solo",
@@ -573,11 +573,9 @@ write_attribute --json rig/keys '{"k\u0000": 1}'
 /// the daemon never holds more than the limit of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_fails_the_run_and_is_not_kept() {
-    let probes = crowbar::probe::ProbeSettings {
-        ssh_output_limit: 1 << 20,
-        ..probe_settings(Duration::ZERO)
-    };
-    let mut site = Site::new(1, probes).await;
+    let mut settings = site_settings(Duration::ZERO);
+    settings.access.ssh_output_limit = 1 << 20;
+    let mut site = Site::new(1, settings).await;
     first_contact(&site).await;
     site.write_script(
         "rig-solo",

@@ -78,13 +78,7 @@ pub struct ServerSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: ServerSettings,
-        }
-        Wrapper::parse_from(["crowbar"]).settings
+        crate::settings::from_flag_defaults()
     }
 }
 

@@ -57,13 +57,7 @@ pub fn default_password_checks() -> u32 {
 
 impl Default for LoginSettings {
     fn default() -> Self {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: LoginSettings,
-        }
-        Wrapper::parse_from(["crowbar"]).settings
+        crate::settings::from_flag_defaults()
     }
 }
 

@@ -9,7 +9,7 @@ use super::admin_network;
 use crate::support::{
     app::TestApp,
     nodes::RigNodeExt,
-    site::{Site, converged, probe_settings, wait_for},
+    site::{Site, converged, site_settings, wait_for},
 };
 
 fn mac(i: usize) -> String {
@@ -458,7 +458,7 @@ async fn discovered_addresses_are_hosts_of_the_networks_and_nobody_elses() {
 /// with the token they got, and the annealer takes them over over SSH.
 #[tokio::test]
 async fn discovered_machines_are_annealed_once_they_report_alive() {
-    let mut site = Site::unregistered(2, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::unregistered(2, site_settings(Duration::ZERO)).await;
     site.keep_hostname_files_in_node_state().await;
     let app = TestApp::on(site.pool.clone(), None).await;
     let (base, _) = site.rig.subnet();

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::support::{
     app::TestApp,
     nodes::{NodeRig, RigNodeExt},
-    site::{Site, probe_settings, wait_for},
+    site::{Site, site_settings, wait_for},
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -81,7 +81,7 @@ async fn create_node(app: &TestApp, name: &str, mac: &str, address: &str) -> Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnsmasq_serves_reservations_and_records_that_follow_the_nodes() {
-    let mut site = Site::unregistered(2, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::unregistered(2, site_settings(Duration::ZERO)).await;
     let dir = tempfile::tempdir().unwrap();
     for file in [dnsmasq::DHCP_HOSTS_FILE, dnsmasq::HOSTS_FILE] {
         std::fs::write(dir.path().join(file), "").unwrap();

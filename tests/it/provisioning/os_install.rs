@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::support::{
     app::TestApp,
     nodes::{NODE_STATE_MOUNT, RigNode, RigNodeExt},
-    site::{Site, converged, finished, probe_settings, wait_for},
+    site::{Site, converged, finished, site_settings, wait_for},
 };
 
 const ROUNDS: usize = 20;
@@ -136,7 +136,7 @@ async fn noderole(pool: &sqlx::PgPool, node: &str, role: &str) -> (i16, i32) {
 }
 
 async fn setup() -> World {
-    let mut site = Site::unregistered(ROUNDS, probe_settings(Duration::ZERO)).await;
+    let mut site = Site::unregistered(ROUNDS, site_settings(Duration::ZERO)).await;
     site.keep_hostname_files_in_node_state().await;
     let dnsmasq_dir = tempfile::tempdir().unwrap();
     for file in [dnsmasq::DHCP_HOSTS_FILE, dnsmasq::HOSTS_FILE] {

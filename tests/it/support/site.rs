@@ -9,6 +9,7 @@ use std::{
 };
 
 use crowbar::{
+    access::{AccessSettings, NodeAccess},
     annealer::{AnnealerSettings, Engine},
     db::{
         events::Actor,
@@ -16,7 +17,7 @@ use crowbar::{
     },
     hooks::Hooks,
     jig::{JigRegistry, ScriptJig},
-    probe::{NodeAccess, ProbeSettings, Prober},
+    probe::{ProbeSettings, Prober},
     ssh::ClientKey,
 };
 use serde_json::Value;
@@ -131,6 +132,7 @@ pub struct Site {
     pub pool: PgPool,
     pub rig: NodeRig,
     pub access: Arc<NodeAccess>,
+    pub probe: ProbeSettings,
     pub key: ClientKey,
     /// The barclamp directory (`rig.yml`, `rig/roles/<role>/*`).
     pub barclamps: PathBuf,
@@ -141,24 +143,36 @@ pub struct Site {
     _dirs: Vec<TempDir>,
 }
 
-/// Probe settings for tests: fast, with scheduled probes every `interval` (0: off).
-pub fn probe_settings(interval: Duration) -> ProbeSettings {
-    ProbeSettings {
-        probe_interval: interval,
-        ping_timeout: Duration::from_millis(400),
-        ping_attempts: 2,
-        ssh_connect_timeout: Duration::from_secs(3),
-        ssh_auth_timeout: Duration::from_secs(5),
-        ssh_command_timeout: Duration::from_secs(20),
-        ..ProbeSettings::default()
+/// How a test site reaches and probes its nodes.
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    pub access: AccessSettings,
+    pub probe: ProbeSettings,
+}
+
+/// Settings for tests: fast timeouts, with scheduled probes every `interval` (0: off).
+pub fn site_settings(interval: Duration) -> SiteSettings {
+    SiteSettings {
+        access: AccessSettings {
+            ping_timeout: Duration::from_millis(400),
+            ping_attempts: 2,
+            ssh_connect_timeout: Duration::from_secs(3),
+            ssh_auth_timeout: Duration::from_secs(5),
+            ssh_command_timeout: Duration::from_secs(20),
+            ..AccessSettings::default()
+        },
+        probe: ProbeSettings {
+            probe_interval: interval,
+            ..ProbeSettings::default()
+        },
     }
 }
 
 impl Site {
     /// A database with the shipped and `rig` barclamps, `n` rig nodes registered with their
     /// addresses (not alive yet: the first probe finds them).
-    pub async fn new(n: usize, probes: ProbeSettings) -> Site {
-        let mut site = Site::unregistered(n, probes).await;
+    pub async fn new(n: usize, settings: SiteSettings) -> Site {
+        let mut site = Site::unregistered(n, settings).await;
         for node in site.rig.nodes() {
             let mut conn = site.pool.acquire().await.unwrap();
             let (_, token) = nodes::create(
@@ -178,7 +192,7 @@ impl Site {
     }
 
     /// Like [`Site::new`], but crowbar knows none of the rig's machines yet (for discovery).
-    pub async fn unregistered(n: usize, probes: ProbeSettings) -> Site {
+    pub async fn unregistered(n: usize, settings: SiteSettings) -> Site {
         let db = test_db().await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(24)
@@ -202,11 +216,12 @@ impl Site {
         crowbar::barclamps::import_dir(&pool, &barclamps)
             .await
             .expect("the rig barclamp imports");
-        let access = NodeAccess::new(pool.clone(), key.clone(), probes);
+        let access = NodeAccess::new(pool.clone(), key.clone(), settings.access);
         Site {
             pool,
             rig,
             access,
+            probe: settings.probe,
             key,
             barclamps,
             shutdown: CancellationToken::new(),
@@ -235,6 +250,7 @@ impl Site {
     pub fn prober(&self) -> Prober {
         Prober {
             access: self.access.clone(),
+            settings: self.probe.clone(),
         }
     }
 

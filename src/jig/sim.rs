@@ -1,5 +1,7 @@
-//! The `test` jig (SEMANTICS.md §1): no remote work. It takes `test.delay` seconds, fails
-//! when `test.fail` is true, and returns `{"test": {"ran": true, "node": .., "role": ..}}`.
+//! The simulation jig, registered as `test` (SEMANTICS.md §1): no remote work. It takes
+//! `test.delay` seconds, fails when `test.fail` is true, and returns
+//! `{"test": {"ran": true, "node": .., "role": ..}}`. Demos, benchmarks and tests use it to
+//! exercise the annealer without nodes.
 
 use std::time::Duration;
 
@@ -9,9 +11,9 @@ use serde_json::json;
 use super::{Jig, JigJob, JigOutput};
 use crate::domain::data::get_path;
 
-pub struct TestJig;
+pub struct SimJig;
 
-impl Jig for TestJig {
+impl Jig for SimJig {
     fn name(&self) -> &'static str {
         "test"
     }
@@ -55,13 +57,16 @@ mod tests {
             node_id: 1,
             node: "n1.example.com".into(),
             role: "test-server".into(),
+            barclamp: "test".into(),
+            barclamp_source: String::new(),
+            timeout: Duration::from_secs(60),
             input,
         }
     }
 
     #[tokio::test]
     async fn succeeds_with_the_documented_wall() {
-        let out = TestJig.run(&job(json!({}))).await;
+        let out = SimJig.run(&job(json!({}))).await;
         assert!(out.success);
         assert_eq!(
             out.wall,
@@ -71,7 +76,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_when_asked() {
-        let out = TestJig.run(&job(json!({"test": {"fail": true}}))).await;
+        let out = SimJig.run(&job(json!({"test": {"fail": true}}))).await;
         assert!(!out.success);
         assert!(out.log.contains("failed as asked"));
     }
@@ -79,7 +84,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn takes_its_delay() {
         let start = tokio::time::Instant::now();
-        TestJig.run(&job(json!({"test": {"delay": 3}}))).await;
+        SimJig.run(&job(json!({"test": {"delay": 3}}))).await;
         assert!(start.elapsed() >= Duration::from_secs(3));
     }
 }
