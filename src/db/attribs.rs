@@ -19,10 +19,13 @@ use super::{
     deployment_roles,
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
     noderoles,
 };
-use crate::domain::data::{get_path, layered, set_path};
+use crate::domain::{
+    data::{get_path, layered, set_path},
+    key::Key,
+};
 
 /// An attrib as a barclamp defines it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]

@@ -12,9 +12,9 @@ use super::{
     deployments,
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
     paging::{PagedQuery, Window},
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeploymentRole {

@@ -8,10 +8,10 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
     ripple,
 };
-use crate::domain::state::NodeRoleState;
+use crate::domain::{data::content_hash, key::Key, state::NodeRoleState};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Deployment {
@@ -316,12 +316,6 @@ pub async fn desired_state(conn: &mut PgConnection, id: i64) -> Result<Value, St
         .map(|(node, role, data)| json!({"node": node, "role": role, "data": data}))
         .collect();
     Ok(json!({"roles": roles, "bindings": bindings}))
-}
-
-/// Sha-256 over the canonical JSON text (object keys sorted).
-pub fn content_hash(content: &Value) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()))
 }
 
 pub async fn latest_snapshot(

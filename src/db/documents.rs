@@ -13,10 +13,11 @@ use super::{
     deployments::{self, CommitOutcome},
     error::StoreError,
     events::Actor,
-    keys::Key,
     noderoles,
 };
 use crate::domain::{
+    data::content_hash,
+    key::Key,
     plan::{Document, waves},
     state::NodeRoleState,
 };
@@ -233,7 +234,7 @@ pub async fn apply(
         .bind(deployment)
         .fetch_one(&mut *conn)
         .await?;
-    let hash = deployments::content_hash(&doc.content());
+    let hash = content_hash(&doc.content());
     if doc.commit && state == "committed" && latest.as_ref().is_some_and(|l| l.content_hash == hash)
     {
         return Ok(Applied {

@@ -8,8 +8,8 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
 };
+use crate::domain::key::Key;
 
 /// The pinned key of a node (an OpenSSH public key line), if any.
 pub async fn pinned(pool: &PgPool, node_id: i64) -> sqlx::Result<Option<String>> {

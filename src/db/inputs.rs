@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use crate::domain::data::{deep_merge, get_path, set_path};
+use crate::domain::data::{content_hash, deep_merge, get_path, set_path};
 
 /// Input data and its hash, per noderole id.
 pub async fn compute(
@@ -102,7 +102,7 @@ pub async fn compute(
     Ok(inputs
         .into_iter()
         .map(|(id, input)| {
-            let hash = super::deployments::content_hash(&input);
+            let hash = content_hash(&input);
             (id, (input, hash))
         })
         .collect())

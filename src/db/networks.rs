@@ -15,9 +15,11 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
 };
-use crate::domain::ipam::{self, V6Prefix};
+use crate::domain::{
+    ipam::{self, V6Prefix},
+    key::Key,
+};
 
 /// The installation key of the RFC 4193 global ID (chosen by migration 0004).
 const GLOBAL_ID_KEY: &str = "ipam.ula_global_id";

@@ -8,13 +8,13 @@ use sqlx::PgConnection;
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::Key,
     locks::{self, Lock},
     paging::{PagedQuery, Window},
     ripple,
 };
 use crate::domain::{
     bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
+    key::Key,
     state::NodeRoleState,
 };
 

@@ -8,10 +8,11 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key, new_token, token_hash},
+    keys::{fetch_by_key, new_token, token_hash},
     paging::{PagedQuery, Window},
     ripple, runs,
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Node {

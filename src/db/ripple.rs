@@ -8,8 +8,6 @@
 
 use sqlx::PgConnection;
 
-use super::runs::drop_stale_queued;
-
 use crate::domain::state::NodeRoleState::{Active, Blocked, Error, Proposed, Todo, Transition};
 
 /// BLOCKED children of `parents` whose parents are now all ACTIVE become TODO.
@@ -158,4 +156,31 @@ pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<(
         };
     }
     Ok(())
+}
+
+/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
+/// given), recording them `dropped`. Left behind, such a run could never start, yet it
+/// would hold its node's one run slot until the sweep.
+pub async fn drop_stale_queued(
+    conn: &mut PgConnection,
+    noderoles: Option<&[i64]>,
+) -> sqlx::Result<u64> {
+    if noderoles.is_some_and(|ids| ids.is_empty()) {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "WITH done AS (DELETE FROM runs ru USING noderoles nr
+                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
+                          AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
+                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
+                       RETURNING ru.*, nr.role_id)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
+         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
+    )
+    .bind(Todo.code())
+    .bind(Active.code())
+    .bind(noderoles)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }

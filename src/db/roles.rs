@@ -10,8 +10,9 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Barclamp {

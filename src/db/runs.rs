@@ -521,33 +521,6 @@ async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sql
     Ok(dropped.len() as u64)
 }
 
-/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
-/// given), recording them `dropped`. Left behind, such a run could never start, yet it
-/// would hold its node's one run slot until the sweep.
-pub async fn drop_stale_queued(
-    conn: &mut PgConnection,
-    noderoles: Option<&[i64]>,
-) -> sqlx::Result<u64> {
-    if noderoles.is_some_and(|ids| ids.is_empty()) {
-        return Ok(0);
-    }
-    Ok(sqlx::query(
-        "WITH done AS (DELETE FROM runs ru USING noderoles nr
-                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
-                          AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
-                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
-                       RETURNING ru.*, nr.role_id)
-         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
-         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
-    )
-    .bind(Todo.code())
-    .bind(Active.code())
-    .bind(noderoles)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
-}
-
 /// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
 /// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
 /// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
@@ -559,7 +532,7 @@ pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Res
         "the worker running it stopped answering",
     )
     .await?;
-    drop_stale_queued(conn, None).await?;
+    ripple::drop_stale_queued(conn, None).await?;
     let mut stranded: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles nr WHERE state = $1
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.noderole_id = nr.id AND ru.state = 'running')

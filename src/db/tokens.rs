@@ -4,8 +4,9 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     error::StoreError,
-    keys::{Key, fetch_by_key, new_token, token_hash},
+    keys::{fetch_by_key, new_token, token_hash},
 };
+use crate::domain::key::Key;
 
 /// The name of the admin token `token` belongs to, unless it is unknown or revoked.
 pub async fn admin_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<String>> {

@@ -11,8 +11,9 @@ use sqlx::{PgConnection, PgPool};
 use super::{
     error::StoreError,
     events::Actor,
-    keys::{Key, fetch_by_key, token_hash},
+    keys::{fetch_by_key, token_hash},
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {

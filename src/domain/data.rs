@@ -30,6 +30,13 @@ pub fn value_schema() -> RefOr<Schema> {
     Ref::from_schema_name(JSON_VALUE).into()
 }
 
+/// Sha-256 over the canonical JSON text (object keys sorted): equal data, equal hash. A
+/// snapshot's content and a run's input are compared by it.
+pub fn content_hash(content: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()))
+}
+
 /// Merges `overlay` into `base`: objects merge key by key, recursively; anything else in
 /// `overlay` replaces what `base` had (later layers win).
 pub fn deep_merge(base: &mut Value, overlay: &Value) {

@@ -5,6 +5,7 @@ pub mod bind;
 pub mod catalog;
 pub mod data;
 pub mod ipam;
+pub mod key;
 pub mod number;
 pub mod plan;
 pub mod reason;
