@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
+use super::error::Result;
 use crate::domain::data::{content_hash, deep_merge, get_path, set_path};
 
 /// Input data and its hash, per noderole id.
 pub async fn compute(
     conn: &mut PgConnection,
     ids: &[i64],
-) -> sqlx::Result<HashMap<i64, (Value, String)>> {
+) -> Result<HashMap<i64, (Value, String)>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }

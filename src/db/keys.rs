@@ -2,6 +2,8 @@
 
 pub use crate::domain::key::Key;
 
+use super::error::{Error, Result};
+
 /// Sha-256 of a high-entropy token, hex: tokens are looked up by hash, never stored.
 pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
@@ -23,7 +25,7 @@ pub async fn fetch_by_key<T>(
     query: String,
     key: &Key,
     kind: &'static str,
-) -> Result<T, super::error::StoreError>
+) -> Result<T>
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
@@ -33,5 +35,5 @@ where
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| super::error::StoreError::not_found(kind, key))
+        .ok_or_else(|| Error::not_found(kind, key))
 }

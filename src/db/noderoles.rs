@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::PgConnection;
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
     locks::{self, Lock},
     paging::{PagedQuery, Window},
@@ -83,7 +83,7 @@ pub struct NodeRoleFilter {
 
 impl NodeRoleFilter {
     /// The ids of the page this filter selects.
-    pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> sqlx::Result<Vec<i64>> {
+    pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> Result<Vec<i64>> {
         let mut query = PagedQuery::new("noderoles");
         query
             .equal("state", self.state.map(|s| s.code()))
@@ -94,18 +94,18 @@ impl NodeRoleFilter {
     }
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole, StoreError> {
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole> {
     sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
         "SELECT {NODEROLE_COLUMNS} {NODEROLE_FROM} WHERE nr.id = $1"
     )))
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("noderole", id))
+    .ok_or_else(|| Error::not_found("noderole", id))
 }
 
 /// The noderole of `role` on `node`.
-pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64, StoreError> {
+pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64> {
     let (node_id, node_name) = node.parts();
     sqlx::query_scalar(
         "SELECT nr.id FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
@@ -116,10 +116,10 @@ pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64
     .bind(role)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("noderole", format!("{role} on {node}")))
+    .ok_or_else(|| Error::not_found("noderole", format!("{role} on {node}")))
 }
 
-pub async fn detail(conn: &mut PgConnection, id: i64) -> Result<NodeRoleDetail, StoreError> {
+pub async fn detail(conn: &mut PgConnection, id: i64) -> Result<NodeRoleDetail> {
     let noderole = get(conn, id).await?;
     let (proposed_data, committed_data, sysdata, wall): (Value, Value, Value, Value) =
         sqlx::query_as(
@@ -174,7 +174,7 @@ pub async fn bind(
     deployment: Option<&Key>,
     data: Option<&Value>,
     actor: &Actor,
-) -> Result<Bound, StoreError> {
+) -> Result<Bound> {
     locks::hold(conn, Lock::Graph).await?;
     let node_id = super::nodes::id_of(conn, node).await?;
     let deployment_id = match deployment {
@@ -189,7 +189,7 @@ pub async fn bind(
     if let Some(data) = data
         && !data.is_object()
     {
-        return Err(StoreError::invalid(
+        return Err(Error::invalid(
             "invalid_data",
             "noderole data must be a JSON object",
         ));
@@ -250,7 +250,7 @@ pub async fn bind(
             .or_default()
             .push(child);
     }
-    let plan = plan_bind(&world, role).map_err(|e| StoreError::Conflict {
+    let plan = plan_bind(&world, role).map_err(|e| Error::Conflict {
         code: "bind_refused",
         details: json!({ "roles": e.roles() }),
         message: e.to_string(),
@@ -272,7 +272,7 @@ pub async fn bind(
         .bind(if target { data.cloned().unwrap_or(json!({})) } else { json!({}) })
         .fetch_one(&mut *conn)
         .await
-        .map_err(StoreError::from_constraint)?;
+        .map_err(Error::from_constraint)?;
         ids.push(id);
     }
     let resolve = |r: NodeRoleRef| match r {
@@ -314,9 +314,9 @@ pub async fn set_data(
     id: i64,
     data: &Value,
     actor: &Actor,
-) -> Result<NodeRole, StoreError> {
+) -> Result<NodeRole> {
     if !data.is_object() {
-        return Err(StoreError::invalid(
+        return Err(Error::invalid(
             "invalid_data",
             "noderole data must be a JSON object",
         ));
@@ -329,9 +329,9 @@ pub async fn set_data(
     .fetch_optional(&mut *conn)
     .await?;
     match editable {
-        None => return Err(StoreError::not_found("noderole", id)),
+        None => return Err(Error::not_found("noderole", id)),
         Some(false) => {
-            return Err(StoreError::conflict(
+            return Err(super::Error::conflict(
                 "not_proposed",
                 "data can change only while the noderole or its deployment is proposed; propose the deployment first",
             ));
@@ -349,28 +349,24 @@ pub async fn set_data(
 
 /// Retry (§5): ERROR, ACTIVE or BLOCKED → TODO when every parent is ACTIVE (409 otherwise);
 /// waiting children (TODO/ERROR) are blocked and re-run after it succeeds.
-pub async fn retry(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
+pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     let state: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+        .ok_or_else(|| super::Error::not_found("noderole", id))?;
     let state = NodeRoleState::from_code(state).expect("the schema only allows valid states");
     use NodeRoleState::*;
     match state {
         Todo => return get(conn, id).await,
         Transition => {
-            return Err(StoreError::conflict(
+            return Err(super::Error::conflict(
                 "busy",
                 "the noderole is running now; wait for it to finish",
             ));
         }
         Proposed => {
-            return Err(StoreError::conflict(
+            return Err(super::Error::conflict(
                 "not_committed",
                 "the noderole is proposed; commit it first",
             ));
@@ -387,7 +383,7 @@ pub async fn retry(
     .await?;
     if let Some((parent, role, node, pstate)) = waiting.first() {
         let pstate = NodeRoleState::from_code(*pstate).map_or("unknown", |s| s.name());
-        return Err(StoreError::Conflict {
+        return Err(super::Error::Conflict {
             code: "parent_not_active",
             message: format!(
                 "cannot retry: parent {role} on {node} (noderole {parent}) is {pstate}; retry it first"
@@ -410,17 +406,13 @@ pub async fn retry(
 /// Deletes a noderole and its descendants when allowed (§9): it has no children, or all its
 /// descendants are on its node, or all are PROPOSED and never ran. Otherwise 409 naming
 /// the blocking children.
-pub async fn delete(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<Vec<i64>> {
     locks::hold(conn, Lock::Graph).await?;
     let node_id: i64 = sqlx::query_scalar("SELECT node_id FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+        .ok_or_else(|| Error::not_found("noderole", id))?;
     let descendants: Vec<(i64, i64, i16, i32, String, String)> = sqlx::query_as(
         "WITH RECURSIVE d(id) AS (
              SELECT child_id FROM noderole_edges WHERE parent_id = $1
@@ -447,7 +439,7 @@ pub async fn delete(
             .filter(|d| d.1 != node_id)
             .map(|d| format!("{} on {}", d.4, d.5))
             .collect();
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "has_children",
             message: format!(
                 "cannot delete: other nodes depend on it: {}",
@@ -482,14 +474,10 @@ pub async fn delete(
 /// Commits one PROPOSED noderole (§4, for a single noderole): its proposed data becomes its
 /// committed data and it becomes TODO when every parent is ACTIVE, else BLOCKED. Any other
 /// state is a 409: only a proposal can be committed.
-pub async fn commit_one(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
+pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     let state = lock_state(conn, id).await?;
     if state != NodeRoleState::Proposed {
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "not_proposed",
             message: format!("noderole {id} is {state}; only a proposed noderole can be committed"),
             details: json!({ "state": state.code(), "status": state.name() }),
@@ -502,14 +490,10 @@ pub async fn commit_one(
 /// Puts one noderole back to PROPOSED so its data can be edited; nothing runs it until it is
 /// committed again. A noderole that is running now is a 409 (`busy`). Children waiting on it
 /// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
-pub async fn propose_one(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
+pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     let state = lock_state(conn, id).await?;
     if state == NodeRoleState::Transition {
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "busy",
             message: format!("noderole {id} is running now; wait for it to finish"),
             details: json!({ "busy": [id] }),
@@ -523,11 +507,7 @@ pub async fn propose_one(
 /// usually stay in `system` while their noderoles belong to other deployments). Returns
 /// the ids whose state changed (the committed ones and children blocked by them); none is
 /// fine.
-pub async fn commit_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+pub async fn commit_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles WHERE node_id = $1 AND state = $2 ORDER BY id FOR UPDATE",
@@ -541,11 +521,7 @@ pub async fn commit_node(
 
 /// Puts every noderole on a node back to PROPOSED. If any of them is running now, nothing
 /// changes and the answer is a 409 (`busy`) naming them. Returns the ids that changed.
-pub async fn propose_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+pub async fn propose_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (_, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
     propose_locked(conn, &ids, actor, "node proposed").await
@@ -555,11 +531,7 @@ pub async fn propose_node(
 /// runs (so destructive roles such as an OS install run again) and its wall, and goes back
 /// to TODO, or BLOCKED behind its parents. Proposed ones stay as they are. 409 (`busy`)
 /// while one of them is running. Returns the ids whose state changed.
-pub async fn redeploy_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+pub async fn redeploy_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (node_id, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows
         .iter()
@@ -592,10 +564,7 @@ pub async fn redeploy_node(
 }
 
 /// Locks every noderole of a node (id order) unless one is running: 409 `busy` naming it.
-async fn lock_idle_node(
-    conn: &mut PgConnection,
-    node: &Key,
-) -> Result<(i64, Vec<(i64, i16)>), StoreError> {
+async fn lock_idle_node(conn: &mut PgConnection, node: &Key) -> Result<(i64, Vec<(i64, i16)>)> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let rows: Vec<(i64, i16)> =
         sqlx::query_as("SELECT id, state FROM noderoles WHERE node_id = $1 ORDER BY id FOR UPDATE")
@@ -608,7 +577,7 @@ async fn lock_idle_node(
         .map(|r| r.0)
         .collect();
     if !busy.is_empty() {
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "busy",
             message: format!(
                 "the node is running noderole {}; wait for it to finish",
@@ -621,12 +590,12 @@ async fn lock_idle_node(
 }
 
 /// Locks a noderole row and returns its state.
-async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState, StoreError> {
+async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState> {
     let code: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+        .ok_or_else(|| Error::not_found("noderole", id))?;
     Ok(NodeRoleState::from_code(code).expect("the schema only allows valid states"))
 }
 
@@ -638,7 +607,7 @@ async fn commit_locked(
     ids: &[i64],
     actor: &Actor,
     reason: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -669,7 +638,7 @@ async fn propose_locked(
     ids: &[i64],
     actor: &Actor,
     reason: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }

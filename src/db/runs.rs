@@ -10,6 +10,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
+    error::Result,
     events::{self, Actor},
     inputs,
     locks::{self, Lock},
@@ -49,7 +50,7 @@ pub struct QueueConfig {
 
 /// Queues a run for every node that has a runnable noderole (the lowest (cohort, id) first;
 /// hook-requested re-runs before that). Returns how many were queued.
-pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> sqlx::Result<usize> {
+pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Result<usize> {
     // Driven by nodes: for each free node, one index walk over its own noderoles picks the
     // first runnable one. The cost follows the number of nodes, never the size of the graph.
     let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(
@@ -145,7 +146,7 @@ pub async fn claim(
     worker: &str,
     config: &QueueConfig,
     max: i64,
-) -> sqlx::Result<Vec<ClaimedRun>> {
+) -> Result<Vec<ClaimedRun>> {
     locks::hold(conn, Lock::Claims).await?;
     let running: Vec<(String, i64)> =
         sqlx::query_as("SELECT lane, count(*) FROM runs WHERE state = 'running' GROUP BY lane")
@@ -220,7 +221,7 @@ pub async fn claim(
 
 /// Marks the runs `ids` of this worker, while running, as alive. Only the runs the worker
 /// still executes or completes: one it gave up on must not be kept alive.
-pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> sqlx::Result<u64> {
+pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -282,7 +283,7 @@ pub async fn complete(
     conn: &mut PgConnection,
     worker: &str,
     results: &[RunResult],
-) -> sqlx::Result<Completion> {
+) -> Result<Completion> {
     let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
     // Node rows first (shared), in id order: a concurrent death of the node waits for us or
     // we see it, never half of it.
@@ -427,11 +428,7 @@ pub async fn complete(
 
 /// Asks for a run of a noderole on `lane` (hooks, §7), even while it is ACTIVE. A run already
 /// queued for it (not started) gets fresh input data and the lane instead of a duplicate.
-pub async fn request_run(
-    conn: &mut PgConnection,
-    noderole_id: i64,
-    lane: Lane,
-) -> sqlx::Result<()> {
+pub async fn request_run(conn: &mut PgConnection, noderole_id: i64, lane: Lane) -> Result<()> {
     let queued: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM runs WHERE noderole_id = $1 AND state = 'queued' FOR UPDATE",
     )
@@ -466,7 +463,7 @@ pub async fn request_run(
 
 /// Pokes (§8): ACTIVE children that want attribs owned by `parents`' roles re-run when the
 /// data they would now receive differs from what their last run saw.
-async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Result<Vec<i64>> {
+async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<i64>> {
     let consumers: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT DISTINCT c.id, c.input_hash FROM noderole_edges e
            JOIN noderoles c ON c.id = e.child_id JOIN roles cr ON cr.id = c.role_id
@@ -499,15 +496,12 @@ async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Resul
 }
 
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.
-pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<u64> {
+pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> Result<u64> {
     drop_where(conn, "node_id = $1::bigint AND state = 'queued'", node_id).await
 }
 
 /// Drops the queued (not yet running) run of a noderole, recording it as `dropped`.
-pub async fn drop_queued_of_noderole(
-    conn: &mut PgConnection,
-    noderole_id: i64,
-) -> sqlx::Result<u64> {
+pub async fn drop_queued_of_noderole(conn: &mut PgConnection, noderole_id: i64) -> Result<u64> {
     drop_where(
         conn,
         "noderole_id = $1::bigint AND state = 'queued'",
@@ -516,7 +510,7 @@ pub async fn drop_queued_of_noderole(
     .await
 }
 
-async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sqlx::Result<u64> {
+async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> Result<u64> {
     let dropped = retire_runs(conn, condition, &param.to_string(), "dropped", "").await?;
     Ok(dropped.len() as u64)
 }
@@ -524,7 +518,7 @@ async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sql
 /// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
 /// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
 /// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
-pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Result<usize> {
+pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> Result<usize> {
     let lost = lose_runs(
         conn,
         "state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8)",
@@ -598,7 +592,7 @@ async fn retire_runs(
 
 /// Hands back every run `worker` is executing (a daemon shutting down): recorded `lost`,
 /// noderoles back to TODO/BLOCKED.
-pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> sqlx::Result<usize> {
+pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> Result<usize> {
     let mut released = lose_runs(
         conn,
         "state = 'running' AND worker = $1",
@@ -636,13 +630,8 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-pub async fn list(
-    pool: &PgPool,
-    node: Option<&str>,
-    limit: i64,
-    offset: i64,
-) -> sqlx::Result<Vec<Run>> {
-    sqlx::query_as(
+pub async fn list(pool: &PgPool, node: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Run>> {
+    Ok(sqlx::query_as(
         "SELECT ru.id, n.name AS node, ru.node_id, ru.noderole_id AS node_role, r.name AS role,
                 ru.state, ru.lane, ru.worker, ru.queued_at, ru.started_at
            FROM runs ru JOIN nodes n ON n.id = ru.node_id
@@ -654,5 +643,5 @@ pub async fn list(
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
-    .await
+    .await?)
 }

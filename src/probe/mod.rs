@@ -282,7 +282,9 @@ impl NodeAccess {
     /// A new connection to the node, host key checked against the pin (or pinned now).
     /// `actor` names who pins a first key in the node's history.
     pub async fn connect(&self, node: &NodeRef, actor: &str) -> Result<Session, AccessError> {
-        let pinned = db::host_keys::pinned(&self.pool, node.id).await?;
+        let pinned = db::host_keys::pinned(&self.pool, node.id)
+            .await
+            .map_err(sqlx::Error::from)?;
         let pin = match &pinned {
             Some(line) => HostKeyPin::Expect(
                 PublicKey::from_openssh(line).map_err(|e| AccessError::BadPin(e.to_string()))?,
@@ -302,7 +304,8 @@ impl NodeAccess {
             let mut tx = self.pool.begin().await?;
             let now =
                 db::host_keys::pin_first(&mut tx, node.id, &line, &print, &Actor(actor.into()))
-                    .await?;
+                    .await
+                    .map_err(sqlx::Error::from)?;
             tx.commit().await?;
             // Another daemon pinned another key first: that one counts.
             if let Some(now) = now
@@ -383,10 +386,10 @@ impl NodeAccess {
                     tracing::info!(node_id, alive, actor, reason, "node aliveness changed");
                     return Ok(true);
                 }
-                Err(crate::db::error::StoreError::Sql(e)) if is_retryable(&e) && attempt < 5 => {
+                Err(e) if is_retryable(&e) && attempt < 5 => {
                     attempt += 1;
                 }
-                Err(crate::db::error::StoreError::Sql(e)) => return Err(e),
+                Err(crate::db::Error::Sql(e)) => return Err(e),
                 Err(other) => {
                     tracing::warn!(node_id, error = %other, "cannot change aliveness");
                     return Ok(false);

@@ -73,7 +73,7 @@ impl Jig for DnsmasqJig {
 impl DnsmasqJig {
     #[tracing::instrument(skip_all, fields(role = %role))]
     async fn write(&self, role: &str) -> Result<JigOutput, String> {
-        let read = |e: sqlx::Error| format!("reading the nodes: {e}");
+        let read = |e: db::Error| format!("reading the nodes: {e}");
         let (file, content, reservations) = match role {
             DHCP_ROLE => {
                 let rows = db::dnsmasq::reservations(&self.pool).await.map_err(read)?;

@@ -91,7 +91,7 @@ impl Jig for OsInstallJig {
 
 type Step<T> = Result<T, String>;
 
-fn db(e: sqlx::Error) -> String {
+fn db(e: impl std::fmt::Display) -> String {
     format!("database: {e}")
 }
 
@@ -215,7 +215,7 @@ impl OsInstallJig {
     async fn wait<F, Fut>(&self, check: F) -> Step<()>
     where
         F: Fn(PgPool) -> Fut,
-        Fut: std::future::Future<Output = sqlx::Result<bool>>,
+        Fut: std::future::Future<Output = crate::db::Result<bool>>,
     {
         loop {
             if check(self.pool.clone()).await.map_err(db)? {

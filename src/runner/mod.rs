@@ -164,7 +164,7 @@ pub async fn complete(
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "completion conflicted; retrying");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
 }
