@@ -5,7 +5,7 @@
 //! Constraint violations are turned into refusals here, by constraint name, in one table
 //! ([`Error::from_constraint`]; the barclamp import's own in [`Error::from_import`]).
 
-use crate::domain::barclamp::RoleInUse;
+use crate::domain::{barclamp::RoleInUse, noderole::Refusal};
 
 /// The result of every database operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -188,6 +188,17 @@ impl Error {
                 meaning,
             },
             _ => Error::Sql(e),
+        }
+    }
+}
+
+/// A rule of `domain` said no: a conflict with the current state, in the rule's words.
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        Error::Conflict {
+            code: refusal.code,
+            message: refusal.message,
+            details: refusal.details,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Noderoles: binding (§3), reading with reasons, data edits, retry (§5) and deletion (§9).
+//! Noderoles: binding (§3), reading with reasons, data edits, commits and proposals of one
+//! noderole or one node (§4), retry (§5) and deletion (§9). Whether a change is allowed is
+//! `domain::noderole`'s decision, asked with the rows locked here.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,6 +17,8 @@ use super::{
 use crate::domain::{
     bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
     key::Key,
+    noderole::{self, Descendant, Retry},
+    reason::Other,
     state::NodeRoleState,
 };
 
@@ -321,23 +325,15 @@ pub async fn set_data(
             "noderole data must be a JSON object",
         ));
     }
-    let editable: Option<bool> = sqlx::query_scalar(
-        "SELECT nr.state = 4 OR d.state = 'proposed' FROM noderoles nr
+    let (state, deployment_proposed): (i16, bool) = sqlx::query_as(
+        "SELECT nr.state, d.state = 'proposed' FROM noderoles nr
            JOIN deployments d ON d.id = nr.deployment_id WHERE nr.id = $1 FOR UPDATE OF nr",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
-    .await?;
-    match editable {
-        None => return Err(Error::not_found("noderole", id)),
-        Some(false) => {
-            return Err(super::Error::conflict(
-                "not_proposed",
-                "data can change only while the noderole or its deployment is proposed; propose the deployment first",
-            ));
-        }
-        Some(true) => {}
-    }
+    .await?
+    .ok_or_else(|| Error::not_found("noderole", id))?;
+    noderole::may_edit_data(state_of(state), deployment_proposed)?;
     sqlx::query("UPDATE noderoles SET proposed_data = $2 WHERE id = $1")
         .bind(id)
         .bind(data)
@@ -350,29 +346,7 @@ pub async fn set_data(
 /// Retry (§5): ERROR, ACTIVE or BLOCKED → TODO when every parent is ACTIVE (409 otherwise);
 /// waiting children (TODO/ERROR) are blocked and re-run after it succeeds.
 pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
-    let state: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| super::Error::not_found("noderole", id))?;
-    let state = NodeRoleState::from_code(state).expect("the schema only allows valid states");
-    use NodeRoleState::*;
-    match state {
-        Todo => return get(conn, id).await,
-        Transition => {
-            return Err(super::Error::conflict(
-                "busy",
-                "the noderole is running now; wait for it to finish",
-            ));
-        }
-        Proposed => {
-            return Err(super::Error::conflict(
-                "not_committed",
-                "the noderole is proposed; commit it first",
-            ));
-        }
-        Error | Active | Blocked => {}
-    }
+    let state = lock_state(conn, id).await?;
     let waiting: Vec<(i64, String, String, i16)> = sqlx::query_as(
         "SELECT p.id, r.name, n.name, p.state FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
            JOIN roles r ON r.id = p.role_id JOIN nodes n ON n.id = p.node_id
@@ -381,19 +355,21 @@ pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<No
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    if let Some((parent, role, node, pstate)) = waiting.first() {
-        let pstate = NodeRoleState::from_code(*pstate).map_or("unknown", |s| s.name());
-        return Err(super::Error::Conflict {
-            code: "parent_not_active",
-            message: format!(
-                "cannot retry: parent {role} on {node} (noderole {parent}) is {pstate}; retry it first"
-            ),
-            details: json!({ "parents": waiting.iter().map(|w| w.0).collect::<Vec<_>>() }),
-        });
+    let waiting: Vec<Other> = waiting
+        .into_iter()
+        .map(|(id, role, node, state)| Other {
+            id,
+            role,
+            node,
+            state: state_of(state),
+        })
+        .collect();
+    if noderole::may_retry(state, &waiting)? == Retry::Unneeded {
+        return get(conn, id).await;
     }
     sqlx::query("UPDATE noderoles SET state = $2 WHERE id = $1")
         .bind(id)
-        .bind(Todo.code())
+        .bind(NodeRoleState::Todo.code())
         .execute(&mut *conn)
         .await?;
     let mut changed = vec![id];
@@ -424,31 +400,19 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let same_node = descendants.iter().all(|d| d.1 == node_id);
-    let never_ran = descendants
-        .iter()
-        .all(|d| d.2 == NodeRoleState::Proposed.code() && d.3 == 0);
-    if !(descendants.is_empty() || same_node || never_ran) {
-        let blocking: Vec<Value> = descendants
-            .iter()
-            .filter(|d| d.1 != node_id)
-            .map(|d| json!({"id": d.0, "role": d.4, "node": d.5}))
-            .collect();
-        let names: Vec<String> = descendants
-            .iter()
-            .filter(|d| d.1 != node_id)
-            .map(|d| format!("{} on {}", d.4, d.5))
-            .collect();
-        return Err(Error::Conflict {
-            code: "has_children",
-            message: format!(
-                "cannot delete: other nodes depend on it: {}",
-                names.join(", ")
-            ),
-            details: json!({ "children": blocking }),
-        });
-    }
-    let mut removed: Vec<i64> = descendants.iter().map(|d| d.0).collect();
+    let descendants: Vec<Descendant> = descendants
+        .into_iter()
+        .map(|(id, node_id, state, run_count, role, node)| Descendant {
+            id,
+            node_id,
+            state: state_of(state),
+            run_count,
+            role,
+            node,
+        })
+        .collect();
+    noderole::may_delete(node_id, &descendants)?;
+    let mut removed: Vec<i64> = descendants.iter().map(|d| d.id).collect();
     removed.push(id);
     sqlx::query("DELETE FROM noderoles WHERE id = ANY($1)")
         .bind(&removed)
@@ -475,14 +439,7 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
 /// committed data and it becomes TODO when every parent is ACTIVE, else BLOCKED. Any other
 /// state is a 409: only a proposal can be committed.
 pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
-    let state = lock_state(conn, id).await?;
-    if state != NodeRoleState::Proposed {
-        return Err(Error::Conflict {
-            code: "not_proposed",
-            message: format!("noderole {id} is {state}; only a proposed noderole can be committed"),
-            details: json!({ "state": state.code(), "status": state.name() }),
-        });
-    }
+    noderole::may_commit(id, lock_state(conn, id).await?)?;
     commit_locked(conn, &[id], actor, "noderole committed").await?;
     get(conn, id).await
 }
@@ -491,14 +448,7 @@ pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Resu
 /// committed again. A noderole that is running now is a 409 (`busy`). Children waiting on it
 /// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
 pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
-    let state = lock_state(conn, id).await?;
-    if state == NodeRoleState::Transition {
-        return Err(Error::Conflict {
-            code: "busy",
-            message: format!("noderole {id} is running now; wait for it to finish"),
-            details: json!({ "busy": [id] }),
-        });
-    }
+    noderole::may_propose(id, lock_state(conn, id).await?)?;
     propose_locked(conn, &[id], actor, "noderole proposed").await?;
     get(conn, id).await
 }
@@ -535,7 +485,7 @@ pub async fn redeploy_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -
     let (node_id, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows
         .iter()
-        .filter(|r| r.1 != NodeRoleState::Proposed.code())
+        .filter(|r| r.1 != NodeRoleState::Proposed)
         .map(|r| r.0)
         .collect();
     sqlx::query(
@@ -564,28 +514,21 @@ pub async fn redeploy_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -
 }
 
 /// Locks every noderole of a node (id order) unless one is running: 409 `busy` naming it.
-async fn lock_idle_node(conn: &mut PgConnection, node: &Key) -> Result<(i64, Vec<(i64, i16)>)> {
+async fn lock_idle_node(
+    conn: &mut PgConnection,
+    node: &Key,
+) -> Result<(i64, Vec<(i64, NodeRoleState)>)> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let rows: Vec<(i64, i16)> =
         sqlx::query_as("SELECT id, state FROM noderoles WHERE node_id = $1 ORDER BY id FOR UPDATE")
             .bind(node_id)
             .fetch_all(&mut *conn)
             .await?;
-    let busy: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.1 == NodeRoleState::Transition.code())
-        .map(|r| r.0)
+    let rows: Vec<(i64, NodeRoleState)> = rows
+        .into_iter()
+        .map(|(id, state)| (id, state_of(state)))
         .collect();
-    if !busy.is_empty() {
-        return Err(Error::Conflict {
-            code: "busy",
-            message: format!(
-                "the node is running noderole {}; wait for it to finish",
-                busy[0]
-            ),
-            details: json!({ "busy": busy }),
-        });
-    }
+    noderole::node_idle(&rows)?;
     Ok((node_id, rows))
 }
 
@@ -596,7 +539,12 @@ async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState> {
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| Error::not_found("noderole", id))?;
-    Ok(NodeRoleState::from_code(code).expect("the schema only allows valid states"))
+    Ok(state_of(code))
+}
+
+/// A state as stored: the schema's check allows only the codes of [`NodeRoleState`].
+fn state_of(code: i16) -> NodeRoleState {
+    NodeRoleState::from_code(code).expect("the schema only allows valid states")
 }
 
 /// Commits the PROPOSED noderoles among `ids` (already locked): data, then TODO or BLOCKED
