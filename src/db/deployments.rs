@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
     error::{Error, Result},
@@ -79,6 +80,7 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployme
 }
 
 /// Creates a PROPOSED deployment under `parent` (default `system`).
+#[tracing::instrument(skip_all, fields(deployment = Empty))]
 pub async fn create(
     conn: &mut PgConnection,
     name: &str,
@@ -99,6 +101,7 @@ pub async fn create(
     .fetch_one(&mut *conn)
     .await
     .map_err(Error::from_constraint)?;
+    tracing::Span::current().record("deployment", id);
     events::record(
         conn,
         actor,
@@ -133,6 +136,7 @@ pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64> {
 
 /// Makes a deployment editable; nothing in it is scheduled until it is committed again.
 /// Runs already executing finish.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn propose(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<Deployment> {
     let (id, system, state) = lock(conn, key).await?;
     if system {
@@ -186,6 +190,7 @@ pub struct CommitOutcome {
 /// noderole (proposed data becomes committed; TODO when all parents are ACTIVE, else
 /// BLOCKED); ACTIVE noderoles whose data changed re-run; a snapshot is recorded unless the
 /// desired state equals the latest one.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn commit(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<CommitOutcome> {
     let (id, _, _) = lock(conn, key).await?;
     // Roles whose deployment-wide data changes: their ACTIVE noderoles here re-run.
@@ -347,6 +352,7 @@ pub async fn snapshots(pool: &PgPool, id: i64, limit: i64, offset: i64) -> Resul
 
 /// Deletes a deployment (§9): not `system`, not one with child deployments. Its noderoles
 /// and deployment roles go; its nodes move to the parent deployment.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<()> {
     let (id, system, _) = lock(conn, key).await?;
     if system {
@@ -428,6 +434,7 @@ pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>> {
 }
 
 /// Changes a deployment's description.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn update(
     conn: &mut PgConnection,
     key: &Key,

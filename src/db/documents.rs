@@ -210,6 +210,7 @@ async fn write_proposal(
 /// Applies a desired-state document: checks the base is the latest snapshot (else 409
 /// `stale_base`, nothing changed), writes it as the proposal, and commits it unless
 /// `commit: false`. A document equal to the latest snapshot changes nothing at all.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn apply(
     conn: &mut PgConnection,
     key: &Key,
@@ -428,6 +429,7 @@ async fn describe(conn: &mut PgConnection, deployment: i64, before: &[Row]) -> R
 
 /// Recall (§4): makes the deployment's proposal equal an older snapshot. Committing it is
 /// an ordinary commit.
+#[tracing::instrument(skip_all, fields(deployment = %key, snapshot = seq))]
 pub async fn recall(
     conn: &mut PgConnection,
     key: &Key,

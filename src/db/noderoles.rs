@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
+use tracing::field::Empty;
 
 use super::{
     error::{Error, Result},
@@ -171,6 +172,7 @@ pub struct Bound {
 
 /// Binds `role` to `node` in `deployment` (default: the node's deployment), creating the
 /// parents it needs, all PROPOSED (§3). Refusals leave no rows behind.
+#[tracing::instrument(skip_all, fields(node = %node, deployment = deployment.map(display), noderole = Empty))]
 pub async fn bind(
     conn: &mut PgConnection,
     node: &Key,
@@ -309,10 +311,12 @@ pub async fn bind(
     let noderole = created
         .pop()
         .expect("a plan creates at least the bound noderole");
+    tracing::Span::current().record("noderole", noderole.id);
     Ok(Bound { noderole, created })
 }
 
 /// Sets a noderole's proposed data (while it or its deployment is PROPOSED).
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn set_data(
     conn: &mut PgConnection,
     id: i64,
@@ -345,6 +349,7 @@ pub async fn set_data(
 
 /// Retry (§5): ERROR, ACTIVE or BLOCKED → TODO when every parent is ACTIVE (409 otherwise);
 /// waiting children (TODO/ERROR) are blocked and re-run after it succeeds.
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     let state = lock_state(conn, id).await?;
     let waiting: Vec<(i64, String, String, i16)> = sqlx::query_as(
@@ -382,6 +387,7 @@ pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<No
 /// Deletes a noderole and its descendants when allowed (§9): it has no children, or all its
 /// descendants are on its node, or all are PROPOSED and never ran. Otherwise 409 naming
 /// the blocking children.
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<Vec<i64>> {
     locks::hold(conn, Lock::Graph).await?;
     let node_id: i64 = sqlx::query_scalar("SELECT node_id FROM noderoles WHERE id = $1 FOR UPDATE")
@@ -438,6 +444,7 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
 /// Commits one PROPOSED noderole (§4, for a single noderole): its proposed data becomes its
 /// committed data and it becomes TODO when every parent is ACTIVE, else BLOCKED. Any other
 /// state is a 409: only a proposal can be committed.
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     noderole::may_commit(id, lock_state(conn, id).await?)?;
     commit_locked(conn, &[id], actor, "noderole committed").await?;
@@ -447,6 +454,7 @@ pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Resu
 /// Puts one noderole back to PROPOSED so its data can be edited; nothing runs it until it is
 /// committed again. A noderole that is running now is a 409 (`busy`). Children waiting on it
 /// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
     noderole::may_propose(id, lock_state(conn, id).await?)?;
     propose_locked(conn, &[id], actor, "noderole proposed").await?;
@@ -457,6 +465,7 @@ pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Res
 /// usually stay in `system` while their noderoles belong to other deployments). Returns
 /// the ids whose state changed (the committed ones and children blocked by them); none is
 /// fine.
+#[tracing::instrument(skip_all, fields(node = %node))]
 pub async fn commit_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let ids: Vec<i64> = sqlx::query_scalar(
@@ -471,6 +480,7 @@ pub async fn commit_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> 
 
 /// Puts every noderole on a node back to PROPOSED. If any of them is running now, nothing
 /// changes and the answer is a 409 (`busy`) naming them. Returns the ids that changed.
+#[tracing::instrument(skip_all, fields(node = %node))]
 pub async fn propose_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (_, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
@@ -481,6 +491,7 @@ pub async fn propose_node(conn: &mut PgConnection, node: &Key, actor: &Actor) ->
 /// runs (so destructive roles such as an OS install run again) and its wall, and goes back
 /// to TODO, or BLOCKED behind its parents. Proposed ones stay as they are. 409 (`busy`)
 /// while one of them is running. Returns the ids whose state changed.
+#[tracing::instrument(skip_all, fields(node = %node))]
 pub async fn redeploy_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (node_id, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
     error::{Error, Result},
@@ -64,6 +65,7 @@ pub struct NewNode {
 }
 
 /// Creates a node; returns it with its token (shown once, stored hashed).
+#[tracing::instrument(skip_all, fields(node = Empty))]
 pub async fn create(
     conn: &mut PgConnection,
     new: &NewNode,
@@ -92,6 +94,7 @@ pub async fn create(
     .fetch_one(&mut *conn)
     .await
     .map_err(Error::from_constraint)?;
+    tracing::Span::current().record("node", id);
     events::record(
         conn,
         actor,
@@ -186,6 +189,7 @@ pub struct NodeUpdate {
 
 /// Applies `update`, recording every change of alive/available/bootenv with who and why,
 /// and running the death ripple when the node goes dead.
+#[tracing::instrument(skip_all, fields(node = %key))]
 pub async fn update(
     conn: &mut PgConnection,
     key: &Key,
@@ -344,6 +348,7 @@ async fn death_ripple(
 
 /// Deletes a node and its noderoles (never the last admin node). Children elsewhere that
 /// lose their last non-ACTIVE parent become runnable.
+#[tracing::instrument(skip_all, fields(node = %key))]
 pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<()> {
     let node = lock(conn, key).await?;
     if node.admin {
@@ -401,6 +406,7 @@ pub async fn lock_by_mac(conn: &mut PgConnection, mac: &str) -> Result<Option<i6
 }
 
 /// Gives a node a new token (returned, shown once); the old one stops working.
+#[tracing::instrument(skip_all, fields(node = node_id))]
 pub async fn rotate_token(
     conn: &mut PgConnection,
     node_id: i64,

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
     error::Result,
@@ -141,6 +142,7 @@ pub struct ClaimedRun {
 
 /// Claims up to `max` queued runs for `worker`, never letting the number executing in a
 /// lane exceed its cap across all daemons. Claimed noderoles go to TRANSITION.
+#[tracing::instrument(skip_all, fields(worker = %worker, runs = Empty))]
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
@@ -201,6 +203,8 @@ pub async fn claim(
         budget -= batch.len() as i64;
         claimed.append(&mut batch);
     }
+    let runs: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    tracing::Span::current().record("runs", tracing::field::debug(&runs));
     if !claimed.is_empty() {
         let ids: Vec<i64> = claimed.iter().map(|c| c.noderole_id).collect();
         sqlx::query("UPDATE noderoles SET state = $2, requested_lane = NULL WHERE id = ANY($1)")
@@ -279,6 +283,7 @@ pub struct Completion {
 
 /// Finishes runs of `worker` in one transaction, applying the outcome table of §5. Results
 /// for runs that are no longer this worker's (reaped as lost, deleted) are ignored.
+#[tracing::instrument(skip_all, fields(worker = %worker, runs = ?results.iter().map(|r| r.run_id).collect::<Vec<_>>()))]
 pub async fn complete(
     conn: &mut PgConnection,
     worker: &str,
@@ -428,6 +433,7 @@ pub async fn complete(
 
 /// Asks for a run of a noderole on `lane` (hooks, §7), even while it is ACTIVE. A run already
 /// queued for it (not started) gets fresh input data and the lane instead of a duplicate.
+#[tracing::instrument(skip_all, fields(noderole = noderole_id, lane = lane.as_str()))]
 pub async fn request_run(conn: &mut PgConnection, noderole_id: i64, lane: Lane) -> Result<()> {
     let queued: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM runs WHERE noderole_id = $1 AND state = 'queued' FOR UPDATE",
@@ -592,6 +598,7 @@ async fn retire_runs(
 
 /// Hands back every run `worker` is executing (a daemon shutting down): recorded `lost`,
 /// noderoles back to TODO/BLOCKED.
+#[tracing::instrument(skip_all, fields(worker = %worker))]
 pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> Result<usize> {
     let mut released = lose_runs(
         conn,
