@@ -2,7 +2,8 @@
 //!
 //! Callers run [`lock_imports`], [`load_catalog`], validation (in `domain`) and [`apply`] in
 //! one transaction, so imports from several daemons are serialized and each one validates
-//! against what is really stored.
+//! against what is really stored. A refused import is [`Error::RolesInUse`] (before
+//! anything is written) or [`Error::Constraint`] (a concurrent writer broke a constraint).
 
 use sqlx::PgConnection;
 

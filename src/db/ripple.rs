@@ -2,7 +2,8 @@
 //!
 //! Each function runs inside the caller's transaction, changes states in bulk, and returns
 //! the ids it changed so the caller can record events. A noderole a ripple takes out of
-//! TODO loses its queued run, which could no longer start. Rows are locked in id order before
+//! TODO loses its queued run, which could no longer start ([`drop_stale_queued`], which the
+//! recovery sweep also runs). Rows are locked in id order before
 //! they are read for a decision, so two transactions finishing two parents of one child
 //! cannot both miss that the child became runnable.
 

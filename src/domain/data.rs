@@ -1,4 +1,6 @@
-//! Noderole data: deep merging of layers and slash-separated attrib paths (SEMANTICS.md §8).
+//! Noderole data: deep merging of layers, slash-separated attrib paths (SEMANTICS.md §8),
+//! and the content hash that tells whether two pieces of data are equal (snapshots, run
+//! inputs).
 
 use serde_json::{Map, Value};
 use utoipa::openapi::{
