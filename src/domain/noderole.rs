@@ -202,6 +202,20 @@ mod tests {
         }
     }
 
+    /// `result` is a refusal with exactly this code, message and details.
+    #[track_caller]
+    fn assert_refused<T: std::fmt::Debug>(
+        result: Result<T, Refusal>,
+        code: &str,
+        message: &str,
+        details: Value,
+    ) {
+        let refusal = result.unwrap_err();
+        assert_eq!(refusal.code, code);
+        assert_eq!(refusal.message, message);
+        assert_eq!(refusal.details, details);
+    }
+
     #[test]
     fn data_is_edited_only_while_the_noderole_or_its_deployment_is_proposed() {
         for state in ALL {
@@ -209,13 +223,12 @@ mod tests {
         }
         assert_eq!(may_edit_data(Proposed, false), Ok(()));
         for state in ALL.into_iter().filter(|s| *s != Proposed) {
-            let refusal = may_edit_data(state, false).unwrap_err();
-            assert_eq!(refusal.code, "not_proposed");
-            assert_eq!(
-                refusal.message,
-                "data can change only while the noderole or its deployment is proposed; propose the deployment first"
+            assert_refused(
+                may_edit_data(state, false),
+                "not_proposed",
+                "data can change only while the noderole or its deployment is proposed; propose the deployment first",
+                Value::Null,
             );
-            assert_eq!(refusal.details, Value::Null);
         }
     }
 
@@ -223,15 +236,11 @@ mod tests {
     fn only_a_proposal_is_committed() {
         assert_eq!(may_commit(7, Proposed), Ok(()));
         for state in ALL.into_iter().filter(|s| *s != Proposed) {
-            let refusal = may_commit(7, state).unwrap_err();
-            assert_eq!(refusal.code, "not_proposed");
-            assert_eq!(
-                refusal.message,
-                format!("noderole 7 is {state}; only a proposed noderole can be committed")
-            );
-            assert_eq!(
-                refusal.details,
-                json!({"state": state.code(), "status": state.name()})
+            assert_refused(
+                may_commit(7, state),
+                "not_proposed",
+                &format!("noderole 7 is {state}; only a proposed noderole can be committed"),
+                json!({"state": state.code(), "status": state.name()}),
             );
         }
     }
@@ -241,26 +250,24 @@ mod tests {
         for state in ALL.into_iter().filter(|s| *s != Transition) {
             assert_eq!(may_propose(7, state), Ok(()), "{state}");
         }
-        let refusal = may_propose(7, Transition).unwrap_err();
-        assert_eq!(refusal.code, "busy");
-        assert_eq!(
-            refusal.message,
-            "noderole 7 is running now; wait for it to finish"
+        assert_refused(
+            may_propose(7, Transition),
+            "busy",
+            "noderole 7 is running now; wait for it to finish",
+            json!({"busy": [7]}),
         );
-        assert_eq!(refusal.details, json!({"busy": [7]}));
     }
 
     #[test]
     fn a_node_is_reworked_only_while_nothing_on_it_runs() {
         assert_eq!(node_idle(&[]), Ok(()));
         assert_eq!(node_idle(&[(1, Active), (2, Error), (3, Proposed)]), Ok(()));
-        let refusal = node_idle(&[(1, Active), (2, Transition), (5, Transition)]).unwrap_err();
-        assert_eq!(refusal.code, "busy");
-        assert_eq!(
-            refusal.message,
-            "the node is running noderole 2; wait for it to finish"
+        assert_refused(
+            node_idle(&[(1, Active), (2, Transition), (5, Transition)]),
+            "busy",
+            "the node is running noderole 2; wait for it to finish",
+            json!({"busy": [2, 5]}),
         );
-        assert_eq!(refusal.details, json!({"busy": [2, 5]}));
     }
 
     #[test]
@@ -271,33 +278,30 @@ mod tests {
 
     #[test]
     fn running_and_proposed_noderoles_are_not_retried() {
-        let busy = may_retry(Transition, &[]).unwrap_err();
-        assert_eq!(busy.code, "busy");
-        assert_eq!(
-            busy.message,
-            "the noderole is running now; wait for it to finish"
+        assert_refused(
+            may_retry(Transition, &[]),
+            "busy",
+            "the noderole is running now; wait for it to finish",
+            Value::Null,
         );
-        assert_eq!(busy.details, Value::Null);
-        let proposed = may_retry(Proposed, &[]).unwrap_err();
-        assert_eq!(proposed.code, "not_committed");
-        assert_eq!(
-            proposed.message,
-            "the noderole is proposed; commit it first"
+        assert_refused(
+            may_retry(Proposed, &[]),
+            "not_committed",
+            "the noderole is proposed; commit it first",
+            Value::Null,
         );
-        assert_eq!(proposed.details, Value::Null);
     }
 
     #[test]
     fn error_active_and_blocked_noderoles_are_retried_once_their_parents_are_active() {
         for state in [Error, Active, Blocked] {
             assert_eq!(may_retry(state, &[]), Ok(Retry::Run), "{state}");
-            let refusal = may_retry(state, &[parent(3, Blocked), parent(4, Error)]).unwrap_err();
-            assert_eq!(refusal.code, "parent_not_active");
-            assert_eq!(
-                refusal.message,
-                "cannot retry: parent role-3 on n1 (noderole 3) is blocked; retry it first"
+            assert_refused(
+                may_retry(state, &[parent(3, Blocked), parent(4, Error)]),
+                "parent_not_active",
+                "cannot retry: parent role-3 on n1 (noderole 3) is blocked; retry it first",
+                json!({"parents": [3, 4]}),
             );
-            assert_eq!(refusal.details, json!({"parents": [3, 4]}));
         }
     }
 
@@ -326,18 +330,14 @@ mod tests {
                 blocking,
                 descendant(4, 3, Proposed, 0),
             ];
-            let refusal = may_delete(1, &descendants).unwrap_err();
-            assert_eq!(refusal.code, "has_children");
-            assert_eq!(
-                refusal.message,
-                "cannot delete: other nodes depend on it: role-2 on n2, role-4 on n3"
-            );
-            assert_eq!(
-                refusal.details,
+            assert_refused(
+                may_delete(1, &descendants),
+                "has_children",
+                "cannot delete: other nodes depend on it: role-2 on n2, role-4 on n3",
                 json!({"children": [
                     {"id": 2, "role": "role-2", "node": "n2"},
                     {"id": 4, "role": "role-4", "node": "n3"},
-                ]})
+                ]}),
             );
         }
     }
