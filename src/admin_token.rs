@@ -44,9 +44,13 @@ pub enum AdminTokenError {
         source: std::io::Error,
     },
     #[error("cannot store the admin token: {0}")]
-    Store(#[from] db::error::StoreError),
-    #[error("cannot store the admin token: {0}")]
-    Sql(#[from] sqlx::Error),
+    Store(#[from] db::Error),
+}
+
+impl From<sqlx::Error> for AdminTokenError {
+    fn from(e: sqlx::Error) -> Self {
+        AdminTokenError::Store(e.into())
+    }
 }
 
 /// The file a generated admin token is kept in.

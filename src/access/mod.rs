@@ -103,7 +103,7 @@ pub enum AccessError {
     #[error("the pinned host key is unreadable ({0}); clear it to pin the node's key again")]
     BadPin(String),
     #[error("database error while reaching the node: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] db::Error),
 }
 
 impl AccessError {
@@ -282,11 +282,11 @@ impl NodeAccess {
                 line = line.trim_end().to_string();
             }
             let print = fingerprint(presented);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin().await.map_err(db::Error::from)?;
             let now =
                 db::host_keys::pin_first(&mut tx, node.id, &line, &print, &Actor(actor.into()))
                     .await?;
-            tx.commit().await?;
+            tx.commit().await.map_err(db::Error::from)?;
             // Another daemon pinned another key first: that one counts.
             if let Some(now) = now
                 && let Ok(stored) = PublicKey::from_openssh(&now)
@@ -316,13 +316,13 @@ impl NodeAccess {
 
     /// Marks a node dead (running the death ripple) unless it is already; cuts its cached
     /// connection. Records `actor` and `reason` in the node's history.
-    pub async fn mark_dead(&self, node_id: i64, actor: &str, reason: &str) -> sqlx::Result<bool> {
+    pub async fn mark_dead(&self, node_id: i64, actor: &str, reason: &str) -> db::Result<bool> {
         self.forget(node_id);
         self.set_alive(node_id, false, actor, reason).await
     }
 
     /// Marks a node alive unless it is already (the annealer resumes on it).
-    pub async fn mark_alive(&self, node_id: i64, actor: &str, reason: &str) -> sqlx::Result<bool> {
+    pub async fn mark_alive(&self, node_id: i64, actor: &str, reason: &str) -> db::Result<bool> {
         self.set_alive(node_id, true, actor, reason).await
     }
 
@@ -333,7 +333,7 @@ impl NodeAccess {
         alive: bool,
         actor: &str,
         reason: &str,
-    ) -> sqlx::Result<bool> {
+    ) -> db::Result<bool> {
         db::aliveness::set(&self.pool, node_id, alive, &Actor(actor.into()), reason).await
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     db::{
+        self,
         events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS},
         runs::{self, QueueConfig},
     },
@@ -68,7 +69,7 @@ pub async fn pass(
     pool: &PgPool,
     config: &QueueConfig,
     sweep: Option<Duration>,
-) -> sqlx::Result<(usize, usize)> {
+) -> db::Result<(usize, usize)> {
     let mut tx = pool.begin().await?;
     let repaired = match sweep {
         Some(lost_after) => runs::recover(&mut tx, lost_after.as_secs_f64()).await?,
@@ -245,7 +246,7 @@ pub async fn run_until_idle(
     config: &QueueConfig,
     jigs: &JigRegistry,
     worker: &str,
-) -> sqlx::Result<usize> {
+) -> db::Result<usize> {
     let mut completed = 0;
     loop {
         pass(pool, config, Some(Duration::from_secs(3600))).await?;

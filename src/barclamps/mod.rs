@@ -13,8 +13,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
-    db::barclamps::{self as store, ApplyError, RoleInUse},
-    domain::barclamp::{self, ImportPlan, Problem, Problems, SourcedDoc},
+    db::{self, barclamps as store},
+    domain::barclamp::{self, ImportPlan, Problem, Problems, RoleInUse, SourcedDoc},
 };
 
 pub use crate::domain::barclamp::Change as ImportStatus;
@@ -71,7 +71,7 @@ pub enum BarclampError {
     #[error("barclamp import refused: {0}")]
     Conflict(String),
     #[error("database error while importing barclamps")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] db::Error),
 }
 
 fn in_use(roles: &[RoleInUse]) -> String {
@@ -85,13 +85,19 @@ impl From<Problems> for BarclampError {
     }
 }
 
-impl From<ApplyError> for BarclampError {
-    fn from(error: ApplyError) -> Self {
+impl From<db::Error> for BarclampError {
+    fn from(error: db::Error) -> Self {
         match error {
-            ApplyError::InUse(roles) => BarclampError::InUse(roles),
-            e @ ApplyError::Constraint { .. } => BarclampError::Conflict(e.to_string()),
-            ApplyError::Sql(e) => BarclampError::Db(e),
+            db::Error::RolesInUse(roles) => BarclampError::InUse(roles),
+            e @ db::Error::Constraint { .. } => BarclampError::Conflict(e.to_string()),
+            e => BarclampError::Db(e),
         }
+    }
+}
+
+impl From<sqlx::Error> for BarclampError {
+    fn from(error: sqlx::Error) -> Self {
+        BarclampError::Db(error.into())
     }
 }
 

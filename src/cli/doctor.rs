@@ -230,7 +230,7 @@ fn unreachable(target: &str, why: &str) -> Check {
 }
 
 /// The server's version and the schema against the migrations this binary carries.
-async fn inspect(conn: &mut PgConnection, target: &str) -> Result<Vec<Check>, sqlx::Error> {
+async fn inspect(conn: &mut PgConnection, target: &str) -> db::Result<Vec<Check>> {
     let (version_num, version) = schema::server_version(conn).await?;
     let applied = schema::applied_migrations(conn).await?;
     Ok(vec![

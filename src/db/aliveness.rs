@@ -5,7 +5,8 @@
 use sqlx::PgPool;
 
 use super::{
-    error::{StoreError, is_retryable},
+    Result,
+    error::{Error, is_retryable},
     events::Actor,
     keys::Key,
     nodes::{self, NodeUpdate},
@@ -24,7 +25,7 @@ pub async fn set(
     alive: bool,
     actor: &Actor,
     reason: &str,
-) -> sqlx::Result<bool> {
+) -> Result<bool> {
     let update = NodeUpdate {
         alive: Some(alive),
         ..Default::default()
@@ -48,8 +49,8 @@ pub async fn set(
                 tracing::info!(node_id, alive, actor = %actor.0, reason, "node aliveness changed");
                 return Ok(true);
             }
-            Err(StoreError::Sql(e)) if is_retryable(&e) && attempt < RETRIES => attempt += 1,
-            Err(StoreError::Sql(e)) => return Err(e),
+            Err(e) if is_retryable(&e) && attempt < RETRIES => attempt += 1,
+            Err(e @ Error::Sql(_)) => return Err(e),
             Err(other) => {
                 tracing::warn!(node_id, error = %other, "cannot change aliveness");
                 return Ok(false);
@@ -69,11 +70,11 @@ pub struct ProbeTarget {
 }
 
 /// Every node with an address, by id.
-pub async fn probe_targets(pool: &PgPool) -> sqlx::Result<Vec<ProbeTarget>> {
-    sqlx::query_as(
+pub async fn probe_targets(pool: &PgPool) -> Result<Vec<ProbeTarget>> {
+    Ok(sqlx::query_as(
         "SELECT id, name, host(address) AS address, alive FROM nodes
           WHERE address IS NOT NULL ORDER BY id",
     )
     .fetch_all(pool)
-    .await
+    .await?)
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::PgPool;
 
+use super::error::Result;
 use crate::domain::state::NodeRoleState;
 
 /// `/api/v2/anneal`: the status and counts of committed noderoles by state.
@@ -20,20 +21,20 @@ pub struct AnnealStatus {
 pub async fn counts_by_state(
     conn: &mut sqlx::PgConnection,
     deployment: Option<&str>,
-) -> sqlx::Result<Vec<(i16, i64)>> {
-    sqlx::query_as(
+) -> Result<Vec<(i16, i64)>> {
+    Ok(sqlx::query_as(
         "SELECT state, sum(n)::bigint FROM noderole_tallies
           WHERE $1::text IS NULL OR deployment_id = (SELECT id FROM deployments WHERE name = $1)
           GROUP BY state",
     )
     .bind(deployment)
     .fetch_all(conn)
-    .await
+    .await?)
 }
 
 /// Folds the appended tally rows into one per (deployment, state), dropping zeros. Safe
 /// beside writers and other folders: it folds exactly the rows it deletes.
-pub async fn fold_tallies(pool: &PgPool) -> sqlx::Result<u64> {
+pub async fn fold_tallies(pool: &PgPool) -> Result<u64> {
     Ok(sqlx::query(
         "WITH folded AS (DELETE FROM noderole_tallies RETURNING deployment_id, state, n)
          INSERT INTO noderole_tallies (deployment_id, state, n)
@@ -44,7 +45,7 @@ pub async fn fold_tallies(pool: &PgPool) -> sqlx::Result<u64> {
     .rows_affected())
 }
 
-pub async fn status(pool: &PgPool, deployment: Option<&str>) -> sqlx::Result<AnnealStatus> {
+pub async fn status(pool: &PgPool, deployment: Option<&str>) -> Result<AnnealStatus> {
     let mut conn = pool.acquire().await?;
     let rows = counts_by_state(&mut conn, deployment).await?;
     let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);

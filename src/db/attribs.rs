@@ -17,12 +17,15 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     deployment_roles,
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
     noderoles,
 };
-use crate::domain::data::{get_path, layered, set_path};
+use crate::domain::{
+    data::{get_path, layered, set_path},
+    key::Key,
+};
 
 /// An attrib as a barclamp defines it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -71,7 +74,7 @@ pub async fn list(
     role: Option<&Key>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<AttribDef>, StoreError> {
+) -> Result<Vec<AttribDef>> {
     let (role_id, role_name) = role.map_or((None, None), Key::parts);
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_DEF} WHERE ($1::bigint IS NULL AND $2::text IS NULL OR r.id = $1 OR r.name = $2)
@@ -85,7 +88,7 @@ pub async fn list(
     .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<AttribDef, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<AttribDef> {
     fetch_by_key(
         conn,
         format!("{SELECT_DEF} WHERE a.id = $1 OR a.name = $2"),
@@ -128,10 +131,7 @@ impl Layers {
 
 /// Every attrib the holder has, with its value. Nodes have every attrib; the others, those
 /// of their roles.
-pub async fn values(
-    conn: &mut PgConnection,
-    holder: &Holder,
-) -> Result<Vec<AttribValue>, StoreError> {
+pub async fn values(conn: &mut PgConnection, holder: &Holder) -> Result<Vec<AttribValue>> {
     let defs: Vec<AttribDef> =
         sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT_DEF} ORDER BY a.name")))
             .fetch_all(&mut *conn)
@@ -157,21 +157,13 @@ pub async fn values(
 }
 
 /// One attrib's value on the holder; 404 when the holder does not have it.
-pub async fn value(
-    conn: &mut PgConnection,
-    holder: &Holder,
-    attrib: &Key,
-) -> Result<AttribValue, StoreError> {
+pub async fn value(conn: &mut PgConnection, holder: &Holder, attrib: &Key) -> Result<AttribValue> {
     let def = get(conn, attrib).await?;
     let layers = layers_for(conn, holder, &def).await?;
     Ok(layers.value(&def))
 }
 
-async fn layers_for(
-    conn: &mut PgConnection,
-    holder: &Holder,
-    def: &AttribDef,
-) -> Result<Layers, StoreError> {
+async fn layers_for(conn: &mut PgConnection, holder: &Holder, def: &AttribDef) -> Result<Layers> {
     if let Holder::Node(node) = holder {
         return node_layers(conn, node).await;
     }
@@ -181,7 +173,7 @@ async fn layers_for(
         .find(|(role, _)| def.role.as_deref() == Some(role.as_str()))
         .map(|(_, layers)| layers)
         .ok_or_else(|| {
-            StoreError::not_found(
+            Error::not_found(
                 "attrib",
                 format!(
                     "{} (it belongs to role `{}`, which is not here)",
@@ -193,7 +185,7 @@ async fn layers_for(
 }
 
 /// A node's facts: what discovery reported, under the admin's hints.
-async fn node_layers(conn: &mut PgConnection, node: &Key) -> Result<Layers, StoreError> {
+async fn node_layers(conn: &mut PgConnection, node: &Key) -> Result<Layers> {
     let (id, name) = node.parts();
     let (discovery, hints): (Value, Value) =
         sqlx::query_as("SELECT discovery, hints FROM nodes WHERE id = $1 OR name = $2")
@@ -201,15 +193,12 @@ async fn node_layers(conn: &mut PgConnection, node: &Key) -> Result<Layers, Stor
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| StoreError::not_found("node", node))?;
+            .ok_or_else(|| Error::not_found("node", node))?;
     Ok(Layers::same(layered([&discovery, &hints])))
 }
 
 /// The data layers of each role the holder (not a node) has, by role name.
-async fn role_layers(
-    conn: &mut PgConnection,
-    holder: &Holder,
-) -> Result<Vec<(String, Layers)>, StoreError> {
+async fn role_layers(conn: &mut PgConnection, holder: &Holder) -> Result<Vec<(String, Layers)>> {
     Ok(match holder {
         Holder::Node(_) => unreachable!("nodes hold facts, not role data"),
         Holder::Role(role) => {
@@ -258,7 +247,7 @@ async fn role_layers(
                 .bind(id)
                 .fetch_optional(&mut *conn)
                 .await?
-                .ok_or_else(|| StoreError::not_found("noderole", id))?;
+                .ok_or_else(|| Error::not_found("noderole", id))?;
             let empty = json!({});
             let layers = Layers {
                 committed: layered([
@@ -287,14 +276,14 @@ pub async fn set(
     attrib: &Key,
     value: Value,
     actor: &Actor,
-) -> Result<AttribValue, StoreError> {
+) -> Result<AttribValue> {
     let def = get(conn, attrib).await?;
     match holder {
         Holder::Role(_) => unreachable!("roles are read-only; the API offers no such route"),
         Holder::Node(node) => set_hint(conn, node, &def, value, actor).await?,
         Holder::Deployment(deployment) => {
             let role = def.role.clone().ok_or_else(|| {
-                StoreError::invalid("no_role", format!("attrib `{}` has no role", def.name))
+                Error::invalid("no_role", format!("attrib `{}` has no role", def.name))
             })?;
             deployment_roles::edit_proposed(conn, deployment, &Key::Name(role), actor, |data| {
                 set_path(data, &def.map, value)
@@ -324,7 +313,7 @@ async fn set_hint(
     def: &AttribDef,
     value: Value,
     actor: &Actor,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let (id, name) = node.parts();
     let (node_id, mut hints): (i64, Value) =
         sqlx::query_as("SELECT id, hints FROM nodes WHERE id = $1 OR name = $2 FOR UPDATE")
@@ -332,7 +321,7 @@ async fn set_hint(
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| StoreError::not_found("node", node))?;
+            .ok_or_else(|| Error::not_found("node", node))?;
     let before = hints.clone();
     set_path(&mut hints, &def.map, value);
     if hints == before {

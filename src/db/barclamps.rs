@@ -2,99 +2,25 @@
 //!
 //! Callers run [`lock_imports`], [`load_catalog`], validation (in `domain`) and [`apply`] in
 //! one transaction, so imports from several daemons are serialized and each one validates
-//! against what is really stored.
-
-use std::fmt;
+//! against what is really stored. A refused import is [`Error::RolesInUse`] (before
+//! anything is written) or [`Error::Constraint`] (a concurrent writer broke a constraint).
 
 use sqlx::PgConnection;
 
+use super::error::{Error, Result};
 use crate::domain::barclamp::{
-    Barclamp, Catalog, Change, Flag, ImportPlan, RemovedItem, Role, StoredAttrib, StoredBarclamp,
-    StoredJig, StoredRole,
+    Barclamp, Catalog, Change, Flag, ImportPlan, RemovedItem, Role, RoleInUse, StoredAttrib,
+    StoredBarclamp, StoredJig, StoredRole,
 };
 
-/// A role an import would delete while noderoles or deployment roles still use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleInUse {
-    pub role: String,
-    pub barclamp: String,
-    /// Where the barclamp that drops the role was read from.
-    pub source: String,
-    pub noderoles: i64,
-    pub deployment_roles: i64,
-}
-
-impl fmt::Display for RoleInUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: role {}: cannot remove it from barclamp {}: still used by {} noderole(s) and \
-             {} deployment role(s); unbind it first",
-            self.source, self.role, self.barclamp, self.noderoles, self.deployment_roles
-        )
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("{}", list(.0))]
-    InUse(Vec<RoleInUse>),
-    /// A constraint refused a write; named by the constraint, not by the message text.
-    #[error("{meaning} (constraint {constraint})")]
-    Constraint {
-        constraint: String,
-        meaning: &'static str,
-    },
-    #[error(transparent)]
-    Sql(sqlx::Error),
-}
-
-fn list(items: &[RoleInUse]) -> String {
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl From<sqlx::Error> for ApplyError {
-    fn from(error: sqlx::Error) -> Self {
-        let constraint = match &error {
-            sqlx::Error::Database(db) => db.constraint().map(str::to_owned),
-            _ => None,
-        };
-        let meaning = constraint.as_deref().and_then(|name| match name {
-            "noderoles_role_id_fkey" => Some("a role this import removes is bound to a node"),
-            "deployment_roles_role_id_fkey" => {
-                Some("a role this import removes is used by a deployment")
-            }
-            "roles_jig_id_fkey" => Some("a jig this import removes is used by a role"),
-            "barclamps_name_unique"
-            | "jigs_name_unique"
-            | "roles_name_unique"
-            | "attribs_name_unique" => {
-                Some("a name this import declares was taken by a concurrent writer")
-            }
-            _ => None,
-        });
-        match (constraint, meaning) {
-            (Some(constraint), Some(meaning)) => ApplyError::Constraint {
-                constraint,
-                meaning,
-            },
-            _ => ApplyError::Sql(error),
-        }
-    }
-}
-
 /// Waits for, and holds until the transaction ends, the lock serializing imports.
-pub async fn lock_imports(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+pub async fn lock_imports(conn: &mut PgConnection) -> Result<()> {
     super::locks::hold(conn, super::locks::Lock::Imports).await
 }
 
 /// Every stored barclamp, jig, role and attrib, as validation needs them.
 #[tracing::instrument(skip_all)]
-pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog, sqlx::Error> {
+pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
     let mut catalog = Catalog::default();
 
     let barclamps: Vec<(String, Option<String>, String)> =
@@ -176,7 +102,7 @@ pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog, sqlx::Erro
 /// rows, touching only rows whose content differs, and deletes what they dropped. Refuses
 /// (before writing anything) to delete roles that noderoles or deployment roles use.
 #[tracing::instrument(skip_all)]
-pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), ApplyError> {
+pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<()> {
     let changed: Vec<&Barclamp> = plan
         .barclamps
         .iter()
@@ -187,8 +113,18 @@ pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), App
         return Ok(());
     }
     refuse_removing_used_roles(conn, plan).await?;
+    write(conn, plan, &changed)
+        .await
+        .map_err(Error::from_import)
+}
 
-    for barclamp in &changed {
+/// The writes of [`apply`]; a constraint they break is named by [`Error::from_import`].
+async fn write(
+    conn: &mut PgConnection,
+    plan: &ImportPlan,
+    changed: &[&Barclamp],
+) -> sqlx::Result<()> {
+    for barclamp in changed {
         upsert_barclamp(conn, barclamp).await?;
     }
     let names =
@@ -201,7 +137,7 @@ pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), App
         .bind(names(&plan.removed.roles))
         .execute(&mut *conn)
         .await?;
-    for barclamp in &changed {
+    for barclamp in changed {
         for jig in &barclamp.jigs {
             sqlx::query(
                 "INSERT INTO jigs (name, barclamp_id, description, client_role)
@@ -222,12 +158,12 @@ pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), App
             .await?;
         }
     }
-    for barclamp in &changed {
+    for barclamp in changed {
         for role in &barclamp.roles {
             upsert_role(conn, &barclamp.name, role).await?;
         }
     }
-    for barclamp in &changed {
+    for barclamp in changed {
         for role in &barclamp.roles {
             for attrib in &role.attribs {
                 sqlx::query(
@@ -264,10 +200,7 @@ pub async fn apply(conn: &mut PgConnection, plan: &ImportPlan) -> Result<(), App
     Ok(())
 }
 
-async fn refuse_removing_used_roles(
-    conn: &mut PgConnection,
-    plan: &ImportPlan,
-) -> Result<(), ApplyError> {
+async fn refuse_removing_used_roles(conn: &mut PgConnection, plan: &ImportPlan) -> Result<()> {
     if plan.removed.roles.is_empty() {
         return Ok(());
     }
@@ -289,7 +222,7 @@ async fn refuse_removing_used_roles(
     if used.is_empty() {
         return Ok(());
     }
-    Err(ApplyError::InUse(
+    Err(Error::RolesInUse(
         used.into_iter()
             .filter_map(|(role, noderoles, deployment_roles)| {
                 let removed = plan.removed.roles.iter().find(|r| r.name == role)?;
@@ -305,7 +238,7 @@ async fn refuse_removing_used_roles(
     ))
 }
 
-async fn upsert_barclamp(conn: &mut PgConnection, barclamp: &Barclamp) -> Result<(), sqlx::Error> {
+async fn upsert_barclamp(conn: &mut PgConnection, barclamp: &Barclamp) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO barclamps (name, parent, description, source, content_hash, document)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -327,11 +260,7 @@ async fn upsert_barclamp(conn: &mut PgConnection, barclamp: &Barclamp) -> Result
     Ok(())
 }
 
-async fn upsert_role(
-    conn: &mut PgConnection,
-    barclamp: &str,
-    role: &Role,
-) -> Result<(), sqlx::Error> {
+async fn upsert_role(conn: &mut PgConnection, barclamp: &str, role: &Role) -> sqlx::Result<()> {
     let flag = |f: Flag| role.flags.has(f);
     sqlx::query(
         "INSERT INTO roles (name, barclamp_id, jig_id, description,

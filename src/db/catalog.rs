@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
+use super::error::Result;
 use crate::domain::catalog::{Catalog, RoleInfo};
 
 #[derive(sqlx::FromRow)]
@@ -23,7 +24,7 @@ struct RoleRow {
     wants_attribs: Vec<String>,
 }
 
-pub async fn load(conn: &mut PgConnection) -> sqlx::Result<Catalog> {
+pub async fn load(conn: &mut PgConnection) -> Result<Catalog> {
     let roles: Vec<RoleRow> = sqlx::query_as(
         "SELECT r.id, r.name, j.name AS jig, j.active AS jig_active, j.client_role AS jig_client_role,
                 r.implicit, r.cluster, r.abstract AS is_abstract, r.destructive,

@@ -10,11 +10,11 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     deployments,
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::Key,
     paging::{PagedQuery, Window},
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeploymentRole {
@@ -47,30 +47,27 @@ pub struct DeploymentRoleFilter {
     pub window: Window,
 }
 
-pub async fn list(
-    pool: &PgPool,
-    f: &DeploymentRoleFilter,
-) -> Result<Vec<DeploymentRole>, StoreError> {
+pub async fn list(pool: &PgPool, f: &DeploymentRoleFilter) -> Result<Vec<DeploymentRole>> {
     let mut query = PagedQuery::new("deployment_roles");
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .refers_to("role_id", "roles", f.role.clone());
-    Ok(query.rows(pool, f.window, SELECT, "dr").await?)
+    query.rows(pool, f.window, SELECT, "dr").await
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole, StoreError> {
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<DeploymentRole> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE dr.id = $1")))
         .bind(id)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("deployment role", id))
+        .ok_or_else(|| Error::not_found("deployment role", id))
 }
 
-fn check_data(data: &Value) -> Result<(), StoreError> {
+fn check_data(data: &Value) -> Result<()> {
     if data.is_object() {
         Ok(())
     } else {
-        Err(StoreError::invalid(
+        Err(Error::invalid(
             "invalid_data",
             "deployment role data must be a JSON object",
         ))
@@ -84,7 +81,7 @@ pub async fn create(
     role: &Key,
     data: &Value,
     actor: &Actor,
-) -> Result<DeploymentRole, StoreError> {
+) -> Result<DeploymentRole> {
     check_data(data)?;
     let deployment_id = deployments::lock_id(conn, deployment).await?;
     let role_id = super::roles::role_id(conn, role).await?;
@@ -97,7 +94,7 @@ pub async fn create(
     .bind(data)
     .fetch_one(&mut *conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
     changed(conn, actor, "deployment_role.created", deployment_id, id).await?;
     get(conn, id).await
 }
@@ -108,14 +105,14 @@ pub async fn set_data(
     id: i64,
     data: &Value,
     actor: &Actor,
-) -> Result<DeploymentRole, StoreError> {
+) -> Result<DeploymentRole> {
     check_data(data)?;
     let deployment_id: i64 =
         sqlx::query_scalar("SELECT deployment_id FROM deployment_roles WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| StoreError::not_found("deployment role", id))?;
+            .ok_or_else(|| Error::not_found("deployment role", id))?;
     deployments::lock_id(conn, &Key::Id(deployment_id)).await?;
     let updated = sqlx::query(
         "UPDATE deployment_roles SET proposed_data = $2 WHERE id = $1 AND proposed_data <> $2",
@@ -139,7 +136,7 @@ pub async fn edit_proposed(
     role: &Key,
     actor: &Actor,
     change: impl FnOnce(&mut Value),
-) -> Result<DeploymentRole, StoreError> {
+) -> Result<DeploymentRole> {
     let deployment_id = deployments::lock_id(conn, deployment).await?;
     let role_id = super::roles::role_id(conn, role).await?;
     let existing: Option<(i64, Value)> = sqlx::query_as(
@@ -176,7 +173,7 @@ async fn changed(
     kind: &'static str,
     deployment_id: i64,
     id: i64,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     events::record(
         conn,
         actor,

@@ -4,14 +4,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
     ripple,
 };
-use crate::domain::state::NodeRoleState;
+use crate::domain::{data::content_hash, key::Key, state::NodeRoleState};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Deployment {
@@ -40,7 +41,7 @@ const SELECT_DEPLOYMENT: &str = "
            d.created_at, d.updated_at
       FROM deployments d LEFT JOIN deployments p ON p.id = d.parent_id";
 
-pub async fn system_id(conn: &mut PgConnection) -> Result<i64, StoreError> {
+pub async fn system_id(conn: &mut PgConnection) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT id FROM deployments WHERE system")
             .fetch_one(conn)
@@ -48,17 +49,17 @@ pub async fn system_id(conn: &mut PgConnection) -> Result<i64, StoreError> {
     )
 }
 
-pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64> {
     let (id, name) = key.parts();
     sqlx::query_scalar("SELECT id FROM deployments WHERE id = $1 OR name = $2")
         .bind(id)
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("deployment", key))
+        .ok_or_else(|| Error::not_found("deployment", key))
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Deployment, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Deployment> {
     fetch_by_key(
         conn,
         format!("{SELECT_DEPLOYMENT} WHERE d.id = $1 OR d.name = $2"),
@@ -68,7 +69,7 @@ pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Deployment, Store
     .await
 }
 
-pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployment>, StoreError> {
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployment>> {
     Ok(sqlx::query_as::<_, Deployment>(sqlx::AssertSqlSafe(format!(
         "{SELECT_DEPLOYMENT} ORDER BY d.id LIMIT $1 OFFSET $2"
     )))
@@ -79,13 +80,14 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Deployme
 }
 
 /// Creates a PROPOSED deployment under `parent` (default `system`).
+#[tracing::instrument(skip_all, fields(deployment = Empty))]
 pub async fn create(
     conn: &mut PgConnection,
     name: &str,
     description: &str,
     parent: Option<&Key>,
     actor: &Actor,
-) -> Result<Deployment, StoreError> {
+) -> Result<Deployment> {
     let parent_id = match parent {
         Some(key) => id_of(conn, key).await?,
         None => system_id(conn).await?,
@@ -98,7 +100,8 @@ pub async fn create(
     .bind(parent_id)
     .fetch_one(&mut *conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
+    tracing::Span::current().record("deployment", id);
     events::record(
         conn,
         actor,
@@ -114,7 +117,7 @@ pub async fn create(
 }
 
 /// Locks a deployment row for the rest of the transaction; returns (id, system, state).
-async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String), StoreError> {
+async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String)> {
     let (id, name) = key.parts();
     sqlx::query_as(
         "SELECT id, system, state FROM deployments WHERE id = $1 OR name = $2 FOR UPDATE",
@@ -123,24 +126,21 @@ async fn lock(conn: &mut PgConnection, key: &Key) -> Result<(i64, bool, String),
     .bind(name)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("deployment", key))
+    .ok_or_else(|| Error::not_found("deployment", key))
 }
 
 /// Locks a deployment row for the rest of the transaction and returns its id.
-pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+pub async fn lock_id(conn: &mut PgConnection, key: &Key) -> Result<i64> {
     Ok(lock(conn, key).await?.0)
 }
 
 /// Makes a deployment editable; nothing in it is scheduled until it is committed again.
 /// Runs already executing finish.
-pub async fn propose(
-    conn: &mut PgConnection,
-    key: &Key,
-    actor: &Actor,
-) -> Result<Deployment, StoreError> {
+#[tracing::instrument(skip_all, fields(deployment = %key))]
+pub async fn propose(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<Deployment> {
     let (id, system, state) = lock(conn, key).await?;
     if system {
-        return Err(StoreError::conflict(
+        return Err(Error::conflict(
             "system_deployment",
             "the system deployment is always committed; bind into it and commit instead",
         ));
@@ -190,11 +190,8 @@ pub struct CommitOutcome {
 /// noderole (proposed data becomes committed; TODO when all parents are ACTIVE, else
 /// BLOCKED); ACTIVE noderoles whose data changed re-run; a snapshot is recorded unless the
 /// desired state equals the latest one.
-pub async fn commit(
-    conn: &mut PgConnection,
-    key: &Key,
-    actor: &Actor,
-) -> Result<CommitOutcome, StoreError> {
+#[tracing::instrument(skip_all, fields(deployment = %key))]
+pub async fn commit(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<CommitOutcome> {
     let (id, _, _) = lock(conn, key).await?;
     // Roles whose deployment-wide data changes: their ACTIVE noderoles here re-run.
     let poked_roles: Vec<i64> = sqlx::query_scalar(
@@ -266,7 +263,7 @@ pub async fn commit(
             .bind(&actor.0)
             .fetch_one(&mut *conn)
             .await
-            .map_err(StoreError::from_constraint)?;
+            .map_err(Error::from_constraint)?;
             (Some(snapshot), true)
         }
     };
@@ -291,7 +288,7 @@ pub async fn commit(
 
 /// The deployment's desired state as a snapshot holds it: deployment roles with data and
 /// explicit bindings with data, in a canonical order.
-pub async fn desired_state(conn: &mut PgConnection, id: i64) -> Result<Value, StoreError> {
+pub async fn desired_state(conn: &mut PgConnection, id: i64) -> Result<Value> {
     let roles: Vec<(String, Value)> = sqlx::query_as(
         "SELECT r.name, dr.committed_data FROM deployment_roles dr JOIN roles r ON r.id = dr.role_id
           WHERE dr.deployment_id = $1 ORDER BY r.name",
@@ -318,16 +315,7 @@ pub async fn desired_state(conn: &mut PgConnection, id: i64) -> Result<Value, St
     Ok(json!({"roles": roles, "bindings": bindings}))
 }
 
-/// Sha-256 over the canonical JSON text (object keys sorted).
-pub fn content_hash(content: &Value) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()))
-}
-
-pub async fn latest_snapshot(
-    conn: &mut PgConnection,
-    id: i64,
-) -> Result<Option<Snapshot>, StoreError> {
+pub async fn latest_snapshot(conn: &mut PgConnection, id: i64) -> Result<Option<Snapshot>> {
     Ok(sqlx::query_as(
         "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
            FROM snapshots WHERE deployment_id = $1 ORDER BY seq DESC LIMIT 1",
@@ -337,11 +325,7 @@ pub async fn latest_snapshot(
     .await?)
 }
 
-pub async fn snapshot(
-    conn: &mut PgConnection,
-    key: &Key,
-    seq: i32,
-) -> Result<Snapshot, StoreError> {
+pub async fn snapshot(conn: &mut PgConnection, key: &Key, seq: i32) -> Result<Snapshot> {
     let id = id_of(conn, key).await?;
     sqlx::query_as(
         "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
@@ -351,15 +335,10 @@ pub async fn snapshot(
     .bind(seq)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("snapshot", format!("{key}#{seq}")))
+    .ok_or_else(|| Error::not_found("snapshot", format!("{key}#{seq}")))
 }
 
-pub async fn snapshots(
-    pool: &PgPool,
-    id: i64,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Snapshot>, StoreError> {
+pub async fn snapshots(pool: &PgPool, id: i64, limit: i64, offset: i64) -> Result<Vec<Snapshot>> {
     Ok(sqlx::query_as(
         "SELECT deployment_id, seq, content, content_hash, committed_by, committed_at
            FROM snapshots WHERE deployment_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3",
@@ -373,10 +352,11 @@ pub async fn snapshots(
 
 /// Deletes a deployment (§9): not `system`, not one with child deployments. Its noderoles
 /// and deployment roles go; its nodes move to the parent deployment.
-pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<(), StoreError> {
+#[tracing::instrument(skip_all, fields(deployment = %key))]
+pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<()> {
     let (id, system, _) = lock(conn, key).await?;
     if system {
-        return Err(StoreError::conflict(
+        return Err(Error::conflict(
             "system_deployment",
             "the system deployment cannot be deleted",
         ));
@@ -387,7 +367,7 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
             .fetch_all(&mut *conn)
             .await?;
     if !children.is_empty() {
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "has_child_deployments",
             message: format!(
                 "delete its child deployments first: {}",
@@ -440,7 +420,7 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
 }
 
 /// The chain of deployment ids from `id` up to `system`.
-pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>, StoreError> {
+pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>> {
     Ok(sqlx::query_scalar(
         "WITH RECURSIVE up(id, parent_id, depth) AS (
              SELECT id, parent_id, 0 FROM deployments WHERE id = $1
@@ -454,12 +434,13 @@ pub async fn chain(conn: &mut PgConnection, id: i64) -> Result<Vec<i64>, StoreEr
 }
 
 /// Changes a deployment's description.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn update(
     conn: &mut PgConnection,
     key: &Key,
     description: Option<&str>,
     actor: &Actor,
-) -> Result<Deployment, StoreError> {
+) -> Result<Deployment> {
     let (id, _, _) = lock(conn, key).await?;
     if let Some(description) = description {
         let changed = sqlx::query(
@@ -520,7 +501,7 @@ pub struct Graph {
     pub edges: Vec<GraphEdge>,
 }
 
-pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph, StoreError> {
+pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph> {
     let deployment = get(conn, key).await?;
     let edges: Vec<GraphEdge> = sqlx::query_as(
         "SELECT e.parent_id AS parent, e.child_id AS child FROM noderole_edges e
@@ -556,7 +537,7 @@ pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph, StoreErr
 }
 
 /// The names of the roles a deployment lists (with or without noderoles), by role id.
-pub async fn role_names(pool: &PgPool, deployment_id: i64) -> Result<Vec<String>, StoreError> {
+pub async fn role_names(pool: &PgPool, deployment_id: i64) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT r.name FROM deployment_roles dr JOIN roles r ON r.id = dr.role_id
           WHERE dr.deployment_id = $1 ORDER BY r.id",

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::error::Result;
+
 /// A node's DHCP reservation.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Reservation {
@@ -16,29 +18,29 @@ pub struct Reservation {
 }
 
 /// Every node with a MAC and an IPv4 admin address.
-pub async fn reservations(pool: &PgPool) -> sqlx::Result<Vec<Reservation>> {
-    sqlx::query_as(
+pub async fn reservations(pool: &PgPool) -> Result<Vec<Reservation>> {
+    Ok(sqlx::query_as(
         "SELECT id AS node_id, now() AS read_at, name, mac::text AS mac, host(address) AS address
            FROM nodes WHERE mac IS NOT NULL AND family(address) = 4 ORDER BY id",
     )
     .fetch_all(pool)
-    .await
+    .await?)
 }
 
 /// `(name, address)` of every address of every node: admin addresses and allocations.
-pub async fn records(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
-    sqlx::query_as(
+pub async fn records(pool: &PgPool) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
         "SELECT n.name, host(a.address) FROM (
              SELECT id AS node_id, address FROM nodes WHERE address IS NOT NULL
              UNION SELECT node_id, address FROM network_allocations) a
            JOIN nodes n ON n.id = a.node_id ORDER BY n.id, family(a.address), a.address",
     )
     .fetch_all(pool)
-    .await
+    .await?)
 }
 
 /// Records `rows` as what dnsmasq serves now (and nothing else).
-pub async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::Result<()> {
+pub async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> Result<()> {
     let ids: Vec<i64> = rows.iter().map(|r| r.node_id).collect();
     let macs: Vec<&str> = rows.iter().map(|r| r.mac.as_str()).collect();
     let addresses: Vec<&str> = rows.iter().map(|r| r.address.as_str()).collect();
@@ -63,19 +65,19 @@ pub async fn record_reservations(pool: &PgPool, rows: &[Reservation]) -> sqlx::R
     .bind(&read_at)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// The ACTIVE, TODO or TRANSITION noderoles of `role` in committed deployments: those a
 /// node change re-runs. A running one counts: the change may have come too late for the
 /// data it read, so it runs once more after.
-pub async fn runnable_noderoles_of(pool: &PgPool, role: &str) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
+pub async fn runnable_noderoles_of(pool: &PgPool, role: &str) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
         "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id
            JOIN deployments d ON d.id = nr.deployment_id
           WHERE r.name = $1 AND d.state = 'committed' AND nr.state IN (0, 1, 2)",
     )
     .bind(role)
     .fetch_all(pool)
-    .await
+    .await?)
 }

@@ -11,12 +11,13 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     deployments::{self, CommitOutcome},
-    error::StoreError,
+    error::{Error, Result},
     events::Actor,
-    keys::Key,
     noderoles,
 };
 use crate::domain::{
+    data::content_hash,
+    key::Key,
     plan::{Document, waves},
     state::NodeRoleState,
 };
@@ -69,7 +70,7 @@ struct Row {
     state: i16,
 }
 
-async fn noderoles_of(conn: &mut PgConnection, deployment: i64) -> Result<Vec<Row>, StoreError> {
+async fn noderoles_of(conn: &mut PgConnection, deployment: i64) -> Result<Vec<Row>> {
     Ok(sqlx::query_as(
         "SELECT nr.id, n.name AS node, r.name AS role, nr.state FROM noderoles nr
            JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
@@ -96,9 +97,9 @@ async fn write_proposal(
     deployment: i64,
     doc: &Document,
     actor: &Actor,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     doc.validate()
-        .map_err(|m| StoreError::invalid("invalid_document", m))?;
+        .map_err(|m| Error::invalid("invalid_document", m))?;
     sqlx::query("UPDATE deployments SET state = 'proposed' WHERE id = $1 AND NOT system")
         .bind(deployment)
         .execute(&mut *conn)
@@ -112,7 +113,7 @@ async fn write_proposal(
         .await?;
     if let Some(unknown) = role_names.iter().find(|r| !known.contains(r)) {
         // an unknown object referenced in a body is a 404, as everywhere (docs/api.md)
-        return Err(StoreError::not_found("role", unknown));
+        return Err(Error::not_found("role", unknown));
     }
     let names: Vec<&str> = doc.roles.keys().map(|s| s.as_str()).collect();
     let data: Vec<Value> = doc
@@ -209,17 +210,18 @@ async fn write_proposal(
 /// Applies a desired-state document: checks the base is the latest snapshot (else 409
 /// `stale_base`, nothing changed), writes it as the proposal, and commits it unless
 /// `commit: false`. A document equal to the latest snapshot changes nothing at all.
+#[tracing::instrument(skip_all, fields(deployment = %key))]
 pub async fn apply(
     conn: &mut PgConnection,
     key: &Key,
     doc: &Document,
     actor: &Actor,
-) -> Result<Applied, StoreError> {
+) -> Result<Applied> {
     let deployment: i64 = deployments::lock_id(conn, key).await?;
     let latest = deployments::latest_snapshot(conn, deployment).await?;
     let latest_seq = latest.as_ref().map(|s| s.seq);
     if doc.base != latest_seq {
-        return Err(StoreError::Conflict {
+        return Err(Error::Conflict {
             code: "stale_base",
             message: format!(
                 "the document is based on snapshot {} but the latest is {}; fetch it and rebase",
@@ -233,7 +235,7 @@ pub async fn apply(
         .bind(deployment)
         .fetch_one(&mut *conn)
         .await?;
-    let hash = deployments::content_hash(&doc.content());
+    let hash = content_hash(&doc.content());
     if doc.commit && state == "committed" && latest.as_ref().is_some_and(|l| l.content_hash == hash)
     {
         return Ok(Applied {
@@ -270,7 +272,7 @@ pub async fn apply(
 }
 
 /// What committing the deployment's current proposal would do. Changes nothing.
-pub async fn plan(pool: &PgPool, key: &Key, actor: &Actor) -> Result<Plan, StoreError> {
+pub async fn plan(pool: &PgPool, key: &Key, actor: &Actor) -> Result<Plan> {
     let mut tx = pool.begin().await?;
     let deployment = deployments::lock_id(&mut tx, key).await?;
     let before = noderoles_of(&mut tx, deployment).await?;
@@ -286,7 +288,7 @@ pub async fn plan_document(
     key: &Key,
     doc: &Document,
     actor: &Actor,
-) -> Result<Plan, StoreError> {
+) -> Result<Plan> {
     let mut tx = pool.begin().await?;
     let mut doc = doc.clone();
     doc.commit = true;
@@ -304,7 +306,7 @@ async fn plan_in_savepoint(
     deployment: i64,
     before: &[Row],
     actor: &Actor,
-) -> Result<Plan, StoreError> {
+) -> Result<Plan> {
     sqlx::query("SAVEPOINT crowbar_plan")
         .execute(&mut *conn)
         .await?;
@@ -318,11 +320,7 @@ async fn plan_in_savepoint(
 
 /// Compares the deployment's noderoles now (after a commit in this transaction) with
 /// `before`, and orders what would run.
-async fn describe(
-    conn: &mut PgConnection,
-    deployment: i64,
-    before: &[Row],
-) -> Result<Plan, StoreError> {
+async fn describe(conn: &mut PgConnection, deployment: i64, before: &[Row]) -> Result<Plan> {
     let after = noderoles_of(conn, deployment).await?;
     let before_by_id: HashMap<i64, &Row> = before.iter().map(|r| (r.id, r)).collect();
     let after_ids: HashSet<i64> = after.iter().map(|r| r.id).collect();
@@ -431,19 +429,20 @@ async fn describe(
 
 /// Recall (§4): makes the deployment's proposal equal an older snapshot. Committing it is
 /// an ordinary commit.
+#[tracing::instrument(skip_all, fields(deployment = %key, snapshot = seq))]
 pub async fn recall(
     conn: &mut PgConnection,
     key: &Key,
     seq: i32,
     actor: &Actor,
-) -> Result<Applied, StoreError> {
+) -> Result<Applied> {
     let snapshot = deployments::snapshot(conn, key, seq).await?;
     let deployment = deployments::lock_id(conn, key).await?;
     let latest = deployments::latest_snapshot(conn, deployment)
         .await?
         .map(|s| s.seq);
     let doc = Document::from_content(&snapshot.content, latest, false).ok_or_else(|| {
-        StoreError::invalid(
+        Error::invalid(
             "bad_snapshot",
             format!("snapshot {seq} cannot be read back"),
         )

@@ -1,8 +1,18 @@
-//! Errors of database operations, in terms a caller (HTTP, CLI) can act on.
+//! The one error of the database layer, in terms a caller (HTTP, CLI, the barclamp import)
+//! can act on: a refusal says what was wrong in crowbar's words, with a stable code; any
+//! other failure is its cause. Every public function of `db` returns [`Result`].
+//!
+//! Constraint violations are turned into refusals here, by constraint name, in one table
+//! ([`Error::from_constraint`]; the barclamp import's own in [`Error::from_import`]).
 
-/// What went wrong in a store operation.
+use crate::domain::{barclamp::RoleInUse, noderole::Refusal};
+
+/// The result of every database operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a database operation.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum Error {
     #[error("{kind} `{key}` not found")]
     NotFound { kind: &'static str, key: String },
     /// The change conflicts with the current state (HTTP 409).
@@ -15,20 +25,47 @@ pub enum StoreError {
     /// The request itself is invalid (HTTP 422).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// A barclamp import would delete roles that noderoles or deployment roles still use.
+    #[error("{}", list(.0))]
+    RolesInUse(Vec<RoleInUse>),
+    /// A constraint refused a barclamp import's write (a concurrent writer got there
+    /// first); named by the constraint, not by the message text.
+    #[error("{meaning} (constraint {constraint})")]
+    Constraint {
+        constraint: String,
+        meaning: &'static str,
+    },
+    /// No connection to the server. `target` names it without user or password.
+    #[error("cannot reach PostgreSQL at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("applying database migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
 
-impl StoreError {
+fn list(items: &[RoleInUse]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Error {
     pub fn not_found(kind: &'static str, key: impl ToString) -> Self {
-        StoreError::NotFound {
+        Error::NotFound {
             kind,
             key: key.to_string(),
         }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Conflict {
+        Error::Conflict {
             code,
             message: message.into(),
             details: serde_json::Value::Null,
@@ -36,7 +73,7 @@ impl StoreError {
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Invalid {
+        Error::Invalid {
             code,
             message: message.into(),
         }
@@ -46,7 +83,7 @@ impl StoreError {
     /// and values PostgreSQL refuses into validation errors, always in crowbar's words.
     pub fn from_constraint(e: sqlx::Error) -> Self {
         let Some(db) = e.as_database_error() else {
-            return StoreError::Sql(e);
+            return Error::Sql(e);
         };
         let constraint = db.constraint().unwrap_or_default().to_string();
         let message = match constraint.as_str() {
@@ -67,40 +104,40 @@ impl StoreError {
                 "the node has an address of that family on that network already"
             }
             "nodes_name_check" => {
-                return StoreError::invalid(
+                return Error::invalid(
                     "invalid_name",
                     "node names are lower-case host names or FQDNs (letters, digits, '-', '.')",
                 );
             }
             "api_tokens_name_check" => {
-                return StoreError::invalid(
+                return Error::invalid(
                     "invalid_name",
                     "token names are 1 to 64 letters, digits, '_', '.', '@' and '-', starting with a letter or digit",
                 );
             }
             "networks_name_check" | "network_ranges_name_check" => {
-                return StoreError::invalid(
+                return Error::invalid(
                     "invalid_name",
                     "network and range names are lower-case letters, digits, '_' and '-'",
                 );
             }
             "deployments_name_check" => {
-                return StoreError::invalid(
+                return Error::invalid(
                     "invalid_name",
                     "deployment names start with a letter or digit and use letters, digits, '_', '-', '.'",
                 );
             }
             "deployments_not_own_parent" => {
-                return StoreError::invalid("invalid", "a deployment cannot be its own parent");
+                return Error::invalid("invalid", "a deployment cannot be its own parent");
             }
             "network_ranges_bounds" => {
-                return StoreError::invalid(
+                return Error::invalid(
                     "invalid_range",
                     "a range's first and last addresses are single addresses of one family, first not after last",
                 );
             }
             _ if constraint.ends_with("_data_check") => {
-                return StoreError::invalid("invalid_data", "data must be a JSON object");
+                return Error::invalid("invalid_data", "data must be a JSON object");
             }
             _ => {
                 let sqlstate = db.code().unwrap_or_default().to_string();
@@ -109,18 +146,60 @@ impl StoreError {
                     // first: say what kind of thing was wrong, log which rule it was
                     sqlx::error::ErrorKind::CheckViolation => {
                         tracing::warn!(%constraint, error = %e, "a request broke a check of the schema");
-                        StoreError::invalid("invalid", "a value is not allowed there")
+                        Error::invalid("invalid", "a value is not allowed there")
                     }
                     // data exceptions (class 22): a value PostgreSQL cannot take
                     _ if sqlstate.starts_with("22") => {
                         tracing::warn!(%sqlstate, error = %e, "a request carried a value the database refused");
-                        StoreError::invalid("invalid_value", data_exception(&sqlstate))
+                        Error::invalid("invalid_value", data_exception(&sqlstate))
                     }
-                    _ => StoreError::Sql(e),
+                    _ => Error::Sql(e),
                 };
             }
         };
-        StoreError::conflict("conflict", message)
+        Error::conflict("conflict", message)
+    }
+
+    /// A failed write of a barclamp import: a constraint that only a concurrent writer can
+    /// have broken (the import checked everything else first) becomes [`Error::Constraint`],
+    /// anything else stays what it is.
+    pub fn from_import(e: sqlx::Error) -> Self {
+        let constraint = e
+            .as_database_error()
+            .and_then(|db| db.constraint())
+            .map(str::to_owned);
+        let meaning = constraint.as_deref().and_then(|name| match name {
+            "noderoles_role_id_fkey" => Some("a role this import removes is bound to a node"),
+            "deployment_roles_role_id_fkey" => {
+                Some("a role this import removes is used by a deployment")
+            }
+            "roles_jig_id_fkey" => Some("a jig this import removes is used by a role"),
+            "barclamps_name_unique"
+            | "jigs_name_unique"
+            | "roles_name_unique"
+            | "attribs_name_unique" => {
+                Some("a name this import declares was taken by a concurrent writer")
+            }
+            _ => None,
+        });
+        match (constraint, meaning) {
+            (Some(constraint), Some(meaning)) => Error::Constraint {
+                constraint,
+                meaning,
+            },
+            _ => Error::Sql(e),
+        }
+    }
+}
+
+/// A rule of `domain` said no: a conflict with the current state, in the rule's words.
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        Error::Conflict {
+            code: refusal.code,
+            message: refusal.message,
+            details: refusal.details,
+        }
     }
 }
 
@@ -137,7 +216,10 @@ fn data_exception(sqlstate: &str) -> &'static str {
 }
 
 /// Whether a failed transaction may simply be run again (deadlock, serialization failure).
-pub fn is_retryable(e: &sqlx::Error) -> bool {
+pub fn is_retryable(e: &Error) -> bool {
+    let Error::Sql(e) = e else {
+        return false;
+    };
     e.as_database_error()
         .and_then(|db| db.code())
         .is_some_and(|code| code == "40P01" || code == "40001")

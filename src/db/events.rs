@@ -4,6 +4,8 @@
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
+use super::error::Result;
+
 /// Wakes annealers: something may have become runnable.
 pub const CHANNEL_ANNEAL: &str = "crowbar_anneal";
 /// Wakes runners: runs were queued.
@@ -52,7 +54,7 @@ pub struct NewEvent {
     pub data: Value,
 }
 
-pub async fn record(conn: &mut PgConnection, actor: &Actor, event: NewEvent) -> sqlx::Result<i64> {
+pub async fn record(conn: &mut PgConnection, actor: &Actor, event: NewEvent) -> Result<i64> {
     let id = sqlx::query_scalar(
         "INSERT INTO events (type, actor, reason, node_id, noderole_id, deployment_id, run_id, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -76,7 +78,7 @@ pub async fn record(conn: &mut PgConnection, actor: &Actor, event: NewEvent) -> 
 }
 
 /// Queues a NOTIFY, delivered when the transaction commits (and coalesced with equal ones).
-pub async fn notify(conn: &mut PgConnection, channel: &str) -> sqlx::Result<()> {
+pub async fn notify(conn: &mut PgConnection, channel: &str) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(channel)
         .execute(conn)
@@ -91,7 +93,7 @@ pub async fn noderoles_changed(
     actor: &Actor,
     reason: &str,
     ids: &[i64],
-) -> sqlx::Result<()> {
+) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -135,7 +137,7 @@ const SEQ_KEY: &str = "events.seq";
 /// sequence. One sequencer at a time: when another daemon holds the lock this returns 0 at
 /// once (that daemon numbers them). Returns how many events it numbered; when it numbered
 /// any, readers are told on [`CHANNEL_SEQUENCED`].
-pub async fn sequence_pending(pool: &PgPool, batch: i64) -> sqlx::Result<usize> {
+pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     let mut tx = pool.begin().await?;
     let Some(high): Option<i64> = sqlx::query_scalar(
         "SELECT (value #>> '{}')::bigint FROM installation WHERE key = $1
@@ -174,7 +176,7 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> sqlx::Result<usize> 
 }
 
 /// The highest `seq` assigned so far (0 before the first): where a new stream starts.
-pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
+pub async fn last_seq(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar::<_, Option<i64>>(
         "SELECT (value #>> '{}')::bigint FROM installation WHERE key = $1",
     )
@@ -186,10 +188,10 @@ pub async fn last_seq(pool: &PgPool) -> sqlx::Result<i64> {
 }
 
 /// The lowest `seq` still kept, or `None` when every numbered event has expired.
-pub async fn first_seq(pool: &PgPool) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT min(seq) FROM events")
+pub async fn first_seq(pool: &PgPool) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT min(seq) FROM events")
         .fetch_one(pool)
-        .await
+        .await?)
 }
 
 /// Which events a stream delivers; `None` matches everything.
@@ -204,10 +206,10 @@ pub struct StreamFilter {
 }
 
 /// The current snapshot (`pg_current_snapshot()` as text), for [`StreamFilter::unseen_by`].
-pub async fn snapshot(pool: &PgPool) -> sqlx::Result<String> {
-    sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+pub async fn snapshot(pool: &PgPool) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT pg_current_snapshot()::text")
         .fetch_one(pool)
-        .await
+        .await?)
 }
 
 /// An event as the stream delivers it.
@@ -232,8 +234,8 @@ pub async fn after(
     seq: i64,
     filter: &StreamFilter,
     limit: i64,
-) -> sqlx::Result<Vec<StreamEvent>> {
-    sqlx::query_as(
+) -> Result<Vec<StreamEvent>> {
+    Ok(sqlx::query_as(
         "SELECT seq, type, at, actor, reason, node_id, noderole_id, deployment_id, run_id, data
            FROM events
           WHERE seq > $1
@@ -250,12 +252,12 @@ pub async fn after(
     .bind(limit)
     .bind(&filter.unseen_by)
     .fetch_all(pool)
-    .await
+    .await?)
 }
 
 /// Deletes numbered events recorded more than `keep` ago, in batches; returns how many.
 /// Events not yet numbered are kept until they are (and streamed).
-pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> sqlx::Result<u64> {
+pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> Result<u64> {
     let mut deleted = 0;
     loop {
         let n = sqlx::query(

@@ -12,6 +12,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
+    error::Result,
     noderoles::{NODEROLE_COLUMNS, NODEROLE_FROM, NodeRole, NodeRoleFilter},
     paging::rows_by_id,
 };
@@ -24,11 +25,7 @@ use crate::domain::{
 pub type Explained = (NodeRole, Option<Value>);
 
 /// The page of noderoles `filter` selects, explained.
-pub async fn page(
-    pool: &PgPool,
-    filter: &NodeRoleFilter,
-    cap: i64,
-) -> sqlx::Result<Vec<Explained>> {
+pub async fn page(pool: &PgPool, filter: &NodeRoleFilter, cap: i64) -> Result<Vec<Explained>> {
     let mut conn = pool.acquire().await?;
     let ids = filter.page_ids(&mut conn).await?;
     noderoles(&mut conn, &ids, cap).await
@@ -36,11 +33,7 @@ pub async fn page(
 
 /// The noderoles of `ids` (those that exist), explained, in id order. `cap` is the run cap
 /// a queued noderole waits under.
-pub async fn noderoles(
-    conn: &mut PgConnection,
-    ids: &[i64],
-    cap: i64,
-) -> sqlx::Result<Vec<Explained>> {
+pub async fn noderoles(conn: &mut PgConnection, ids: &[i64], cap: i64) -> Result<Vec<Explained>> {
     let rows: Vec<Row> = rows_by_id(conn, &SELECT_EXPLAINED, "nr", ids).await?;
     let mut waits = waits_of(conn, &rows).await?;
     Ok(rows
@@ -53,7 +46,7 @@ pub async fn noderoles(
 }
 
 /// What the TODO and BLOCKED noderoles among `rows` wait for, by id.
-async fn waits_of(conn: &mut PgConnection, rows: &[Row]) -> sqlx::Result<HashMap<i64, Waits>> {
+async fn waits_of(conn: &mut PgConnection, rows: &[Row]) -> Result<HashMap<i64, Waits>> {
     let waiting: Vec<&NodeRole> = rows
         .iter()
         .map(|row| &row.noderole)
@@ -77,7 +70,7 @@ async fn waits_of(conn: &mut PgConnection, rows: &[Row]) -> sqlx::Result<HashMap
 }
 
 /// The reason of each of `ids` that is not ACTIVE, as JSON (`{code, message, ...}`).
-pub async fn reasons(pool: &PgPool, ids: &[i64], cap: i64) -> sqlx::Result<HashMap<i64, Value>> {
+pub async fn reasons(pool: &PgPool, ids: &[i64], cap: i64) -> Result<HashMap<i64, Value>> {
     let mut conn = pool.acquire().await?;
     Ok(noderoles(&mut conn, ids, cap)
         .await?

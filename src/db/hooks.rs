@@ -5,6 +5,8 @@
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use super::Result;
+
 /// The `installation` key of the cursor.
 const CURSOR_KEY: &str = "hooks.cursor";
 
@@ -31,7 +33,7 @@ pub struct CursorLease {
 
 /// Takes the cursor, creating it at the end of the log on first use; `None` when another
 /// daemon holds it.
-pub async fn lease_cursor(pool: &PgPool) -> sqlx::Result<Option<CursorLease>> {
+pub async fn lease_cursor(pool: &PgPool) -> Result<Option<CursorLease>> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO installation (key, value)
@@ -60,8 +62,8 @@ impl CursorLease {
     /// from transactions older than every transaction still in flight: nothing can appear
     /// later before the cursor, so no event is skipped even when transactions commit out of
     /// id order.
-    pub async fn pending(&mut self, limit: i64) -> sqlx::Result<Vec<HookEvent>> {
-        sqlx::query_as(
+    pub async fn pending(&mut self, limit: i64) -> Result<Vec<HookEvent>> {
+        Ok(sqlx::query_as(
             "SELECT id, txid::text::bigint AS txid, type, node_id, noderole_id, deployment_id, data
                FROM events
               WHERE (txid::text::bigint, id) > ($1, $2)
@@ -72,11 +74,11 @@ impl CursorLease {
         .bind(self.at.1)
         .bind(limit)
         .fetch_all(&mut *self.tx)
-        .await
+        .await?)
     }
 
     /// Moves the cursor past `last` (when there is one) and lets it go.
-    pub async fn advance(mut self, last: Option<&HookEvent>) -> sqlx::Result<()> {
+    pub async fn advance(mut self, last: Option<&HookEvent>) -> Result<()> {
         if let Some(last) = last {
             sqlx::query(
                 "UPDATE installation SET value = jsonb_build_object('txid', $2::bigint, 'id', $3::bigint)
@@ -88,18 +90,18 @@ impl CursorLease {
             .execute(&mut *self.tx)
             .await?;
         }
-        self.tx.commit().await
+        Ok(self.tx.commit().await?)
     }
 }
 
 /// The role of a noderole, `None` when the noderole is gone.
-pub async fn role_of_noderole(pool: &PgPool, noderole_id: i64) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+pub async fn role_of_noderole(pool: &PgPool, noderole_id: i64) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
         "SELECT r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE nr.id = $1",
     )
     .bind(noderole_id)
     .fetch_optional(pool)
-    .await
+    .await?)
 }
 
 /// The deployment's noderoles of the given roles, as (noderole id, role), in the order
@@ -108,13 +110,13 @@ pub async fn noderoles_of_roles(
     conn: &mut PgConnection,
     deployment_id: i64,
     roles: &[&str],
-) -> sqlx::Result<Vec<(i64, String)>> {
-    sqlx::query_as(
+) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
         "SELECT nr.id, r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id
           WHERE nr.deployment_id = $1 AND r.name = ANY($2) ORDER BY nr.cohort, nr.id",
     )
     .bind(deployment_id)
     .bind(roles)
     .fetch_all(conn)
-    .await
+    .await?)
 }

@@ -6,17 +6,22 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::Key,
 };
+use crate::domain::key::Key;
 
 /// The pinned key of a node (an OpenSSH public key line), if any.
-pub async fn pinned(pool: &PgPool, node_id: i64) -> sqlx::Result<Option<String>> {
+pub async fn pinned(pool: &PgPool, node_id: i64) -> Result<Option<String>> {
+    let mut conn = pool.acquire().await?;
+    Ok(pin_of(&mut conn, node_id).await?)
+}
+
+async fn pin_of(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<Option<String>> {
     Ok(
         sqlx::query_scalar::<_, Option<String>>("SELECT host_key FROM nodes WHERE id = $1")
             .bind(node_id)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await?
             .flatten(),
     )
@@ -30,7 +35,7 @@ pub async fn pin_first(
     key: &str,
     fingerprint: &str,
     actor: &Actor,
-) -> sqlx::Result<Option<String>> {
+) -> Result<Option<String>> {
     let stored: Option<String> = sqlx::query_scalar(
         "UPDATE nodes SET host_key = $2 WHERE id = $1 AND host_key IS NULL RETURNING host_key",
     )
@@ -53,20 +58,12 @@ pub async fn pin_first(
         .await?;
         return Ok(stored);
     }
-    sqlx::query_scalar::<_, Option<String>>("SELECT host_key FROM nodes WHERE id = $1")
-        .bind(node_id)
-        .fetch_optional(conn)
-        .await
-        .map(Option::flatten)
+    Ok(pin_of(conn, node_id).await?)
 }
 
 /// Forgets the pinned key of a node: the next contact pins whatever key it presents.
 /// Returns the key that was pinned.
-pub async fn clear(
-    conn: &mut PgConnection,
-    key: &Key,
-    actor: &Actor,
-) -> Result<Option<String>, StoreError> {
+pub async fn clear(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<Option<String>> {
     let (id, name) = key.parts();
     let row: Option<(i64, Option<String>)> =
         sqlx::query_as("SELECT id, host_key FROM nodes WHERE id = $1 OR name = $2 FOR UPDATE")
@@ -74,7 +71,7 @@ pub async fn clear(
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?;
-    let (node_id, old) = row.ok_or_else(|| StoreError::not_found("node", key))?;
+    let (node_id, old) = row.ok_or_else(|| Error::not_found("node", key))?;
     if old.is_some() {
         sqlx::query("UPDATE nodes SET host_key = NULL WHERE id = $1")
             .bind(node_id)

@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use crate::domain::data::{deep_merge, get_path, set_path};
+use super::error::Result;
+use crate::domain::data::{content_hash, deep_merge, get_path, set_path};
 
 /// Input data and its hash, per noderole id.
 pub async fn compute(
     conn: &mut PgConnection,
     ids: &[i64],
-) -> sqlx::Result<HashMap<i64, (Value, String)>> {
+) -> Result<HashMap<i64, (Value, String)>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -102,7 +103,7 @@ pub async fn compute(
     Ok(inputs
         .into_iter()
         .map(|(id, input)| {
-            let hash = super::deployments::content_hash(&input);
+            let hash = content_hash(&input);
             (id, (input, hash))
         })
         .collect())

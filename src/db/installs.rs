@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
+use super::error::Result;
+
 /// Where a node's install stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Install {
@@ -21,18 +23,18 @@ pub struct Install {
     pub updated_at: DateTime<Utc>,
 }
 
-pub async fn get(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<Option<Install>> {
-    sqlx::query_as(
+pub async fn get(conn: &mut PgConnection, node_id: i64) -> Result<Option<Install>> {
+    Ok(sqlx::query_as(
         "SELECT node_id, bootenv, state, confirmed_after_event, created_at, updated_at
            FROM os_installs WHERE node_id = $1",
     )
     .bind(node_id)
     .fetch_optional(conn)
-    .await
+    .await?)
 }
 
 /// Starts the install of a node; false if it has one already (never two).
-pub async fn start(conn: &mut PgConnection, node_id: i64, bootenv: &str) -> sqlx::Result<bool> {
+pub async fn start(conn: &mut PgConnection, node_id: i64, bootenv: &str) -> Result<bool> {
     Ok(sqlx::query(
         "INSERT INTO os_installs (node_id, bootenv, state) VALUES ($1, $2, 'requested')
          ON CONFLICT (node_id) DO NOTHING",
@@ -46,7 +48,7 @@ pub async fn start(conn: &mut PgConnection, node_id: i64, bootenv: &str) -> sqlx
 }
 
 /// Moves an install from `from` to `to`; false if it was not in `from`.
-pub async fn advance(pool: &PgPool, node_id: i64, from: &str, to: &str) -> sqlx::Result<bool> {
+pub async fn advance(pool: &PgPool, node_id: i64, from: &str, to: &str) -> Result<bool> {
     Ok(sqlx::query(
         "UPDATE os_installs SET state = $3,
                 confirmed_after_event = CASE WHEN $3 = 'installed'
@@ -71,20 +73,20 @@ pub struct BootFacts {
     pub bootenv: String,
 }
 
-pub async fn boot_facts(pool: &PgPool, node_id: i64) -> sqlx::Result<BootFacts> {
-    sqlx::query_as(
+pub async fn boot_facts(pool: &PgPool, node_id: i64) -> Result<BootFacts> {
+    Ok(sqlx::query_as(
         "SELECT name, mac::text AS mac, host(address) AS address, bootenv FROM nodes WHERE id = $1",
     )
     .bind(node_id)
     .fetch_one(pool)
-    .await
+    .await?)
 }
 
 /// Whether dnsmasq serves the node's current reservation: the DHCP database wrote (and had
 /// dnsmasq reload) exactly the node's MAC and address, in a run that started after the
 /// node's bootenv last changed (the change's hook asked for that run).
-pub async fn dhcp_current(pool: &PgPool, node_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
+pub async fn dhcp_current(pool: &PgPool, node_id: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM dhcp_reservations r JOIN nodes n ON n.id = r.node_id
                          WHERE r.node_id = $1 AND r.mac = n.mac AND r.address = n.address
                            AND r.written_at >= coalesce(
@@ -93,17 +95,17 @@ pub async fn dhcp_current(pool: &PgPool, node_id: i64) -> sqlx::Result<bool> {
     )
     .bind(node_id)
     .fetch_one(pool)
-    .await
+    .await?)
 }
 
 /// Whether the node reported `alive=true` after event `after`.
-pub async fn booted_since(pool: &PgPool, node_id: i64, after: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
+pub async fn booted_since(pool: &PgPool, node_id: i64, after: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM events WHERE node_id = $1 AND type = 'node.updated' AND id > $2
                            AND data #>> '{changes,alive,to}' = 'true')",
     )
     .bind(node_id)
     .bind(after)
     .fetch_one(pool)
-    .await
+    .await?)
 }

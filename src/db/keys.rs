@@ -1,49 +1,8 @@
-//! Addressing objects by numeric id or by name (API.md: "by id or by name").
+//! Looking rows up by [`Key`] (id or name), and the tokens stored only as hashes.
 
-/// `42` addresses by id, anything else by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
-    Id(i64),
-    Name(String),
-}
+pub use crate::domain::key::Key;
 
-impl Key {
-    pub fn parse(text: &str) -> Key {
-        match text.parse::<i64>() {
-            Ok(id) => Key::Id(id),
-            Err(_) => Key::Name(text.to_string()),
-        }
-    }
-
-    /// Binds as (`id`, `name`) for `WHERE id = $1 OR name = $2`-style lookups.
-    pub fn parts(&self) -> (Option<i64>, Option<&str>) {
-        match self {
-            Key::Id(id) => (Some(*id), None),
-            Key::Name(name) => (None, Some(name.as_str())),
-        }
-    }
-}
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Key::Id(id) => write!(f, "{id}"),
-            Key::Name(name) => f.write_str(name),
-        }
-    }
-}
-
-impl From<i64> for Key {
-    fn from(id: i64) -> Self {
-        Key::Id(id)
-    }
-}
-
-impl From<&str> for Key {
-    fn from(text: &str) -> Self {
-        Key::parse(text)
-    }
-}
+use super::error::{Error, Result};
 
 /// Sha-256 of a high-entropy token, hex: tokens are looked up by hash, never stored.
 pub fn token_hash(token: &str) -> String {
@@ -66,7 +25,7 @@ pub async fn fetch_by_key<T>(
     query: String,
     key: &Key,
     kind: &'static str,
-) -> Result<T, super::error::StoreError>
+) -> Result<T>
 where
     T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
@@ -76,5 +35,5 @@ where
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| super::error::StoreError::not_found(kind, key))
+        .ok_or_else(|| Error::not_found(kind, key))
 }

@@ -4,6 +4,8 @@
 
 use sqlx::PgConnection;
 
+use super::error::Result;
+
 /// Something only one transaction at a time may do, across all daemons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
@@ -31,7 +33,7 @@ impl Lock {
 }
 
 /// Waits for `lock` and holds it until the transaction on `conn` ends.
-pub async fn hold(conn: &mut PgConnection, lock: Lock) -> sqlx::Result<()> {
+pub async fn hold(conn: &mut PgConnection, lock: Lock) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock.key())
         .execute(conn)

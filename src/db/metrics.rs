@@ -2,6 +2,8 @@
 
 use sqlx::PgPool;
 
+use super::Result;
+
 /// Counts of noderoles, runs and nodes, all as of one moment.
 #[derive(Debug, Clone, Default)]
 pub struct FleetCounts {
@@ -14,7 +16,7 @@ pub struct FleetCounts {
 }
 
 /// Reads every figure in one read-only snapshot, so they agree with each other.
-pub async fn fleet(pool: &PgPool) -> sqlx::Result<FleetCounts> {
+pub async fn fleet(pool: &PgPool) -> Result<FleetCounts> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)

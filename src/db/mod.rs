@@ -1,6 +1,8 @@
 //! The database layer: connections, migrations and every SQL statement.
 //!
-//! Business rules live in `domain`; this layer stores and loads, inside transactions.
+//! Business rules live in `domain`; this layer stores and loads, inside transactions, and
+//! asks `domain` whether a change is allowed under the locks it holds. Every fallible
+//! function returns [`Result`], whose [`Error`] is the layer's one error type.
 
 pub mod aliveness;
 pub mod anneal;
@@ -33,6 +35,8 @@ pub mod schema;
 pub mod tokens;
 pub mod users;
 
+pub use error::{Error, Result};
+
 use std::time::Duration;
 
 use sqlx::{
@@ -43,24 +47,10 @@ use sqlx::{
 /// Migrations embedded in the binary, applied at start and by `crowbar migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("cannot reach PostgreSQL at {target}: {source}")]
-    Connect {
-        target: String,
-        #[source]
-        source: sqlx::Error,
-    },
-    #[error("applying database migrations failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-}
-
 /// Opens a pool. The URL is never logged (it may hold a password); `target` names the
 /// server for error messages.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = url.parse().map_err(|source| DbError::Connect {
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    let options: PgConnectOptions = url.parse().map_err(|source| Error::Connect {
         target: "the given database URL".into(),
         source,
     })?;
@@ -70,12 +60,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, DbError>
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(|source| DbError::Connect { target, source })
+        .map_err(|source| Error::Connect { target, source })
 }
 
 /// Applies every pending migration. Safe to run from several daemons at once: sqlx takes an
 /// advisory lock.
-pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+pub async fn migrate(pool: &PgPool) -> Result<()> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }

@@ -13,11 +13,13 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::Key,
 };
-use crate::domain::ipam::{self, V6Prefix};
+use crate::domain::{
+    ipam::{self, V6Prefix},
+    key::Key,
+};
 
 /// The installation key of the RFC 4193 global ID (chosen by migration 0004).
 const GLOBAL_ID_KEY: &str = "ipam.ula_global_id";
@@ -101,7 +103,7 @@ pub struct NewRange {
 }
 
 /// The installation's RFC 4193 global ID.
-pub async fn global_id(conn: &mut PgConnection) -> sqlx::Result<u64> {
+pub async fn global_id(conn: &mut PgConnection) -> Result<u64> {
     let id: i64 =
         sqlx::query_scalar("SELECT (value #>> '{}')::bigint FROM installation WHERE key = $1")
             .bind(GLOBAL_ID_KEY)
@@ -110,15 +112,10 @@ pub async fn global_id(conn: &mut PgConnection) -> sqlx::Result<u64> {
     Ok(id as u64)
 }
 
-pub async fn create(
-    conn: &mut PgConnection,
-    new: &NewNetwork,
-    actor: &Actor,
-) -> Result<Network, StoreError> {
+pub async fn create(conn: &mut PgConnection, new: &NewNetwork, actor: &Actor) -> Result<Network> {
     for range in &new.ranges {
-        ipam::check_range(range.first, range.last).map_err(|m| {
-            StoreError::invalid("invalid_range", format!("range `{}`: {m}", range.name))
-        })?;
+        ipam::check_range(range.first, range.last)
+            .map_err(|m| Error::invalid("invalid_range", format!("range `{}`: {m}", range.name)))?;
     }
     let deployment_id = match &new.deployment {
         Some(key) => super::deployments::id_of(conn, key).await?,
@@ -143,7 +140,7 @@ pub async fn create(
     .bind(new.router.map_or(0, |r| r.1))
     .fetch_one(&mut *conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
     for range in &new.ranges {
         sqlx::query(
             "INSERT INTO network_ranges (network_id, name, first, last) VALUES ($1, $2, $3::inet, $4::inet)",
@@ -154,7 +151,7 @@ pub async fn create(
         .bind(range.last.to_string())
         .execute(&mut *conn)
         .await
-        .map_err(StoreError::from_constraint)?;
+        .map_err(Error::from_constraint)?;
     }
     events::record(
         conn,
@@ -170,7 +167,7 @@ pub async fn create(
     get(conn, &Key::Id(id)).await
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Network, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Network> {
     let (id, name) = key.parts();
     let row = sqlx::query_as::<_, NetworkRow>(sqlx::AssertSqlSafe(format!(
         "{SELECT_NETWORK} WHERE nw.id = $1 OR nw.name = $2"
@@ -179,13 +176,13 @@ pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Network, StoreErr
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("network", key))?;
+    .ok_or_else(|| Error::not_found("network", key))?;
     let global = global_id(conn).await?;
     let ranges = ranges_of(conn, row.id).await?;
     Ok(assemble(row, ranges, global))
 }
 
-pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Network>, StoreError> {
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Network>> {
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query_as::<_, NetworkRow>(sqlx::AssertSqlSafe(format!(
         "{SELECT_NETWORK} ORDER BY nw.id LIMIT $1 OFFSET $2"
@@ -204,7 +201,7 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Network>
 }
 
 /// Where the hosts of every network are (for telling whether an address is on one).
-pub async fn spans(conn: &mut PgConnection) -> Result<Vec<ipam::NetworkSpan>, StoreError> {
+pub async fn spans(conn: &mut PgConnection) -> Result<Vec<ipam::NetworkSpan>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         id: i64,
@@ -275,7 +272,7 @@ fn assemble(row: NetworkRow, ranges: Vec<Range>, global: u64) -> Network {
 }
 
 /// Deletes a network and its allocations.
-pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<(), StoreError> {
+pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<()> {
     let (id, name) = key.parts();
     let (id, name): (i64, String) =
         sqlx::query_as("DELETE FROM networks WHERE id = $1 OR name = $2 RETURNING id, name")
@@ -283,7 +280,7 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| StoreError::not_found("network", key))?;
+            .ok_or_else(|| Error::not_found("network", key))?;
     events::record(
         conn,
         actor,
@@ -315,10 +312,7 @@ const SELECT_ADDRESS: &str = "
       JOIN nodes n ON n.id = a.node_id";
 
 /// Every address of a node, by network then family.
-pub async fn addresses_of_node(
-    conn: &mut PgConnection,
-    node_id: i64,
-) -> Result<Vec<Address>, StoreError> {
+pub async fn addresses_of_node(conn: &mut PgConnection, node_id: i64) -> Result<Vec<Address>> {
     Ok(sqlx::query_as::<_, Address>(sqlx::AssertSqlSafe(format!(
         "{SELECT_ADDRESS} WHERE a.node_id = $1 ORDER BY nw.id, a.family"
     )))
@@ -333,7 +327,7 @@ pub async fn allocations(
     network_id: i64,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Address>, StoreError> {
+) -> Result<Vec<Address>> {
     Ok(sqlx::query_as::<_, Address>(sqlx::AssertSqlSafe(format!(
         "{SELECT_ADDRESS} WHERE a.network_id = $1 ORDER BY a.node_id, a.family LIMIT $2 OFFSET $3"
     )))
@@ -344,14 +338,14 @@ pub async fn allocations(
     .await?)
 }
 
-pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64> {
     let (id, name) = key.parts();
     sqlx::query_scalar("SELECT id FROM networks WHERE id = $1 OR name = $2")
         .bind(id)
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("network", key))
+        .ok_or_else(|| Error::not_found("network", key))
 }
 
 /// Allocates a node's addresses on a network: one from `range` (or the first range) of
@@ -364,7 +358,7 @@ pub async fn allocate(
     node: &Key,
     range: Option<&str>,
     actor: &Actor,
-) -> Result<Vec<Address>, StoreError> {
+) -> Result<Vec<Address>> {
     let (nid, nname) = network.parts();
     // One allocation at a time per network, across daemons.
     let (network_id, network_name, v6prefix): (i64, String, Option<String>) = sqlx::query_as(
@@ -374,13 +368,13 @@ pub async fn allocate(
     .bind(nname)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("network", network))?;
+    .ok_or_else(|| Error::not_found("network", network))?;
     let node = super::nodes::get(conn, node).await?;
     let ranges = ranges_of(conn, network_id).await?;
     if let Some(wanted) = range
         && !ranges.iter().any(|r| r.name == wanted)
     {
-        return Err(StoreError::not_found(
+        return Err(Error::not_found(
             "range",
             format!("{network_name}/{wanted}"),
         ));
@@ -415,7 +409,7 @@ pub async fn allocate(
                 continue;
             };
             let address = first_free(conn, chosen.id, node.id).await?.ok_or_else(|| {
-                StoreError::conflict(
+                Error::conflict(
                     "range_exhausted",
                     format!(
                         "range `{}` of network `{network_name}` has no free address",
@@ -434,7 +428,7 @@ pub async fn allocate(
                     .bind(address.to_string())
                     .execute(&mut *conn)
                     .await
-                    .map_err(StoreError::from_constraint)?;
+                    .map_err(Error::from_constraint)?;
             }
         }
     }
@@ -470,7 +464,7 @@ async fn insert_allocation(
     range_id: Option<i64>,
     node_id: i64,
     address: IpAddr,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO network_allocations (network_id, range_id, node_id, address)
          VALUES ($1, $2, $3, $4::inet)",
@@ -481,7 +475,7 @@ async fn insert_allocation(
     .bind(address.to_string())
     .execute(conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
     Ok(())
 }
 
@@ -492,7 +486,7 @@ async fn first_free(
     conn: &mut PgConnection,
     range_id: i64,
     node_id: i64,
-) -> sqlx::Result<Option<IpAddr>> {
+) -> Result<Option<IpAddr>> {
     let free: Option<String> = sqlx::query_scalar(
         "WITH r AS (SELECT network_id, first, last FROM network_ranges WHERE id = $1),
               taken AS (SELECT a.address FROM network_allocations a, r

@@ -1,20 +1,25 @@
-//! Noderoles: binding (§3), reading with reasons, data edits, retry (§5) and deletion (§9).
+//! Noderoles: binding (§3), reading with reasons, data edits, commits and proposals of one
+//! noderole or one node (§4), retry (§5) and deletion (§9). Whether a change is allowed is
+//! `domain::noderole`'s decision, asked with the rows locked here.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
+use tracing::field::Empty;
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::Key,
     locks::{self, Lock},
     paging::{PagedQuery, Window},
     ripple,
 };
 use crate::domain::{
     bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
+    key::Key,
+    noderole::{self, Descendant, Retry},
+    reason::Other,
     state::NodeRoleState,
 };
 
@@ -83,7 +88,7 @@ pub struct NodeRoleFilter {
 
 impl NodeRoleFilter {
     /// The ids of the page this filter selects.
-    pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> sqlx::Result<Vec<i64>> {
+    pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> Result<Vec<i64>> {
         let mut query = PagedQuery::new("noderoles");
         query
             .equal("state", self.state.map(|s| s.code()))
@@ -94,18 +99,18 @@ impl NodeRoleFilter {
     }
 }
 
-pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole, StoreError> {
+pub async fn get(conn: &mut PgConnection, id: i64) -> Result<NodeRole> {
     sqlx::query_as::<_, NodeRole>(sqlx::AssertSqlSafe(format!(
         "SELECT {NODEROLE_COLUMNS} {NODEROLE_FROM} WHERE nr.id = $1"
     )))
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("noderole", id))
+    .ok_or_else(|| Error::not_found("noderole", id))
 }
 
 /// The noderole of `role` on `node`.
-pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64, StoreError> {
+pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64> {
     let (node_id, node_name) = node.parts();
     sqlx::query_scalar(
         "SELECT nr.id FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
@@ -116,10 +121,10 @@ pub async fn find(conn: &mut PgConnection, node: &Key, role: &str) -> Result<i64
     .bind(role)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("noderole", format!("{role} on {node}")))
+    .ok_or_else(|| Error::not_found("noderole", format!("{role} on {node}")))
 }
 
-pub async fn detail(conn: &mut PgConnection, id: i64) -> Result<NodeRoleDetail, StoreError> {
+pub async fn detail(conn: &mut PgConnection, id: i64) -> Result<NodeRoleDetail> {
     let noderole = get(conn, id).await?;
     let (proposed_data, committed_data, sysdata, wall): (Value, Value, Value, Value) =
         sqlx::query_as(
@@ -167,6 +172,7 @@ pub struct Bound {
 
 /// Binds `role` to `node` in `deployment` (default: the node's deployment), creating the
 /// parents it needs, all PROPOSED (§3). Refusals leave no rows behind.
+#[tracing::instrument(skip_all, fields(node = %node, deployment = deployment.map(display), noderole = Empty))]
 pub async fn bind(
     conn: &mut PgConnection,
     node: &Key,
@@ -174,7 +180,7 @@ pub async fn bind(
     deployment: Option<&Key>,
     data: Option<&Value>,
     actor: &Actor,
-) -> Result<Bound, StoreError> {
+) -> Result<Bound> {
     locks::hold(conn, Lock::Graph).await?;
     let node_id = super::nodes::id_of(conn, node).await?;
     let deployment_id = match deployment {
@@ -189,7 +195,7 @@ pub async fn bind(
     if let Some(data) = data
         && !data.is_object()
     {
-        return Err(StoreError::invalid(
+        return Err(Error::invalid(
             "invalid_data",
             "noderole data must be a JSON object",
         ));
@@ -250,7 +256,7 @@ pub async fn bind(
             .or_default()
             .push(child);
     }
-    let plan = plan_bind(&world, role).map_err(|e| StoreError::Conflict {
+    let plan = plan_bind(&world, role).map_err(|e| Error::Conflict {
         code: "bind_refused",
         details: json!({ "roles": e.roles() }),
         message: e.to_string(),
@@ -272,7 +278,7 @@ pub async fn bind(
         .bind(if target { data.cloned().unwrap_or(json!({})) } else { json!({}) })
         .fetch_one(&mut *conn)
         .await
-        .map_err(StoreError::from_constraint)?;
+        .map_err(Error::from_constraint)?;
         ids.push(id);
     }
     let resolve = |r: NodeRoleRef| match r {
@@ -305,39 +311,33 @@ pub async fn bind(
     let noderole = created
         .pop()
         .expect("a plan creates at least the bound noderole");
+    tracing::Span::current().record("noderole", noderole.id);
     Ok(Bound { noderole, created })
 }
 
 /// Sets a noderole's proposed data (while it or its deployment is PROPOSED).
+#[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn set_data(
     conn: &mut PgConnection,
     id: i64,
     data: &Value,
     actor: &Actor,
-) -> Result<NodeRole, StoreError> {
+) -> Result<NodeRole> {
     if !data.is_object() {
-        return Err(StoreError::invalid(
+        return Err(Error::invalid(
             "invalid_data",
             "noderole data must be a JSON object",
         ));
     }
-    let editable: Option<bool> = sqlx::query_scalar(
-        "SELECT nr.state = 4 OR d.state = 'proposed' FROM noderoles nr
+    let (state, deployment_proposed): (i16, bool) = sqlx::query_as(
+        "SELECT nr.state, d.state = 'proposed' FROM noderoles nr
            JOIN deployments d ON d.id = nr.deployment_id WHERE nr.id = $1 FOR UPDATE OF nr",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
-    .await?;
-    match editable {
-        None => return Err(StoreError::not_found("noderole", id)),
-        Some(false) => {
-            return Err(StoreError::conflict(
-                "not_proposed",
-                "data can change only while the noderole or its deployment is proposed; propose the deployment first",
-            ));
-        }
-        Some(true) => {}
-    }
+    .await?
+    .ok_or_else(|| Error::not_found("noderole", id))?;
+    noderole::may_edit_data(state_of(state), deployment_proposed)?;
     sqlx::query("UPDATE noderoles SET proposed_data = $2 WHERE id = $1")
         .bind(id)
         .bind(data)
@@ -349,34 +349,9 @@ pub async fn set_data(
 
 /// Retry (§5): ERROR, ACTIVE or BLOCKED → TODO when every parent is ACTIVE (409 otherwise);
 /// waiting children (TODO/ERROR) are blocked and re-run after it succeeds.
-pub async fn retry(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
-    let state: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
-    let state = NodeRoleState::from_code(state).expect("the schema only allows valid states");
-    use NodeRoleState::*;
-    match state {
-        Todo => return get(conn, id).await,
-        Transition => {
-            return Err(StoreError::conflict(
-                "busy",
-                "the noderole is running now; wait for it to finish",
-            ));
-        }
-        Proposed => {
-            return Err(StoreError::conflict(
-                "not_committed",
-                "the noderole is proposed; commit it first",
-            ));
-        }
-        Error | Active | Blocked => {}
-    }
+#[tracing::instrument(skip_all, fields(noderole = id))]
+pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
+    let state = lock_state(conn, id).await?;
     let waiting: Vec<(i64, String, String, i16)> = sqlx::query_as(
         "SELECT p.id, r.name, n.name, p.state FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
            JOIN roles r ON r.id = p.role_id JOIN nodes n ON n.id = p.node_id
@@ -385,19 +360,21 @@ pub async fn retry(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    if let Some((parent, role, node, pstate)) = waiting.first() {
-        let pstate = NodeRoleState::from_code(*pstate).map_or("unknown", |s| s.name());
-        return Err(StoreError::Conflict {
-            code: "parent_not_active",
-            message: format!(
-                "cannot retry: parent {role} on {node} (noderole {parent}) is {pstate}; retry it first"
-            ),
-            details: json!({ "parents": waiting.iter().map(|w| w.0).collect::<Vec<_>>() }),
-        });
+    let waiting: Vec<Other> = waiting
+        .into_iter()
+        .map(|(id, role, node, state)| Other {
+            id,
+            role,
+            node,
+            state: state_of(state),
+        })
+        .collect();
+    if noderole::may_retry(state, &waiting)? == Retry::Unneeded {
+        return get(conn, id).await;
     }
     sqlx::query("UPDATE noderoles SET state = $2 WHERE id = $1")
         .bind(id)
-        .bind(Todo.code())
+        .bind(NodeRoleState::Todo.code())
         .execute(&mut *conn)
         .await?;
     let mut changed = vec![id];
@@ -410,17 +387,14 @@ pub async fn retry(
 /// Deletes a noderole and its descendants when allowed (§9): it has no children, or all its
 /// descendants are on its node, or all are PROPOSED and never ran. Otherwise 409 naming
 /// the blocking children.
-pub async fn delete(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+#[tracing::instrument(skip_all, fields(noderole = id))]
+pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<Vec<i64>> {
     locks::hold(conn, Lock::Graph).await?;
     let node_id: i64 = sqlx::query_scalar("SELECT node_id FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
+        .ok_or_else(|| Error::not_found("noderole", id))?;
     let descendants: Vec<(i64, i64, i16, i32, String, String)> = sqlx::query_as(
         "WITH RECURSIVE d(id) AS (
              SELECT child_id FROM noderole_edges WHERE parent_id = $1
@@ -432,31 +406,19 @@ pub async fn delete(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let same_node = descendants.iter().all(|d| d.1 == node_id);
-    let never_ran = descendants
-        .iter()
-        .all(|d| d.2 == NodeRoleState::Proposed.code() && d.3 == 0);
-    if !(descendants.is_empty() || same_node || never_ran) {
-        let blocking: Vec<Value> = descendants
-            .iter()
-            .filter(|d| d.1 != node_id)
-            .map(|d| json!({"id": d.0, "role": d.4, "node": d.5}))
-            .collect();
-        let names: Vec<String> = descendants
-            .iter()
-            .filter(|d| d.1 != node_id)
-            .map(|d| format!("{} on {}", d.4, d.5))
-            .collect();
-        return Err(StoreError::Conflict {
-            code: "has_children",
-            message: format!(
-                "cannot delete: other nodes depend on it: {}",
-                names.join(", ")
-            ),
-            details: json!({ "children": blocking }),
-        });
-    }
-    let mut removed: Vec<i64> = descendants.iter().map(|d| d.0).collect();
+    let descendants: Vec<Descendant> = descendants
+        .into_iter()
+        .map(|(id, node_id, state, run_count, role, node)| Descendant {
+            id,
+            node_id,
+            state: state_of(state),
+            run_count,
+            role,
+            node,
+        })
+        .collect();
+    noderole::may_delete(node_id, &descendants)?;
+    let mut removed: Vec<i64> = descendants.iter().map(|d| d.id).collect();
     removed.push(id);
     sqlx::query("DELETE FROM noderoles WHERE id = ANY($1)")
         .bind(&removed)
@@ -482,19 +444,9 @@ pub async fn delete(
 /// Commits one PROPOSED noderole (§4, for a single noderole): its proposed data becomes its
 /// committed data and it becomes TODO when every parent is ACTIVE, else BLOCKED. Any other
 /// state is a 409: only a proposal can be committed.
-pub async fn commit_one(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
-    let state = lock_state(conn, id).await?;
-    if state != NodeRoleState::Proposed {
-        return Err(StoreError::Conflict {
-            code: "not_proposed",
-            message: format!("noderole {id} is {state}; only a proposed noderole can be committed"),
-            details: json!({ "state": state.code(), "status": state.name() }),
-        });
-    }
+#[tracing::instrument(skip_all, fields(noderole = id))]
+pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
+    noderole::may_commit(id, lock_state(conn, id).await?)?;
     commit_locked(conn, &[id], actor, "noderole committed").await?;
     get(conn, id).await
 }
@@ -502,19 +454,9 @@ pub async fn commit_one(
 /// Puts one noderole back to PROPOSED so its data can be edited; nothing runs it until it is
 /// committed again. A noderole that is running now is a 409 (`busy`). Children waiting on it
 /// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
-pub async fn propose_one(
-    conn: &mut PgConnection,
-    id: i64,
-    actor: &Actor,
-) -> Result<NodeRole, StoreError> {
-    let state = lock_state(conn, id).await?;
-    if state == NodeRoleState::Transition {
-        return Err(StoreError::Conflict {
-            code: "busy",
-            message: format!("noderole {id} is running now; wait for it to finish"),
-            details: json!({ "busy": [id] }),
-        });
-    }
+#[tracing::instrument(skip_all, fields(noderole = id))]
+pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
+    noderole::may_propose(id, lock_state(conn, id).await?)?;
     propose_locked(conn, &[id], actor, "noderole proposed").await?;
     get(conn, id).await
 }
@@ -523,11 +465,8 @@ pub async fn propose_one(
 /// usually stay in `system` while their noderoles belong to other deployments). Returns
 /// the ids whose state changed (the committed ones and children blocked by them); none is
 /// fine.
-pub async fn commit_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+#[tracing::instrument(skip_all, fields(node = %node))]
+pub async fn commit_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles WHERE node_id = $1 AND state = $2 ORDER BY id FOR UPDATE",
@@ -541,11 +480,8 @@ pub async fn commit_node(
 
 /// Puts every noderole on a node back to PROPOSED. If any of them is running now, nothing
 /// changes and the answer is a 409 (`busy`) naming them. Returns the ids that changed.
-pub async fn propose_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+#[tracing::instrument(skip_all, fields(node = %node))]
+pub async fn propose_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (_, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
     propose_locked(conn, &ids, actor, "node proposed").await
@@ -555,15 +491,12 @@ pub async fn propose_node(
 /// runs (so destructive roles such as an OS install run again) and its wall, and goes back
 /// to TODO, or BLOCKED behind its parents. Proposed ones stay as they are. 409 (`busy`)
 /// while one of them is running. Returns the ids whose state changed.
-pub async fn redeploy_node(
-    conn: &mut PgConnection,
-    node: &Key,
-    actor: &Actor,
-) -> Result<Vec<i64>, StoreError> {
+#[tracing::instrument(skip_all, fields(node = %node))]
+pub async fn redeploy_node(conn: &mut PgConnection, node: &Key, actor: &Actor) -> Result<Vec<i64>> {
     let (node_id, rows) = lock_idle_node(conn, node).await?;
     let ids: Vec<i64> = rows
         .iter()
-        .filter(|r| r.1 != NodeRoleState::Proposed.code())
+        .filter(|r| r.1 != NodeRoleState::Proposed)
         .map(|r| r.0)
         .collect();
     sqlx::query(
@@ -595,39 +528,34 @@ pub async fn redeploy_node(
 async fn lock_idle_node(
     conn: &mut PgConnection,
     node: &Key,
-) -> Result<(i64, Vec<(i64, i16)>), StoreError> {
+) -> Result<(i64, Vec<(i64, NodeRoleState)>)> {
     let node_id = super::nodes::id_of(conn, node).await?;
     let rows: Vec<(i64, i16)> =
         sqlx::query_as("SELECT id, state FROM noderoles WHERE node_id = $1 ORDER BY id FOR UPDATE")
             .bind(node_id)
             .fetch_all(&mut *conn)
             .await?;
-    let busy: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.1 == NodeRoleState::Transition.code())
-        .map(|r| r.0)
+    let rows: Vec<(i64, NodeRoleState)> = rows
+        .into_iter()
+        .map(|(id, state)| (id, state_of(state)))
         .collect();
-    if !busy.is_empty() {
-        return Err(StoreError::Conflict {
-            code: "busy",
-            message: format!(
-                "the node is running noderole {}; wait for it to finish",
-                busy[0]
-            ),
-            details: json!({ "busy": busy }),
-        });
-    }
+    noderole::node_idle(&rows)?;
     Ok((node_id, rows))
 }
 
 /// Locks a noderole row and returns its state.
-async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState, StoreError> {
+async fn lock_state(conn: &mut PgConnection, id: i64) -> Result<NodeRoleState> {
     let code: i16 = sqlx::query_scalar("SELECT state FROM noderoles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("noderole", id))?;
-    Ok(NodeRoleState::from_code(code).expect("the schema only allows valid states"))
+        .ok_or_else(|| Error::not_found("noderole", id))?;
+    Ok(state_of(code))
+}
+
+/// A state as stored: the schema's check allows only the codes of [`NodeRoleState`].
+fn state_of(code: i16) -> NodeRoleState {
+    NodeRoleState::from_code(code).expect("the schema only allows valid states")
 }
 
 /// Commits the PROPOSED noderoles among `ids` (already locked): data, then TODO or BLOCKED
@@ -638,7 +566,7 @@ async fn commit_locked(
     ids: &[i64],
     actor: &Actor,
     reason: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -669,7 +597,7 @@ async fn propose_locked(
     ids: &[i64],
     actor: &Actor,
     reason: &str,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }

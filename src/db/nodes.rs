@@ -4,14 +4,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key, new_token, token_hash},
+    keys::{fetch_by_key, new_token, token_hash},
     paging::{PagedQuery, Window},
     ripple, runs,
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Node {
@@ -63,11 +65,12 @@ pub struct NewNode {
 }
 
 /// Creates a node; returns it with its token (shown once, stored hashed).
+#[tracing::instrument(skip_all, fields(node = Empty))]
 pub async fn create(
     conn: &mut PgConnection,
     new: &NewNode,
     actor: &Actor,
-) -> Result<(Node, String), StoreError> {
+) -> Result<(Node, String)> {
     let deployment_id = match &new.deployment {
         Some(key) => super::deployments::id_of(conn, key).await?,
         None => super::deployments::system_id(conn).await?,
@@ -90,7 +93,8 @@ pub async fn create(
     .bind(new.discovered)
     .fetch_one(&mut *conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
+    tracing::Span::current().record("node", id);
     events::record(
         conn,
         actor,
@@ -106,7 +110,7 @@ pub async fn create(
     Ok((get(conn, &Key::Id(id)).await?, token))
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node> {
     fetch_by_key(
         conn,
         format!("{SELECT_NODE} WHERE n.id = $1 OR n.name = $2"),
@@ -116,29 +120,28 @@ pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError>
     .await
 }
 
-pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+pub async fn id_of(conn: &mut PgConnection, key: &Key) -> Result<i64> {
     let (id, name) = key.parts();
     sqlx::query_scalar("SELECT id FROM nodes WHERE id = $1 OR name = $2")
         .bind(id)
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("node", key))
+        .ok_or_else(|| Error::not_found("node", key))
 }
 
 /// How many nodes discovery made that no admin accepted yet, whatever their bootenv.
-pub async fn count_discovered(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM nodes WHERE discovered")
-        .fetch_one(conn)
-        .await
+pub async fn count_discovered(conn: &mut PgConnection) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM nodes WHERE discovered")
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// The node holding `address`: as its admin address or as an allocation.
-pub async fn holder_of_address(
-    conn: &mut PgConnection,
-    address: &str,
-) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar(
+pub async fn holder_of_address(conn: &mut PgConnection, address: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
         "SELECT name FROM nodes WHERE host(address) = host($1::inet)
          UNION ALL
          SELECT n.name FROM network_allocations a JOIN nodes n ON n.id = a.node_id
@@ -147,7 +150,7 @@ pub async fn holder_of_address(
     )
     .bind(address)
     .fetch_optional(conn)
-    .await
+    .await?)
 }
 
 /// Filters of a node listing; the deployment matches by name or id.
@@ -160,14 +163,14 @@ pub struct NodeFilter {
     pub window: Window,
 }
 
-pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>, StoreError> {
+pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>> {
     let mut query = PagedQuery::new("nodes");
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .equal("alive", f.alive)
         .equal("available", f.available)
         .equal("admin", f.admin);
-    Ok(query.rows(pool, f.window, SELECT_NODE, "n").await?)
+    query.rows(pool, f.window, SELECT_NODE, "n").await
 }
 
 /// Changes to a node. `None` leaves a field alone.
@@ -186,13 +189,14 @@ pub struct NodeUpdate {
 
 /// Applies `update`, recording every change of alive/available/bootenv with who and why,
 /// and running the death ripple when the node goes dead.
+#[tracing::instrument(skip_all, fields(node = %key))]
 pub async fn update(
     conn: &mut PgConnection,
     key: &Key,
     update: &NodeUpdate,
     actor: &Actor,
     reason: &str,
-) -> Result<Node, StoreError> {
+) -> Result<Node> {
     let before = lock(conn, key).await?;
     let mut changes = serde_json::Map::new();
     if let Some(description) = &update.description
@@ -216,7 +220,7 @@ pub async fn update(
             .bind(address)
             .execute(&mut *conn)
             .await
-            .map_err(StoreError::from_constraint)?;
+            .map_err(Error::from_constraint)?;
         changes.insert(
             "address".into(),
             json!({"from": before.address, "to": address}),
@@ -308,14 +312,14 @@ pub async fn update(
 }
 
 /// Locks the node row for the rest of the transaction and returns it.
-async fn lock(conn: &mut PgConnection, key: &Key) -> Result<Node, StoreError> {
+async fn lock(conn: &mut PgConnection, key: &Key) -> Result<Node> {
     let (id, name) = key.parts();
     let id: i64 = sqlx::query_scalar("SELECT id FROM nodes WHERE id = $1 OR name = $2 FOR UPDATE")
         .bind(id)
         .bind(name)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("node", key))?;
+        .ok_or_else(|| Error::not_found("node", key))?;
     get(conn, &Key::Id(id)).await
 }
 
@@ -327,7 +331,7 @@ async fn death_ripple(
     node_id: i64,
     actor: &Actor,
     reason: &str,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     // Noderoles before runs, the order every ripple locks them in.
     let on_node: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles WHERE node_id = $1 AND state NOT IN (2, 4) ORDER BY id FOR UPDATE",
@@ -344,14 +348,15 @@ async fn death_ripple(
 
 /// Deletes a node and its noderoles (never the last admin node). Children elsewhere that
 /// lose their last non-ACTIVE parent become runnable.
-pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<(), StoreError> {
+#[tracing::instrument(skip_all, fields(node = %key))]
+pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result<()> {
     let node = lock(conn, key).await?;
     if node.admin {
         let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM nodes WHERE admin")
             .fetch_one(&mut *conn)
             .await?;
         if admins <= 1 {
-            return Err(StoreError::conflict(
+            return Err(Error::conflict(
                 "last_admin_node",
                 format!(
                     "`{}` is the last admin node and cannot be deleted",
@@ -391,20 +396,23 @@ pub async fn delete(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
 }
 
 /// The id of the node with MAC `mac`, its row locked for the rest of the transaction.
-pub async fn lock_by_mac(conn: &mut PgConnection, mac: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT id FROM nodes WHERE mac = $1::macaddr FOR UPDATE")
-        .bind(mac)
-        .fetch_optional(conn)
-        .await
+pub async fn lock_by_mac(conn: &mut PgConnection, mac: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM nodes WHERE mac = $1::macaddr FOR UPDATE")
+            .bind(mac)
+            .fetch_optional(conn)
+            .await?,
+    )
 }
 
 /// Gives a node a new token (returned, shown once); the old one stops working.
+#[tracing::instrument(skip_all, fields(node = node_id))]
 pub async fn rotate_token(
     conn: &mut PgConnection,
     node_id: i64,
     actor: &Actor,
     reason: &str,
-) -> Result<String, StoreError> {
+) -> Result<String> {
     let token = new_token();
     let name: String =
         sqlx::query_scalar("UPDATE nodes SET token_hash = $2 WHERE id = $1 RETURNING name")
@@ -428,19 +436,23 @@ pub async fn rotate_token(
 }
 
 /// The name and bootenv of the node with MAC `mac` (canonical form), if any.
-pub async fn by_mac(pool: &PgPool, mac: &str) -> sqlx::Result<Option<(String, String)>> {
-    sqlx::query_as("SELECT name, bootenv FROM nodes WHERE mac = $1::macaddr")
-        .bind(mac)
-        .fetch_optional(pool)
-        .await
+pub async fn by_mac(pool: &PgPool, mac: &str) -> Result<Option<(String, String)>> {
+    Ok(
+        sqlx::query_as("SELECT name, bootenv FROM nodes WHERE mac = $1::macaddr")
+            .bind(mac)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// The node a token belongs to, if any.
-pub async fn by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
-    sqlx::query_as("SELECT id, name FROM nodes WHERE token_hash = $1")
-        .bind(token_hash(token))
-        .fetch_optional(pool)
-        .await
+pub async fn by_token(pool: &PgPool, token: &str) -> Result<Option<(i64, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, name FROM nodes WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// A node's history of alive/available/bootenv (and other) changes, newest first.
@@ -449,8 +461,8 @@ pub async fn history(
     node_id: i64,
     limit: i64,
     offset: i64,
-) -> sqlx::Result<Vec<super::events::EventRow>> {
-    sqlx::query_as(
+) -> Result<Vec<super::events::EventRow>> {
+    Ok(sqlx::query_as(
         "SELECT id, type AS kind, at, actor, reason, data FROM events
           WHERE node_id = $1 AND type LIKE 'node.%' ORDER BY id DESC LIMIT $2 OFFSET $3",
     )
@@ -458,5 +470,5 @@ pub async fn history(
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
-    .await
+    .await?)
 }

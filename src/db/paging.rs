@@ -10,6 +10,8 @@
 
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, postgres::PgRow};
 
+use super::error::Result;
+
 /// Which slice of a listing: `limit` rows after skipping `offset`, or — with `after` — the
 /// `limit` rows whose ids follow `after` (a cursor: the same cost at any depth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,7 +76,7 @@ impl PagedQuery {
     }
 
     /// The ids of the page `window` selects.
-    pub async fn ids(mut self, conn: &mut PgConnection, window: Window) -> sqlx::Result<Vec<i64>> {
+    pub async fn ids(mut self, conn: &mut PgConnection, window: Window) -> Result<Vec<i64>> {
         if let Some(after) = window.after {
             self.builder.push(" AND p.id > ");
             self.builder.push_bind(after);
@@ -83,7 +85,7 @@ impl PagedQuery {
         self.builder.push_bind(window.limit);
         self.builder.push(" OFFSET ");
         self.builder.push_bind(window.offset);
-        self.builder.build_query_scalar().fetch_all(conn).await
+        Ok(self.builder.build_query_scalar().fetch_all(conn).await?)
     }
 
     /// The rows of the page `window` selects, read by `select` (see [`rows_by_id`]), on one
@@ -94,7 +96,7 @@ impl PagedQuery {
         window: Window,
         select: &str,
         alias: &str,
-    ) -> sqlx::Result<Vec<T>>
+    ) -> Result<Vec<T>>
     where
         T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     {
@@ -111,17 +113,17 @@ pub async fn rows_by_id<T>(
     select: &str,
     alias: &str,
     ids: &[i64],
-) -> sqlx::Result<Vec<T>>
+) -> Result<Vec<T>>
 where
     T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
 {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{select} WHERE {alias}.id = ANY($1) ORDER BY {alias}.id"
     )))
     .bind(ids)
     .fetch_all(conn)
-    .await
+    .await?)
 }

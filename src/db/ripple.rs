@@ -2,18 +2,18 @@
 //!
 //! Each function runs inside the caller's transaction, changes states in bulk, and returns
 //! the ids it changed so the caller can record events. A noderole a ripple takes out of
-//! TODO loses its queued run, which could no longer start. Rows are locked in id order before
+//! TODO loses its queued run, which could no longer start ([`drop_stale_queued`], which the
+//! recovery sweep also runs). Rows are locked in id order before
 //! they are read for a decision, so two transactions finishing two parents of one child
 //! cannot both miss that the child became runnable.
 
 use sqlx::PgConnection;
 
-use super::runs::drop_stale_queued;
-
+use super::error::Result;
 use crate::domain::state::NodeRoleState::{Active, Blocked, Error, Proposed, Todo, Transition};
 
 /// BLOCKED children of `parents` whose parents are now all ACTIVE become TODO.
-pub async fn unblock_children(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Result<Vec<i64>> {
+pub async fn unblock_children(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<i64>> {
     if parents.is_empty() {
         return Ok(vec![]);
     }
@@ -35,11 +35,11 @@ pub async fn settle(
     conn: &mut PgConnection,
     ids: &[i64],
     from: crate::domain::state::NodeRoleState,
-) -> sqlx::Result<Vec<i64>> {
+) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "UPDATE noderoles c SET state = $2
           WHERE c.id = ANY($1) AND c.state = $3
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
@@ -51,12 +51,12 @@ pub async fn settle(
     .bind(from.code())
     .bind(Active.code())
     .fetch_all(conn)
-    .await
+    .await?)
 }
 
 /// Puts `ids` into TODO when all their parents are ACTIVE, else BLOCKED — in two steps, so a
 /// parent among `ids` is never mistaken for ACTIVE. Returns every id whose state changed.
-pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -76,7 +76,7 @@ pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Res
 
 /// Failure ripple: every transitive descendant of `ids`, on any node, that is not PROPOSED,
 /// TRANSITION or already BLOCKED becomes BLOCKED.
-pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<i64>> {
     if ids.is_empty() {
         return Ok(vec![]);
     }
@@ -102,10 +102,7 @@ pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Re
 
 /// A parent going back to TODO or BLOCKED blocks only children in TODO or ERROR (and theirs,
 /// transitively); ACTIVE children stay ACTIVE.
-pub async fn block_waiting_children(
-    conn: &mut PgConnection,
-    parents: &[i64],
-) -> sqlx::Result<Vec<i64>> {
+pub async fn block_waiting_children(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<i64>> {
     if parents.is_empty() {
         return Ok(vec![]);
     }
@@ -132,7 +129,7 @@ pub async fn block_waiting_children(
 
 /// Raises cohorts so each is 1 + the highest of its parents', starting from `ids` and
 /// following children while anything changes (edges added to existing noderoles).
-pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
+pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
     let mut frontier = ids.to_vec();
     while !frontier.is_empty() {
         let raised: Vec<i64> = sqlx::query_scalar(
@@ -158,4 +155,28 @@ pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<(
         };
     }
     Ok(())
+}
+
+/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
+/// given), recording them `dropped`. Left behind, such a run could never start, yet it
+/// would hold its node's one run slot until the sweep.
+pub async fn drop_stale_queued(conn: &mut PgConnection, noderoles: Option<&[i64]>) -> Result<u64> {
+    if noderoles.is_some_and(|ids| ids.is_empty()) {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "WITH done AS (DELETE FROM runs ru USING noderoles nr
+                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
+                          AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
+                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
+                       RETURNING ru.*, nr.role_id)
+         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
+         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
+    )
+    .bind(Todo.code())
+    .bind(Active.code())
+    .bind(noderoles)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::{self, Actor, NewEvent},
-    keys::{Key, fetch_by_key},
+    keys::fetch_by_key,
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Barclamp {
@@ -39,11 +40,7 @@ const SELECT_BARCLAMP: &str = "
            b.updated_at, b.document
       FROM barclamps b";
 
-pub async fn list_barclamps(
-    pool: &PgPool,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Barclamp>, StoreError> {
+pub async fn list_barclamps(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Barclamp>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_BARCLAMP} ORDER BY b.id LIMIT $1 OFFSET $2"
     )))
@@ -53,10 +50,7 @@ pub async fn list_barclamps(
     .await?)
 }
 
-pub async fn get_barclamp(
-    conn: &mut PgConnection,
-    key: &Key,
-) -> Result<BarclampDetail, StoreError> {
+pub async fn get_barclamp(conn: &mut PgConnection, key: &Key) -> Result<BarclampDetail> {
     fetch_by_key(
         conn,
         format!("{SELECT_BARCLAMP} WHERE b.id = $1 OR b.name = $2"),
@@ -84,7 +78,7 @@ const SELECT_JIG: &str = "
            j.client_role, j.created_at, j.updated_at
       FROM jigs j JOIN barclamps b ON b.id = j.barclamp_id";
 
-pub async fn list_jigs(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Jig>, StoreError> {
+pub async fn list_jigs(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Jig>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_JIG} ORDER BY j.id LIMIT $1 OFFSET $2"
     )))
@@ -94,7 +88,7 @@ pub async fn list_jigs(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<Jig
     .await?)
 }
 
-pub async fn get_jig(conn: &mut PgConnection, key: &Key) -> Result<Jig, StoreError> {
+pub async fn get_jig(conn: &mut PgConnection, key: &Key) -> Result<Jig> {
     fetch_by_key(
         conn,
         format!("{SELECT_JIG} WHERE j.id = $1 OR j.name = $2"),
@@ -118,7 +112,7 @@ pub async fn update_jig(
     key: &Key,
     update: &JigUpdate,
     actor: &Actor,
-) -> Result<Jig, StoreError> {
+) -> Result<Jig> {
     let (id, name) = key.parts();
     let (id, active, description): (i64, bool, String) = sqlx::query_as(
         "SELECT id, active, description FROM jigs WHERE id = $1 OR name = $2 FOR UPDATE",
@@ -127,7 +121,7 @@ pub async fn update_jig(
     .bind(name)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| StoreError::not_found("jig", key))?;
+    .ok_or_else(|| Error::not_found("jig", key))?;
     let mut changes = serde_json::Map::new();
     if let Some(to) = update.active
         && to != active
@@ -207,7 +201,7 @@ pub struct RoleFilter {
     pub offset: i64,
 }
 
-pub async fn list_roles(pool: &PgPool, f: &RoleFilter) -> Result<Vec<Role>, StoreError> {
+pub async fn list_roles(pool: &PgPool, f: &RoleFilter) -> Result<Vec<Role>> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SELECT_ROLE}
           WHERE ($1::text IS NULL OR b.name = $1 OR b.id::text = $1)
@@ -222,7 +216,7 @@ pub async fn list_roles(pool: &PgPool, f: &RoleFilter) -> Result<Vec<Role>, Stor
     .await?)
 }
 
-pub async fn get_role(conn: &mut PgConnection, key: &Key) -> Result<Role, StoreError> {
+pub async fn get_role(conn: &mut PgConnection, key: &Key) -> Result<Role> {
     fetch_by_key(
         conn,
         format!("{SELECT_ROLE} WHERE r.id = $1 OR r.name = $2"),
@@ -232,12 +226,12 @@ pub async fn get_role(conn: &mut PgConnection, key: &Key) -> Result<Role, StoreE
     .await
 }
 
-pub async fn role_id(conn: &mut PgConnection, key: &Key) -> Result<i64, StoreError> {
+pub async fn role_id(conn: &mut PgConnection, key: &Key) -> Result<i64> {
     let (id, name) = key.parts();
     sqlx::query_scalar("SELECT id FROM roles WHERE id = $1 OR name = $2")
         .bind(id)
         .bind(name)
         .fetch_optional(conn)
         .await?
-        .ok_or_else(|| StoreError::not_found("role", key))
+        .ok_or_else(|| Error::not_found("role", key))
 }

@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tracing::field::Empty;
 
 use super::{
+    error::Result,
     events::{self, Actor},
     inputs,
     locks::{self, Lock},
@@ -49,7 +51,7 @@ pub struct QueueConfig {
 
 /// Queues a run for every node that has a runnable noderole (the lowest (cohort, id) first;
 /// hook-requested re-runs before that). Returns how many were queued.
-pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> sqlx::Result<usize> {
+pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Result<usize> {
     // Driven by nodes: for each free node, one index walk over its own noderoles picks the
     // first runnable one. The cost follows the number of nodes, never the size of the graph.
     let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(
@@ -144,12 +146,13 @@ pub struct ClaimedRun {
 
 /// Claims up to `max` queued runs for `worker`, never letting the number executing in a
 /// lane exceed its cap across all daemons. Claimed noderoles go to TRANSITION.
+#[tracing::instrument(skip_all, fields(worker = %worker, runs = Empty))]
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
     config: &QueueConfig,
     max: i64,
-) -> sqlx::Result<Vec<ClaimedRun>> {
+) -> Result<Vec<ClaimedRun>> {
     locks::hold(conn, Lock::Claims).await?;
     let running: Vec<(String, i64)> =
         sqlx::query_as("SELECT lane, count(*) FROM runs WHERE state = 'running' GROUP BY lane")
@@ -204,6 +207,8 @@ pub async fn claim(
         budget -= batch.len() as i64;
         claimed.append(&mut batch);
     }
+    let runs: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    tracing::Span::current().record("runs", tracing::field::debug(&runs));
     if !claimed.is_empty() {
         let ids: Vec<i64> = claimed.iter().map(|c| c.noderole_id).collect();
         sqlx::query("UPDATE noderoles SET state = $2, requested_lane = NULL WHERE id = ANY($1)")
@@ -224,7 +229,7 @@ pub async fn claim(
 
 /// Marks the runs `ids` of this worker, while running, as alive. Only the runs the worker
 /// still executes or completes: one it gave up on must not be kept alive.
-pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> sqlx::Result<u64> {
+pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> Result<u64> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -282,11 +287,12 @@ pub struct Completion {
 
 /// Finishes runs of `worker` in one transaction, applying the outcome table of §5. Results
 /// for runs that are no longer this worker's (reaped as lost, deleted) are ignored.
+#[tracing::instrument(skip_all, fields(worker = %worker, runs = ?results.iter().map(|r| r.run_id).collect::<Vec<_>>()))]
 pub async fn complete(
     conn: &mut PgConnection,
     worker: &str,
     results: &[RunResult],
-) -> sqlx::Result<Completion> {
+) -> Result<Completion> {
     let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
     // Node rows first (shared), in id order: a concurrent death of the node waits for us or
     // we see it, never half of it.
@@ -431,11 +437,8 @@ pub async fn complete(
 
 /// Asks for a run of a noderole on `lane` (hooks, §7), even while it is ACTIVE. A run already
 /// queued for it (not started) gets fresh input data and the lane instead of a duplicate.
-pub async fn request_run(
-    conn: &mut PgConnection,
-    noderole_id: i64,
-    lane: Lane,
-) -> sqlx::Result<()> {
+#[tracing::instrument(skip_all, fields(noderole = noderole_id, lane = lane.as_str()))]
+pub async fn request_run(conn: &mut PgConnection, noderole_id: i64, lane: Lane) -> Result<()> {
     let queued: Option<i64> = sqlx::query_scalar(
         "SELECT id FROM runs WHERE noderole_id = $1 AND state = 'queued' FOR UPDATE",
     )
@@ -470,7 +473,7 @@ pub async fn request_run(
 
 /// Pokes (§8): ACTIVE children that want attribs owned by `parents`' roles re-run when the
 /// data they would now receive differs from what their last run saw.
-async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Result<Vec<i64>> {
+async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<i64>> {
     let consumers: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT DISTINCT c.id, c.input_hash FROM noderole_edges e
            JOIN noderoles c ON c.id = e.child_id JOIN roles cr ON cr.id = c.role_id
@@ -503,15 +506,12 @@ async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> sqlx::Resul
 }
 
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.
-pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> sqlx::Result<u64> {
+pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> Result<u64> {
     drop_where(conn, "node_id = $1::bigint AND state = 'queued'", node_id).await
 }
 
 /// Drops the queued (not yet running) run of a noderole, recording it as `dropped`.
-pub async fn drop_queued_of_noderole(
-    conn: &mut PgConnection,
-    noderole_id: i64,
-) -> sqlx::Result<u64> {
+pub async fn drop_queued_of_noderole(conn: &mut PgConnection, noderole_id: i64) -> Result<u64> {
     drop_where(
         conn,
         "noderole_id = $1::bigint AND state = 'queued'",
@@ -520,42 +520,15 @@ pub async fn drop_queued_of_noderole(
     .await
 }
 
-async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> sqlx::Result<u64> {
+async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> Result<u64> {
     let dropped = retire_runs(conn, condition, &param.to_string(), "dropped", "").await?;
     Ok(dropped.len() as u64)
-}
-
-/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
-/// given), recording them `dropped`. Left behind, such a run could never start, yet it
-/// would hold its node's one run slot until the sweep.
-pub async fn drop_stale_queued(
-    conn: &mut PgConnection,
-    noderoles: Option<&[i64]>,
-) -> sqlx::Result<u64> {
-    if noderoles.is_some_and(|ids| ids.is_empty()) {
-        return Ok(0);
-    }
-    Ok(sqlx::query(
-        "WITH done AS (DELETE FROM runs ru USING noderoles nr
-                        WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
-                          AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
-                          AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
-                       RETURNING ru.*, nr.role_id)
-         INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
-         SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
-    )
-    .bind(Todo.code())
-    .bind(Active.code())
-    .bind(noderoles)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected())
 }
 
 /// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
 /// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
 /// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
-pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Result<usize> {
+pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> Result<usize> {
     let lost = lose_runs(
         conn,
         "state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8)",
@@ -563,7 +536,7 @@ pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> sqlx::Res
         "the worker running it stopped answering",
     )
     .await?;
-    drop_stale_queued(conn, None).await?;
+    ripple::drop_stale_queued(conn, None).await?;
     let mut stranded: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles nr WHERE state = $1
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.noderole_id = nr.id AND ru.state = 'running')
@@ -629,7 +602,8 @@ async fn retire_runs(
 
 /// Hands back every run `worker` is executing (a daemon shutting down): recorded `lost`,
 /// noderoles back to TODO/BLOCKED.
-pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> sqlx::Result<usize> {
+#[tracing::instrument(skip_all, fields(worker = %worker))]
+pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> Result<usize> {
     let mut released = lose_runs(
         conn,
         "state = 'running' AND worker = $1",
@@ -667,13 +641,8 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
 }
 
-pub async fn list(
-    pool: &PgPool,
-    node: Option<&str>,
-    limit: i64,
-    offset: i64,
-) -> sqlx::Result<Vec<Run>> {
-    sqlx::query_as(
+pub async fn list(pool: &PgPool, node: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Run>> {
+    Ok(sqlx::query_as(
         "SELECT ru.id, n.name AS node, ru.node_id, ru.noderole_id AS node_role, r.name AS role,
                 ru.state, ru.lane, ru.worker, ru.queued_at, ru.started_at
            FROM runs ru JOIN nodes n ON n.id = ru.node_id
@@ -685,5 +654,5 @@ pub async fn list(
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
-    .await
+    .await?)
 }

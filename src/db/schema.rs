@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use super::MIGRATOR;
+use super::{MIGRATOR, error::Result};
 
 /// A migration this binary carries, or one a database has recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub fn known_migrations() -> Vec<MigrationRow> {
 }
 
 /// The server's version: `server_version_num` (e.g. 150018) and its text (`15.18`).
-pub async fn server_version(conn: &mut PgConnection) -> sqlx::Result<(i64, String)> {
+pub async fn server_version(conn: &mut PgConnection) -> Result<(i64, String)> {
     let (number, text): (i64, String) = sqlx::query_as(
         "SELECT current_setting('server_version_num')::bigint, current_setting('server_version')",
     )
@@ -40,9 +40,7 @@ pub async fn server_version(conn: &mut PgConnection) -> sqlx::Result<(i64, Strin
 
 /// The migrations the database records, oldest first; `None` when it has no migrations
 /// table at all (nothing was ever applied).
-pub async fn applied_migrations(
-    conn: &mut PgConnection,
-) -> sqlx::Result<Option<Vec<MigrationRow>>> {
+pub async fn applied_migrations(conn: &mut PgConnection) -> Result<Option<Vec<MigrationRow>>> {
     let table = MIGRATOR.table_name.as_ref();
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(table)

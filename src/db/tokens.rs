@@ -3,25 +3,28 @@
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    error::StoreError,
-    keys::{Key, fetch_by_key, new_token, token_hash},
+    error::{Error, Result},
+    keys::{fetch_by_key, new_token, token_hash},
 };
+use crate::domain::key::Key;
 
 /// The name of the admin token `token` belongs to, unless it is unknown or revoked.
-pub async fn admin_by_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<String>> {
+pub async fn admin_by_token(pool: &PgPool, token: &str) -> Result<Option<String>> {
     Ok(admin_token(pool, token).await?.map(|(_, name)| name))
 }
 
 /// The id and name of the admin token `token` is, unless it is unknown or revoked.
-pub async fn admin_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<(i64, String)>> {
-    sqlx::query_as("SELECT id, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-        .bind(token_hash(token))
-        .fetch_optional(pool)
-        .await
+pub async fn admin_token(pool: &PgPool, token: &str) -> Result<Option<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Stores `hash` as the token called `name`, replacing (and un-revoking) an older one.
-pub async fn upsert(conn: &mut PgConnection, name: &str, hash: &str) -> Result<(), StoreError> {
+pub async fn upsert(conn: &mut PgConnection, name: &str, hash: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET token_hash = EXCLUDED.token_hash, revoked_at = NULL
@@ -32,7 +35,7 @@ pub async fn upsert(conn: &mut PgConnection, name: &str, hash: &str) -> Result<(
     .bind(hash)
     .execute(conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
     Ok(())
 }
 
@@ -49,17 +52,17 @@ pub struct TokenInfo {
 const TOKEN_COLUMNS: &str = "id, name, created_at, revoked_at";
 
 /// Every admin token, revoked ones included (their names stay taken), by id.
-pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> sqlx::Result<Vec<TokenInfo>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<TokenInfo>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id LIMIT $1 OFFSET $2"
     )))
     .bind(limit)
     .bind(offset)
     .fetch_all(pool)
-    .await
+    .await?)
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo> {
     fetch_by_key(
         conn,
         format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1 OR name = $2"),
@@ -70,10 +73,7 @@ pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreE
 }
 
 /// A new admin token called `name`; returns it with the token, which exists only here.
-pub async fn create(
-    conn: &mut PgConnection,
-    name: &str,
-) -> Result<(TokenInfo, String), StoreError> {
+pub async fn create(conn: &mut PgConnection, name: &str) -> Result<(TokenInfo, String)> {
     let token = new_token();
     let info = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO api_tokens (name, token_hash) VALUES ($1, $2) RETURNING {TOKEN_COLUMNS}"
@@ -82,14 +82,14 @@ pub async fn create(
     .bind(token_hash(&token))
     .fetch_one(conn)
     .await
-    .map_err(StoreError::from_constraint)?;
+    .map_err(Error::from_constraint)?;
     Ok((info, token))
 }
 
 /// Revokes an admin token: it stops working at once, and the UI sessions opened with it
 /// end (a trigger of migration 0007). The last working token cannot go, or nobody could
 /// administer the installation any more. Revoking twice is a no-op.
-pub async fn revoke(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, StoreError> {
+pub async fn revoke(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo> {
     // one revocation at a time, so two cannot each leave the other as the last one
     sqlx::query("LOCK TABLE api_tokens IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *conn)
@@ -104,7 +104,7 @@ pub async fn revoke(conn: &mut PgConnection, key: &Key) -> Result<TokenInfo, Sto
             .fetch_one(&mut *conn)
             .await?;
     if others == 0 {
-        return Err(StoreError::conflict(
+        return Err(Error::conflict(
             "last_token",
             format!(
                 "`{}` is the last working admin token; create another before revoking it",

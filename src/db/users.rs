@@ -9,10 +9,11 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use super::{
-    error::StoreError,
+    error::{Error, Result},
     events::Actor,
-    keys::{Key, fetch_by_key, token_hash},
+    keys::{fetch_by_key, token_hash},
 };
+use crate::domain::key::Key;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
@@ -22,13 +23,9 @@ pub struct User {
 }
 
 /// Adds a user with an already hashed password; a taken name is a 409.
-pub async fn create(
-    conn: &mut PgConnection,
-    name: &str,
-    password_hash: &str,
-) -> Result<User, StoreError> {
+pub async fn create(conn: &mut PgConnection, name: &str, password_hash: &str) -> Result<User> {
     if !valid_name(name) {
-        return Err(StoreError::invalid(
+        return Err(Error::invalid(
             "invalid_name",
             "a user name is 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
         ));
@@ -41,7 +38,7 @@ pub async fn create(
     .bind(password_hash)
     .fetch_one(conn)
     .await
-    .map_err(StoreError::from_constraint)
+    .map_err(Error::from_constraint)
 }
 
 /// Whether `name` can be a user's name (the `users.name` check, said in Rust).
@@ -52,7 +49,7 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
 }
 
-pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
+pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<User>> {
     Ok(
         sqlx::query_as("SELECT id, name, created_at FROM users ORDER BY id LIMIT $1 OFFSET $2")
             .bind(limit)
@@ -62,7 +59,7 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<User>, S
     )
 }
 
-pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<User, StoreError> {
+pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<User> {
     fetch_by_key(
         conn,
         "SELECT id, name, created_at FROM users WHERE id = $1 OR name = $2".into(),
@@ -73,15 +70,17 @@ pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<User, StoreError>
 }
 
 /// The id and stored password hash of the user called `name`, if there is one.
-pub async fn credentials(pool: &PgPool, name: &str) -> sqlx::Result<Option<(i64, String)>> {
-    sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await
+pub async fn credentials(pool: &PgPool, name: &str) -> Result<Option<(i64, String)>> {
+    Ok(
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 /// Deletes a user; its sessions end with it (the foreign key cascades).
-pub async fn delete(conn: &mut PgConnection, key: &Key) -> Result<User, StoreError> {
+pub async fn delete(conn: &mut PgConnection, key: &Key) -> Result<User> {
     let user = get(conn, key).await?;
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user.id)
@@ -92,18 +91,14 @@ pub async fn delete(conn: &mut PgConnection, key: &Key) -> Result<User, StoreErr
 
 /// Gives a user a new (already hashed) password and ends its sessions: whoever logged in
 /// with the old one is out.
-pub async fn set_password(
-    conn: &mut PgConnection,
-    key: &Key,
-    password_hash: &str,
-) -> Result<User, StoreError> {
+pub async fn set_password(conn: &mut PgConnection, key: &Key, password_hash: &str) -> Result<User> {
     let user = get(conn, key).await?;
     sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
         .bind(user.id)
         .bind(password_hash)
         .execute(&mut *conn)
         .await
-        .map_err(StoreError::from_constraint)?;
+        .map_err(Error::from_constraint)?;
     sqlx::query("DELETE FROM ui_sessions WHERE user_id = $1")
         .bind(user.id)
         .execute(conn)
@@ -136,7 +131,7 @@ pub async fn open_session(
     pool: &PgPool,
     owner: &SessionOwner,
     lifetime: std::time::Duration,
-) -> sqlx::Result<Option<String>> {
+) -> Result<Option<String>> {
     let token = super::keys::new_token();
     // expired sessions go when new ones come: the table stays small without a sweeper
     sqlx::query("DELETE FROM ui_sessions WHERE expires_at < now()")
@@ -165,14 +160,16 @@ pub async fn open_session(
 }
 
 /// The actor of the live session with this cookie token.
-pub async fn session_actor(pool: &PgPool, token: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT actor FROM ui_sessions WHERE token_hash = $1 AND expires_at > now()")
-        .bind(token_hash(token))
-        .fetch_optional(pool)
-        .await
+pub async fn session_actor(pool: &PgPool, token: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT actor FROM ui_sessions WHERE token_hash = $1 AND expires_at > now()",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?)
 }
 
-pub async fn close_session(pool: &PgPool, token: &str) -> sqlx::Result<()> {
+pub async fn close_session(pool: &PgPool, token: &str) -> Result<()> {
     sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
         .bind(token_hash(token))
         .execute(pool)

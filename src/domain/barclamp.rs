@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 pub use build::check_file_name;
 pub use catalog::{Catalog, StoredAttrib, StoredBarclamp, StoredJig, StoredRole};
 pub use document::{AttribDoc, BarclampDoc, BarclampMeta, JigDoc, RoleDoc, parse};
-pub use plan::{Change, ImportPlan, PlannedBarclamp, Removed, RemovedItem, SourcedDoc, plan};
+pub use plan::{
+    Change, ImportPlan, PlannedBarclamp, Removed, RemovedItem, RoleInUse, SourcedDoc, plan,
+};
 
 /// A role flag (SEMANTICS.md §1 and §3). Any other word in `flags` is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,4 +1,6 @@
-//! Noderole data: deep merging of layers and slash-separated attrib paths (SEMANTICS.md §8).
+//! Noderole data: deep merging of layers, slash-separated attrib paths (SEMANTICS.md §8),
+//! and the content hash that tells whether two pieces of data are equal (snapshots, run
+//! inputs).
 
 use serde_json::{Map, Value};
 use utoipa::openapi::{
@@ -28,6 +30,13 @@ pub fn object_or_null_schema() -> Schema {
 /// Any JSON value (an attrib's value).
 pub fn value_schema() -> RefOr<Schema> {
     Ref::from_schema_name(JSON_VALUE).into()
+}
+
+/// Sha-256 over the canonical JSON text (object keys sorted): equal data, equal hash. A
+/// snapshot's content and a run's input are compared by it.
+pub fn content_hash(content: &Value) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(content.to_string().as_bytes()))
 }
 
 /// Merges `overlay` into `base`: objects merge key by key, recursively; anything else in

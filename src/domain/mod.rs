@@ -5,6 +5,8 @@ pub mod bind;
 pub mod catalog;
 pub mod data;
 pub mod ipam;
+pub mod key;
+pub mod noderole;
 pub mod number;
 pub mod plan;
 pub mod reason;

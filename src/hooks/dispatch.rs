@@ -21,7 +21,7 @@ const BATCH: i64 = 500;
 /// Events come in the order of [`db::hooks::CursorLease::pending`], which never skips one;
 /// the cursor moves past them after their hooks ran. A failing hook is logged; the
 /// dispatcher never touches the graph itself.
-pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> sqlx::Result<usize> {
+pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result<usize> {
     let Some(mut cursor) = db::hooks::lease_cursor(pool).await? else {
         return Ok(0); // another daemon is dispatching
     };

@@ -56,10 +56,10 @@ pub struct HookContext {
 impl HookContext {
     /// Asks for a run of a noderole on the high-priority lane (§7); asking again before it
     /// started refreshes its data instead of queueing a duplicate.
-    pub async fn request_run(&self, noderole_id: i64) -> sqlx::Result<()> {
+    pub async fn request_run(&self, noderole_id: i64) -> crate::db::Result<()> {
         let mut tx = self.pool.begin().await?;
         crate::db::runs::request_run(&mut tx, noderole_id, crate::db::runs::Lane::High).await?;
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 }
 

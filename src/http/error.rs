@@ -8,7 +8,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::db::error::StoreError;
+use crate::db;
 
 /// The body of every 4xx and 5xx answer (for the OpenAPI document; [`ApiError`] writes it).
 #[derive(utoipa::ToSchema)]
@@ -99,13 +99,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Store errors map onto the contract: unknown objects 404, conflicts with the current state
-/// 409 (with their code and details), invalid requests 422, anything else a logged 500.
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+/// Database errors map onto the contract: unknown objects 404, conflicts with the current
+/// state 409 (with their code and details), invalid requests 422, anything else a logged
+/// 500.
+impl From<db::Error> for ApiError {
+    fn from(e: db::Error) -> Self {
         match e {
-            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            StoreError::Conflict {
+            db::Error::NotFound { .. } => ApiError::not_found(e.to_string()),
+            db::Error::Conflict {
                 code,
                 message,
                 details,
@@ -117,8 +118,17 @@ impl From<StoreError> for ApiError {
                     error.with_details(details)
                 }
             }
-            StoreError::Invalid { code, message } => ApiError::unprocessable(code, message),
-            StoreError::Sql(e) => ApiError::internal(e),
+            db::Error::Invalid { code, message } => ApiError::unprocessable(code, message),
+            // barclamp imports answer through `barclamps::BarclampError`; the same codes
+            db::Error::RolesInUse(_) => {
+                ApiError::new(StatusCode::CONFLICT, "barclamp_in_use", e.to_string())
+            }
+            db::Error::Constraint { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            db::Error::Connect { .. } | db::Error::Migrate(_) | db::Error::Sql(_) => {
+                ApiError::internal(e)
+            }
         }
     }
 }

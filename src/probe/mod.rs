@@ -84,10 +84,10 @@ impl Prober {
 
     /// One round: probes every node with an address, concurrently (bounded), applying the
     /// results; closes idle connections.
-    pub async fn round(&self) -> sqlx::Result<Vec<ProbeOutcome>> {
+    pub async fn round(&self) -> db::Result<Vec<ProbeOutcome>> {
         let nodes = db::aliveness::probe_targets(self.access.pool()).await?;
         let concurrency = self.settings.probe_concurrency.max(1);
-        let outcomes: Vec<sqlx::Result<Option<ProbeOutcome>>> =
+        let outcomes: Vec<db::Result<Option<ProbeOutcome>>> =
             futures::stream::iter(nodes.into_iter().filter_map(|node| {
                 let addr: IpAddr = node.address.parse().ok()?;
                 let target = NodeRef {
@@ -112,7 +112,7 @@ impl Prober {
     }
 
     #[tracing::instrument(skip_all, fields(node = %node.name, node_id = node.id))]
-    async fn probe(&self, node: NodeRef, was_alive: bool) -> sqlx::Result<Option<ProbeOutcome>> {
+    async fn probe(&self, node: NodeRef, was_alive: bool) -> db::Result<Option<ProbeOutcome>> {
         // A probe never takes longer than ping + connect + auth, whatever happens.
         let settings = self.access.settings();
         let limit = settings.ping_timeout * u32::from(settings.ping_attempts.max(1))

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::{
     db::{
-        error::StoreError,
+        self,
         events::Actor,
         keys::Key,
         locks::{self, Lock},
@@ -47,7 +47,7 @@ pub struct Discovered {
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] db::Error),
     #[error(transparent)]
     Veto(#[from] Veto),
     /// As many machines as the limit are in discovery already.
@@ -89,7 +89,7 @@ pub async fn discover(
         if let Some(id) = nodes::lock_by_mac(&mut tx, mac).await? {
             let node = nodes::get(&mut tx, &Key::Id(id)).await?;
             if !node.discovered {
-                return Err(StoreError::conflict(
+                return Err(db::Error::conflict(
                     "already_discovered",
                     format!(
                         "{mac} is node `{}`, which an admin created or accepted: it does not \
@@ -131,7 +131,7 @@ pub async fn discover(
         };
         let (node, token) = match nodes::create(&mut tx, &new, &actor).await {
             Ok(created) => created,
-            Err(StoreError::Conflict { .. }) => continue, // lost a race for this MAC
+            Err(db::Error::Conflict { .. }) => continue, // lost a race for this MAC
             Err(e) => return Err(e.into()),
         };
         let key = Key::Id(node.id);
@@ -146,7 +146,7 @@ pub async fn discover(
             created: true,
         });
     }
-    Err(StoreError::conflict(
+    Err(db::Error::conflict(
         "conflict",
         format!("{mac} is being registered by another request; try again"),
     )
@@ -155,10 +155,10 @@ pub async fn discover(
 
 /// A discovered machine's address must be a host of a configured network and not another
 /// node's (the database also refuses two nodes on one address).
-async fn check_address(conn: &mut PgConnection, address: IpAddr) -> Result<(), StoreError> {
+async fn check_address(conn: &mut PgConnection, address: IpAddr) -> db::Result<()> {
     let spans = networks::spans(conn).await?;
     if !ipam::is_host_address(address) || !spans.iter().any(|s| s.holds(address)) {
-        return Err(StoreError::invalid(
+        return Err(db::Error::invalid(
             "address_not_allowed",
             format!(
                 "{address} is not a host address of any network crowbar provisions \
@@ -168,7 +168,7 @@ async fn check_address(conn: &mut PgConnection, address: IpAddr) -> Result<(), S
         ));
     }
     if let Some(holder) = nodes::holder_of_address(conn, &address.to_string()).await? {
-        return Err(StoreError::invalid(
+        return Err(db::Error::invalid(
             "address_taken",
             format!("{address} is the address of node `{holder}` already"),
         ));

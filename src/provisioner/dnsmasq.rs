@@ -23,6 +23,7 @@ use nix::{sys::signal, unistd::Pid};
 use serde_json::json;
 use sqlx::PgPool;
 
+use super::{Error, PidFileProblem};
 use crate::{
     db::{self, dnsmasq::Reservation},
     hooks::{HookContext, HookResult, NodeEvent, RoleHooks},
@@ -64,7 +65,7 @@ impl Jig for DnsmasqJig {
             tokio::time::sleep(self.settle).await;
             match self.write(&job.role).await {
                 Ok(output) => output,
-                Err(message) => JigOutput::failed(message),
+                Err(e) => JigOutput::failed(e.to_string()),
             }
         })
     }
@@ -72,34 +73,35 @@ impl Jig for DnsmasqJig {
 
 impl DnsmasqJig {
     #[tracing::instrument(skip_all, fields(role = %role))]
-    async fn write(&self, role: &str) -> Result<JigOutput, String> {
-        let read = |e: sqlx::Error| format!("reading the nodes: {e}");
+    async fn write(&self, role: &str) -> Result<JigOutput, Error> {
         let (file, content, reservations) = match role {
             DHCP_ROLE => {
-                let rows = db::dnsmasq::reservations(&self.pool).await.map_err(read)?;
+                let rows = db::dnsmasq::reservations(&self.pool)
+                    .await
+                    .map_err(Error::ReadNodes)?;
                 (DHCP_HOSTS_FILE, dhcp_hosts(&rows), Some(rows))
             }
             DNS_ROLE => {
-                let rows = db::dnsmasq::records(&self.pool).await.map_err(read)?;
+                let rows = db::dnsmasq::records(&self.pool)
+                    .await
+                    .map_err(Error::ReadNodes)?;
                 (HOSTS_FILE, hosts(&rows), None)
             }
-            other => {
-                return Err(format!(
-                    "the dnsmasq jig has nothing to write for role `{other}`"
-                ));
-            }
+            other => return Err(Error::NoDnsmasqFile(other.to_string())),
         };
         let path = self.dir.join(file);
         let changed = std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str());
         if changed {
-            write_atomically(&path, &content)
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            write_atomically(&path, &content).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
             reload(&self.dir)?;
         }
         if let Some(rows) = reservations {
             db::dnsmasq::record_reservations(&self.pool, &rows)
                 .await
-                .map_err(|e| format!("recording the reservations: {e}"))?;
+                .map_err(Error::RecordReservations)?;
         }
         let entries = content.lines().count();
         let log = if changed {
@@ -152,42 +154,42 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
 }
 
 /// SIGHUP to the dnsmasq of `dir/dnsmasq.pid`: it rereads its hosts files.
-fn reload(dir: &Path) -> Result<(), String> {
+fn reload(dir: &Path) -> Result<(), Error> {
     let pid_file = dir.join(PID_FILE);
-    let text = std::fs::read_to_string(&pid_file).map_err(|e| {
-        format!(
-            "dnsmasq is not running here: cannot read {}: {e}",
-            pid_file.display()
-        )
+    let text = std::fs::read_to_string(&pid_file).map_err(|source| Error::NoPidFile {
+        pid_file: pid_file.clone(),
+        source,
     })?;
     let pid = dnsmasq_pid(&text, Path::new("/proc")).map_err(|why| {
-        let message = format!("cannot signal dnsmasq: {} {why}", pid_file.display());
-        tracing::warn!(pid_file = %pid_file.display(), "{message}");
-        message
+        let error = Error::NotDnsmasq {
+            pid_file: pid_file.clone(),
+            why,
+        };
+        tracing::warn!(pid_file = %pid_file.display(), "{error}");
+        error
     })?;
-    signal::kill(pid, signal::Signal::SIGHUP)
-        .map_err(|e| format!("cannot signal dnsmasq (pid {pid}): {e}"))
+    signal::kill(pid, signal::Signal::SIGHUP).map_err(|source| Error::Signal { pid, source })
 }
 
 /// The pid in a pid file's `text`, if it is a dnsmasq's. We run as root and the file is
 /// only data: `kill(-1)` would signal every process, `0` our own process group, `1` init,
 /// and any other pid whatever process has it now. So only a pid above 1 whose process
 /// (`<proc>/<pid>/comm`) is dnsmasq is signalled.
-fn dnsmasq_pid(text: &str, proc: &Path) -> Result<Pid, String> {
+fn dnsmasq_pid(text: &str, proc: &Path) -> Result<Pid, PidFileProblem> {
     let text = text.trim();
     let pid: i32 = text
         .parse()
-        .map_err(|_| format!("holds no pid (`{}`)", text.escape_debug()))?;
+        .map_err(|_| PidFileProblem::NoPid(text.to_string()))?;
     if pid <= 1 {
-        return Err(format!("holds pid {pid}, which is no single process"));
+        return Err(PidFileProblem::NotOneProcess(pid));
     }
     let comm = std::fs::read_to_string(proc.join(pid.to_string()).join("comm"))
-        .map_err(|_| format!("holds pid {pid}, but no process has it: dnsmasq is not running"))?;
+        .map_err(|_| PidFileProblem::NoProcess(pid))?;
     if comm.trim_end() != "dnsmasq" {
-        return Err(format!(
-            "holds pid {pid}, which is `{}`, not dnsmasq",
-            comm.trim_end().escape_debug()
-        ));
+        return Err(PidFileProblem::OtherProcess {
+            pid,
+            comm: comm.trim_end().to_string(),
+        });
     }
     Ok(Pid::from_raw(pid))
 }
@@ -308,7 +310,7 @@ mod tests {
         }
         // a live process that is not dnsmasq: this test itself
         let own = std::process::id().to_string();
-        let why = dnsmasq_pid(&own, proc).unwrap_err();
+        let why = dnsmasq_pid(&own, proc).unwrap_err().to_string();
         assert!(why.contains("not dnsmasq"), "{why}");
         // a process whose name is dnsmasq
         let fake = tempfile::tempdir().unwrap();
@@ -321,6 +323,7 @@ mod tests {
         assert!(
             dnsmasq_pid("4243", fake.path())
                 .unwrap_err()
+                .to_string()
                 .contains("not running")
         );
     }

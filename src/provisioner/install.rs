@@ -24,10 +24,11 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use super::{Bootenvs, Provisioner, bootenvs::LOCAL};
+use super::{Bootenvs, Error, Provisioner, bootenvs::LOCAL};
 use crate::{
     access::{NodeAccess, NodeRef},
     db::{
+        self,
         events::Actor,
         installs::{self, BootFacts},
         keys::Key,
@@ -83,32 +84,28 @@ impl Jig for OsInstallJig {
         Box::pin(async move {
             match self.install(job).await {
                 Ok((wall, log)) => JigOutput::ok(Some(wall), log),
-                Err(message) => JigOutput::failed(format!("os-install: {message}")),
+                Err(e) => JigOutput::failed(format!("os-install: {e}")),
             }
         })
     }
 }
 
-type Step<T> = Result<T, String>;
-
-fn db(e: sqlx::Error) -> String {
-    format!("database: {e}")
-}
+type Step<T> = Result<T, Error>;
 
 impl OsInstallJig {
     #[tracing::instrument(skip_all, fields(run = job.run_id, node = %job.node))]
     async fn install(&self, job: &JigJob) -> Step<(Value, String)> {
         let target = get_path(&job.input, "provisioner/os")
             .and_then(Value::as_str)
-            .ok_or("provisioner/os names no install bootenv")?;
+            .ok_or(Error::NoInstallBootenv)?;
         match self.provisioner.bootenvs.get(target) {
             Some(bootenv) if bootenv.installs() => {}
-            _ => return Err(format!("`{target}` is not an install bootenv in bootenvs/")),
+            _ => return Err(Error::NotAnInstallBootenv(target.to_string())),
         }
         let mut log = Vec::new();
         loop {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            let install = installs::get(&mut conn, job.node_id).await.map_err(db)?;
+            let mut conn = self.pool.acquire().await?;
+            let install = installs::get(&mut conn, job.node_id).await?;
             drop(conn);
             let Some(install) = install else {
                 self.request(job, target).await?;
@@ -119,18 +116,14 @@ impl OsInstallJig {
                 "requested" => {
                     let facts = self.wait_boot_data(job.node_id, &install.bootenv).await?;
                     self.reboot(job, &facts).await?;
-                    installs::advance(&self.pool, job.node_id, "requested", "rebooting")
-                        .await
-                        .map_err(db)?;
+                    installs::advance(&self.pool, job.node_id, "requested", "rebooting").await?;
                     log.push(
                         "DHCP and boot script confirmed; node rebooted into the installer".into(),
                     );
                 }
                 "rebooting" => {
                     self.wait_boot_data(job.node_id, LOCAL).await?;
-                    installs::advance(&self.pool, job.node_id, "rebooting", "installed")
-                        .await
-                        .map_err(db)?;
+                    installs::advance(&self.pool, job.node_id, "rebooting", "installed").await?;
                     log.push("installer reported bootenv=local; confirmed".into());
                 }
                 "installed" => {
@@ -139,9 +132,7 @@ impl OsInstallJig {
                         installs::booted_since(&pool, job.node_id, after).await
                     })
                     .await?;
-                    installs::advance(&self.pool, job.node_id, "installed", "done")
-                        .await
-                        .map_err(db)?;
+                    installs::advance(&self.pool, job.node_id, "installed", "done").await?;
                     log.push("the installed system reported alive".into());
                 }
                 "done" => {
@@ -154,18 +145,15 @@ impl OsInstallJig {
                     let wall = json!({"provisioner": {"installed": install.bootenv}});
                     return Ok((wall, log.join("\n")));
                 }
-                other => return Err(format!("unknown install state `{other}`")),
+                other => return Err(Error::UnknownInstallState(other.to_string())),
             }
         }
     }
 
     /// Step 1: the install's row and the node's bootenv, in one transaction.
     async fn request(&self, job: &JigJob, target: &str) -> Step<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if installs::start(&mut tx, job.node_id, target)
-            .await
-            .map_err(db)?
-        {
+        let mut tx = self.pool.begin().await?;
+        if installs::start(&mut tx, job.node_id, target).await? {
             let update = NodeUpdate {
                 bootenv: Some(target.to_string()),
                 ..Default::default()
@@ -178,9 +166,9 @@ impl OsInstallJig {
                 &format!("installing {target}"),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::NodeUpdate)?;
         }
-        tx.commit().await.map_err(db)
+        Ok(tx.commit().await?)
     }
 
     /// Waits until the node's bootenv is `bootenv`, dnsmasq serves its current reservation,
@@ -191,22 +179,20 @@ impl OsInstallJig {
             Ok(facts.bootenv == bootenv && installs::dhcp_current(&pool, node_id).await?)
         })
         .await?;
-        let facts = installs::boot_facts(&self.pool, node_id)
-            .await
-            .map_err(db)?;
-        let mac = facts
-            .mac
-            .as_deref()
-            .ok_or_else(|| format!("{} has no MAC: it cannot boot over the network", facts.name))?;
+        let facts = installs::boot_facts(&self.pool, node_id).await?;
+        let mac = facts.mac.as_deref().ok_or_else(|| Error::NoMac {
+            node: facts.name.clone(),
+        })?;
         let script = self
             .provisioner
-            .boot_script(mac, Some((&facts.name, &facts.bootenv)))
-            .map_err(|e| e.to_string())?;
+            .boot_script(mac, Some((&facts.name, &facts.bootenv)))?;
         let marker = format!("crowbar: {bootenv} for");
         if !script.contains(&marker) {
-            return Err(format!(
-                "the boot script of {mac} is not {bootenv}:\n{script}"
-            ));
+            return Err(Error::WrongBootScript {
+                mac: mac.to_string(),
+                bootenv: bootenv.to_string(),
+                script,
+            });
         }
         Ok(facts)
     }
@@ -215,10 +201,10 @@ impl OsInstallJig {
     async fn wait<F, Fut>(&self, check: F) -> Step<()>
     where
         F: Fn(PgPool) -> Fut,
-        Fut: std::future::Future<Output = sqlx::Result<bool>>,
+        Fut: std::future::Future<Output = db::Result<bool>>,
     {
         loop {
-            if check(self.pool.clone()).await.map_err(db)? {
+            if check(self.pool.clone()).await? {
                 return Ok(());
             }
             tokio::time::sleep(POLL).await;
@@ -232,7 +218,9 @@ impl OsInstallJig {
             .address
             .as_deref()
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("{} has no address to reach it by", facts.name))?;
+            .ok_or_else(|| Error::NoAddress {
+                node: facts.name.clone(),
+            })?;
         let node = NodeRef {
             id: job.node_id,
             name: facts.name.clone(),
@@ -242,22 +230,27 @@ impl OsInstallJig {
             .access
             .session(&node)
             .await
-            .map_err(|e| format!("cannot reach {} to reboot it: {}", facts.name, e.reason()))?;
+            .map_err(|e| Error::Unreachable {
+                node: facts.name.clone(),
+                source: Box::new(e),
+            })?;
         let command = format!("({}) </dev/null >/dev/null 2>&1 &", self.reboot_command);
         let out = session
             .exec_with_timeout(&command, None, Duration::from_secs(30))
             .await
-            .map_err(|e| format!("rebooting {}: {e}", facts.name))?;
+            .map_err(|e| Error::Reboot {
+                node: facts.name.clone(),
+                source: Box::new(e),
+            })?;
         // the node goes down: its cached connection is of no use any more
         self.access.forget(job.node_id);
         if out.success() {
             Ok(())
         } else {
-            Err(format!(
-                "the reboot command failed on {}: {}",
-                facts.name,
-                out.stderr_lossy()
-            ))
+            Err(Error::RebootFailed {
+                node: facts.name.clone(),
+                stderr: out.stderr_lossy().to_string(),
+            })
         }
     }
 }

@@ -5,11 +5,13 @@
 pub mod bootenvs;
 pub mod discovery;
 pub mod dnsmasq;
+pub mod error;
 pub mod install;
 
 use std::{net::SocketAddr, num::NonZeroU32, path::PathBuf, sync::Arc};
 
 pub use bootenvs::{BootTarget, BootUrls, Bootenv, BootenvError, Bootenvs, canonical_mac};
+pub use error::{Error, PidFileProblem};
 
 /// Settings of the provisioner (flags and `CROWBAR_*` variables).
 #[derive(Debug, Clone, clap::Args)]

@@ -132,7 +132,7 @@ pub async fn complete_each(
 
 /// The result that replaces one the database refused: the run failed, saying why, with no
 /// wall and only a short, clean excerpt of what the node said.
-pub fn unrecordable(result: &RunResult, error: &sqlx::Error) -> RunResult {
+pub fn unrecordable(result: &RunResult, error: &crate::db::Error) -> RunResult {
     let excerpt: String = untrusted::text(result.runlog.clone())
         .chars()
         .take(2000)
@@ -154,7 +154,7 @@ pub async fn complete(
     pool: &PgPool,
     worker: &str,
     results: &[RunResult],
-) -> sqlx::Result<Completion> {
+) -> crate::db::Result<Completion> {
     let mut attempt = 0;
     loop {
         let mut tx = pool.begin().await?;
@@ -178,7 +178,7 @@ pub async fn claim(
     worker: &str,
     config: &QueueConfig,
     max: i64,
-) -> sqlx::Result<Vec<ClaimedRun>> {
+) -> crate::db::Result<Vec<ClaimedRun>> {
     let mut tx = pool.begin().await?;
     let claimed = runs::claim(&mut tx, worker, config, max).await?;
     tx.commit().await?;
@@ -336,7 +336,7 @@ async fn complete_loop(
 }
 
 /// Hands back this worker's unfinished runs: their noderoles return to TODO/BLOCKED.
-pub async fn release(pool: &PgPool, worker: &str) -> sqlx::Result<usize> {
+pub async fn release(pool: &PgPool, worker: &str) -> crate::db::Result<usize> {
     let mut tx = pool.begin().await?;
     let released = runs::release_worker(&mut tx, worker).await?;
     tx.commit().await?;

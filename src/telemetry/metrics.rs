@@ -133,14 +133,14 @@ pub fn password_checks(running: usize, most: usize) -> String {
 }
 
 /// The whole scrape: this process's counters, then the fleet figures.
-pub async fn render(pool: &PgPool) -> sqlx::Result<String> {
+pub async fn render(pool: &PgPool) -> crate::db::Result<String> {
     let mut out = install().render();
     out.push_str(&fleet(pool).await?);
     Ok(out)
 }
 
 /// Gauges read from the database at scrape time.
-async fn fleet(pool: &PgPool) -> sqlx::Result<String> {
+async fn fleet(pool: &PgPool) -> crate::db::Result<String> {
     let crate::db::metrics::FleetCounts {
         noderoles_by_state: by_state,
         runs,

@@ -565,7 +565,7 @@ async fn removing_a_bound_role_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn constraint_violations_are_recognized_by_name() {
-    use crowbar::db::barclamps::ApplyError;
+    use crowbar::db::Error;
     let db = test_db().await;
     import_shipped(&db.pool).await.unwrap();
     sqlx::query(
@@ -580,9 +580,9 @@ async fn constraint_violations_are_recognized_by_name() {
         .execute(&db.pool)
         .await
         .unwrap_err();
-    let error = ApplyError::from(raw);
+    let error = Error::from_import(raw);
     assert!(
-        matches!(&error, ApplyError::Constraint { constraint, .. }
+        matches!(&error, Error::Constraint { constraint, .. }
             if constraint == "deployment_roles_role_id_fkey"),
         "{error:?}"
     );

@@ -22,10 +22,7 @@ fn doc(value: Value) -> Document {
     serde_json::from_value(value).expect("a valid document")
 }
 
-async fn apply(
-    pool: &sqlx::PgPool,
-    d: &Document,
-) -> Result<documents::Applied, db::error::StoreError> {
+async fn apply(pool: &sqlx::PgPool, d: &Document) -> Result<documents::Applied, db::Error> {
     let mut tx = pool.begin().await.unwrap();
     let out = documents::apply(&mut tx, &Key::from("web"), d, &admin()).await?;
     tx.commit().await.unwrap();
@@ -121,7 +118,7 @@ async fn a_stale_base_is_refused_and_changes_nothing() {
     stale.bindings.pop();
     let err = apply(&pool, &stale).await.unwrap_err();
     match err {
-        db::error::StoreError::Conflict { code, details, .. } => {
+        db::Error::Conflict { code, details, .. } => {
             assert_eq!(code, "stale_base");
             assert_eq!(details["latest"], 1);
         }

@@ -31,7 +31,6 @@ use crowbar::{
     annealer,
     db::{
         self, deployments,
-        error::StoreError,
         keys::Key,
         noderoles,
         nodes::{self, NodeUpdate},
@@ -557,14 +556,14 @@ struct Machine {
     log: Vec<String>,
 }
 
-fn sql(what: &str) -> impl Fn(sqlx::Error) -> String + '_ {
+fn sql<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
     move |e| format!("{what}: unexpected SQL error: {e}")
 }
 
-/// Whether a store error is a refusal (409), and its code; anything else is a failure.
-fn refusal(what: &str, e: StoreError) -> Result<&'static str, String> {
+/// Whether a database error is a refusal (409), and its code; anything else is a failure.
+fn refusal(what: &str, e: db::Error) -> Result<&'static str, String> {
     match e {
-        StoreError::Conflict { code, .. } => Ok(code),
+        db::Error::Conflict { code, .. } => Ok(code),
         other => Err(format!("{what}: unexpected error: {other:?}")),
     }
 }

@@ -5,7 +5,6 @@
 use crowbar::{
     db::{
         self,
-        error::StoreError,
         keys::{Key, token_hash},
         noderoles::NodeRoleFilter,
         nodes::NodeFilter,
@@ -24,9 +23,9 @@ async fn setup() -> sqlx::PgPool {
     db.pool
 }
 
-fn conflict_code(e: StoreError) -> &'static str {
+fn conflict_code(e: db::Error) -> &'static str {
     match e {
-        StoreError::Conflict { code, .. } => code,
+        db::Error::Conflict { code, .. } => code,
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
@@ -79,7 +78,7 @@ async fn committing_one_noderole_waits_for_its_proposed_parents() {
     let err = db::noderoles::commit_one(&mut tx, 999_999, &admin())
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    assert!(matches!(err, db::Error::NotFound { .. }), "{err:?}");
 }
 
 /// Runs one pass, claims what it queued and completes it successfully.
@@ -244,7 +243,7 @@ async fn a_node_commits_and_proposes_all_its_noderoles() {
     let err = db::noderoles::commit_node(&mut tx, &Key::from("nope"), &admin())
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { .. }));
+    assert!(matches!(err, db::Error::NotFound { .. }));
 }
 
 #[tokio::test]
@@ -287,7 +286,7 @@ async fn the_graph_holds_a_deployments_noderoles_edges_and_shared_parents() {
     let err = db::deployments::graph(&mut conn, &Key::from("nope"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { .. }));
+    assert!(matches!(err, db::Error::NotFound { .. }));
 }
 
 #[tokio::test]

@@ -86,6 +86,29 @@ impl ImportPlan {
     }
 }
 
+/// A role an import would delete while noderoles or deployment roles still use it: the
+/// import is refused (only the database can count the users, at write time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInUse {
+    pub role: String,
+    pub barclamp: String,
+    /// Where the barclamp that drops the role was read from.
+    pub source: String,
+    pub noderoles: i64,
+    pub deployment_roles: i64,
+}
+
+impl std::fmt::Display for RoleInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: role {}: cannot remove it from barclamp {}: still used by {} noderole(s) and \
+             {} deployment role(s); unbind it first",
+            self.source, self.role, self.barclamp, self.noderoles, self.deployment_roles
+        )
+    }
+}
+
 /// Validates `docs` as one batch against `catalog` and plans the import. Every problem found
 /// is reported, each naming its file, its role (or jig, or barclamp) and the reason.
 pub fn plan(docs: &[SourcedDoc], catalog: &Catalog) -> Result<ImportPlan, Problems> {

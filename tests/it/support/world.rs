@@ -119,7 +119,7 @@ pub async fn try_bind(
     role: &str,
     deployment: &str,
     data: Option<&Value>,
-) -> Result<noderoles::Bound, crowbar::db::error::StoreError> {
+) -> Result<noderoles::Bound, crowbar::db::Error> {
     let mut tx = pool.begin().await.unwrap();
     let bound = noderoles::bind(
         &mut tx,
@@ -174,11 +174,7 @@ pub async fn states(pool: &PgPool) -> Vec<(String, String, NodeRoleState)> {
         .collect()
 }
 
-pub async fn retry(
-    pool: &PgPool,
-    node: &str,
-    role: &str,
-) -> Result<(), crowbar::db::error::StoreError> {
+pub async fn retry(pool: &PgPool, node: &str, role: &str) -> Result<(), crowbar::db::Error> {
     let id = id_of(pool, node, role).await;
     let mut tx = pool.begin().await.unwrap();
     noderoles::retry(&mut tx, id, &admin()).await?;
