@@ -270,7 +270,7 @@ async fn converge(
     let mut tx = pool.begin().await?;
     db::deployments::create(&mut tx, deployment, "", None, &actor).await?;
     for node in rig.nodes() {
-        db::noderoles::bind(
+        db::node_roles::bind(
             &mut tx,
             &Key::from(node.name()),
             role,

@@ -20,7 +20,7 @@ use super::{
     error::{Error, Result},
     events::{self, Actor, NewEvent},
     keys::fetch_by_key,
-    noderoles,
+    node_roles,
 };
 use crate::domain::{
     data::{get_path, layered, set_path},
@@ -299,7 +299,7 @@ pub async fn set(
                     .fetch_one(&mut *conn)
                     .await?;
             set_path(&mut data, &def.map, value);
-            noderoles::set_data(conn, *id, &data, actor).await?;
+            node_roles::set_data(conn, *id, &data, actor).await?;
         }
     }
     let layers = layers_for(conn, holder, &def).await?;

@@ -9,8 +9,8 @@ use sqlx::PgConnection;
 
 use super::error::{Error, Result};
 use crate::domain::barclamp::{
-    Barclamp, Catalog, Change, Flag, ImportPlan, RemovedItem, Role, RoleInUse, StoredAttrib,
-    StoredBarclamp, StoredJig, StoredRole,
+    Barclamp, Change, Flag, ImportPlan, RemovedItem, Role, RoleInUse, StoredAttrib, StoredBarclamp,
+    StoredContent, StoredJig, StoredRole,
 };
 
 /// Waits for, and holds until the transaction ends, the lock serializing imports.
@@ -20,8 +20,8 @@ pub async fn lock_imports(conn: &mut PgConnection) -> Result<()> {
 
 /// Every stored barclamp, jig, role and attrib, as validation needs them.
 #[tracing::instrument(skip_all)]
-pub async fn load_catalog(conn: &mut PgConnection) -> Result<Catalog> {
-    let mut catalog = Catalog::default();
+pub async fn load_catalog(conn: &mut PgConnection) -> Result<StoredContent> {
+    let mut catalog = StoredContent::default();
 
     let barclamps: Vec<(String, Option<String>, String)> =
         sqlx::query_as("SELECT name, parent, content_hash FROM barclamps")

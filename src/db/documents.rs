@@ -13,12 +13,12 @@ use super::{
     deployments::{self, CommitOutcome},
     error::{Error, Result},
     events::Actor,
-    noderoles,
+    node_roles,
 };
 use crate::domain::{
     data::content_hash,
+    desired_state::{Document, waves},
     key::Key,
-    plan::{Document, waves},
     state::NodeRoleState,
 };
 
@@ -165,7 +165,7 @@ async fn write_proposal(
                 .fetch_one(&mut *conn)
                 .await?;
         if still_there {
-            noderoles::delete(conn, *id, actor).await?;
+            node_roles::delete(conn, *id, actor).await?;
         }
     }
     let deployment_key = Key::Id(deployment);
@@ -192,7 +192,7 @@ async fn write_proposal(
                 .await?;
             }
             None => {
-                noderoles::bind(
+                node_roles::bind(
                     conn,
                     &Key::Name(binding.node.clone()),
                     &binding.role,

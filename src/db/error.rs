@@ -5,7 +5,7 @@
 //! Constraint violations are turned into refusals here, by constraint name, in one table
 //! ([`Error::from_constraint`]; the barclamp import's own in [`Error::from_import`]).
 
-use crate::domain::{barclamp::RoleInUse, noderole::Refusal};
+use crate::domain::{barclamp::RoleInUse, node_role::Refusal};
 
 /// The result of every database operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

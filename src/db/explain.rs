@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::{
     error::Result,
-    noderoles::{NODEROLE_COLUMNS, NODEROLE_FROM, NodeRole, NodeRoleFilter},
+    node_roles::{NODEROLE_COLUMNS, NODEROLE_FROM, NodeRole, NodeRoleFilter},
     paging::rows_by_id,
 };
 use crate::domain::{

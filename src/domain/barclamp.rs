@@ -2,15 +2,15 @@
 //! database already holds, and the plan of what an import changes. Pure: no SQL, no files.
 //!
 //! The flow is `document::parse` (text → [`BarclampDoc`]) then [`plan`] (documents + the
-//! [`Catalog`] of stored jigs, roles and attribs → an [`ImportPlan`] of validated
+//! [`StoredContent`] of stored jigs, roles and attribs → an [`ImportPlan`] of validated
 //! [`Barclamp`]s), collecting every [`Problem`] instead of stopping at the first.
 
 mod build;
-mod catalog;
 mod checks;
 mod cycles;
 mod document;
-mod plan;
+mod import;
+mod stored;
 mod world;
 
 use std::{collections::BTreeSet, fmt, str::FromStr};
@@ -18,11 +18,11 @@ use std::{collections::BTreeSet, fmt, str::FromStr};
 use serde::{Deserialize, Serialize};
 
 pub use build::check_file_name;
-pub use catalog::{Catalog, StoredAttrib, StoredBarclamp, StoredJig, StoredRole};
 pub use document::{AttribDoc, BarclampDoc, BarclampMeta, JigDoc, RoleDoc, parse};
-pub use plan::{
+pub use import::{
     Change, ImportPlan, PlannedBarclamp, Removed, RemovedItem, RoleInUse, SourcedDoc, plan,
 };
+pub use stored::{StoredAttrib, StoredBarclamp, StoredContent, StoredJig, StoredRole};
 
 /// A role flag (SEMANTICS.md §1 and §3). Any other word in `flags` is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

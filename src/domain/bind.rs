@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::catalog::{Catalog, RoleInfo};
+use super::role_catalog::{RoleCatalog, RoleInfo};
 
 /// An existing noderole that binding may reuse as a parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct ExistingNodeRole {
 /// What the database holds that binding role R to node N in deployment D depends on.
 #[derive(Debug, Clone, Default)]
 pub struct BindWorld {
-    pub catalog: Catalog,
+    pub catalog: RoleCatalog,
     pub node_id: i64,
     /// D, then its parent, and so on up to `system`.
     pub deployment_chain: Vec<i64>,
@@ -364,7 +364,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::domain::catalog::fixtures::role;
+    use crate::domain::role_catalog::fixtures::role;
 
     const N1: i64 = 1;
     const N2: i64 = 2;
@@ -372,14 +372,14 @@ mod tests {
     const D: i64 = 2;
 
     /// The shipped `test` barclamp's shape.
-    fn catalog() -> Catalog {
+    fn catalog() -> RoleCatalog {
         let mut library = role(3, "test-library", &[]);
         library.implicit = true;
         let mut client = role(4, "test-client", &["test-server", "test-library"]);
         client.implicit = true;
         let mut cluster = role(6, "test-cluster", &[]);
         cluster.cluster = true;
-        Catalog::new(
+        RoleCatalog::new(
             [
                 role(1, "test-admin", &[]),
                 role(2, "test-server", &["test-admin"]),
@@ -512,7 +512,7 @@ mod tests {
         let mut app = role(2, "app", &["lib"]);
         app.conflicts = vec!["lib".into()];
         let w = BindWorld {
-            catalog: Catalog::new([lib, app], HashMap::new()),
+            catalog: RoleCatalog::new([lib, app], HashMap::new()),
             ..world(vec![])
         };
         assert_eq!(
@@ -530,7 +530,7 @@ mod tests {
         let mut local = role(8, "local-cluster", &[]);
         local.cluster = true;
         local.implicit = true;
-        c = Catalog::new(
+        c = RoleCatalog::new(
             c.roles()
                 .cloned()
                 .chain([local, role(9, "local-user", &["local-cluster"])]),
@@ -576,7 +576,7 @@ mod tests {
         let mut off = role(23, "off", &[]);
         off.jig_active = false;
         let app = role(24, "app", &["abstract-db"]);
-        c = Catalog::new(
+        c = RoleCatalog::new(
             c.roles().cloned().chain([a, pg, mysql, off, app]),
             HashMap::new(),
         );

@@ -2,14 +2,14 @@
 
 pub mod barclamp;
 pub mod bind;
-pub mod catalog;
 pub mod data;
+pub mod desired_state;
 pub mod ipam;
 pub mod key;
-pub mod noderole;
+pub mod node_role;
 pub mod number;
-pub mod plan;
 pub mod reason;
+pub mod role_catalog;
 pub mod state;
 pub mod untrusted;
 

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::{
     bind::{BindError, BindPlan, BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
-    catalog::{Catalog, RoleInfo},
+    role_catalog::{RoleCatalog, RoleInfo},
 };
 
 const NODE: i64 = 1;
@@ -98,7 +98,7 @@ fn push_unique(list: &mut Vec<String>, name: String) {
 
 /// An acyclic catalog: role `i` wants only names whose every candidate is an earlier role.
 /// A name, once wanted, is never provided by a later role.
-fn dag_catalog(raws: &[RawRole]) -> Catalog {
+fn dag_catalog(raws: &[RawRole]) -> RoleCatalog {
     let n = raws.len();
     // `r0` may be the `agent` jig's client role: nobody may provide it.
     let mut wanted: BTreeSet<String> = BTreeSet::from([role_name(0)]);
@@ -149,11 +149,11 @@ fn dag_catalog(raws: &[RawRole]) -> Catalog {
         }
         roles.push(role);
     }
-    Catalog::new(roles, attrib_owners(n))
+    RoleCatalog::new(roles, attrib_owners(n))
 }
 
 /// A catalog whose requires and provides point anywhere: it may contain cycles.
-fn free_catalog(raws: &[RawRole]) -> Catalog {
+fn free_catalog(raws: &[RawRole]) -> RoleCatalog {
     let n = raws.len();
     let pool: Vec<String> = SERVICES
         .iter()
@@ -173,11 +173,11 @@ fn free_catalog(raws: &[RawRole]) -> Catalog {
         }
         role
     });
-    Catalog::new(roles, attrib_owners(n))
+    RoleCatalog::new(roles, attrib_owners(n))
 }
 
 /// Role-level "wants" edges: `a -> b` when `b` can fill a name `a` wants.
-fn wants_graph(catalog: &Catalog) -> BTreeMap<String, BTreeSet<String>> {
+fn wants_graph(catalog: &RoleCatalog) -> BTreeMap<String, BTreeSet<String>> {
     catalog
         .roles()
         .map(|role| {
@@ -234,7 +234,7 @@ fn raw_existing() -> impl Strategy<Value = (RawExisting, Vec<u8>)> {
     )
 }
 
-fn world(catalog: Catalog, raw: &RawExisting, children: &[u8]) -> BindWorld {
+fn world(catalog: RoleCatalog, raw: &RawExisting, children: &[u8]) -> BindWorld {
     let n = catalog.roles().count();
     let mut seen = BTreeSet::new();
     let noderoles: Vec<ExistingNodeRole> = raw

@@ -167,7 +167,7 @@ impl Hooks {
     pub async fn check_bind(
         &self,
         conn: &mut PgConnection,
-        bound: &crate::db::noderoles::Bound,
+        bound: &crate::db::node_roles::Bound,
     ) -> Result<(), Veto> {
         for nr in bound.created.iter().chain([&bound.noderole]) {
             for hook in self.for_role(&nr.role) {

@@ -19,7 +19,7 @@ use crate::db::{
     explain::Explained,
     keys::Key,
     networks::{NewNetwork, NewRange},
-    noderoles::{Bound, NodeRole, NodeRoleFilter},
+    node_roles::{Bound, NodeRole, NodeRoleFilter},
     nodes::{NewNode, NodeUpdate},
 };
 
@@ -62,7 +62,7 @@ pub async fn bind_in(
     data: Option<&Value>,
 ) -> Result<Bound, ApiError> {
     let role = db::roles::get_role(tx, role).await?;
-    let bound = db::noderoles::bind(tx, node, &role.name, deployment, data, actor).await?;
+    let bound = db::node_roles::bind(tx, node, &role.name, deployment, data, actor).await?;
     state.hooks.check_bind(tx, &bound).await?;
     let accept = db::nodes::NodeUpdate {
         accept: true,
@@ -115,9 +115,9 @@ pub async fn change_noderole(
 ) -> Result<NodeRole, ApiError> {
     in_transaction(state, async |tx| {
         Ok(match change {
-            StateChange::Retry => db::noderoles::retry(tx, id, actor).await?,
-            StateChange::Propose => db::noderoles::propose_one(tx, id, actor).await?,
-            StateChange::Commit => db::noderoles::commit_one(tx, id, actor).await?,
+            StateChange::Retry => db::node_roles::retry(tx, id, actor).await?,
+            StateChange::Propose => db::node_roles::propose_one(tx, id, actor).await?,
+            StateChange::Commit => db::node_roles::commit_one(tx, id, actor).await?,
         })
     })
     .await
@@ -183,7 +183,7 @@ pub async fn delete_noderole(
     id: i64,
 ) -> Result<Vec<i64>, ApiError> {
     let mut deleted = in_transaction(state, async |tx| {
-        Ok(db::noderoles::delete(tx, id, actor).await?)
+        Ok(db::node_roles::delete(tx, id, actor).await?)
     })
     .await?;
     deleted.sort_unstable();

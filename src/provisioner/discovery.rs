@@ -23,7 +23,7 @@ use crate::{
         events::Actor,
         keys::Key,
         locks::{self, Lock},
-        networks, noderoles,
+        networks, node_roles,
         nodes::{self, NewNode, Node},
     },
     domain::ipam,
@@ -135,9 +135,9 @@ pub async fn discover(
             Err(e) => return Err(e.into()),
         };
         let key = Key::Id(node.id);
-        let bound = noderoles::bind(&mut tx, &key, MANAGED_NODE_ROLE, None, None, &actor).await?;
+        let bound = node_roles::bind(&mut tx, &key, MANAGED_NODE_ROLE, None, None, &actor).await?;
         hooks.check_bind(&mut tx, &bound).await?;
-        noderoles::commit_node(&mut tx, &key, &actor).await?;
+        node_roles::commit_node(&mut tx, &key, &actor).await?;
         let node = nodes::get(&mut tx, &key).await?;
         tx.commit().await?;
         return Ok(Discovered {

@@ -115,7 +115,7 @@ async fn commit_then_anneal_converges_in_dependency_order() {
     // the wall came back and run_count counts
     let id = id_of(&pool, "n2", "test-client").await;
     let mut conn = pool.acquire().await.unwrap();
-    let detail = db::noderoles::detail(&mut conn, id).await.unwrap();
+    let detail = db::node_roles::detail(&mut conn, id).await.unwrap();
     assert_eq!(
         detail.wall,
         json!({"test": {"ran": true, "node": "n2", "role": "test-client"}})
@@ -191,7 +191,7 @@ async fn failure_blocks_descendants_freezes_the_node_and_retry_recovers() {
         .await
         .unwrap();
     let server = id_of(&pool, "n1", "test-server").await;
-    db::noderoles::set_data(&mut tx, server, &json!({"test": {"fail": false}}), &admin())
+    db::node_roles::set_data(&mut tx, server, &json!({"test": {"fail": false}}), &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -543,7 +543,7 @@ async fn cluster_peers_are_all_parents_and_late_peers_adopt_children() {
         .id;
     let late = bind(&pool, "n4", "test-cluster", "web").await.noderole.id;
     let mut conn = pool.acquire().await.unwrap();
-    let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
+    let detail = db::node_roles::detail(&mut conn, user).await.unwrap();
     assert_eq!(detail.parents.len(), 3);
     assert!(detail.parents.contains(&late));
 }
@@ -607,7 +607,7 @@ async fn a_cluster_parent_found_on_the_node_in_another_deployment_brings_its_pee
         .noderole
         .id;
     let mut conn = pool.acquire().await.unwrap();
-    let detail = db::noderoles::detail(&mut conn, user).await.unwrap();
+    let detail = db::node_roles::detail(&mut conn, user).await.unwrap();
     assert_eq!(detail.parents, vec![first, second]);
 }
 
@@ -694,7 +694,7 @@ roles:
         .await
         .unwrap();
     let source = id_of(&pool, "n1", "poke-source").await;
-    db::noderoles::set_data(&mut tx, source, &json!({"poke": {"value": 2}}), &admin())
+    db::node_roles::set_data(&mut tx, source, &json!({"poke": {"value": 2}}), &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -759,7 +759,7 @@ async fn deletion_follows_the_rules() {
     drive(&pool).await;
     let server = id_of(&pool, "n1", "test-server").await;
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::delete(&mut tx, server, &admin())
+    let err = db::node_roles::delete(&mut tx, server, &admin())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("test-client on n2"), "{err}");
@@ -767,14 +767,14 @@ async fn deletion_follows_the_rules() {
     // the client's descendants are all on its node: it goes, with them
     let client = id_of(&pool, "n2", "test-client").await;
     let mut tx = pool.begin().await.unwrap();
-    let removed = db::noderoles::delete(&mut tx, client, &admin())
+    let removed = db::node_roles::delete(&mut tx, client, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(removed, vec![client]);
     // now the server has no children elsewhere
     let mut tx = pool.begin().await.unwrap();
-    db::noderoles::delete(&mut tx, server, &admin())
+    db::node_roles::delete(&mut tx, server, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -2,7 +2,7 @@
 
 use crowbar::{
     db::{self, documents, keys::Key},
-    domain::{plan::Document, state::NodeRoleState::*},
+    domain::{desired_state::Document, state::NodeRoleState::*},
 };
 use serde_json::{Value, json};
 

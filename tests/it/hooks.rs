@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use crowbar::{
-    db::{keys::Key, noderoles, nodes::NodeUpdate},
+    db::{keys::Key, node_roles, nodes::NodeUpdate},
     domain::state::NodeRoleState::{self, *},
     hooks::{
         HookContext, HookResult, Hooks, NodeEvent, NodeRoleEvent, RoleHooks, dispatch_pending,
@@ -169,7 +169,7 @@ async fn a_bind_veto_leaves_no_rows() {
         ..Default::default()
     });
     let mut tx = pool.begin().await.unwrap();
-    let bound = noderoles::bind(
+    let bound = node_roles::bind(
         &mut tx,
         &Key::from("n1"),
         "test-server",

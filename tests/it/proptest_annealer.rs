@@ -32,7 +32,7 @@ use crowbar::{
     db::{
         self, deployments,
         keys::Key,
-        noderoles,
+        node_roles,
         nodes::{self, NodeUpdate},
         runs::{self, ClaimedRun, Outcome, QueueConfig, RunResult},
     },
@@ -726,7 +726,7 @@ impl Machine {
         before: &Snap,
     ) -> Result<Snap, String> {
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        let result = noderoles::bind(
+        let result = node_roles::bind(
             &mut tx,
             &Key::from(NODES[node]),
             &format!("r{role}"),
@@ -827,7 +827,7 @@ impl Machine {
         let nr = &before.nrs[&id];
         let editable = nr.state == Proposed || !before.committed[&nr.deployment];
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        match noderoles::set_data(&mut tx, id, &json!({ "v": value }), &admin()).await {
+        match node_roles::set_data(&mut tx, id, &json!({ "v": value }), &admin()).await {
             Ok(_) => {
                 ensure!(editable, "set data of {} was accepted", before.name(id));
                 tx.commit().await.map_err(sql("commit"))?;
@@ -886,7 +886,7 @@ impl Machine {
             _ => Ok(()),
         };
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        let result = noderoles::retry(&mut tx, id, &admin()).await;
+        let result = node_roles::retry(&mut tx, id, &admin()).await;
         let got = match result {
             Ok(_) => {
                 tx.commit().await.map_err(sql("commit"))?;
@@ -1542,7 +1542,7 @@ impl Machine {
             ));
             for id in errors {
                 let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-                match noderoles::retry(&mut tx, id, &admin()).await {
+                match node_roles::retry(&mut tx, id, &admin()).await {
                     Ok(_) => tx.commit().await.map_err(sql("commit"))?,
                     Err(e) => {
                         refusal("retry", e)?;

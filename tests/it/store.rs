@@ -6,7 +6,7 @@ use crowbar::{
     db::{
         self,
         keys::{Key, token_hash},
-        noderoles::NodeRoleFilter,
+        node_roles::NodeRoleFilter,
         nodes::NodeFilter,
         paging::Window,
         roles::{JigUpdate, RoleFilter},
@@ -45,7 +45,7 @@ async fn committing_one_noderole_waits_for_its_proposed_parents() {
 
     // the server's parent (test-admin) is still PROPOSED: the server waits
     let mut tx = pool.begin().await.unwrap();
-    let nr = db::noderoles::commit_one(&mut tx, bound.noderole.id, &admin())
+    let nr = db::node_roles::commit_one(&mut tx, bound.noderole.id, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -61,7 +61,7 @@ async fn committing_one_noderole_waits_for_its_proposed_parents() {
 
     // the parent has no parents: TODO
     let mut tx = pool.begin().await.unwrap();
-    let nr = db::noderoles::commit_one(&mut tx, admin_nr, &admin())
+    let nr = db::node_roles::commit_one(&mut tx, admin_nr, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -69,13 +69,13 @@ async fn committing_one_noderole_waits_for_its_proposed_parents() {
 
     // committing again is an illegal transition
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::commit_one(&mut tx, admin_nr, &admin())
+    let err = db::node_roles::commit_one(&mut tx, admin_nr, &admin())
         .await
         .unwrap_err();
     assert_eq!(conflict_code(err), "not_proposed");
     drop(tx);
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::commit_one(&mut tx, 999_999, &admin())
+    let err = db::node_roles::commit_one(&mut tx, 999_999, &admin())
         .await
         .unwrap_err();
     assert!(matches!(err, db::Error::NotFound { .. }), "{err:?}");
@@ -128,7 +128,7 @@ async fn proposing_one_noderole_blocks_waiting_children_and_drops_their_queued_r
 
     let parent = id_of(&pool, "n1", "test-admin").await;
     let mut tx = pool.begin().await.unwrap();
-    let nr = db::noderoles::propose_one(&mut tx, parent, &admin())
+    let nr = db::node_roles::propose_one(&mut tx, parent, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -143,14 +143,14 @@ async fn proposing_one_noderole_blocks_waiting_children_and_drops_their_queued_r
     assert_eq!(dropped, 1);
     // proposing twice changes nothing
     let mut tx = pool.begin().await.unwrap();
-    db::noderoles::propose_one(&mut tx, parent, &admin())
+    db::node_roles::propose_one(&mut tx, parent, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
 
     // committing it again re-runs it, then its child
     let mut tx = pool.begin().await.unwrap();
-    let nr = db::noderoles::commit_one(&mut tx, parent, &admin())
+    let nr = db::node_roles::commit_one(&mut tx, parent, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -160,7 +160,7 @@ async fn proposing_one_noderole_blocks_waiting_children_and_drops_their_queued_r
 
     // proposing an ACTIVE parent leaves ACTIVE children ACTIVE
     let mut tx = pool.begin().await.unwrap();
-    db::noderoles::propose_one(&mut tx, parent, &admin())
+    db::node_roles::propose_one(&mut tx, parent, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -183,13 +183,13 @@ async fn a_running_noderole_cannot_be_proposed() {
     assert_eq!(state(&pool, "n1", "test-admin").await, Transition);
 
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::propose_one(&mut tx, bound.noderole.id, &admin())
+    let err = db::node_roles::propose_one(&mut tx, bound.noderole.id, &admin())
         .await
         .unwrap_err();
     assert_eq!(conflict_code(err), "busy");
     drop(tx);
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::propose_node(&mut tx, &Key::from("n1"), &admin())
+    let err = db::node_roles::propose_node(&mut tx, &Key::from("n1"), &admin())
         .await
         .unwrap_err();
     assert_eq!(conflict_code(err), "busy");
@@ -208,7 +208,7 @@ async fn a_node_commits_and_proposes_all_its_noderoles() {
     bind(&pool, "n2", "test-admin", "system").await;
 
     let mut tx = pool.begin().await.unwrap();
-    let changed = db::noderoles::commit_node(&mut tx, &Key::from("n1"), &admin())
+    let changed = db::node_roles::commit_node(&mut tx, &Key::from("n1"), &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -219,7 +219,7 @@ async fn a_node_commits_and_proposes_all_its_noderoles() {
     assert_eq!(state(&pool, "n2", "test-admin").await, Proposed);
     // nothing left to commit
     let mut tx = pool.begin().await.unwrap();
-    let changed = db::noderoles::commit_node(&mut tx, &Key::from("n1"), &admin())
+    let changed = db::node_roles::commit_node(&mut tx, &Key::from("n1"), &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -231,7 +231,7 @@ async fn a_node_commits_and_proposes_all_its_noderoles() {
     assert_eq!(drive(&pool).await, 2);
 
     let mut tx = pool.begin().await.unwrap();
-    let changed = db::noderoles::propose_node(&mut tx, &Key::from("n1"), &admin())
+    let changed = db::node_roles::propose_node(&mut tx, &Key::from("n1"), &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -240,7 +240,7 @@ async fn a_node_commits_and_proposes_all_its_noderoles() {
     assert_eq!(state(&pool, "n1", "test-server").await, Proposed);
 
     let mut tx = pool.begin().await.unwrap();
-    let err = db::noderoles::commit_node(&mut tx, &Key::from("nope"), &admin())
+    let err = db::node_roles::commit_node(&mut tx, &Key::from("nope"), &admin())
         .await
         .unwrap_err();
     assert!(matches!(err, db::Error::NotFound { .. }));

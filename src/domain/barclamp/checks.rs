@@ -2,13 +2,13 @@
 //! stored roles still use.
 
 use super::{
-    Barclamp, Catalog, Problem, Subject, is_valid_name,
+    Barclamp, Problem, StoredContent, Subject, is_valid_name,
     world::{Batch, World},
 };
 
 /// A name in the batch that the catalog holds for a barclamp outside the batch.
 pub(super) fn check_ownership(
-    catalog: &Catalog,
+    catalog: &StoredContent,
     built: &[Barclamp],
     batch: &Batch,
     problems: &mut Vec<Problem>,
@@ -62,7 +62,7 @@ pub(super) fn check_ownership(
 
 /// Parents must exist (in the batch or stored) and must not form a cycle.
 pub(super) fn check_parents(
-    catalog: &Catalog,
+    catalog: &StoredContent,
     built: &[Barclamp],
     batch: &Batch,
     problems: &mut Vec<Problem>,
@@ -170,7 +170,7 @@ pub(super) fn check_references(built: &[Barclamp], world: &World, problems: &mut
 
 /// Stored jigs and roles the import keeps must not lose what they use.
 pub(super) fn check_outside_users(
-    catalog: &Catalog,
+    catalog: &StoredContent,
     built: &[Barclamp],
     batch: &Batch,
     world: &World,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Barclamp, Catalog, Problem, Subject};
+use super::{Barclamp, Problem, StoredContent, Subject};
 
 /// The names a batch declares, with the first barclamp (index into `built`) declaring each.
 pub(super) struct Batch<'a> {
@@ -105,7 +105,11 @@ pub(super) struct World<'a> {
 }
 
 impl<'a> World<'a> {
-    pub(super) fn new(catalog: &'a Catalog, built: &'a [Barclamp], batch: &Batch<'a>) -> Self {
+    pub(super) fn new(
+        catalog: &'a StoredContent,
+        built: &'a [Barclamp],
+        batch: &Batch<'a>,
+    ) -> Self {
         let mut world = World {
             jigs: BTreeMap::new(),
             roles: BTreeMap::new(),

@@ -17,7 +17,7 @@ use crate::{
         documents::{self, Applied, Plan},
         keys::Key,
     },
-    domain::plan::Document,
+    domain::desired_state::Document,
     http::{
         actions,
         auth::Caller,

@@ -12,7 +12,7 @@ use crate::{
     db::{
         self,
         keys::Key,
-        noderoles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
+        node_roles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
     },
     domain::state::NodeRoleState,
     http::{
@@ -156,7 +156,7 @@ pub(crate) fn noderole_id(text: &str) -> Result<i64, ApiError> {
 
 async fn detail(state: &AppState, id: i64) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let detail = db::noderoles::detail(&mut conn, id).await?;
+    let detail = db::node_roles::detail(&mut conn, id).await?;
     drop(conn);
     Ok(Json(with_reason(state, id, detail).await?))
 }
@@ -189,7 +189,7 @@ async fn set_data(
 ) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
     let id = noderole_id(&id)?;
     let mut tx = state.pool.begin().await?;
-    db::noderoles::set_data(&mut tx, id, &body.data, &caller.actor()).await?;
+    db::node_roles::set_data(&mut tx, id, &body.data, &caller.actor()).await?;
     tx.commit().await?;
     detail(&state, id).await
 }

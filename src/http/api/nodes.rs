@@ -13,7 +13,7 @@ use crate::{
         self,
         events::EventRow,
         keys::Key,
-        noderoles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
+        node_roles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
         nodes::{NewNode, Node, NodeFilter, NodeUpdate},
     },
     http::{
@@ -328,8 +328,8 @@ async fn node_role(
     ApiPath((node, role)): ApiPath<(String, String)>,
 ) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let id = db::noderoles::find(&mut conn, &Key::parse(&node), &role).await?;
-    let detail = db::noderoles::detail(&mut conn, id).await?;
+    let id = db::node_roles::find(&mut conn, &Key::parse(&node), &role).await?;
+    let detail = db::node_roles::detail(&mut conn, id).await?;
     drop(conn);
     Ok(Json(with_reason(&state, id, detail).await?))
 }
@@ -376,9 +376,9 @@ async fn change_node(
     let actor = caller.actor();
     let mut tx = state.pool.begin().await?;
     let changed = match kind {
-        NodeChangeKind::Commit => db::noderoles::commit_node(&mut tx, &key, &actor).await?,
-        NodeChangeKind::Propose => db::noderoles::propose_node(&mut tx, &key, &actor).await?,
-        NodeChangeKind::Redeploy => db::noderoles::redeploy_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Commit => db::node_roles::commit_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Propose => db::node_roles::propose_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Redeploy => db::node_roles::redeploy_node(&mut tx, &key, &actor).await?,
     };
     let node = db::nodes::get(&mut tx, &key).await?;
     tx.commit().await?;

@@ -13,7 +13,7 @@ use axum::{
 
 use super::{error::UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
-    db::{self, anneal::AnnealStatus, noderoles::NodeRoleFilter, paging::Window, runs::Run},
+    db::{self, anneal::AnnealStatus, node_roles::NodeRoleFilter, paging::Window, runs::Run},
     domain::state::NodeRoleState,
     http::{
         actions::{self, StateChange},

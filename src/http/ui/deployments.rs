@@ -26,7 +26,7 @@ use crate::{
         deployments::Deployment,
         documents::Plan,
         keys::Key,
-        noderoles::NodeRoleFilter,
+        node_roles::NodeRoleFilter,
         nodes::{NodeFilter, NodeUpdate},
         paging::Window,
         roles::RoleFilter,

@@ -15,7 +15,7 @@ mod error;
 mod graph;
 mod grid;
 mod layout;
-mod noderoles;
+mod node_roles;
 mod nodes;
 mod overview;
 pub mod session;
@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(graph::router())
         .merge(nodes::router())
         .merge(annealer::router())
-        .merge(noderoles::router())
+        .merge(node_roles::router())
         .merge(setup::router())
         .route_layer(middleware::from_fn_with_state(
             state,

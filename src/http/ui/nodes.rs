@@ -17,7 +17,7 @@ use crate::{
         self,
         events::EventRow,
         keys::Key,
-        noderoles::NodeRoleFilter,
+        node_roles::NodeRoleFilter,
         nodes::{Node, NodeFilter, NodeUpdate},
         paging::Window,
     },

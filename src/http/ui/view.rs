@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::{
-    db::noderoles::{NodeRole, NodeRoleFilter},
+    db::node_roles::{NodeRole, NodeRoleFilter},
     http::{actions::WithReason, error::ApiError, state::AppState},
 };
 

@@ -6,7 +6,7 @@ use crowbar::{
         deployments,
         events::Actor,
         keys::Key,
-        noderoles,
+        node_roles,
         nodes::{self, NewNode, NodeUpdate},
         runs::QueueConfig,
     },
@@ -107,7 +107,7 @@ pub async fn deployment(pool: &PgPool, name: &str) -> i64 {
         .id
 }
 
-pub async fn bind(pool: &PgPool, node: &str, role: &str, deployment: &str) -> noderoles::Bound {
+pub async fn bind(pool: &PgPool, node: &str, role: &str, deployment: &str) -> node_roles::Bound {
     try_bind(pool, node, role, deployment, None)
         .await
         .unwrap_or_else(|e| panic!("bind {role} on {node}: {e}"))
@@ -119,9 +119,9 @@ pub async fn try_bind(
     role: &str,
     deployment: &str,
     data: Option<&Value>,
-) -> Result<noderoles::Bound, crowbar::db::Error> {
+) -> Result<node_roles::Bound, crowbar::db::Error> {
     let mut tx = pool.begin().await.unwrap();
-    let bound = noderoles::bind(
+    let bound = node_roles::bind(
         &mut tx,
         &Key::from(node),
         role,
@@ -145,7 +145,7 @@ pub async fn commit(pool: &PgPool, deployment: &str) -> deployments::CommitOutco
 
 pub async fn id_of(pool: &PgPool, node: &str, role: &str) -> i64 {
     let mut conn = pool.acquire().await.unwrap();
-    noderoles::find(&mut conn, &Key::from(node), role)
+    node_roles::find(&mut conn, &Key::from(node), role)
         .await
         .unwrap_or_else(|e| panic!("{role} on {node}: {e}"))
 }
@@ -177,7 +177,7 @@ pub async fn states(pool: &PgPool) -> Vec<(String, String, NodeRoleState)> {
 pub async fn retry(pool: &PgPool, node: &str, role: &str) -> Result<(), crowbar::db::Error> {
     let id = id_of(pool, node, role).await;
     let mut tx = pool.begin().await.unwrap();
-    noderoles::retry(&mut tx, id, &admin()).await?;
+    node_roles::retry(&mut tx, id, &admin()).await?;
     tx.commit().await.unwrap();
     Ok(())
 }

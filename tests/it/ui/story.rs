@@ -199,7 +199,7 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     .unwrap();
     browser.eval("(window.pageMark = 'graph', true)").await;
     let mut tx = site.pool.begin().await.unwrap();
-    db::noderoles::retry(&mut tx, server, &admin())
+    db::node_roles::retry(&mut tx, server, &admin())
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -11,7 +11,7 @@ use axum::{
 
 use super::{error::UiError, layout::Layout, session::Session, view::NrView};
 use crate::{
-    db::{self, noderoles::NodeRole},
+    db::{self, node_roles::NodeRole},
     http::{actions::with_reason, state::AppState},
 };
 
@@ -37,14 +37,14 @@ async fn page(
 ) -> Result<Page, UiError> {
     let layout = Layout::new(&state, &session, "annealer").await?;
     let mut conn = state.pool.acquire().await?;
-    let detail = db::noderoles::detail(&mut conn, id).await?;
+    let detail = db::node_roles::detail(&mut conn, id).await?;
     let mut parents = Vec::new();
     for parent in &detail.parents {
-        parents.push(db::noderoles::get(&mut conn, *parent).await?);
+        parents.push(db::node_roles::get(&mut conn, *parent).await?);
     }
     let mut children = Vec::new();
     for child in &detail.children {
-        children.push(db::noderoles::get(&mut conn, *child).await?);
+        children.push(db::node_roles::get(&mut conn, *child).await?);
     }
     drop(conn);
     let data = super::layout::pretty(&detail.data);

@@ -1,10 +1,11 @@
-//! What the database already holds, as far as barclamp validation needs it.
+//! What the database already holds (barclamps, jigs, roles, attribs), as far as validating
+//! a barclamp import needs it: the [`StoredContent`] an import is checked against.
 
 use std::collections::BTreeMap;
 
 /// What the database already holds, as far as validation needs it. Keyed by name.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub struct StoredContent {
     pub barclamps: BTreeMap<String, StoredBarclamp>,
     pub jigs: BTreeMap<String, StoredJig>,
     pub roles: BTreeMap<String, StoredRole>,

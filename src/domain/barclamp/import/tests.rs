@@ -8,7 +8,7 @@ fn sourced(source: &str, yaml: &str) -> SourcedDoc {
 }
 
 /// What the database would hold after applying `plan` on top of `catalog`.
-fn store(catalog: &mut Catalog, plan: &ImportPlan) {
+fn store(catalog: &mut StoredContent, plan: &ImportPlan) {
     for item in &plan.removed.jigs {
         catalog.jigs.remove(&item.name);
     }
@@ -60,8 +60,8 @@ fn store(catalog: &mut Catalog, plan: &ImportPlan) {
     }
 }
 
-fn imported(docs: &[SourcedDoc]) -> Catalog {
-    let mut catalog = Catalog::default();
+fn imported(docs: &[SourcedDoc]) -> StoredContent {
+    let mut catalog = StoredContent::default();
     let plan = plan(docs, &catalog).unwrap_or_else(|p| panic!("{p}"));
     store(&mut catalog, &plan);
     catalog
@@ -76,7 +76,7 @@ roles:
   - {name: base-c, jig: noop, requires: [web]}
 "#;
 
-fn base() -> Catalog {
+fn base() -> StoredContent {
     imported(&[sourced("base.yml", BASE)])
 }
 
@@ -93,7 +93,7 @@ fn reasons(problems: &[Problem]) -> String {
 
 #[test]
 fn a_valid_barclamp_plans_as_created_then_unchanged() {
-    let mut catalog = Catalog::default();
+    let mut catalog = StoredContent::default();
     let docs = [sourced("base.yml", BASE)];
     let first = plan(&docs, &catalog).unwrap();
     assert_eq!(first.barclamps.len(), 1);
@@ -114,7 +114,7 @@ fn formatting_and_flag_order_do_not_change_the_hash() {
     let b = "# a comment\nroles:\n  - jig: j\n    name: r\n    template: {a: 2, b: 1}\n    flags: [cluster, implicit, cluster]\njigs:\n  - name: j\nbarclamp:\n  name: x\n  description: ''\n";
     let c = "barclamp: {name: x}\njigs: [{name: j}]\nroles:\n  - {name: r, jig: j, flags: [implicit], template: {b: 1, a: 2}}\n";
     let hash = |text: &str| {
-        plan(&[sourced("x.yml", text)], &Catalog::default())
+        plan(&[sourced("x.yml", text)], &StoredContent::default())
             .unwrap()
             .barclamps[0]
             .barclamp
@@ -127,10 +127,10 @@ fn formatting_and_flag_order_do_not_change_the_hash() {
 
 #[test]
 fn the_normalized_document_reimports_to_the_same_hash() {
-    let p = plan(&[sourced("base.yml", BASE)], &Catalog::default()).unwrap();
+    let p = plan(&[sourced("base.yml", BASE)], &StoredContent::default()).unwrap();
     let b = &p.barclamps[0].barclamp;
     let json = serde_json::to_string(&b.document).unwrap();
-    let again = plan(&[sourced("api", &json)], &Catalog::default()).unwrap();
+    let again = plan(&[sourced("api", &json)], &StoredContent::default()).unwrap();
     assert_eq!(again.barclamps[0].barclamp.content_hash, b.content_hash);
 }
 
@@ -145,7 +145,7 @@ roles:
   - {name: b, jig: j, requires: [c]}
   - {name: d, jig: j, requires: [a]}
 "#;
-    let problems = problems_of(plan(&[sourced("x.yml", text)], &Catalog::default()));
+    let problems = problems_of(plan(&[sourced("x.yml", text)], &StoredContent::default()));
     assert_eq!(problems.len(), 1, "{}", reasons(&problems));
     assert_eq!(problems[0].role(), Some("a"));
     assert_eq!(
@@ -158,7 +158,7 @@ roles:
 fn a_role_requiring_itself_is_a_cycle() {
     let text =
         "barclamp: {name: x}\njigs: [{name: j}]\nroles: [{name: a, jig: j, requires: [a]}]\n";
-    let problems = problems_of(plan(&[sourced("x.yml", text)], &Catalog::default()));
+    let problems = problems_of(plan(&[sourced("x.yml", text)], &StoredContent::default()));
     assert_eq!(reasons(&problems), "x.yml: role a: require cycle: a -> a\n");
 }
 
@@ -206,7 +206,7 @@ roles:
   - {name: r1, jig: j}
   - {name: r8, jig: j, wants-attribs: [nothing]}
 "#;
-    let problems = problems_of(plan(&[sourced("x.yml", text)], &Catalog::default()));
+    let problems = problems_of(plan(&[sourced("x.yml", text)], &StoredContent::default()));
     let all = reasons(&problems);
     let expect = [
         ("r1", "unknown jig nojig"),
@@ -265,7 +265,7 @@ fn documents_of_one_batch_resolve_each_other_in_any_order() {
         "barclamp: {name: parent}\njigs: [{name: noop}]\nroles: [{name: mom, jig: noop}]\n";
     let p = plan(
         &[sourced("child.yml", child), sourced("parent.yml", parent)],
-        &Catalog::default(),
+        &StoredContent::default(),
     )
     .unwrap();
     let names: Vec<&str> = p
@@ -280,7 +280,7 @@ fn documents_of_one_batch_resolve_each_other_in_any_order() {
 fn the_same_barclamp_twice_in_a_batch_is_refused() {
     let problems = problems_of(plan(
         &[sourced("a/base.yml", BASE), sourced("b/base.yml", BASE)],
-        &Catalog::default(),
+        &StoredContent::default(),
     ));
     assert!(
         reasons(&problems)
@@ -293,14 +293,17 @@ fn the_same_barclamp_twice_in_a_batch_is_refused() {
 #[test]
 fn parents_must_exist_and_not_loop() {
     let orphan = "barclamp: {name: orphan, parent: nobody}\n";
-    let problems = problems_of(plan(&[sourced("orphan.yml", orphan)], &Catalog::default()));
+    let problems = problems_of(plan(
+        &[sourced("orphan.yml", orphan)],
+        &StoredContent::default(),
+    ));
     assert!(reasons(&problems).contains("parent barclamp nobody is unknown"));
 
     let a = "barclamp: {name: a, parent: b}\n";
     let b = "barclamp: {name: b, parent: a}\n";
     let problems = problems_of(plan(
         &[sourced("a.yml", a), sourced("b.yml", b)],
-        &Catalog::default(),
+        &StoredContent::default(),
     ));
     assert_eq!(
         reasons(&problems),
@@ -345,7 +348,10 @@ fn removed_entries_are_planned_for_deletion() {
 #[test]
 fn client_roles_are_checked_like_requires() {
     let unknown = "barclamp: {name: x}\njigs: [{name: j, client_role: nobody}]\n";
-    let problems = problems_of(plan(&[sourced("x.yml", unknown)], &Catalog::default()));
+    let problems = problems_of(plan(
+        &[sourced("x.yml", unknown)],
+        &StoredContent::default(),
+    ));
     assert_eq!(
         reasons(&problems),
         "x.yml: jig j: client_role nobody is unknown (no role has this name or provides it)\n"
@@ -354,9 +360,9 @@ fn client_roles_are_checked_like_requires() {
     // The client role itself runs on the jig without requiring itself, but a cycle through
     // it is still a cycle.
     let ok = "barclamp: {name: x}\njigs: [{name: j, client_role: c}, {name: noop}]\nroles: [{name: c, jig: j}, {name: d, jig: j}]\n";
-    plan(&[sourced("x.yml", ok)], &Catalog::default()).unwrap();
+    plan(&[sourced("x.yml", ok)], &StoredContent::default()).unwrap();
     let looped = "barclamp: {name: x}\njigs: [{name: j, client_role: c}, {name: noop}]\nroles: [{name: c, jig: noop, requires: [d]}, {name: d, jig: j}]\n";
-    let problems = problems_of(plan(&[sourced("x.yml", looped)], &Catalog::default()));
+    let problems = problems_of(plan(&[sourced("x.yml", looped)], &StoredContent::default()));
     assert_eq!(
         reasons(&problems),
         "x.yml: role c: require cycle: c -> d -> c\n"
@@ -372,7 +378,7 @@ roles:
   - {name: a, jig: j, wants-attribs: [b-port], attribs: [{name: a-port, map: a/port}]}
   - {name: b, jig: j, wants-attribs: [a-port], attribs: [{name: b-port, map: b/port}]}
 "#;
-    let problems = problems_of(plan(&[sourced("x.yml", text)], &Catalog::default()));
+    let problems = problems_of(plan(&[sourced("x.yml", text)], &StoredContent::default()));
     assert_eq!(
         reasons(&problems),
         "x.yml: role a: require cycle: a -> b -> a\n"

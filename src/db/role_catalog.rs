@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::error::Result;
-use crate::domain::catalog::{Catalog, RoleInfo};
+use crate::domain::role_catalog::{RoleCatalog, RoleInfo};
 
 #[derive(sqlx::FromRow)]
 struct RoleRow {
@@ -24,7 +24,7 @@ struct RoleRow {
     wants_attribs: Vec<String>,
 }
 
-pub async fn load(conn: &mut PgConnection) -> Result<Catalog> {
+pub async fn load(conn: &mut PgConnection) -> Result<RoleCatalog> {
     let roles: Vec<RoleRow> = sqlx::query_as(
         "SELECT r.id, r.name, j.name AS jig, j.active AS jig_active, j.client_role AS jig_client_role,
                 r.implicit, r.cluster, r.abstract AS is_abstract, r.destructive,
@@ -37,7 +37,7 @@ pub async fn load(conn: &mut PgConnection) -> Result<Catalog> {
         sqlx::query_as("SELECT a.name, r.name FROM attribs a JOIN roles r ON r.id = a.role_id")
             .fetch_all(&mut *conn)
             .await?;
-    Ok(Catalog::new(
+    Ok(RoleCatalog::new(
         roles.into_iter().map(|r| RoleInfo {
             id: r.id,
             name: r.name,

@@ -1,4 +1,5 @@
-//! Plans and desired-state documents (SEMANTICS.md §4).
+//! Desired-state documents (SEMANTICS.md §4): what a script sends for a deployment and how
+//! it is checked, and the waves (by dependency) in which the noderoles a plan would run go.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

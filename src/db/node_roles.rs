@@ -1,6 +1,6 @@
 //! Noderoles: binding (§3), reading with reasons, data edits, commits and proposals of one
 //! noderole or one node (§4), retry (§5) and deletion (§9). Whether a change is allowed is
-//! `domain::noderole`'s decision, asked with the rows locked here.
+//! `domain::node_role`'s decision, asked with the rows locked here.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,7 +18,7 @@ use super::{
 use crate::domain::{
     bind::{BindWorld, ExistingNodeRole, NodeRoleRef, plan_bind},
     key::Key,
-    noderole::{self, Descendant, Retry},
+    node_role::{self, Descendant, Retry},
     reason::Other,
     state::NodeRoleState,
 };
@@ -200,7 +200,7 @@ pub async fn bind(
             "noderole data must be a JSON object",
         ));
     }
-    let catalog = super::catalog::load(conn).await?;
+    let catalog = super::role_catalog::load(conn).await?;
     let relevant: Vec<String> = catalog.closure(role).into_iter().collect();
     let chain = super::deployments::chain(conn, deployment_id).await?;
     // On N; of the roles R may want, in the chain; and the cluster peers of those on N,
@@ -337,7 +337,7 @@ pub async fn set_data(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| Error::not_found("noderole", id))?;
-    noderole::may_edit_data(state_of(state), deployment_proposed)?;
+    node_role::may_edit_data(state_of(state), deployment_proposed)?;
     sqlx::query("UPDATE noderoles SET proposed_data = $2 WHERE id = $1")
         .bind(id)
         .bind(data)
@@ -369,7 +369,7 @@ pub async fn retry(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<No
             state: state_of(state),
         })
         .collect();
-    if noderole::may_retry(state, &waiting)? == Retry::Unneeded {
+    if node_role::may_retry(state, &waiting)? == Retry::Unneeded {
         return get(conn, id).await;
     }
     sqlx::query("UPDATE noderoles SET state = $2 WHERE id = $1")
@@ -417,7 +417,7 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
             node,
         })
         .collect();
-    noderole::may_delete(node_id, &descendants)?;
+    node_role::may_delete(node_id, &descendants)?;
     let mut removed: Vec<i64> = descendants.iter().map(|d| d.id).collect();
     removed.push(id);
     sqlx::query("DELETE FROM noderoles WHERE id = ANY($1)")
@@ -446,7 +446,7 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
 /// state is a 409: only a proposal can be committed.
 #[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
-    noderole::may_commit(id, lock_state(conn, id).await?)?;
+    node_role::may_commit(id, lock_state(conn, id).await?)?;
     commit_locked(conn, &[id], actor, "noderole committed").await?;
     get(conn, id).await
 }
@@ -456,7 +456,7 @@ pub async fn commit_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Resu
 /// (TODO/ERROR) are blocked, queued runs of both are dropped; ACTIVE children stay.
 #[tracing::instrument(skip_all, fields(noderole = id))]
 pub async fn propose_one(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<NodeRole> {
-    noderole::may_propose(id, lock_state(conn, id).await?)?;
+    node_role::may_propose(id, lock_state(conn, id).await?)?;
     propose_locked(conn, &[id], actor, "noderole proposed").await?;
     get(conn, id).await
 }
@@ -539,7 +539,7 @@ async fn lock_idle_node(
         .into_iter()
         .map(|(id, state)| (id, state_of(state)))
         .collect();
-    noderole::node_idle(&rows)?;
+    node_role::node_idle(&rows)?;
     Ok((node_id, rows))
 }
 

@@ -32,12 +32,12 @@ impl RoleInfo {
 
 /// Every role, by name, plus which role owns each attrib.
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub struct RoleCatalog {
     roles: BTreeMap<String, RoleInfo>,
     attrib_owners: HashMap<String, String>,
 }
 
-impl Catalog {
+impl RoleCatalog {
     pub fn new(
         roles: impl IntoIterator<Item = RoleInfo>,
         attrib_owners: HashMap<String, String>,
@@ -217,7 +217,7 @@ mod tests {
         let mut r = role(1, "web", &["db"]);
         r.jig_client_role = Some("agent".into());
         r.wants_attribs = vec!["db-port".into()];
-        let catalog = Catalog::new(
+        let catalog = RoleCatalog::new(
             [r.clone(), role(2, "db", &[]), role(3, "cache", &[])],
             HashMap::from([("db-port".into(), "cache".into())]),
         );
@@ -228,7 +228,7 @@ mod tests {
     fn conflicts_cover_lists_and_provides() {
         let mut a = role(1, "a", &[]);
         let mut b = role(2, "b", &[]);
-        let catalog = Catalog::default();
+        let catalog = RoleCatalog::default();
         assert!(!catalog.conflict(&a, &b));
         a.conflicts = vec!["b".into()];
         assert!(catalog.conflict(&a, &b) && catalog.conflict(&b, &a));
@@ -244,7 +244,7 @@ mod tests {
     fn cycles_are_named_through_providers() {
         let mut provider = role(3, "c", &["a"]);
         provider.provides = vec!["svc".into()];
-        let catalog = Catalog::new(
+        let catalog = RoleCatalog::new(
             [
                 role(1, "a", &["b"]),
                 role(2, "b", &["svc"]),
@@ -257,7 +257,7 @@ mod tests {
             catalog.cycle_from("d"),
             Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
         );
-        let acyclic = Catalog::new([role(1, "a", &["b"]), role(2, "b", &[])], HashMap::new());
+        let acyclic = RoleCatalog::new([role(1, "a", &["b"]), role(2, "b", &[])], HashMap::new());
         assert_eq!(acyclic.cycle_from("a"), None);
     }
 
@@ -265,7 +265,7 @@ mod tests {
     fn a_cycle_entered_through_a_side_loop_is_still_named_closed() {
         // a -> b, b -> {c, d}, c -> b, d -> a: walking by smallest name from `a` reaches
         // `c`, whose only way on is back to `b`, not to `a`.
-        let catalog = Catalog::new(
+        let catalog = RoleCatalog::new(
             [
                 role(1, "a", &["b"]),
                 role(2, "b", &["c", "d"]),
@@ -281,7 +281,7 @@ mod tests {
         let mut selfish = role(5, "e", &[]);
         selfish.provides = vec!["svc".into()];
         selfish.requires = vec!["svc".into()];
-        let catalog = Catalog::new([selfish], HashMap::new());
+        let catalog = RoleCatalog::new([selfish], HashMap::new());
         assert_eq!(catalog.cycle_from("e"), Some(vec!["e".into(), "e".into()]));
     }
 }

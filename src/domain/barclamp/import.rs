@@ -1,4 +1,4 @@
-//! Validation of a batch of barclamp documents against the [`Catalog`] of what is stored, and
+//! Importing barclamps: a batch of documents validated against the [`StoredContent`], and
 //! the resulting [`ImportPlan`].
 //!
 //! A batch replaces what its barclamps held before: the world after the import is the
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use petgraph::{algo::tarjan_scc, graph::DiGraph, graph::NodeIndex};
 
 use super::{
-    Barclamp, BarclampDoc, Catalog, Problem, Problems, Subject,
+    Barclamp, BarclampDoc, Problem, Problems, StoredContent, Subject,
     build::build,
     checks::{check_outside_users, check_ownership, check_parents, check_references},
     cycles::check_cycles,
@@ -111,7 +111,7 @@ impl std::fmt::Display for RoleInUse {
 
 /// Validates `docs` as one batch against `catalog` and plans the import. Every problem found
 /// is reported, each naming its file, its role (or jig, or barclamp) and the reason.
-pub fn plan(docs: &[SourcedDoc], catalog: &Catalog) -> Result<ImportPlan, Problems> {
+pub fn plan(docs: &[SourcedDoc], catalog: &StoredContent) -> Result<ImportPlan, Problems> {
     let mut problems = Vec::new();
     let built: Vec<Barclamp> = docs.iter().map(|d| build(d, &mut problems)).collect();
     let batch = Batch::new(&built, &mut problems);
@@ -185,7 +185,7 @@ fn sort_problems(docs: &[SourcedDoc], problems: &mut [Problem]) {
 }
 
 /// Stored entries of the batch's barclamps that no document of the batch declares any more.
-fn removed(catalog: &Catalog, built: &[Barclamp], batch: &Batch) -> Removed {
+fn removed(catalog: &StoredContent, built: &[Barclamp], batch: &Batch) -> Removed {
     let source_of = |owner: &str| -> String {
         batch
             .barclamps
