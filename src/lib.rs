@@ -1,7 +1,9 @@
 //! crowbar: a bare-metal provisioning orchestrator.
 //!
-//! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`.
-//! `cli` ties everything together for the binary.
+//! Dependencies point one way: `http → domain ← db`, `annealer/runner → domain, db, jig`,
+//! `jig/probe/provisioner → access → ssh`. State rules live in `domain`, SQL only in `db`
+//! (and `pg`'s bootstrap), the web edge (API and UI) in `http`, the operations both share in
+//! `http::actions`. `cli` ties everything together for the binary.
 
 pub mod access;
 pub mod admin_token;

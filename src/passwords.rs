@@ -80,10 +80,17 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
+/// One password hash at a time per core: more only queue for the CPU and hold their memory.
+pub fn default_password_checks() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .max(1)
+}
+
 impl Default for Passwords {
     /// As many at once as the settings' default (`--password-checks`).
     fn default() -> Self {
-        Passwords::new(crate::http::ui::throttle::default_password_checks())
+        Passwords::new(default_password_checks())
     }
 }
 

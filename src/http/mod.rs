@@ -1,4 +1,6 @@
-//! The HTTP edge: REST API, event stream, health probes, and the web UI (`ui`).
+//! The HTTP edge: the REST API (`api`), the web UI (`ui`), the operations both perform
+//! (`actions`), the event stream, health probes, boot scripts and discovery for nodes, and
+//! the server with its limits.
 
 pub mod actions;
 pub mod api;

@@ -28,7 +28,7 @@ use crate::units::parse_duration;
 pub struct LoginSettings {
     /// Most password hashes computed at once (logins, new passwords); more wait for a turn.
     /// Each takes about 19 MiB and a core for tens of milliseconds. Default: the cores.
-    #[arg(long, env = "CROWBAR_PASSWORD_CHECKS", default_value_t = default_password_checks(),
+    #[arg(long, env = "CROWBAR_PASSWORD_CHECKS", default_value_t = crate::passwords::default_password_checks(),
           value_parser = clap::value_parser!(u32).range(1..))]
     pub password_checks: u32,
     /// Failed logins from one source address, or for one user name, before further logins
@@ -46,13 +46,6 @@ pub struct LoginSettings {
     #[arg(long, env = "CROWBAR_LOGIN_TRACKED", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub login_tracked: u32,
-}
-
-/// One password hash at a time per core: more only queue for the CPU and hold their memory.
-pub fn default_password_checks() -> u32 {
-    std::thread::available_parallelism()
-        .map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-        .max(1)
 }
 
 impl Default for LoginSettings {
