@@ -11,7 +11,7 @@ use crate::{
     db::{
         self,
         events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS},
-        runs::{self, QueueConfig},
+        runs::{self, QueueConfig, Recovery, orphan_due},
     },
     hooks::{Dispatcher, Hooks},
     jig::JigRegistry,
@@ -35,9 +35,10 @@ pub struct AnnealerSettings {
     #[arg(long, env = "CROWBAR_SWEEP_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub sweep_interval: Duration,
     /// How often a daemon tells the database its runs are still executing.
-    #[arg(long, env = "CROWBAR_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "CROWBAR_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
-    /// A run whose heartbeat is older than this is lost and its noderole runs again.
+    /// A run whose heartbeat is older than this is lost and its noderole runs again (a run
+    /// whose daemon's database session ended is lost after two missed heartbeats).
     #[arg(long, env = "CROWBAR_RUN_LOST_AFTER", default_value = "20s", value_parser = parse_duration)]
     pub run_lost_after: Duration,
     /// Most runs one pass queues.
@@ -52,6 +53,15 @@ impl Default for AnnealerSettings {
 }
 
 impl AnnealerSettings {
+    /// When the sweep counts a run lost: its heartbeat stopped for `run_lost_after`, or its
+    /// daemon's database session ended and two heartbeats were missed.
+    pub fn recovery(&self) -> Recovery {
+        Recovery {
+            lost_after: self.run_lost_after,
+            orphaned_after: (self.heartbeat_interval * 2).min(self.run_lost_after),
+        }
+    }
+
     pub fn queue_config(&self, jigs: &JigRegistry) -> QueueConfig {
         QueueConfig {
             cap: self.run_cap,
@@ -68,11 +78,11 @@ impl AnnealerSettings {
 pub async fn pass(
     pool: &PgPool,
     config: &QueueConfig,
-    sweep: Option<Duration>,
+    sweep: Option<&Recovery>,
 ) -> db::Result<(usize, usize)> {
     let mut tx = pool.begin().await?;
     let repaired = match sweep {
-        Some(lost_after) => runs::recover(&mut tx, lost_after.as_secs_f64()).await?,
+        Some(recovery) => runs::recover(&mut tx, recovery).await?,
         None => 0,
     };
     let queued = runs::queue_runnable(&mut tx, config).await?;
@@ -200,12 +210,22 @@ async fn anneal_loop(
     runs_wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    let recovery = settings.recovery();
     let mut sweep = tokio::time::interval(settings.sweep_interval);
+    // an extra sweep when a run of a daemon whose session ended comes due (so a restarted
+    // daemon does not wait a whole sweep interval for them)
+    let orphans = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(orphans);
+    let mut orphans_pending = false;
     loop {
         let recover = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wake.notified() => None,
-            _ = sweep.tick() => Some(settings.run_lost_after),
+            _ = sweep.tick() => Some(&recovery),
+            _ = &mut orphans, if orphans_pending => {
+                orphans_pending = false;
+                Some(&recovery)
+            }
         };
         let started = std::time::Instant::now();
         match pass(&pool, &config, recover).await {
@@ -231,10 +251,20 @@ async fn anneal_loop(
                 tracing::warn!(error = %e, "annealer pass failed; retrying on the next wake-up")
             }
         }
-        if recover.is_some()
-            && let Err(e) = crate::db::anneal::fold_tallies(&pool).await
-        {
-            tracing::warn!(error = %e, "folding noderole tallies failed; trying again next sweep");
+        if recover.is_some() {
+            if let Err(e) = crate::db::anneal::fold_tallies(&pool).await {
+                tracing::warn!(error = %e, "folding noderole tallies failed; trying again next sweep");
+            }
+            match orphan_due(&pool, recovery.orphaned_after).await {
+                Ok(Some(due)) => {
+                    orphans
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + due + Duration::from_millis(50));
+                    orphans_pending = true;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "reading orphaned runs failed"),
+            }
         }
     }
 }
@@ -249,8 +279,10 @@ pub async fn run_until_idle(
 ) -> db::Result<usize> {
     let mut completed = 0;
     loop {
-        pass(pool, config, Some(Duration::from_secs(3600))).await?;
-        let claimed = runner::claim(pool, worker, config, config.cap + config.high_cap).await?;
+        let recovery = Recovery::heartbeat_only(Duration::from_secs(3600));
+        pass(pool, config, Some(&recovery)).await?;
+        let claimed =
+            runner::claim(pool, worker, None, config, config.cap + config.high_cap).await?;
         if claimed.is_empty() {
             return Ok(completed);
         }

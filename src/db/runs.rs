@@ -145,11 +145,13 @@ pub struct ClaimedRun {
 }
 
 /// Claims up to `max` queued runs for `worker`, never letting the number executing in a
-/// lane exceed its cap across all daemons. Claimed noderoles go to TRANSITION.
+/// lane exceed its cap across all daemons. Claimed noderoles go to TRANSITION. Each run
+/// carries `lease`, the key of the worker's [`WorkerLease`] (`None`: the worker holds none).
 #[tracing::instrument(skip_all, fields(worker = %worker, runs = Empty))]
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
+    lease: Option<i32>,
     config: &QueueConfig,
     max: i64,
 ) -> Result<Vec<ClaimedRun>> {
@@ -186,8 +188,8 @@ pub async fn claim(
                   ORDER BY ru.queued_at, ru.id
                   -- the noderole too: one a ripple is changing now is not started
                   LIMIT $2 FOR UPDATE OF ru, nr SKIP LOCKED)
-             UPDATE runs ru SET state = 'running', worker = $8, started_at = clock_timestamp(),
-                                 heartbeat_at = clock_timestamp()
+             UPDATE runs ru SET state = 'running', worker = $8, worker_lease = $9,
+                                 started_at = clock_timestamp(), heartbeat_at = clock_timestamp()
                FROM c, noderoles nr, nodes n, roles r, jigs j, barclamps b
               WHERE ru.id = c.id AND nr.id = ru.noderole_id AND n.id = ru.node_id
                 AND r.id = nr.role_id AND j.id = r.jig_id AND b.id = r.barclamp_id
@@ -202,6 +204,7 @@ pub async fn claim(
         .bind(Error.code())
         .bind(Transition.code())
         .bind(worker)
+        .bind(lease)
         .fetch_all(&mut *conn)
         .await?;
         budget -= batch.len() as i64;
@@ -507,32 +510,142 @@ async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<
 
 /// Drops queued (not yet running) runs on a node, recording them as `dropped`.
 pub async fn drop_queued_on_node(conn: &mut PgConnection, node_id: i64) -> Result<u64> {
-    drop_where(conn, "node_id = $1::bigint AND state = 'queued'", node_id).await
+    drop_where(conn, "node_id = $3::bigint AND state = 'queued'", node_id).await
 }
 
 /// Drops the queued (not yet running) run of a noderole, recording it as `dropped`.
 pub async fn drop_queued_of_noderole(conn: &mut PgConnection, noderole_id: i64) -> Result<u64> {
     drop_where(
         conn,
-        "noderole_id = $1::bigint AND state = 'queued'",
+        "noderole_id = $3::bigint AND state = 'queued'",
         noderole_id,
     )
     .await
 }
 
 async fn drop_where(conn: &mut PgConnection, condition: &str, param: i64) -> Result<u64> {
-    let dropped = retire_runs(conn, condition, &param.to_string(), "dropped", "").await?;
+    let dropped = retire_runs(conn, condition, &[&param.to_string()], "dropped", "").await?;
     Ok(dropped.len() as u64)
 }
 
-/// Recovery sweep: runs whose worker stopped heart-beating are recorded `lost` and their
-/// noderoles go back to TODO/BLOCKED; queued runs that can no longer start are dropped;
-/// TRANSITION noderoles with no run are reset. Returns how many noderoles it repaired.
-pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> Result<usize> {
+/// When the recovery sweep counts a running run as lost.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery {
+    /// Its heartbeat is older than this (a hung daemon, or one that holds no lease).
+    pub lost_after: std::time::Duration,
+    /// Its worker's lease is gone (the daemon's database session ended) and its heartbeat is
+    /// older than this: a short grace so that a daemon whose connection only blinked (a
+    /// database restart) takes its lease back before its runs are given away.
+    pub orphaned_after: std::time::Duration,
+}
+
+impl Recovery {
+    /// Only the heartbeat counts.
+    pub fn heartbeat_only(lost_after: std::time::Duration) -> Self {
+        Recovery {
+            lost_after,
+            orphaned_after: lost_after,
+        }
+    }
+}
+
+/// The first key of every worker lease (`pg_advisory_lock(LEASE_SPACE, lease)`): "crow".
+pub const LEASE_SPACE: i32 = 0x6372_6f77;
+
+/// Runs whose worker's lease is free: no session of this database holds its advisory lock.
+/// (A two-key advisory lock shows its keys as `classid`, `objid` with `objsubid` 2.)
+const LEASE_GONE: &str = "worker_lease IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND l.classid = 1668444023 AND l.objid = worker_lease::oid)";
+
+/// A worker's lease: a database session of its own, held for the worker's life, with the
+/// advisory lock (`LEASE_SPACE`, key). Every run the worker claims carries the key.
+pub struct WorkerLease {
+    session: PgConnection,
+    key: i32,
+}
+
+impl std::fmt::Debug for WorkerLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerLease")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl WorkerLease {
+    /// Takes a lease on a connection of its own, taken out of the pool (so the pool never
+    /// hands the session, and its lock, to anyone else). Tries `wanted` first (a worker
+    /// taking its lease back after its session dropped), then random keys.
+    pub async fn take(pool: &PgPool, wanted: Option<i32>) -> Result<WorkerLease> {
+        let mut session = pool.acquire().await?.detach();
+        let mut candidates = wanted
+            .into_iter()
+            .chain(std::iter::repeat_with(|| rand::random::<i32>() & i32::MAX));
+        for _ in 0..16 {
+            let key = candidates.next().expect("endless");
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                .bind(LEASE_SPACE)
+                .bind(key)
+                .fetch_one(&mut session)
+                .await?;
+            if held {
+                return Ok(WorkerLease { session, key });
+            }
+        }
+        Err(super::Error::Conflict {
+            code: "lease_unavailable",
+            message: "no free worker lease key after 16 tries".into(),
+            details: Value::Null,
+        })
+    }
+
+    pub fn key(&self) -> i32 {
+        self.key
+    }
+
+    /// Whether the session (and so the lock) is still there.
+    pub async fn holds(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.session)
+            .await
+            .is_ok()
+    }
+}
+
+/// How long until the next run whose worker's lease is gone is due for recovery (its
+/// heartbeat older than `orphaned_after`); `None` when no run is waiting for that.
+pub async fn orphan_due(
+    pool: &PgPool,
+    orphaned_after: std::time::Duration,
+) -> Result<Option<std::time::Duration>> {
+    let secs: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT greatest(0, extract(epoch FROM min(heartbeat_at) - now())::float8 + $1)
+           FROM runs WHERE state = 'running' AND {LEASE_GONE}"
+    )))
+    .bind(orphaned_after.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    Ok(secs.map(std::time::Duration::from_secs_f64))
+}
+
+/// Recovery sweep: runs whose worker stopped heart-beating, or whose worker's database
+/// session is gone, are recorded `lost` and their noderoles go back to TODO/BLOCKED; queued
+/// runs that can no longer start are dropped; TRANSITION noderoles with no run are reset.
+/// Returns how many noderoles it repaired.
+pub async fn recover(conn: &mut PgConnection, recovery: &Recovery) -> Result<usize> {
     let lost = lose_runs(
         conn,
-        "state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::float8)",
-        &lost_after_secs.to_string(),
+        &format!(
+            "state = 'running' AND (heartbeat_at < now() - make_interval(secs => $3::float8)
+                OR (heartbeat_at < now() - make_interval(secs => $4::float8) AND {LEASE_GONE}))"
+        ),
+        &[
+            &recovery.lost_after.as_secs_f64().to_string(),
+            &recovery.orphaned_after.as_secs_f64().to_string(),
+        ],
         "the worker running it stopped answering",
     )
     .await?;
@@ -565,39 +678,42 @@ pub async fn recover(conn: &mut PgConnection, lost_after_secs: f64) -> Result<us
     Ok(changed.len())
 }
 
-/// Records running runs matching `condition` (with `$1` bound to `param`) as `lost`,
+/// Records running runs matching `condition` (`$3`, `$4`, ... are `params`) as `lost`,
 /// deletes them and returns their noderoles (still in TRANSITION: the caller resets them).
 async fn lose_runs(
     conn: &mut PgConnection,
     condition: &str,
-    param: &str,
+    params: &[&str],
     why: &str,
 ) -> sqlx::Result<Vec<i64>> {
-    retire_runs(conn, condition, param, "lost", why).await
+    retire_runs(conn, condition, params, "lost", why).await
 }
 
-/// Deletes the runs matching `condition` (`$1` is `param`, as text), records each in
-/// `run_records` with `outcome` and `runlog`, and returns their noderoles.
+/// Deletes the runs matching `condition` (`$3`, `$4`, ... are `params`, as text; `$1` and
+/// `$2` are taken), records each in `run_records` with `outcome` and `runlog`, and returns
+/// their noderoles.
 async fn retire_runs(
     conn: &mut PgConnection,
     condition: &str,
-    param: &str,
+    params: &[&str],
     outcome: &str,
     runlog: &str,
 ) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "WITH done AS (DELETE FROM runs WHERE {condition} RETURNING *)
          INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome, runlog)
          SELECT done.id, done.noderole_id, done.node_id, nr.role_id, done.lane, done.worker,
-                done.queued_at, done.started_at, $2, $3
+                done.queued_at, done.started_at, $1, $2
            FROM done JOIN noderoles nr ON nr.id = done.noderole_id
          RETURNING noderole_id"
-    )))
-    .bind(param)
-    .bind(outcome)
-    .bind(runlog)
-    .fetch_all(conn)
-    .await
+    );
+    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(outcome)
+        .bind(runlog);
+    for param in params {
+        query = query.bind(*param);
+    }
+    query.fetch_all(conn).await
 }
 
 /// Hands back every run `worker` is executing (a daemon shutting down): recorded `lost`,
@@ -606,8 +722,8 @@ async fn retire_runs(
 pub async fn release_worker(conn: &mut PgConnection, worker: &str) -> Result<usize> {
     let mut released = lose_runs(
         conn,
-        "state = 'running' AND worker = $1",
-        worker,
+        "state = 'running' AND worker = $3",
+        &[worker],
         "the daemon running it shut down",
     )
     .await?;

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::{
     db::{
         error::is_retryable,
-        runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult},
+        runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult, WorkerLease},
     },
     domain::untrusted,
     jig::{JigJob, JigRegistry},
@@ -176,11 +176,12 @@ pub async fn complete(
 pub async fn claim(
     pool: &PgPool,
     worker: &str,
+    lease: Option<i32>,
     config: &QueueConfig,
     max: i64,
 ) -> crate::db::Result<Vec<ClaimedRun>> {
     let mut tx = pool.begin().await?;
-    let claimed = runs::claim(&mut tx, worker, config, max).await?;
+    let claimed = runs::claim(&mut tx, worker, lease, config, max).await?;
     tx.commit().await?;
     Ok(claimed)
 }
@@ -198,6 +199,36 @@ pub struct Runner {
     pub heartbeat_interval: Duration,
     /// How long shutdown waits for executing runs before handing them back.
     pub shutdown_grace: Duration,
+}
+
+/// The lease as it stands after a check: the same one while its session lives; else taken
+/// again, by the same key when it is free (the runs claimed under it stay covered).
+async fn keep_lease(
+    pool: &PgPool,
+    lease: Option<WorkerLease>,
+    key: Option<i32>,
+) -> Option<WorkerLease> {
+    if let Some(mut lease) = lease {
+        if lease.holds().await {
+            return Some(lease);
+        }
+        tracing::warn!(
+            key = lease.key(),
+            "the worker lease's session ended; taking it again"
+        );
+    }
+    match WorkerLease::take(pool, key).await {
+        Ok(lease) => {
+            if Some(lease.key()) != key {
+                tracing::warn!(key = lease.key(), "worker lease taken under a new key");
+            }
+            Some(lease)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take a worker lease; not claiming runs");
+            None
+        }
+    }
 }
 
 /// Most results one completion transaction applies.
@@ -247,12 +278,19 @@ impl Runner {
         ));
         let mut executing: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
+        // Held for the runner's life: when this daemon's session ends, its runs are
+        // recovered at once (runs::Recovery). Claims wait until a lease is held.
+        let mut lease = WorkerLease::take(&self.pool, None)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot take a worker lease yet"))
+            .ok();
+        let mut lease_key = lease.as_ref().map(WorkerLease::key);
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         loop {
             let free = capacity - in_flight.len();
-            if free > 0 && !shutdown.is_cancelled() {
+            if free > 0 && !shutdown.is_cancelled() && lease.is_some() {
                 let started = std::time::Instant::now();
-                match claim(&self.pool, &self.worker, &self.config, free).await {
+                match claim(&self.pool, &self.worker, lease_key, &self.config, free).await {
                     Ok(claimed) => {
                         tracing::debug!(
                             claimed = claimed.len(),
@@ -282,6 +320,8 @@ impl Runner {
                     if let Err(e) = runs::heartbeat(&self.pool, &self.worker, &in_flight.ids()).await {
                         tracing::warn!(error = %e, "heartbeat failed");
                     }
+                    lease = keep_lease(&self.pool, lease, lease_key).await;
+                    lease_key = lease.as_ref().map(WorkerLease::key).or(lease_key);
                 },
                 Some(_) = executing.join_next(), if !executing.is_empty() => {
                     while executing.try_join_next().is_some() {}

@@ -257,7 +257,7 @@ async fn reasons_follow_the_queue() {
 
     // one run starts: the cap of 1 is reached for the other node's queued run
     let mut conn = pool.acquire().await.unwrap();
-    let claimed = db::runs::claim(&mut conn, "test-worker", &config, 1)
+    let claimed = db::runs::claim(&mut conn, "test-worker", None, &config, 1)
         .await
         .unwrap();
     drop(conn);
@@ -331,7 +331,7 @@ async fn unavailable_nodes_run_nothing_and_keep_their_states() {
 async fn start_one(pool: &sqlx::PgPool) -> Vec<db::runs::ClaimedRun> {
     let config = queue_config(10);
     crowbar::annealer::pass(pool, &config, None).await.unwrap();
-    crowbar::runner::claim(pool, "w", &config, 10)
+    crowbar::runner::claim(pool, "w", None, &config, 10)
         .await
         .unwrap()
 }
@@ -463,7 +463,12 @@ async fn lost_runs_are_recovered_never_stranded() {
         .await
         .unwrap();
     let mut tx = pool.begin().await.unwrap();
-    let repaired = db::runs::recover(&mut tx, 60.0).await.unwrap();
+    let repaired = db::runs::recover(
+        &mut tx,
+        &db::runs::Recovery::heartbeat_only(std::time::Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(repaired, 1);
     assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
@@ -878,7 +883,12 @@ async fn only_the_runs_a_worker_still_holds_are_heart_beaten() {
     assert_eq!(beaten, 1);
     assert_eq!(db::runs::heartbeat(&pool, "w", &[]).await.unwrap(), 0);
     let mut tx = pool.begin().await.unwrap();
-    let repaired = db::runs::recover(&mut tx, 60.0).await.unwrap();
+    let repaired = db::runs::recover(
+        &mut tx,
+        &db::runs::Recovery::heartbeat_only(std::time::Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(repaired, 1, "only the run given up on");
     assert_eq!(state(&pool, "n1", "test-admin").await, Todo);

@@ -132,3 +132,157 @@ async fn three_daemons_converge_one_database_without_overlapping_runs() {
         "every daemon ran some of the work: {workers:?}"
     );
 }
+
+/// A fleet for the recovery tests: `nodes` nodes, each with its own chain of simulated
+/// roles (test-admin → test-server → test-client → test-client-client) taking `delay` s.
+async fn chained_fleet(pool: &sqlx::PgPool, deployment_name: &str, nodes: usize, delay: f64) {
+    load_barclamps(pool).await;
+    deployment(pool, deployment_name).await;
+    for i in 1..=nodes {
+        let n = format!("n{i}");
+        node(pool, &n, true).await;
+        bind(pool, &n, "test-server", deployment_name).await;
+        bind(pool, &n, "test-client-client", deployment_name).await;
+    }
+    sqlx::query("UPDATE noderoles SET proposed_data = jsonb_build_object('test', jsonb_build_object('delay', $1::float8))")
+        .bind(delay)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+fn recovery_daemon(url: &str, lost_after: &str) -> DaemonOptions {
+    DaemonOptions::default()
+        .arg("--run-cap")
+        .arg("8")
+        .arg("--sweep-interval")
+        .arg("1s")
+        .env("CROWBAR_RUN_LOST_AFTER", lost_after)
+        .env("CROWBAR_DATABASE_URL", url)
+        .env("CROWBAR_ADMIN_TOKEN", "recovery-test-token")
+}
+
+/// The ids of the runs executing now, once some are (bounded wait).
+async fn running_runs(pool: &sqlx::PgPool) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE state = 'running' ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        if !ids.is_empty() {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "no run started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Seconds from `since` (the database's clock) until the records of `runs` say `lost`;
+/// panics when they do not within `limit`.
+async fn lost_within(pool: &sqlx::PgPool, runs: &[i64], since: f64, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lost: Vec<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM finished_at)::float8 FROM run_records
+              WHERE id = ANY($1) AND outcome = 'lost'",
+        )
+        .bind(runs)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if lost.len() == runs.len() {
+            return lost.into_iter().fold(0.0, f64::max) - since;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of the runs {runs:?} were recorded lost",
+            lost.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn db_now(pool: &sqlx::PgPool) -> f64 {
+    sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn converge(pool: &sqlx::PgPool, deployment_name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let status = db::anneal::status(pool, Some(deployment_name))
+            .await
+            .unwrap();
+        match status.status {
+            "finished" => return,
+            "failed" => panic!("a run failed: {status:?}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "did not converge: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kill -9` of the only daemon mid-anneal: the runs it was executing are recovered as soon
+/// as its database session is gone (its worker lease), not after the heartbeat timeout
+/// (a minute here), and a new daemon converges the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemons_runs_are_recovered_when_its_session_ends() {
+    let test = test_db().await;
+    let pool = &test.pool;
+    chained_fleet(pool, "crash", 20, 0.4).await;
+    let mut first = Daemon::start(recovery_daemon(test.url.expose(), "60s")).await;
+    commit(pool, "crash").await;
+    running_runs(pool).await;
+    first.kill();
+    // what the dead daemon was executing when it died
+    let orphaned: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM runs WHERE state = 'running' ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(!orphaned.is_empty(), "the daemon died with runs executing");
+    let second = Daemon::start(recovery_daemon(test.url.expose(), "60s")).await;
+    let ready = db_now(pool).await;
+    let after_ready = lost_within(pool, &orphaned, ready, Duration::from_secs(50)).await;
+    converge(pool, "crash").await;
+    let converged = db_now(pool).await - ready;
+    println!(
+        "lost runs recovered {after_ready:.2} s after the new daemon was ready; \
+         converged {converged:.2} s after"
+    );
+    drop(second);
+}
+
+/// A daemon that hangs while connected keeps its session (and lease): its runs are
+/// recovered by the heartbeat timeout, by another daemon, while it is still hung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_daemons_runs_are_recovered_after_the_heartbeat_timeout() {
+    let test = test_db().await;
+    let pool = &test.pool;
+    chained_fleet(pool, "hang", 6, 3.0).await;
+    let hung = Daemon::start(recovery_daemon(test.url.expose(), "3s")).await;
+    commit(pool, "hang").await;
+    let orphaned = running_runs(pool).await;
+    hung.signal(nix::sys::signal::Signal::SIGSTOP);
+    let stopped = db_now(pool).await;
+    let _other = Daemon::start(recovery_daemon(test.url.expose(), "3s")).await;
+    let waited = lost_within(pool, &orphaned, stopped, Duration::from_secs(60)).await;
+    // the hung daemon's session, and so its lease, were there all along
+    let leases: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(db::runs::LEASE_SPACE)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(leases, 2, "both daemons hold their lease");
+    println!("a hung daemon's runs recovered {waited:.2} s after it stopped");
+    hung.signal(nix::sys::signal::Signal::SIGCONT);
+    converge(pool, "hang").await;
+}

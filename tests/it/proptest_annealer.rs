@@ -698,7 +698,12 @@ impl Machine {
             }
             Op::Sweep => {
                 let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-                let repaired = runs::recover(&mut tx, 3600.0).await.map_err(sql("sweep"))?;
+                let repaired = runs::recover(
+                    &mut tx,
+                    &runs::Recovery::heartbeat_only(std::time::Duration::from_secs(3600)),
+                )
+                .await
+                .map_err(sql("sweep"))?;
                 tx.commit().await.map_err(sql("commit"))?;
                 let after = snapshot(&self.pool).await?;
                 // every trigger fired: there is never anything to repair
@@ -1022,7 +1027,12 @@ impl Machine {
             .await
             .map_err(sql("aging heartbeats"))?;
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        runs::recover(&mut tx, 60.0).await.map_err(sql("recover"))?;
+        runs::recover(
+            &mut tx,
+            &runs::Recovery::heartbeat_only(std::time::Duration::from_secs(60)),
+        )
+        .await
+        .map_err(sql("recover"))?;
         tx.commit().await.map_err(sql("commit"))?;
         let after = snapshot(&self.pool).await?;
         for run in &lost {
@@ -1101,7 +1111,7 @@ impl Machine {
         }
 
         // Claims: only runnable noderoles, one per node, within the cap (§5).
-        let claimed = runner::claim(&self.pool, WORKER, &self.config, claim as i64)
+        let claimed = runner::claim(&self.pool, WORKER, None, &self.config, claim as i64)
             .await
             .map_err(sql("claim"))?;
         let claimed_snap = snapshot(&self.pool).await?;

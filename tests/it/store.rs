@@ -85,7 +85,7 @@ async fn committing_one_noderole_waits_for_its_proposed_parents() {
 async fn run_one_step(pool: &sqlx::PgPool) -> usize {
     let config = queue_config(10);
     crowbar::annealer::pass(pool, &config, None).await.unwrap();
-    let claimed = crowbar::runner::claim(pool, "w", &config, 10)
+    let claimed = crowbar::runner::claim(pool, "w", None, &config, 10)
         .await
         .unwrap();
     let results: Vec<_> = claimed
@@ -176,7 +176,7 @@ async fn a_running_noderole_cannot_be_proposed() {
     commit(&pool, "web").await;
     let config = queue_config(10);
     crowbar::annealer::pass(&pool, &config, None).await.unwrap();
-    let claimed = crowbar::runner::claim(&pool, "w", &config, 10)
+    let claimed = crowbar::runner::claim(&pool, "w", None, &config, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -389,7 +389,7 @@ async fn single_noderoles_are_proposed_and_committed() {
     crowbar::annealer::pass(&app.pool, &config, None)
         .await
         .unwrap();
-    crowbar::runner::claim(&app.pool, "w", &config, 10)
+    crowbar::runner::claim(&app.pool, "w", None, &config, 10)
         .await
         .unwrap();
     let reply = app

@@ -476,7 +476,7 @@ async fn committing_and_proposing_a_node() {
     crowbar::annealer::pass(&app.pool, &config, None)
         .await
         .unwrap();
-    let claimed = crowbar::runner::claim(&app.pool, "w", &config, 10)
+    let claimed = crowbar::runner::claim(&app.pool, "w", None, &config, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -95,7 +95,7 @@ async fn anneal_status_is_an_http_status() {
     crowbar::annealer::pass(&app.pool, &config, None)
         .await
         .unwrap();
-    let claimed = crowbar::runner::claim(&app.pool, "w", &config, 10)
+    let claimed = crowbar::runner::claim(&app.pool, "w", None, &config, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
