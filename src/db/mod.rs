@@ -30,6 +30,7 @@ pub mod ripple;
 pub mod roles;
 pub mod runs;
 pub mod schema;
+pub mod simulation;
 pub mod tokens;
 pub mod users;
 
