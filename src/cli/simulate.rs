@@ -49,8 +49,9 @@ one database, so a simulation would slow a daemon's real work.
 
 Exit codes:
   0  converged: nothing can run any more (failures included: they are the point)
-  1  the simulation could not be set up (database, flags)
-  2  timed out (--timeout); the report says what was left
+  1  the simulation could not be set up (no PostgreSQL, a refused database, another
+     simulation running in it)
+  2  timed out (--timeout); the report says what was left. Also: flags that do not parse
   130  interrupted (Ctrl-C); the report says what was left";
 
 #[derive(Debug, clap::Args)]
@@ -67,7 +68,7 @@ pub struct SimulateArgs {
     /// Probability that a noderole's run fails: 0.02 or 2%.
     #[arg(long, default_value = "0", value_parser = parse_rate)]
     pub fail_rate: f64,
-    /// How long each run takes: 0, 200ms, uniform:100ms..2s or exp:500ms (see above).
+    /// How long each run takes: 0, 200ms, uniform:100ms..2s or exp:500ms (see --help).
     #[arg(long, default_value = "0")]
     pub delay: Delay,
     /// Seed of the failures and delays [default: a random one, printed in the report].
