@@ -27,6 +27,7 @@ pub mod provisioner;
 pub mod runner;
 pub mod secret;
 pub mod settings;
+pub mod simulate;
 pub mod ssh;
 pub mod telemetry;
 pub mod tls;

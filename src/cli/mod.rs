@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `doctor`, and client commands.
+//! The command line: `serve`, `migrate`, `doctor`, `simulate`, and client commands.
 
 mod anneal;
 mod barclamps;
@@ -10,6 +10,7 @@ mod node_roles;
 mod nodes;
 mod roles;
 mod serve;
+mod simulate;
 mod users;
 
 use std::process::ExitCode;
@@ -56,6 +57,10 @@ pub enum Command {
     Converge(converge::ConvergeArgs),
     /// Web UI users on a running daemon: list, add (the password is read from stdin).
     Users(Resource<users::UsersCommand>),
+    /// Simulate a rollout of N nodes x M roles with a failure rate, through the real
+    /// annealer and PostgreSQL, and report how it went.
+    #[command(long_about = simulate::LONG_ABOUT)]
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Entry point of the binary: runs the command and turns any error into a short message
@@ -126,6 +131,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // converge reports its own errors: its exit code tells why it stopped
         Command::Converge(args) => return Ok(converge::run(args).await),
         Command::Users(users) => users::run(users.command, &users.client).await?,
+        // simulate reports its own errors: its exit code tells how it ended
+        Command::Simulate(args) => return Ok(simulate::run(args).await),
     }
     Ok(ExitCode::SUCCESS)
 }

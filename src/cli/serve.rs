@@ -252,7 +252,7 @@ pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before this
 /// returns, so a signal during start-up is never the default "terminate at once".
-fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(super) fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

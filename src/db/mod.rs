@@ -32,6 +32,7 @@ pub mod role_catalog;
 pub mod roles;
 pub mod runs;
 pub mod schema;
+pub mod simulation;
 pub mod tokens;
 pub mod users;
 

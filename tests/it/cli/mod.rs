@@ -1,11 +1,13 @@
 //! The CLI against a real daemon process: every resource verb, table and JSON output,
 //! refusals that say what to do next, `converge` exit codes, the scripting guide run as
-//! written, and `crowbar users add|list|password|delete` managing web UI logins.
+//! written, `crowbar users add|list|password|delete` managing web UI logins, and `crowbar
+//! simulate` (which needs no daemon).
 
 mod converge;
 mod doctor;
 mod resources;
 mod scripting;
+mod simulate;
 
 use std::time::Duration;
 
