@@ -78,3 +78,14 @@ pub async fn probe_targets(pool: &PgPool) -> Result<Vec<ProbeTarget>> {
     .fetch_all(pool)
     .await?)
 }
+
+/// The node with id `id` when it has an address.
+pub async fn probe_target(pool: &PgPool, id: i64) -> Result<Option<ProbeTarget>> {
+    Ok(sqlx::query_as(
+        "SELECT id, name, host(address) AS address, alive FROM nodes
+          WHERE id = $1 AND address IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}

@@ -30,6 +30,10 @@ impl Actor {
     pub fn node(name: &str) -> Self {
         Actor(format!("node:{name}"))
     }
+    /// A node acting for itself (with its own token).
+    pub fn is_node(&self) -> bool {
+        self.0.starts_with("node:")
+    }
     /// A web UI user logged in with a password.
     pub fn user(name: &str) -> Self {
         Actor(format!("user:{name}"))
@@ -75,6 +79,20 @@ pub async fn record(conn: &mut PgConnection, actor: &Actor, event: NewEvent) -> 
     .await?;
     notify(conn, CHANNEL_EVENTS).await?;
     Ok(id)
+}
+
+/// Asks the probers to check one node now (payload: the node's id): it was created or given
+/// an address, or reported itself alive.
+pub const CHANNEL_PROBE: &str = "crowbar_probe";
+
+/// Asks for a probe of `node_id` when the transaction commits ([`CHANNEL_PROBE`]).
+pub async fn ask_probe(conn: &mut PgConnection, node_id: i64) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2::text)")
+        .bind(CHANNEL_PROBE)
+        .bind(node_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Queues a NOTIFY, delivered when the transaction commits (and coalesced with equal ones).

@@ -107,6 +107,9 @@ pub async fn create(
         },
     )
     .await?;
+    if new.address.is_some() {
+        events::ask_probe(conn, id).await?;
+    }
     Ok((get(conn, &Key::Id(id)).await?, token))
 }
 
@@ -225,6 +228,9 @@ pub async fn update(
             "address".into(),
             json!({"from": before.address, "to": address}),
         );
+        if address.is_some() {
+            events::ask_probe(conn, before.id).await?;
+        }
     }
     if let Some(key) = &update.deployment {
         let deployment_id = super::deployments::id_of(conn, key).await?;
@@ -284,6 +290,9 @@ pub async fn update(
         changes.insert("alive".into(), json!({"from": before.alive, "to": alive}));
         if !alive {
             death_ripple(conn, before.id, actor, reason).await?;
+        } else if actor.is_node() {
+            // a node's own word that it is up: check it answers as the daemon needs
+            events::ask_probe(conn, before.id).await?;
         }
     }
     if !changes.is_empty() {

@@ -4,9 +4,11 @@
 //! dead node alive again; both are recorded in the node's history with who and why. The
 //! script jig checks its node before each run the same way.
 
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
+use sqlx::postgres::PgListener;
+use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -57,29 +59,59 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Probes until `shutdown`; returns at once when the probe interval is 0.
+    /// Probes until `shutdown`: every node each interval, and a node at once when it is
+    /// created with or given an address, or reports itself alive ([`db::events::CHANNEL_PROBE`]).
+    /// Returns at once when the probe interval is 0 (probes are off, on change too).
     pub async fn run(self, shutdown: CancellationToken) {
         let interval = self.settings.probe_interval;
         if interval.is_zero() {
             tracing::info!("scheduled node probes are off");
             return;
         }
+        let prober = Arc::new(self);
+        // probes asked for on change run beside the rounds, as many at once as a round's
+        let asked_slots = Arc::new(Semaphore::new(prober.settings.probe_concurrency.max(1)));
+        let mut asked = JoinSet::new();
+        let mut requests = ProbeRequests::default();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                result = self.round() => {
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "probing nodes failed; trying again next time");
+                _ = tick.tick() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        result = prober.round() => {
+                            if let Err(e) = result {
+                                tracing::warn!(error = %e, "probing nodes failed; trying again next time");
+                            }
+                        }
                     }
+                    requests.reconnect(prober.access.pool()).await;
                 }
+                Some(node_id) = requests.next() => {
+                    let (prober, slots) = (prober.clone(), asked_slots.clone());
+                    asked.spawn(async move {
+                        let Ok(_slot) = slots.acquire_owned().await else { return };
+                        if let Err(e) = prober.probe_now(node_id).await {
+                            tracing::warn!(node_id, error = %e, "probing a changed node failed");
+                        }
+                    });
+                }
+                Some(_) = asked.join_next(), if !asked.is_empty() => {}
             }
         }
+    }
+
+    /// Probes one node now (when it still has an address).
+    pub async fn probe_now(&self, node_id: i64) -> db::Result<Option<ProbeOutcome>> {
+        let Some(node) = db::aliveness::probe_target(self.access.pool(), node_id).await? else {
+            return Ok(None);
+        };
+        let Some(target) = node_ref(&node) else {
+            return Ok(None);
+        };
+        self.probe(target, node.alive).await
     }
 
     /// One round: probes every node with an address, concurrently (bounded), applying the
@@ -87,16 +119,7 @@ impl Prober {
     pub async fn round(&self) -> db::Result<Vec<ProbeOutcome>> {
         let nodes = db::aliveness::probe_targets(self.access.pool()).await?;
         let concurrency = self.settings.probe_concurrency.max(1);
-        let outcomes: Vec<db::Result<Option<ProbeOutcome>>> =
-            futures::stream::iter(nodes.into_iter().filter_map(|node| {
-                let addr: IpAddr = node.address.parse().ok()?;
-                let target = NodeRef {
-                    id: node.id,
-                    name: node.name,
-                    addr,
-                };
-                Some((target, node.alive))
-            }))
+        let outcomes: Vec<db::Result<Option<ProbeOutcome>>> = futures::stream::iter(targets(nodes))
             .map(|(node, alive)| self.probe(node, alive))
             .buffer_unordered(concurrency)
             .collect()
@@ -169,5 +192,66 @@ impl Prober {
             }
         };
         Ok(Some(outcome))
+    }
+}
+
+/// The targets with an address that parses, with whether each is alive now.
+fn targets(nodes: Vec<db::aliveness::ProbeTarget>) -> Vec<(NodeRef, bool)> {
+    nodes
+        .iter()
+        .filter_map(|node| Some((node_ref(node)?, node.alive)))
+        .collect()
+}
+
+/// Where a probe target is reached; `None` when its address does not parse.
+fn node_ref(node: &db::aliveness::ProbeTarget) -> Option<NodeRef> {
+    Some(NodeRef {
+        id: node.id,
+        name: node.name.clone(),
+        addr: node.address.parse().ok()?,
+    })
+}
+
+/// The node ids asked for on [`db::events::CHANNEL_PROBE`]. Losing the connection loses
+/// only the speed-up: the next round probes every node anyway, and reconnects.
+#[derive(Default)]
+struct ProbeRequests {
+    listener: Option<PgListener>,
+}
+
+impl ProbeRequests {
+    async fn reconnect(&mut self, pool: &sqlx::PgPool) {
+        if self.listener.is_some() {
+            return;
+        }
+        let listener = match PgListener::connect_with(pool).await {
+            Ok(mut listener) => match listener.listen(db::events::CHANNEL_PROBE).await {
+                Ok(()) => Some(listener),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN for probe requests");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for probe requests");
+                None
+            }
+        };
+        self.listener = listener;
+    }
+
+    /// The next node asked for; pending forever while not connected.
+    async fn next(&mut self) -> Option<i64> {
+        let Some(listener) = self.listener.as_mut() else {
+            return std::future::pending().await;
+        };
+        match listener.recv().await {
+            Ok(notification) => notification.payload().parse().ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "probe requests: connection lost; the next round reconnects");
+                self.listener = None;
+                None
+            }
+        }
     }
 }

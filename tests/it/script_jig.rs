@@ -614,3 +614,61 @@ async fn a_flood_of_output_fails_the_run_and_is_not_kept() {
     assert_eq!(leftovers, 0, "the run's processes on the node were killed");
     site.stop().await;
 }
+
+/// A node created with an address is probed at once, not at the next scheduled round (an
+/// hour away here): it is alive, by the probe, as soon as it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_created_with_an_address_is_probed_at_once() {
+    let site = Site::unregistered(1, site_settings(Duration::from_secs(3600))).await;
+    let prober = tokio::spawn(site.prober().run(site.shutdown.clone()));
+    // the first round (of no nodes) is over once the prober listens for requests
+    wait_for(Duration::from_secs(20), "the prober listens", || async {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND query ILIKE 'LISTEN%crowbar_probe%'",
+        )
+        .fetch_one(&site.pool)
+        .await
+        .unwrap();
+        listening == 1
+    })
+    .await;
+    let rig_node = &site.rig.nodes()[0];
+    let mut conn = site.pool.acquire().await.unwrap();
+    crowbar::db::nodes::create(
+        &mut conn,
+        &crowbar::db::nodes::NewNode {
+            name: rig_node.name().to_string(),
+            address: Some(rig_node.addr().to_string()),
+            ..Default::default()
+        },
+        &crowbar::db::events::Actor::admin("test"),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let created = std::time::Instant::now();
+    wait_for(
+        Duration::from_secs(30),
+        "the new node is probed alive",
+        || async {
+            sqlx::query_scalar::<_, bool>("SELECT alive FROM nodes WHERE name = $1")
+                .bind(rig_node.name())
+                .fetch_one(&site.pool)
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    println!("probed alive {:?} after it was created", created.elapsed());
+    let by: String = sqlx::query_scalar(
+        "SELECT actor FROM events WHERE type = 'node.updated' AND data->'changes' ? 'alive'
+          ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&site.pool)
+    .await
+    .unwrap();
+    assert_eq!(by, "probe");
+    site.shutdown.cancel();
+    prober.await.unwrap();
+}
