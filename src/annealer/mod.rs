@@ -10,7 +10,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     db::{
         self,
-        events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS},
+        events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS, CHANNEL_SEQUENCED},
         runs::{self, QueueConfig, Recovery, orphan_due},
     },
     hooks::{Dispatcher, Hooks},
@@ -178,7 +178,12 @@ async fn listen(pool: PgPool, wakes: Wakes, shutdown: CancellationToken) {
             }
         };
         if let Err(e) = listener
-            .listen_all([CHANNEL_ANNEAL, CHANNEL_RUNS, CHANNEL_EVENTS])
+            .listen_all([
+                CHANNEL_ANNEAL,
+                CHANNEL_RUNS,
+                CHANNEL_EVENTS,
+                CHANNEL_SEQUENCED,
+            ])
             .await
         {
             tracing::warn!(error = %e, "LISTEN failed");
@@ -189,7 +194,9 @@ async fn listen(pool: PgPool, wakes: Wakes, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => return,
                 message = listener.recv() => match message {
                     Ok(n) if n.channel() == CHANNEL_RUNS => wakes.runs.notify_one(),
-                    Ok(n) if n.channel() == CHANNEL_EVENTS => wakes.events.notify_one(),
+                    Ok(n) if n.channel() == CHANNEL_EVENTS || n.channel() == CHANNEL_SEQUENCED => {
+                        wakes.events.notify_one()
+                    }
                     Ok(_) => wakes.anneal.notify_one(),
                     Err(e) => {
                         tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");

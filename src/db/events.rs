@@ -150,11 +150,19 @@ pub const CHANNEL_SEQUENCED: &str = "crowbar_events_sequenced";
 /// The `installation` row holding the highest `seq` assigned (and serving as the lock).
 const SEQ_KEY: &str = "events.seq";
 
-/// Numbers pending events for the stream (`seq`, see migration 0002): those whose
-/// transaction can no longer be in flight, in (txid, id) order, continuing the gap-free
-/// sequence. One sequencer at a time: when another daemon holds the lock this returns 0 at
-/// once (that daemon numbers them). Returns how many events it numbered; when it numbered
-/// any, readers are told on [`CHANNEL_SEQUENCED`].
+/// Numbers pending events (`seq`, see migration 0002) for the stream and the hooks: every
+/// committed event not numbered yet, in event-id order, continuing the gap-free sequence. One
+/// sequencer at a time: when another daemon holds the lock this returns 0 at once (that
+/// daemon numbers them). Returns how many events it numbered; when it numbered any, readers
+/// are told on [`CHANNEL_SEQUENCED`].
+///
+/// Why this is gap-free without waiting for older transactions: numbers are only ever given
+/// by the one sequencer, to events its snapshot sees committed. An event whose transaction
+/// commits late simply gets a later number; nothing before it can appear afterwards. So
+/// `seq` is commit order (by batch), and a long transaction elsewhere on the server delays
+/// nothing but its own events. Within a batch, id order: an event written after another
+/// transaction committed (because it waited for that one's locks or read its rows) has the
+/// higher id, so causally ordered changes of one object keep their order.
 pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     let mut tx = pool.begin().await?;
     let Some(high): Option<i64> = sqlx::query_scalar(
@@ -170,9 +178,8 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     // A fresh snapshot after taking the lock: every earlier sequencer has committed.
     let numbered: Vec<i64> = sqlx::query_scalar(
         "WITH next AS (
-             SELECT id, row_number() OVER (ORDER BY txid, id) AS n FROM events
-              WHERE seq IS NULL AND txid < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY txid, id LIMIT $2)
+             SELECT id, row_number() OVER (ORDER BY id) AS n FROM events
+              WHERE seq IS NULL ORDER BY id LIMIT $2)
          UPDATE events e SET seq = $1 + next.n FROM next WHERE e.id = next.id
          RETURNING e.seq",
     )

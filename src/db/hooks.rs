@@ -1,6 +1,7 @@
-//! What the hook dispatcher reads and keeps: its cursor over the event log (in the
-//! `installation` table, so one daemon at a time dispatches and a restart resumes), the
-//! durable events past it, and the role lookups hooks need.
+//! What the hook dispatcher reads and keeps: its cursor over the numbered event log (`seq`,
+//! see [`super::events::sequence_pending`]; the cursor lives in the `installation` table,
+//! so one daemon at a time dispatches and a restart resumes), the events past it, and the
+//! role lookups hooks need.
 
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -14,7 +15,7 @@ const CURSOR_KEY: &str = "hooks.cursor";
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HookEvent {
     pub id: i64,
-    pub txid: i64,
+    pub seq: i64,
     #[sqlx(rename = "type")]
     pub kind: String,
     pub node_id: Option<i64>,
@@ -27,8 +28,8 @@ pub struct HookEvent {
 /// without [`CursorLease::advance`] leaves the cursor where it was.
 pub struct CursorLease {
     tx: Transaction<'static, Postgres>,
-    /// The (transaction id, event id) of the last event dispatched.
-    at: (i64, i64),
+    /// The `seq` of the last event dispatched.
+    at: i64,
 }
 
 /// Takes the cursor, creating it at the end of the log on first use; `None` when another
@@ -37,41 +38,34 @@ pub async fn lease_cursor(pool: &PgPool) -> Result<Option<CursorLease>> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO installation (key, value)
-         SELECT $1, jsonb_build_object('txid', coalesce(max(txid::text::bigint), 0), 'id', coalesce(max(id), 0))
-           FROM events ON CONFLICT DO NOTHING",
+         SELECT $1, jsonb_build_object('seq', coalesce(max(seq), 0)) FROM events
+         ON CONFLICT DO NOTHING",
     )
     .bind(CURSOR_KEY)
     .execute(&mut *tx)
     .await?;
-    let cursor: Option<Value> =
-        sqlx::query_scalar("SELECT value FROM installation WHERE key = $1 FOR UPDATE SKIP LOCKED")
-            .bind(CURSOR_KEY)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(cursor.map(|cursor| CursorLease {
-        tx,
-        at: (
-            cursor["txid"].as_i64().unwrap_or(0),
-            cursor["id"].as_i64().unwrap_or(0),
-        ),
-    }))
+    // A cursor of an earlier version names (txid, id): it resumes from the last numbered
+    // event at or before it (hooks tolerate being called again for an event).
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT coalesce((value->>'seq')::bigint,
+                         (SELECT coalesce(max(seq), 0) FROM events
+                           WHERE (txid::text::bigint, id) <= ((value->>'txid')::bigint, (value->>'id')::bigint)))
+           FROM installation WHERE key = $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(CURSOR_KEY)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(at.map(|at| CursorLease { tx, at }))
 }
 
 impl CursorLease {
-    /// Up to `limit` events past the cursor, in (transaction id, event id) order, and only
-    /// from transactions older than every transaction still in flight: nothing can appear
-    /// later before the cursor, so no event is skipped even when transactions commit out of
-    /// id order.
+    /// Up to `limit` numbered events past the cursor, in `seq` order.
     pub async fn pending(&mut self, limit: i64) -> Result<Vec<HookEvent>> {
         Ok(sqlx::query_as(
-            "SELECT id, txid::text::bigint AS txid, type, node_id, noderole_id, deployment_id, data
-               FROM events
-              WHERE (txid::text::bigint, id) > ($1, $2)
-                AND txid < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY txid, id LIMIT $3",
+            "SELECT id, seq, type, node_id, noderole_id, deployment_id, data
+               FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
-        .bind(self.at.0)
-        .bind(self.at.1)
+        .bind(self.at)
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await?)
@@ -81,12 +75,11 @@ impl CursorLease {
     pub async fn advance(mut self, last: Option<&HookEvent>) -> Result<()> {
         if let Some(last) = last {
             sqlx::query(
-                "UPDATE installation SET value = jsonb_build_object('txid', $2::bigint, 'id', $3::bigint)
+                "UPDATE installation SET value = jsonb_build_object('seq', $2::bigint)
                   WHERE key = $1",
             )
             .bind(CURSOR_KEY)
-            .bind(last.txid)
-            .bind(last.id)
+            .bind(last.seq)
             .execute(&mut *self.tx)
             .await?;
         }

@@ -18,10 +18,12 @@ const BATCH: i64 = 500;
 
 /// Dispatches every pending event to `hooks`; returns how many events it passed.
 ///
-/// Events come in the order of [`db::hooks::CursorLease::pending`], which never skips one;
-/// the cursor moves past them after their hooks ran. A failing hook is logged; the
+/// Events come in `seq` order ([`db::events::sequence_pending`]), which never skips one and
+/// never waits for unrelated transactions; the cursor moves past them after their hooks ran. A failing hook is logged; the
 /// dispatcher never touches the graph itself.
 pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result<usize> {
+    // number what committed since (any daemon may; the one holding the lock does)
+    db::events::sequence_pending(pool, BATCH).await?;
     let Some(mut cursor) = db::hooks::lease_cursor(pool).await? else {
         return Ok(0); // another daemon is dispatching
     };
