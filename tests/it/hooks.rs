@@ -74,6 +74,28 @@ async fn dispatch_until(pool: &sqlx::PgPool, hooks: &Hooks, done: impl Fn() -> b
     }
 }
 
+/// Hooks recording the states of `test-server`, with the dispatch cursor set.
+async fn server_recorder(pool: &sqlx::PgPool) -> (Recorder, Hooks) {
+    let recorder = Recorder {
+        role: "test-server",
+        ..Default::default()
+    };
+    let hooks = Hooks::default().with(recorder.clone());
+    dispatch_pending(pool, &hooks).await.unwrap(); // sets the cursor
+    (recorder, hooks)
+}
+
+/// Binds `test-server` on n1, commits, converges, and dispatches until its hooks saw ACTIVE.
+async fn converge_server(pool: &sqlx::PgPool, hooks: &Hooks, recorder: &Recorder) {
+    bind(pool, "n1", "test-server", "web").await;
+    commit(pool, "web").await;
+    drive(pool).await;
+    dispatch_until(pool, hooks, || {
+        recorder.states.lock().unwrap().last().map(|s| s.1) == Some(Active)
+    })
+    .await;
+}
+
 async fn setup() -> sqlx::PgPool {
     let db = test_db().await;
     load_barclamps(&db.pool).await;
@@ -85,19 +107,8 @@ async fn setup() -> sqlx::PgPool {
 #[tokio::test]
 async fn state_hooks_see_every_committed_change_in_order() {
     let pool = setup().await;
-    let recorder = Recorder {
-        role: "test-server",
-        ..Default::default()
-    };
-    let hooks = Hooks::default().with(recorder.clone());
-    dispatch_pending(&pool, &hooks).await.unwrap(); // sets the cursor
-    bind(&pool, "n1", "test-server", "web").await;
-    commit(&pool, "web").await;
-    drive(&pool).await;
-    dispatch_until(&pool, &hooks, || {
-        recorder.states.lock().unwrap().last().map(|s| s.1) == Some(Active)
-    })
-    .await;
+    let (recorder, hooks) = server_recorder(&pool).await;
+    converge_server(&pool, &hooks, &recorder).await;
     let states: Vec<NodeRoleState> = recorder
         .states
         .lock()
@@ -231,24 +242,13 @@ async fn hooks_can_ask_for_high_priority_runs_without_duplicates() {
 #[tokio::test]
 async fn hooks_do_not_wait_for_an_unrelated_long_transaction() {
     let pool = setup().await;
-    let recorder = Recorder {
-        role: "test-server",
-        ..Default::default()
-    };
-    let hooks = Hooks::default().with(recorder.clone());
-    dispatch_pending(&pool, &hooks).await.unwrap(); // sets the cursor
+    let (recorder, hooks) = server_recorder(&pool).await;
     let mut long = pool.begin().await.unwrap();
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *long)
         .await
         .unwrap();
-    bind(&pool, "n1", "test-server", "web").await;
-    commit(&pool, "web").await;
-    drive(&pool).await;
-    dispatch_until(&pool, &hooks, || {
-        recorder.states.lock().unwrap().last().map(|s| s.1) == Some(Active)
-    })
-    .await;
+    converge_server(&pool, &hooks, &recorder).await;
     // still open: it held nothing back
     sqlx::query("SELECT 1").execute(&mut *long).await.unwrap();
     long.rollback().await.unwrap();
