@@ -137,7 +137,7 @@ impl Engine {
             heartbeat_interval: settings.heartbeat_interval,
             shutdown_grace,
         };
-        tracker.spawn(runner.run(runs_wake, anneal_wake, shutdown));
+        tracker.spawn(runner.run(runs_wake, shutdown));
         tracker.close();
         tracing::info!(worker = %worker, cap = settings.run_cap, "annealer started");
         Engine { tracker, worker }
@@ -295,6 +295,8 @@ pub async fn run_until_idle(
         }
         let results =
             futures::future::join_all(claimed.iter().map(|run| runner::execute(jigs, run))).await;
-        completed += runner::complete(pool, worker, &results).await?.completed;
+        completed += runner::complete(pool, worker, &results, None)
+            .await?
+            .completed;
     }
 }

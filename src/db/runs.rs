@@ -52,9 +52,34 @@ pub struct QueueConfig {
 /// Queues a run for every node that has a runnable noderole (the lowest (cohort, id) first;
 /// hook-requested re-runs before that). Returns how many were queued.
 pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Result<usize> {
+    queue_on(conn, config, None).await
+}
+
+/// [`queue_runnable`] for the given nodes only: what a completion made runnable, queued in
+/// the completion's own transaction, so the cost follows the work done, not the fleet.
+pub async fn queue_runnable_on(
+    conn: &mut PgConnection,
+    config: &QueueConfig,
+    nodes: &[i64],
+) -> Result<usize> {
+    if nodes.is_empty() {
+        return Ok(0);
+    }
+    queue_on(conn, config, Some(nodes)).await
+}
+
+async fn queue_on(
+    conn: &mut PgConnection,
+    config: &QueueConfig,
+    only: Option<&[i64]>,
+) -> Result<usize> {
     // Driven by nodes: for each free node, one index walk over its own noderoles picks the
     // first runnable one. The cost follows the number of nodes, never the size of the graph.
-    let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(
+    let which_nodes = match only {
+        Some(_) => "n.id = ANY($8) AND",
+        None => "",
+    };
+    let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.id, n.id, c.timeout, c.lane
            FROM nodes n
            CROSS JOIN LATERAL (
@@ -68,12 +93,12 @@ pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Re
                   AND (nr.state = $2 OR (nr.state = $3 AND nr.requested_lane IS NOT NULL))
                 ORDER BY nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
                 LIMIT 1) c
-          WHERE n.alive AND n.available
+          WHERE {which_nodes} n.alive AND n.available
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id)
             AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6))
           ORDER BY n.id
-          LIMIT $7",
-    )
+          LIMIT $7"
+    )))
     .bind(config.default_timeout_secs)
     .bind(Todo.code())
     .bind(Active.code())
@@ -81,6 +106,7 @@ pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Re
     .bind(Error.code())
     .bind(Transition.code())
     .bind(config.batch)
+    .bind(only.unwrap_or_default())
     .fetch_all(&mut *conn)
     .await?;
     if candidates.is_empty() {
@@ -290,11 +316,18 @@ pub struct Completion {
 
 /// Finishes runs of `worker` in one transaction, applying the outcome table of §5. Results
 /// for runs that are no longer this worker's (reaped as lost, deleted) are ignored.
+///
+/// With `next`, what the outcomes made runnable on the nodes they touched (the runs' own
+/// nodes, and those of children unblocked or reset) is queued in the same transaction, so
+/// it can be claimed at once, without waiting for an annealer pass (and without a pass over
+/// the fleet). Without it, the annealers are woken to do that. Runs of jigs `next` does not
+/// name are left to the annealers' sweeps.
 #[tracing::instrument(skip_all, fields(worker = %worker, runs = ?results.iter().map(|r| r.run_id).collect::<Vec<_>>()))]
 pub async fn complete(
     conn: &mut PgConnection,
     worker: &str,
     results: &[RunResult],
+    next: Option<&QueueConfig>,
 ) -> Result<Completion> {
     let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
     // Node rows first (shared), in id order: a concurrent death of the node waits for us or
@@ -431,7 +464,23 @@ pub async fn complete(
     .bind(&outcomes)
     .execute(&mut *conn)
     .await?;
-    events::notify(conn, events::CHANNEL_ANNEAL).await?;
+    match next {
+        Some(config) => {
+            let mut nodes: Vec<i64> = live.iter().map(|run| run.2).collect();
+            nodes.extend(
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT DISTINCT node_id FROM noderoles WHERE id = ANY($1)",
+                )
+                .bind(&changed)
+                .fetch_all(&mut *conn)
+                .await?,
+            );
+            nodes.sort_unstable();
+            nodes.dedup();
+            queue_runnable_on(conn, config, &nodes).await?;
+        }
+        None => events::notify(conn, events::CHANNEL_ANNEAL).await?,
+    }
     Ok(Completion {
         completed: run_ids.len(),
         changed,

@@ -100,8 +100,9 @@ pub async fn complete_each(
     pool: &PgPool,
     worker: &str,
     results: &[RunResult],
+    next: Option<&QueueConfig>,
 ) -> (Completion, Vec<i64>) {
-    let e = match complete(pool, worker, results).await {
+    let e = match complete(pool, worker, results, next).await {
         Ok(done) => return (done, Vec::new()),
         Err(e) => e,
     };
@@ -109,11 +110,11 @@ pub async fn complete_each(
     let mut total = Completion::default();
     let mut lost = Vec::new();
     for result in results {
-        let done = match complete(pool, worker, std::slice::from_ref(result)).await {
+        let done = match complete(pool, worker, std::slice::from_ref(result), next).await {
             Ok(done) => Ok(done),
             Err(e) => {
                 tracing::error!(run = result.run_id, error = %e, "cannot record a run's result; failing the run");
-                complete(pool, worker, &[unrecordable(result, &e)]).await
+                complete(pool, worker, &[unrecordable(result, &e)], next).await
             }
         };
         match done {
@@ -149,16 +150,18 @@ pub fn unrecordable(result: &RunResult, error: &crate::db::Error) -> RunResult {
     }
 }
 
-/// Completes a batch, retrying on deadlock or serialization failure.
+/// Completes a batch, retrying on deadlock or serialization failure; with `next`, queues
+/// what it made runnable ([`runs::complete`]).
 pub async fn complete(
     pool: &PgPool,
     worker: &str,
     results: &[RunResult],
+    next: Option<&QueueConfig>,
 ) -> crate::db::Result<Completion> {
     let mut attempt = 0;
     loop {
         let mut tx = pool.begin().await?;
-        match runs::complete(&mut tx, worker, results).await {
+        match runs::complete(&mut tx, worker, results, next).await {
             Ok(done) => {
                 tx.commit().await?;
                 return Ok(done);
@@ -264,17 +267,17 @@ impl InFlight {
 impl Runner {
     /// Runs until `shutdown`; `wake` is notified when runs are queued; `annealer` is
     /// notified after completions.
-    pub async fn run(self, wake: Arc<Notify>, annealer: Arc<Notify>, shutdown: CancellationToken) {
+    pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let capacity = (self.config.cap + self.config.high_cap).max(1);
         let in_flight = Arc::new(InFlight::default());
         let (results, completions) = mpsc::unbounded_channel::<RunResult>();
         let completer = tokio::spawn(complete_loop(
             self.pool.clone(),
             self.worker.clone(),
+            self.config.clone(),
             completions,
             in_flight.clone(),
             wake.clone(),
-            annealer.clone(),
         ));
         let mut executing: JoinSet<()> = JoinSet::new();
         let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
@@ -351,24 +354,22 @@ impl Runner {
 async fn complete_loop(
     pool: PgPool,
     worker: String,
+    config: QueueConfig,
     mut completions: mpsc::UnboundedReceiver<RunResult>,
     in_flight: Arc<InFlight>,
     runner: Arc<Notify>,
-    annealer: Arc<Notify>,
 ) {
     let mut batch = Vec::new();
     while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
         let started = std::time::Instant::now();
-        let (done, lost) = complete_each(&pool, &worker, &batch).await;
+        // what the outcomes made runnable is queued with them: no annealer pass needed
+        let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config)).await;
         tracing::debug!(
             runs = batch.len(),
             lost = lost.len(),
             ms = started.elapsed().as_millis() as u64,
             "complete"
         );
-        if done.completed > 0 {
-            annealer.notify_one();
-        }
         in_flight.remove(batch.iter().map(|result| result.run_id));
         runner.notify_one();
         batch.clear();

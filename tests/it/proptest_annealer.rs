@@ -1214,7 +1214,7 @@ impl Machine {
             }));
         }
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        let completion = runs::complete(&mut tx, WORKER, &results)
+        let completion = runs::complete(&mut tx, WORKER, &results, None)
             .await
             .map_err(sql("complete"))?;
         tx.commit().await.map_err(sql("commit"))?;
@@ -1508,7 +1508,7 @@ impl Machine {
             })
             .collect();
         let mut tx = self.pool.begin().await.map_err(sql("begin"))?;
-        runs::complete(&mut tx, WORKER, &results)
+        runs::complete(&mut tx, WORKER, &results, None)
             .await
             .map_err(sql("complete"))?;
         tx.commit().await.map_err(sql("commit"))?;

@@ -114,6 +114,7 @@ async fn anneal_status_is_an_http_status() {
             wall: None,
             runlog: String::new(),
         }],
+        None,
     )
     .await
     .unwrap();
