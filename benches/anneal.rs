@@ -81,6 +81,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     let mut daemons = Vec::new();
+    let recorder = crowbar::telemetry::metrics::install();
     let engine = if args.daemons == 0 {
         Some(Engine::start(
             pool.clone(),
@@ -145,7 +146,53 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         Some(kib) => println!("daemon peak memory: {:.1} MiB", kib as f64 / 1024.0),
         None => println!("daemon peak memory: unknown"),
     }
+    if args.daemons == 0 {
+        print_phases(&recorder.render(), elapsed);
+    }
     Ok(())
+}
+
+/// Where the time went, from the annealer's own phase histograms (summed over its
+/// concurrent tasks, so the shares may add up to more than the wall time).
+fn print_phases(scrape: &str, elapsed: f64) {
+    let figure = |name: &str, label: &str| -> Option<f64> {
+        scrape.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix(&format!("{{{label}}} "))?;
+            rest.trim().parse().ok()
+        })
+    };
+    println!("phase      calls   total s  mean ms  share of wall");
+    for (phase, metric, label) in [
+        ("pass", "crowbar_annealer_phase_seconds", r#"phase="pass""#),
+        (
+            "claim",
+            "crowbar_annealer_phase_seconds",
+            r#"phase="claim""#,
+        ),
+        (
+            "run",
+            "crowbar_run_duration_seconds",
+            r#"outcome="succeeded""#,
+        ),
+        (
+            "complete",
+            "crowbar_annealer_phase_seconds",
+            r#"phase="complete""#,
+        ),
+    ] {
+        let sum = figure(&format!("{metric}_sum"), label).unwrap_or(0.0);
+        let count = figure(&format!("{metric}_count"), label).unwrap_or(0.0);
+        let mean = if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            0.0
+        };
+        println!(
+            "{phase:<9} {count:>6.0} {sum:>9.2} {mean:>8.2} {:>8.0} %",
+            sum / elapsed * 100.0
+        );
+    }
 }
 
 fn pgbench(pg: &ManagedPostgres, seconds: u64) -> anyhow::Result<f64> {

@@ -235,7 +235,9 @@ async fn anneal_loop(
             }
         };
         let started = std::time::Instant::now();
-        match pass(&pool, &config, recover).await {
+        let result = pass(&pool, &config, recover).await;
+        crate::telemetry::metrics::annealer_phase("pass", started.elapsed());
+        match result {
             Ok((repaired, queued)) => {
                 tracing::debug!(
                     repaired,

@@ -293,7 +293,9 @@ impl Runner {
             let free = capacity - in_flight.len();
             if free > 0 && !shutdown.is_cancelled() && lease.is_some() {
                 let started = std::time::Instant::now();
-                match claim(&self.pool, &self.worker, lease_key, &self.config, free).await {
+                let result = claim(&self.pool, &self.worker, lease_key, &self.config, free).await;
+                metrics::annealer_phase("claim", started.elapsed());
+                match result {
                     Ok(claimed) => {
                         tracing::debug!(
                             claimed = claimed.len(),
@@ -364,6 +366,7 @@ async fn complete_loop(
         let started = std::time::Instant::now();
         // what the outcomes made runnable is queued with them: no annealer pass needed
         let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config)).await;
+        metrics::annealer_phase("complete", started.elapsed());
         tracing::debug!(
             runs = batch.len(),
             lost = lost.len(),

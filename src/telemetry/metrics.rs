@@ -99,6 +99,13 @@ pub fn run_finished(outcome: &'static str, elapsed: Duration) {
     histogram!("crowbar_run_duration_seconds", "outcome" => outcome).record(elapsed);
 }
 
+/// Time spent in one step of the annealer's pipeline: `pass` (queueing what is runnable),
+/// `claim` (taking queued runs under the cap), `complete` (recording outcomes, their
+/// ripples, and queueing what they made runnable). Where the time goes at fleet scale.
+pub fn annealer_phase(phase: &'static str, elapsed: Duration) {
+    histogram!("crowbar_annealer_phase_seconds", "phase" => phase).record(elapsed);
+}
+
 /// One aliveness probe: `alive`, `dead`, or `error` (crowbar could not probe).
 pub fn probe(result: &'static str) {
     counter!("crowbar_probes_total", "result" => result).increment(1);
