@@ -670,14 +670,15 @@ pub async fn orphan_due(
     pool: &PgPool,
     orphaned_after: std::time::Duration,
 ) -> Result<Option<std::time::Duration>> {
+    // (not greatest(0, ...) in SQL: it skips a NULL, and would make "none" due at once)
     let secs: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT greatest(0, extract(epoch FROM min(heartbeat_at) - now())::float8 + $1)
+        "SELECT extract(epoch FROM min(heartbeat_at) - now())::float8 + $1
            FROM runs WHERE state = 'running' AND {LEASE_GONE}"
     )))
     .bind(orphaned_after.as_secs_f64())
     .fetch_one(pool)
     .await?;
-    Ok(secs.map(std::time::Duration::from_secs_f64))
+    Ok(secs.map(|secs| std::time::Duration::from_secs_f64(secs.max(0.0))))
 }
 
 /// Recovery sweep: runs whose worker stopped heart-beating, or whose worker's database

@@ -481,6 +481,38 @@ async fn lost_runs_are_recovered_never_stranded() {
     assert_eq!(outcomes, vec!["lost", "succeeded"]);
 }
 
+/// The extra recovery sweep is only due when a run's worker lease is gone: never while
+/// nothing runs, nor for a run whose worker still holds its lease; for an orphan, once its
+/// heartbeat is `orphaned_after` old.
+#[tokio::test]
+async fn orphaned_runs_are_due_only_when_their_lease_is_gone() {
+    let pool = setup().await;
+    let after = std::time::Duration::from_secs(30);
+    assert_eq!(db::runs::orphan_due(&pool, after).await.unwrap(), None);
+    one_node_committed(&pool, "test-admin").await;
+    let lease = db::runs::WorkerLease::take(&pool, None).await.unwrap();
+    let config = queue_config(10);
+    crowbar::annealer::pass(&pool, &config, None).await.unwrap();
+    let runs = crowbar::runner::claim(&pool, "w", Some(lease.key()), &config, 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(db::runs::orphan_due(&pool, after).await.unwrap(), None);
+    // the worker's session ends
+    drop(lease);
+    crate::support::site::wait_for(
+        std::time::Duration::from_secs(10),
+        "the lease is gone",
+        || async { db::runs::orphan_due(&pool, after).await.unwrap().is_some() },
+    )
+    .await;
+    let due = db::runs::orphan_due(&pool, after).await.unwrap().unwrap();
+    assert!(
+        due > after - std::time::Duration::from_secs(10) && due <= after,
+        "due in {due:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_database_refuses_a_second_run_on_a_node() {
     let pool = setup().await;
