@@ -3,10 +3,13 @@
 //! measured in the same run, and the daemon's peak memory.
 //!
 //!     cargo bench --bench anneal -- [--nodes 1000] [--roles 10] [--cap 500] [--daemons 1]
+//!                                     [--statements 10]
 //!
 //! Setup (nodes, bindings) is written with bulk SQL and is not timed; the timer runs from
 //! the commit of the deployment until `/api/v2/anneal` would say `finished`. The annealer
 //! runs in this process unless `--daemons N` starts N real `crowbar serve` processes.
+//! `--statements N` loads pg_stat_statements and prints the N statements that took the
+//! most server time while converging.
 
 use std::{
     path::PathBuf,
@@ -31,6 +34,7 @@ struct Args {
     cap: i64,
     daemons: usize,
     pgbench_seconds: u64,
+    statements: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +47,14 @@ fn main() -> anyhow::Result<()> {
         cap: support::flag("--cap", 500),
         daemons: support::flag("--daemons", 0),
         pgbench_seconds: support::flag("--pgbench-seconds", 10),
+        statements: support::flag("--statements", 0),
+    };
+    let server_settings = match args.statements {
+        0 => Vec::new(),
+        _ => vec![(
+            "shared_preload_libraries".to_string(),
+            "pg_stat_statements".to_string(),
+        )],
     };
     if std::env::var_os("RUST_LOG").is_some() {
         crowbar::telemetry::init(crowbar::telemetry::LogFormat::Text);
@@ -50,10 +62,13 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(support::with_postgres(|pg, _| async move {
-            let result = bench(&args, &pg).await;
-            (pg, result)
-        }))
+        .block_on(support::with_postgres_settings(
+            server_settings,
+            |pg, _| async move {
+                let result = bench(&args, &pg).await;
+                (pg, result)
+            },
+        ))
 }
 
 async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
@@ -98,6 +113,14 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         None
     };
 
+    if args.statements > 0 {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&pool)
+            .await?;
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&pool)
+            .await?;
+    }
     let start = Instant::now();
     let mut tx = pool.begin().await?;
     db::deployments::commit(&mut tx, &Key::from("bench"), &Actor::admin("bench")).await?;
@@ -148,6 +171,32 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     }
     if args.daemons == 0 {
         print_phases(&recorder.render(), elapsed);
+    }
+    if args.statements > 0 {
+        print_statements(&pool, args.statements, elapsed).await?;
+    }
+    Ok(())
+}
+
+/// The statements that took the most server time while converging (pg_stat_statements).
+async fn print_statements(pool: &sqlx::PgPool, top: usize, elapsed: f64) -> anyhow::Result<()> {
+    let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time, rows
+           FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+          ORDER BY total_exec_time DESC LIMIT $1",
+    )
+    .bind(top as i64)
+    .fetch_all(pool)
+    .await?;
+    println!("server time by statement (pg_stat_statements):");
+    println!("   total s  share   calls      rows  statement");
+    for (query, calls, ms, rows) in rows {
+        let text: String = query.chars().take(110).collect();
+        println!(
+            "{:>10.2} {:>5.0} % {calls:>7} {rows:>9}  {text}",
+            ms / 1000.0,
+            ms / 1000.0 / elapsed * 100.0
+        );
     }
     Ok(())
 }

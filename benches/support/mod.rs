@@ -36,13 +36,29 @@ where
     F: FnOnce(ManagedPostgres, std::path::PathBuf) -> Fut,
     Fut: Future<Output = (ManagedPostgres, anyhow::Result<()>)>,
 {
+    with_postgres_settings(Vec::new(), bench).await
+}
+
+/// [`with_postgres`] with more server settings (`name`, `value`).
+pub async fn with_postgres_settings<F, Fut>(
+    settings: Vec<(String, String)>,
+    bench: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(ManagedPostgres, std::path::PathBuf) -> Fut,
+    Fut: Future<Output = (ManagedPostgres, anyhow::Result<()>)>,
+{
     let dir = tempfile::tempdir()?;
     // the postgres user reaches its data directory through it
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
-    let pg = ManagedPostgres::start_with(&dir.path().join("pg"), PgOptions::throwaway()).await?;
+    let options = PgOptions {
+        settings,
+        ..PgOptions::throwaway()
+    };
+    let pg = ManagedPostgres::start_with(&dir.path().join("pg"), options).await?;
     let (pg, result) = bench(pg, dir.path().to_path_buf()).await;
     pg.stop().await;
     result

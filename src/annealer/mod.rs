@@ -1,5 +1,10 @@
 //! The annealer (SEMANTICS.md §5): passes that queue every runnable noderole, woken by
 //! NOTIFY and by a periodic sweep that also recovers lost runs and lost triggers.
+//!
+//! A pass looks only at what changed: the nodes named in the event log since the last one
+//! (a completion queues what it made runnable itself, in its own transaction). The sweep
+//! looks at a window of nodes that moves on each time. So neither costs more with a bigger
+//! fleet; only a daemon's start (and a jig switched on) looks at every node once.
 
 use std::{sync::Arc, time::Duration};
 
@@ -209,6 +214,88 @@ async fn listen(pool: PgPool, wakes: Wakes, shutdown: CancellationToken) {
     }
 }
 
+/// Where a daemon's annealer has got to: the event log is read up to `seq`; the sweep's
+/// window of nodes starts after node id `window`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    pub seq: i64,
+    pub window: i64,
+}
+
+/// A pass over what changed: the nodes named by the events recorded since `progress.seq`
+/// are queued (every node when a jig changed). Its cost follows the changes, not the fleet.
+pub async fn pass_changes(
+    pool: &PgPool,
+    config: &QueueConfig,
+    progress: &mut Progress,
+) -> db::Result<usize> {
+    let changes = {
+        let mut conn = pool.acquire().await?;
+        db::events::changes_since(&mut conn, progress.seq).await?
+    };
+    let queued = if changes.jigs_changed {
+        pass_all(pool, config).await?
+    } else {
+        queue_nodes(pool, config, &changes.nodes).await?
+    };
+    progress.seq = changes.seq;
+    Ok(queued)
+}
+
+/// Queues what is runnable on every node, a window of one batch at a time (a daemon's
+/// start, a jig switched on).
+pub async fn pass_all(pool: &PgPool, config: &QueueConfig) -> db::Result<usize> {
+    let mut queued = 0;
+    let mut after = 0;
+    loop {
+        let window = {
+            let mut conn = pool.acquire().await?;
+            runs::node_window(&mut conn, after, config.batch.max(1)).await?
+        };
+        queued += queue_nodes(pool, config, &window).await?;
+        match window.last() {
+            Some(last) if window.len() as i64 == config.batch.max(1) => after = *last,
+            _ => return Ok(queued),
+        }
+    }
+}
+
+/// Queues what is runnable on `nodes`, one transaction per batch of them.
+async fn queue_nodes(pool: &PgPool, config: &QueueConfig, nodes: &[i64]) -> db::Result<usize> {
+    let mut queued = 0;
+    for chunk in nodes.chunks(config.batch.max(1) as usize) {
+        let mut tx = pool.begin().await?;
+        queued += runs::queue_runnable_on(&mut tx, config, chunk).await?;
+        tx.commit().await?;
+    }
+    Ok(queued)
+}
+
+/// The periodic sweep: lost runs are recovered and lost triggers repaired on a window of
+/// one batch of nodes, then what changed and the window's nodes are queued. The window
+/// moves on each time and starts over at the end of the fleet: the sweep's cost is bounded
+/// by the batch, and every node is looked at in turn. Returns (noderoles repaired, runs
+/// queued).
+pub async fn sweep(
+    pool: &PgPool,
+    config: &QueueConfig,
+    recovery: &Recovery,
+    progress: &mut Progress,
+) -> db::Result<(usize, usize)> {
+    let size = config.batch.max(1);
+    let mut tx = pool.begin().await?;
+    let window = runs::node_window(&mut tx, progress.window, size).await?;
+    let repaired = runs::recover_on(&mut tx, recovery, Some(&window)).await?;
+    tx.commit().await?;
+    progress.window = match window.last() {
+        Some(last) if window.len() as i64 == size => *last,
+        _ => 0,
+    };
+    let queued =
+        pass_changes(pool, config, progress).await? + queue_nodes(pool, config, &window).await?;
+    Ok((repaired, queued))
+}
+
 async fn anneal_loop(
     pool: PgPool,
     config: QueueConfig,
@@ -218,28 +305,49 @@ async fn anneal_loop(
     shutdown: CancellationToken,
 ) {
     let recovery = settings.recovery();
-    let mut sweep = tokio::time::interval(settings.sweep_interval);
+    // From here on the event log says what changed; what is runnable now is found by one
+    // look at every node.
+    let mut progress = Progress {
+        seq: db::events::last_seq(&pool).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading the event log's position failed; reading it all");
+            0
+        }),
+        window: 0,
+    };
+    match pass_all(&pool, &config).await {
+        Ok(queued) if queued > 0 => runs_wake.notify_one(),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "the first pass failed; the sweep will look again"),
+    }
+    let mut sweep_timer = tokio::time::interval(settings.sweep_interval);
     // an extra sweep when a run of a daemon whose session ended comes due (so a restarted
     // daemon does not wait a whole sweep interval for them)
     let orphans = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(orphans);
     let mut orphans_pending = false;
     loop {
-        let recover = tokio::select! {
+        let sweeping = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = wake.notified() => None,
-            _ = sweep.tick() => Some(&recovery),
+            _ = wake.notified() => false,
+            _ = sweep_timer.tick() => true,
             _ = &mut orphans, if orphans_pending => {
                 orphans_pending = false;
-                Some(&recovery)
+                true
             }
         };
         let started = std::time::Instant::now();
-        let result = pass(&pool, &config, recover).await;
+        let result = if sweeping {
+            sweep(&pool, &config, &recovery, &mut progress).await
+        } else {
+            pass_changes(&pool, &config, &mut progress)
+                .await
+                .map(|queued| (0, queued))
+        };
         crate::telemetry::metrics::annealer_phase("pass", started.elapsed());
         match result {
             Ok((repaired, queued)) => {
                 tracing::debug!(
+                    sweeping,
                     repaired,
                     queued,
                     ms = started.elapsed().as_millis() as u64,
@@ -250,17 +358,13 @@ async fn anneal_loop(
                 }
                 if queued > 0 {
                     runs_wake.notify_one();
-                    // more may be runnable than one batch holds
-                    if queued as i64 >= config.batch {
-                        wake.notify_one();
-                    }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "annealer pass failed; retrying on the next wake-up")
             }
         }
-        if recover.is_some() {
+        if sweeping {
             if let Err(e) = crate::db::anneal::fold_tallies(&pool).await {
                 tracing::warn!(error = %e, "folding noderole tallies failed; trying again next sweep");
             }

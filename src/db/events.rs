@@ -200,6 +200,37 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     Ok(numbered.len())
 }
 
+/// What the event log says changed since `seq`, for the annealer: the nodes named by
+/// events after it (and by committed events not numbered yet), whether a jig changed (which
+/// may make any node runnable), and how far that reading went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub nodes: Vec<i64>,
+    pub jigs_changed: bool,
+    /// The highest `seq` read (the next reading starts after it).
+    pub seq: i64,
+}
+
+/// The changes recorded since `seq`, except those of workers (a run's start and finish):
+/// a completion queues what it made runnable itself ([`super::runs::complete`]). Events not
+/// numbered yet are read too, and read again once numbered; reading is idempotent, and
+/// nothing committed is missed, since `seq` is given in commit order.
+pub async fn changes_since(conn: &mut PgConnection, seq: i64) -> Result<Changes> {
+    let (nodes, jigs_changed, top): (Vec<i64>, bool, Option<i64>) = sqlx::query_as(
+        "SELECT coalesce(array_agg(DISTINCT node_id) FILTER (WHERE node_id IS NOT NULL), '{}'),
+                coalesce(bool_or(type LIKE 'jig.%'), false), max(seq)
+           FROM events WHERE (seq > $1 OR seq IS NULL) AND actor NOT LIKE 'worker:%'",
+    )
+    .bind(seq)
+    .fetch_one(conn)
+    .await?;
+    Ok(Changes {
+        nodes,
+        jigs_changed,
+        seq: top.unwrap_or(seq).max(seq),
+    })
+}
+
 /// The highest `seq` assigned so far (0 before the first): where a new stream starts.
 pub async fn last_seq(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar::<_, Option<i64>>(

@@ -6,6 +6,12 @@
 //! recovery sweep also runs). Rows are locked in id order before
 //! they are read for a decision, so two transactions finishing two parents of one child
 //! cannot both miss that the child became runnable.
+//!
+//! Every statement is driven by the ids it is given, whatever the table statistics say:
+//! tests on other rows are per-row subplans (`OFFSET 0` keeps PostgreSQL from turning them
+//! into joins). Statistics lag the big moves an anneal makes (a commit puts a million
+//! noderoles in TODO, then they turn ACTIVE); a join planned on stale ones would scan every
+//! BLOCKED or ACTIVE noderole once per call.
 
 use sqlx::PgConnection;
 
@@ -17,13 +23,17 @@ pub async fn unblock_children(conn: &mut PgConnection, parents: &[i64]) -> Resul
     if parents.is_empty() {
         return Ok(vec![]);
     }
-    let candidates: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM noderoles
-          WHERE id IN (SELECT child_id FROM noderole_edges WHERE parent_id = ANY($1))
-            AND state = $2
-          ORDER BY id FOR UPDATE",
+    // driven by the parents' edges (never by a scan of BLOCKED), then locked and checked
+    let children: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT child_id FROM noderole_edges WHERE parent_id = ANY($1)",
     )
     .bind(parents)
+    .fetch_all(&mut *conn)
+    .await?;
+    let candidates: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM noderoles WHERE id = ANY($1) AND state = $2 ORDER BY id FOR UPDATE",
+    )
+    .bind(&children)
     .bind(Blocked.code())
     .fetch_all(&mut *conn)
     .await?;
@@ -43,7 +53,7 @@ pub async fn settle(
         "UPDATE noderoles c SET state = $2
           WHERE c.id = ANY($1) AND c.state = $3
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
-                             WHERE e.child_id = c.id AND p.state <> $4)
+                             WHERE e.child_id = c.id AND p.state <> $4 OFFSET 0)
           RETURNING c.id",
     )
     .bind(ids)

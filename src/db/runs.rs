@@ -75,6 +75,7 @@ async fn queue_on(
 ) -> Result<usize> {
     // Driven by nodes: for each free node, one index walk over its own noderoles picks the
     // first runnable one. The cost follows the number of nodes, never the size of the graph.
+    // The per-node tests are subplans whatever the statistics say (see `claim`).
     let which_nodes = match only {
         Some(_) => "n.id = ANY($8) AND",
         None => "",
@@ -94,8 +95,8 @@ async fn queue_on(
                 ORDER BY nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
                 LIMIT 1) c
           WHERE {which_nodes} n.alive AND n.available
-            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id)
-            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6))
+            AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6) OFFSET 0)
           ORDER BY n.id
           LIMIT $7"
     )))
@@ -199,28 +200,28 @@ pub async fn claim(
         if free <= 0 {
             continue;
         }
-        let mut batch: Vec<ClaimedRun> = sqlx::query_as(
-            "WITH c AS (
-                 SELECT ru.id FROM runs ru
-                   JOIN noderoles nr ON nr.id = ru.noderole_id
-                   JOIN nodes n ON n.id = ru.node_id
-                   JOIN deployments d ON d.id = nr.deployment_id
-                   JOIN roles r ON r.id = nr.role_id JOIN jigs j ON j.id = r.jig_id
-                  WHERE ru.state = 'queued' AND ru.lane = $1
-                    AND (nr.state = $3 OR (nr.state = $4 AND nr.requested_lane IS NOT NULL))
-                    AND d.state = 'committed' AND n.alive AND n.available
-                    AND j.active AND j.name = ANY($5)
-                    AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = ru.node_id AND o.state IN ($6, $7))
-                  ORDER BY ru.queued_at, ru.id
-                  -- the noderole too: one a ripple is changing now is not started
-                  LIMIT $2 FOR UPDATE OF ru, nr SKIP LOCKED)
-             UPDATE runs ru SET state = 'running', worker = $8, worker_lease = $9,
-                                 started_at = clock_timestamp(), heartbeat_at = clock_timestamp()
-               FROM c, noderoles nr, nodes n, roles r, jigs j, barclamps b
-              WHERE ru.id = c.id AND nr.id = ru.noderole_id AND n.id = ru.node_id
-                AND r.id = nr.role_id AND j.id = r.jig_id AND b.id = r.barclamp_id
-             RETURNING ru.id, ru.noderole_id, ru.node_id, n.name AS node, r.name AS role,
-                       b.name AS barclamp, b.source AS barclamp_source, j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
+        // Step 1: the oldest startable queued runs of the lane, locked. Every test on
+        // another table is a per-run subplan (`OFFSET 0` keeps PostgreSQL from turning it
+        // into a join): the plan is then the same whatever the statistics say, and its cost
+        // follows the runs taken, not the fleet. (The table statistics lag a commit that
+        // moves a million noderoles to TODO; a join planned on stale ones read every
+        // TRANSITION noderole once per queued run.)
+        let candidates: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT ru.id, ru.noderole_id FROM runs ru
+              WHERE ru.state = 'queued' AND ru.lane = $1
+                AND EXISTS (SELECT 1 FROM noderoles nr
+                              JOIN deployments d ON d.id = nr.deployment_id
+                              JOIN roles r ON r.id = nr.role_id JOIN jigs j ON j.id = r.jig_id
+                             WHERE nr.id = ru.noderole_id
+                               AND (nr.state = $3 OR (nr.state = $4 AND nr.requested_lane IS NOT NULL))
+                               AND d.state = 'committed' AND j.active AND j.name = ANY($5)
+                            OFFSET 0)
+                AND EXISTS (SELECT 1 FROM nodes n WHERE n.id = ru.node_id AND n.alive AND n.available
+                            OFFSET 0)
+                AND NOT EXISTS (SELECT 1 FROM noderoles o
+                                 WHERE o.node_id = ru.node_id AND o.state IN ($6, $7) OFFSET 0)
+              ORDER BY ru.queued_at, ru.id
+              LIMIT $2 FOR UPDATE OF ru SKIP LOCKED",
         )
         .bind(lane)
         .bind(free)
@@ -229,6 +230,40 @@ pub async fn claim(
         .bind(&config.jigs)
         .bind(Error.code())
         .bind(Transition.code())
+        .fetch_all(&mut *conn)
+        .await?;
+        if candidates.is_empty() {
+            continue;
+        }
+        // Step 2: their noderoles, locked and checked again: one a ripple is changing now
+        // is not started (its run stays queued, or the ripple drops it).
+        let noderoles: Vec<i64> = candidates.iter().map(|c| c.1).collect();
+        let startable: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM noderoles
+              WHERE id = ANY($1) AND (state = $2 OR (state = $3 AND requested_lane IS NOT NULL))
+              ORDER BY id FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&noderoles)
+        .bind(Todo.code())
+        .bind(Active.code())
+        .fetch_all(&mut *conn)
+        .await?;
+        let startable: std::collections::HashSet<i64> = startable.into_iter().collect();
+        let runs: Vec<i64> = candidates
+            .iter()
+            .filter(|c| startable.contains(&c.1))
+            .map(|c| c.0)
+            .collect();
+        let mut batch: Vec<ClaimedRun> = sqlx::query_as(
+            "UPDATE runs ru SET state = 'running', worker = $2, worker_lease = $3,
+                                 started_at = clock_timestamp(), heartbeat_at = clock_timestamp()
+               FROM noderoles nr, nodes n, roles r, jigs j, barclamps b
+              WHERE ru.id = ANY($1) AND nr.id = ru.noderole_id AND n.id = ru.node_id
+                AND r.id = nr.role_id AND j.id = r.jig_id AND b.id = r.barclamp_id
+             RETURNING ru.id, ru.noderole_id, ru.node_id, n.name AS node, r.name AS role,
+                       b.name AS barclamp, b.source AS barclamp_source, j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
+        )
+        .bind(&runs)
         .bind(worker)
         .bind(lease)
         .fetch_all(&mut *conn)
@@ -262,9 +297,12 @@ pub async fn heartbeat(pool: &PgPool, worker: &str, ids: &[i64]) -> Result<u64> 
     if ids.is_empty() {
         return Ok(0);
     }
+    // A run locked by another transaction is being completed or recovered right now: the
+    // heartbeat skips it rather than wait for that transaction (it delayed claims).
     Ok(sqlx::query(
         "UPDATE runs SET heartbeat_at = now()
-          WHERE worker = $1 AND state = 'running' AND id = ANY($2)",
+          WHERE id IN (SELECT id FROM runs WHERE worker = $1 AND state = 'running' AND id = ANY($2)
+                       FOR UPDATE SKIP LOCKED)",
     )
     .bind(worker)
     .bind(ids)
@@ -528,10 +566,13 @@ pub async fn request_run(conn: &mut PgConnection, noderole_id: i64, lane: Lane) 
 async fn poke_consumers(conn: &mut PgConnection, parents: &[i64]) -> Result<Vec<i64>> {
     let consumers: Vec<(i64, Option<String>)> = sqlx::query_as(
         "SELECT DISTINCT c.id, c.input_hash FROM noderole_edges e
-           JOIN noderoles c ON c.id = e.child_id JOIN roles cr ON cr.id = c.role_id
-           JOIN noderoles p ON p.id = e.parent_id
-           JOIN attribs a ON a.role_id = p.role_id AND a.name = ANY(cr.wants_attribs)
-          WHERE e.parent_id = ANY($1) AND c.state = $2",
+           CROSS JOIN LATERAL (
+               SELECT c.id, c.input_hash FROM noderoles c JOIN roles cr ON cr.id = c.role_id
+                WHERE c.id = e.child_id AND c.state = $2
+                  AND EXISTS (SELECT 1 FROM noderoles p JOIN attribs a ON a.role_id = p.role_id
+                               WHERE p.id = e.parent_id AND a.name = ANY(cr.wants_attribs))
+               OFFSET 0) c
+          WHERE e.parent_id = ANY($1)",
     )
     .bind(parents)
     .bind(Active.code())
@@ -686,6 +727,18 @@ pub async fn orphan_due(
 /// runs that can no longer start are dropped; TRANSITION noderoles with no run are reset.
 /// Returns how many noderoles it repaired.
 pub async fn recover(conn: &mut PgConnection, recovery: &Recovery) -> Result<usize> {
+    recover_on(conn, recovery, None).await
+}
+
+/// [`recover`], with the repair of lost triggers (BLOCKED noderoles whose parents are all
+/// ACTIVE) limited to the noderoles of `nodes` when given: the daemon's sweep passes a
+/// window of nodes that moves on each time, so a sweep's cost follows the window, not the
+/// fleet, and every node is still looked at in turn.
+pub async fn recover_on(
+    conn: &mut PgConnection,
+    recovery: &Recovery,
+    nodes: Option<&[i64]>,
+) -> Result<usize> {
     let lost = lose_runs(
         conn,
         &format!(
@@ -713,19 +766,36 @@ pub async fn recover(conn: &mut PgConnection, recovery: &Recovery) -> Result<usi
     stranded.dedup();
     let mut changed = ripple::reset_by_parents(conn, &stranded).await?;
     // Repair: BLOCKED noderoles whose parents are all ACTIVE (a lost trigger) run again.
-    let ready: Vec<i64> = sqlx::query_scalar(
-        "SELECT c.id FROM noderoles c WHERE c.state = $1
+    let which_nodes = match nodes {
+        Some(_) => "c.node_id = ANY($3) AND",
+        None => "",
+    };
+    let ready: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT c.id FROM noderoles c WHERE {which_nodes} c.state = $1
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
-                             WHERE e.child_id = c.id AND p.state <> $2)
-          ORDER BY c.id FOR UPDATE SKIP LOCKED",
-    )
+                             WHERE e.child_id = c.id AND p.state <> $2 OFFSET 0)
+          ORDER BY c.id FOR UPDATE SKIP LOCKED"
+    )))
     .bind(NodeRoleState::Blocked.code())
     .bind(Active.code())
+    .bind(nodes.unwrap_or_default())
     .fetch_all(&mut *conn)
     .await?;
     changed.extend(ripple::settle(conn, &ready, NodeRoleState::Blocked).await?);
     events::noderoles_changed(conn, &Actor::annealer(), "recovered", &changed).await?;
     Ok(changed.len())
+}
+
+/// The next `size` nodes after `after` in id order: the sweep's window. Fewer than `size`
+/// means the window reached the end of the fleet (the next one starts over).
+pub async fn node_window(conn: &mut PgConnection, after: i64, size: i64) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM nodes WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(size)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Records running runs matching `condition` (`$3`, `$4`, ... are `params`) as `lost`,

@@ -82,6 +82,9 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Where `postgres` and `initdb` are; `None` searches (see [`find_binaries`]).
     pub bin_dir: Option<PathBuf>,
+    /// More server settings (`name`, `value`), e.g. a benchmark's
+    /// `shared_preload_libraries`.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Default for PgOptions {
@@ -90,6 +93,7 @@ impl Default for PgOptions {
             durable: true,
             max_connections: 100,
             bin_dir: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -101,6 +105,7 @@ impl PgOptions {
             durable: false,
             max_connections: 300,
             bin_dir: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -804,6 +809,9 @@ fn spawn_postmaster(
     if !options.durable {
         cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"]);
+    }
+    for (name, value) in &options.settings {
+        cmd.arg("-c").arg(format!("{name}={value}"));
     }
     // SAFETY: prctl is async-signal-safe; it runs after the uid switch, which would
     // otherwise clear the parent-death signal.
