@@ -223,6 +223,10 @@ pub async fn claim(
               ORDER BY ru.queued_at, ru.id
               LIMIT $2 FOR UPDATE OF ru SKIP LOCKED",
         )
+        // planned for each call with its own values: a cached generic plan does not know
+        // how few rows the LIMIT takes, and may sort every queued run instead of walking
+        // the queue's index in order
+        .persistent(false)
         .bind(lane)
         .bind(free)
         .bind(Todo.code())
