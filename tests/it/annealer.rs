@@ -513,6 +513,54 @@ async fn orphaned_runs_are_due_only_when_their_lease_is_gone() {
     );
 }
 
+/// A pass reads what changed from the event log: the nodes named since its last reading,
+/// not those of runs starting and finishing (a completion queues what it unblocked itself).
+#[tokio::test]
+async fn the_event_log_names_the_nodes_changed_since_a_pass() {
+    let pool = setup().await;
+    let n1 = node(&pool, "n1", true).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let first = db::events::changes_since(&mut conn, 0).await.unwrap();
+    assert!(first.nodes.contains(&n1), "{first:?}");
+    let mut seq = first.seq;
+    // numbered or not, each change is read; and read again only while not numbered
+    db::events::sequence_pending(&pool, 1000).await.unwrap();
+    seq = db::events::changes_since(&mut conn, seq)
+        .await
+        .unwrap()
+        .seq
+        .max(seq);
+    assert_eq!(
+        db::events::changes_since(&mut conn, seq)
+            .await
+            .unwrap()
+            .nodes,
+        Vec::<i64>::new()
+    );
+    let n2 = node(&pool, "n2", true).await;
+    let changes = db::events::changes_since(&mut conn, seq).await.unwrap();
+    assert_eq!(changes.nodes, vec![n2]);
+    assert!(!changes.jigs_changed);
+    db::events::sequence_pending(&pool, 1000).await.unwrap();
+    seq = db::events::changes_since(&mut conn, seq).await.unwrap().seq;
+    // a run started and finished by a worker is not news for the annealer
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    db::events::sequence_pending(&pool, 1000).await.unwrap();
+    seq = db::events::changes_since(&mut conn, seq).await.unwrap().seq;
+    let runs = start_one(&pool).await;
+    finish(&pool, &runs, true).await;
+    db::events::sequence_pending(&pool, 1000).await.unwrap();
+    assert_eq!(
+        db::events::changes_since(&mut conn, seq)
+            .await
+            .unwrap()
+            .nodes,
+        Vec::<i64>::new()
+    );
+}
+
 #[tokio::test]
 async fn the_database_refuses_a_second_run_on_a_node() {
     let pool = setup().await;
