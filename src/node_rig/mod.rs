@@ -265,8 +265,33 @@ impl NodeRig {
             Instant::now() + Duration::from_secs(20) + Duration::from_millis(200) * n as u32;
         for node in &self.nodes {
             node.wait_listening(deadline)?;
+            self.wait_forwarding(node, deadline)?;
         }
         Ok(())
+    }
+
+    /// Polls sysfs until the bridge forwards the node's port: a packet sent before that
+    /// is dropped, and a first probe right after the rig is built would see the node dead.
+    fn wait_forwarding(&self, node: &RigNode, deadline: Instant) -> anyhow::Result<()> {
+        const FORWARDING: &str = "3";
+        let port = format!("/sys/class/net/{}/brport/state", node.veth);
+        let bridge = format!("/sys/class/net/{}/carrier", self.bridge);
+        loop {
+            let state = fs::read_to_string(&port).unwrap_or_default();
+            let up = fs::read_to_string(&bridge).unwrap_or_default();
+            if state.trim() == FORWARDING && up.trim() == "1" {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the bridge {} does not forward to {} (port state {:?}, bridge carrier {:?})",
+                self.bridge,
+                node.veth,
+                state.trim(),
+                up.trim()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// `<block>p<pid>`: part of every name the rig gives.
