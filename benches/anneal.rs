@@ -121,6 +121,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
             .execute(&pool)
             .await?;
     }
+    let cpu_before = (cpu_seconds_of_tree(pg.pid()), own_cpu_seconds(&daemons));
     let start = Instant::now();
     let mut tx = pool.begin().await?;
     db::deployments::commit(&mut tx, &Key::from("bench"), &Actor::admin("bench")).await?;
@@ -146,6 +147,8 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let rate = total as f64 / elapsed;
+    let server_cpu = cpu_seconds_of_tree(pg.pid()) - cpu_before.0;
+    let daemon_cpu = own_cpu_seconds(&daemons) - cpu_before.1;
     let memory = match &engine {
         Some(_) => peak_rss_kib(std::process::id()),
         None => daemons.iter().map(|d| peak_rss_kib(d.id())).max().flatten(),
@@ -169,6 +172,18 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         Some(kib) => println!("daemon peak memory: {:.1} MiB", kib as f64 / 1024.0),
         None => println!("daemon peak memory: unknown"),
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "cpu while converging: PostgreSQL {server_cpu:.1} s, daemon{} {daemon_cpu:.1} s, \
+         of {:.1} s on {cores} cores ({:.0} % busy)",
+        if args.daemons == 0 {
+            " (and this bench)"
+        } else {
+            "s"
+        },
+        elapsed * cores,
+        (server_cpu + daemon_cpu) / (elapsed * cores) * 100.0
+    );
     if args.daemons == 0 {
         print_phases(&recorder.render(), elapsed);
     }
@@ -292,6 +307,54 @@ fn spawn_daemon(pg: &ManagedPostgres, cap: i64) -> anyhow::Result<std::process::
         .env("CROWBAR_ADMIN_TOKEN", "bench")
         .stdout(std::process::Stdio::null())
         .spawn()?)
+}
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ; 100 on every Linux port).
+const TICKS: f64 = 100.0;
+
+/// User + system CPU seconds of a process from /proc/PID/stat, and of its reaped children.
+fn cpu_of(pid: i32) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // fields after the command name, which is in parentheses and may hold spaces
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // utime, stime, cutime, cstime are fields 14-17 of stat; 12-15 after the name and state
+    let at = |i: usize| fields.get(i).copied().unwrap_or(0.0) / TICKS;
+    (at(11) + at(12), at(13) + at(14))
+}
+
+/// CPU seconds of a process and every process below it, live or reaped.
+fn cpu_seconds_of_tree(root: i32) -> f64 {
+    let mut total = 0.0;
+    let mut parents = vec![root];
+    while let Some(pid) = parents.pop() {
+        let (own, reaped) = cpu_of(pid);
+        total += own + reaped;
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        parents.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    total
+}
+
+/// CPU seconds of the daemons: the spawned ones, or this process when it runs the engine.
+fn own_cpu_seconds(daemons: &[std::process::Child]) -> f64 {
+    if daemons.is_empty() {
+        return cpu_of(std::process::id() as i32).0;
+    }
+    daemons.iter().map(|d| cpu_of(d.id() as i32).0).sum()
 }
 
 /// VmHWM of a process, in KiB.
