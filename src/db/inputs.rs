@@ -22,14 +22,12 @@ pub async fn compute(
         return Ok(HashMap::new());
     }
     let layers: Vec<(i64, i64, Value, Value, Value, Value)> = sqlx::query_as(
-        "WITH RECURSIVE a(target, id) AS (
-             SELECT id, id FROM noderoles WHERE id = ANY($1)
+        "WITH RECURSIVE a(target, id, node_id) AS (
+             SELECT id, id, node_id FROM noderoles WHERE id = ANY($1)
              UNION
-             SELECT a.target, e.parent_id FROM a
+             SELECT a.target, e.parent_id, a.node_id FROM a
                JOIN noderole_edges e ON e.child_id = a.id
-               JOIN noderoles p ON p.id = e.parent_id
-               JOIN noderoles t ON t.id = a.target
-              WHERE p.node_id = t.node_id)
+               JOIN noderoles p ON p.id = e.parent_id AND p.node_id = a.node_id)
          SELECT a.target, nr.id, r.template, coalesce(dr.committed_data, '{}'::jsonb),
                 nr.sysdata, nr.committed_data
            FROM a JOIN noderoles nr ON nr.id = a.id JOIN roles r ON r.id = nr.role_id
