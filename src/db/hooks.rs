@@ -87,14 +87,22 @@ impl CursorLease {
     }
 }
 
-/// The role of a noderole, `None` when the noderole is gone.
-pub async fn role_of_noderole(pool: &PgPool, noderole_id: i64) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id WHERE nr.id = $1",
+/// The roles of noderoles, by noderole id; a noderole that is gone has none.
+pub async fn roles_of_noderoles(
+    pool: &PgPool,
+    noderole_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, String>> {
+    if noderole_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT nr.id, r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+          WHERE nr.id = ANY($1)",
     )
-    .bind(noderole_id)
-    .fetch_optional(pool)
-    .await?)
+    .bind(noderole_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// The deployment's noderoles of the given roles, as (noderole id, role), in the order

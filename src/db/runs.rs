@@ -183,10 +183,20 @@ pub async fn claim(
     max: i64,
 ) -> Result<Vec<ClaimedRun>> {
     locks::hold(conn, Lock::Claims).await?;
+    // Counted from the index of executing runs, entry by entry. Every run passes through
+    // it, so it holds many dead entries between vacuums; a bitmap scan (the planner's usual
+    // pick) visits the heap page of each of them again on every claim, while an index scan
+    // marks those it finds dead and later claims skip them.
+    sqlx::raw_sql("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
+        .await?;
     let running: Vec<(String, i64)> =
         sqlx::query_as("SELECT lane, count(*) FROM runs WHERE state = 'running' GROUP BY lane")
             .fetch_all(&mut *conn)
             .await?;
+    sqlx::raw_sql("RESET enable_bitmapscan; RESET enable_seqscan")
+        .execute(&mut *conn)
+        .await?;
     let running_in = |lane: &str| {
         running
             .iter()

@@ -1,6 +1,6 @@
 //! Feeds durable events to hooks, once per installation, in order.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde_json::Value;
 use sqlx::PgPool;
@@ -29,14 +29,26 @@ pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result
     };
     let events = cursor.pending(BATCH).await?;
     let ctx = HookContext { pool: pool.clone() };
+    // the roles of the batch's noderole events, in one statement rather than one each
+    let changed: Vec<i64> = events
+        .iter()
+        .filter(|e| e.kind == "node_role.updated")
+        .filter_map(|e| e.noderole_id)
+        .collect();
+    let roles = db::hooks::roles_of_noderoles(pool, &changed).await?;
     for event in &events {
-        dispatch_one(pool, hooks, &ctx, event).await;
+        dispatch_one(hooks, &ctx, &roles, event).await;
     }
     cursor.advance(events.last()).await?;
     Ok(events.len())
 }
 
-async fn dispatch_one(pool: &PgPool, hooks: &Hooks, ctx: &HookContext, event: &HookEvent) {
+async fn dispatch_one(
+    hooks: &Hooks,
+    ctx: &HookContext,
+    roles: &HashMap<i64, String>,
+    event: &HookEvent,
+) {
     let result = match event.kind.as_str() {
         "node_role.updated" => {
             let (Some(noderole_id), Some(node_id), Some(deployment_id)) =
@@ -50,10 +62,7 @@ async fn dispatch_one(pool: &PgPool, hooks: &Hooks, ctx: &HookContext, event: &H
             else {
                 return;
             };
-            let role = db::hooks::role_of_noderole(pool, noderole_id)
-                .await
-                .ok()
-                .flatten();
+            let role = roles.get(&noderole_id).cloned();
             // state hooks are for committed deployments, as they were when the change happened
             let committed = event.data["deployment_committed"].as_bool() == Some(true);
             let Some(role) = role else { return };
