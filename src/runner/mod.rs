@@ -352,7 +352,13 @@ impl Runner {
     }
 }
 
-/// Applies results in batches until the channel closes.
+/// Batches written at once. A completion is a few dozen set-based statements, most of the
+/// time waiting on the database; with two in flight the next batch's statements run while
+/// the last one's are being applied (a second core on the server, or the first one's
+/// round trips), instead of every result waiting for one serial writer.
+const COMPLETERS: usize = 2;
+
+/// Applies results in batches, [`COMPLETERS`] at a time, until the channel closes.
 async fn complete_loop(
     pool: PgPool,
     worker: String,
@@ -361,22 +367,55 @@ async fn complete_loop(
     in_flight: Arc<InFlight>,
     runner: Arc<Notify>,
 ) {
-    let mut batch = Vec::new();
-    while completions.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
-        let started = std::time::Instant::now();
-        // what the outcomes made runnable is queued with them: no annealer pass needed
-        let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config)).await;
-        metrics::annealer_phase("complete", started.elapsed());
-        tracing::debug!(
-            runs = batch.len(),
-            lost = lost.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "complete"
-        );
-        in_flight.remove(batch.iter().map(|result| result.run_id));
-        runner.notify_one();
-        batch.clear();
+    let mut writing = JoinSet::new();
+    loop {
+        if writing.len() >= COMPLETERS {
+            let _ = writing.join_next().await;
+            continue;
+        }
+        let mut batch = Vec::new();
+        tokio::select! {
+            received = completions.recv_many(&mut batch, COMPLETION_BATCH) => {
+                if received == 0 {
+                    break;
+                }
+                writing.spawn(complete_batch(
+                    pool.clone(),
+                    worker.clone(),
+                    config.clone(),
+                    batch,
+                    in_flight.clone(),
+                    runner.clone(),
+                ));
+            }
+            Some(_) = writing.join_next(), if !writing.is_empty() => {}
+        }
     }
+    while writing.join_next().await.is_some() {}
+}
+
+/// One batch of results, applied; its runs leave the in-flight set and the runner looks
+/// for more work.
+async fn complete_batch(
+    pool: PgPool,
+    worker: String,
+    config: QueueConfig,
+    batch: Vec<RunResult>,
+    in_flight: Arc<InFlight>,
+    runner: Arc<Notify>,
+) {
+    let started = std::time::Instant::now();
+    // what the outcomes made runnable is queued with them: no annealer pass needed
+    let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config)).await;
+    metrics::annealer_phase("complete", started.elapsed());
+    tracing::debug!(
+        runs = batch.len(),
+        lost = lost.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "complete"
+    );
+    in_flight.remove(batch.iter().map(|result| result.run_id));
+    runner.notify_one();
 }
 
 /// Hands back this worker's unfinished runs: their noderoles return to TODO/BLOCKED.
