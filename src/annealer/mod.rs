@@ -253,10 +253,19 @@ pub async fn pass_all(pool: &PgPool, config: &QueueConfig) -> db::Result<usize> 
             runs::node_window(&mut conn, after, config.batch.max(1)).await?
         };
         queued += queue_nodes(pool, config, &window).await?;
-        match window.last() {
-            Some(last) if window.len() as i64 == config.batch.max(1) => after = *last,
-            _ => return Ok(queued),
+        after = next_window_start(&window, config.batch.max(1));
+        if after == 0 {
+            return Ok(queued);
         }
+    }
+}
+
+/// Where the window after `window` (of at most `size` nodes) starts: after its last node,
+/// or over at the start of the fleet (0) when it was the last one.
+fn next_window_start(window: &[i64], size: i64) -> i64 {
+    match window.last() {
+        Some(last) if window.len() as i64 == size => *last,
+        _ => 0,
     }
 }
 
@@ -287,10 +296,7 @@ pub async fn sweep(
     let window = runs::node_window(&mut tx, progress.window, size).await?;
     let repaired = runs::recover_on(&mut tx, recovery, Some(&window)).await?;
     tx.commit().await?;
-    progress.window = match window.last() {
-        Some(last) if window.len() as i64 == size => *last,
-        _ => 0,
-    };
+    progress.window = next_window_start(&window, size);
     let queued =
         pass_changes(pool, config, progress).await? + queue_nodes(pool, config, &window).await?;
     Ok((repaired, queued))
@@ -404,5 +410,17 @@ pub async fn run_until_idle(
         completed += runner::complete(pool, worker, &results, None)
             .await?
             .completed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_window_start;
+
+    #[test]
+    fn a_full_window_is_followed_by_the_next_and_a_short_one_starts_over() {
+        assert_eq!(next_window_start(&[3, 5, 9], 3), 9);
+        assert_eq!(next_window_start(&[3, 5], 3), 0);
+        assert_eq!(next_window_start(&[], 3), 0);
     }
 }
