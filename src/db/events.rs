@@ -150,11 +150,11 @@ pub const CHANNEL_SEQUENCED: &str = "crowbar_events_sequenced";
 /// The `installation` row holding the highest `seq` assigned (and serving as the lock).
 const SEQ_KEY: &str = "events.seq";
 
-/// Numbers pending events (`seq`, see migration 0002) for the stream and the hooks: every
-/// committed event not numbered yet, in event-id order, continuing the gap-free sequence. One
-/// sequencer at a time: when another daemon holds the lock this returns 0 at once (that
-/// daemon numbers them). Returns how many events it numbered; when it numbered any, readers
-/// are told on [`CHANNEL_SEQUENCED`].
+/// Numbers pending events (`event_order`, see migrations 0002 and 0011) for the stream and
+/// the hooks: every committed event not numbered yet, in event-id order, continuing the
+/// gap-free sequence. One sequencer at a time: when another daemon holds the lock this
+/// returns 0 at once (that daemon numbers them). Returns how many events it numbered; when
+/// it numbered any, readers are told on [`CHANNEL_SEQUENCED`].
 ///
 /// Why this is gap-free without waiting for older transactions: numbers are only ever given
 /// by the one sequencer, to events its snapshot sees committed. An event whose transaction
@@ -175,25 +175,27 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     else {
         return Ok(0);
     };
-    // A fresh snapshot after taking the lock: every earlier sequencer has committed.
-    let pending: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT $1")
-            .bind(batch)
-            .fetch_all(&mut *tx)
-            .await?;
+    // A fresh snapshot after taking the lock: every earlier sequencer has committed, and
+    // only the holder of the lock deletes from `events_pending`.
+    let mut pending: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM events_pending
+          WHERE id IN (SELECT id FROM events_pending ORDER BY id LIMIT $1) RETURNING id",
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
     if pending.is_empty() {
         return Ok(0);
     }
+    pending.sort_unstable();
     let top = high + pending.len() as i64;
     let numbers: Vec<i64> = (high + 1..=top).collect();
-    // Driven by the ids (one index lookup each): a join planned on the table's statistics,
-    // which lag its growth, read every event ever recorded on each round.
     sqlx::query(
-        "UPDATE events e SET seq = u.seq
-           FROM unnest($1::bigint[], $2::bigint[]) AS u(id, seq) WHERE e.id = u.id",
+        "INSERT INTO event_order (seq, event_id)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[])",
     )
-    .bind(&pending)
     .bind(&numbers)
+    .bind(&pending)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE installation SET value = to_jsonb($2::bigint) WHERE key = $1")
@@ -220,12 +222,17 @@ pub struct Changes {
 /// The changes recorded since `seq`, except those of workers (a run's start and finish):
 /// a completion queues what it made runnable itself ([`super::runs::complete`]). Events not
 /// numbered yet are read too, and read again once numbered; reading is idempotent, and
-/// nothing committed is missed, since `seq` is given in commit order.
+/// nothing committed is missed, since `seq` is given in commit order. One statement, one
+/// snapshot: the sequencer moves an event from pending to numbered atomically, so it is
+/// read in one of the two places.
 pub async fn changes_since(conn: &mut PgConnection, seq: i64) -> Result<Changes> {
     let (nodes, jigs_changed, top): (Vec<i64>, bool, Option<i64>) = sqlx::query_as(
-        "SELECT coalesce(array_agg(DISTINCT node_id) FILTER (WHERE node_id IS NOT NULL), '{}'),
-                coalesce(bool_or(type LIKE 'jig.%'), false), max(seq)
-           FROM events WHERE (seq > $1 OR seq IS NULL) AND actor NOT LIKE 'worker:%'",
+        "WITH fresh AS (SELECT event_id AS id FROM event_order WHERE seq > $1
+                        UNION ALL SELECT id FROM events_pending)
+         SELECT coalesce(array_agg(DISTINCT e.node_id) FILTER (WHERE e.node_id IS NOT NULL), '{}'),
+                coalesce(bool_or(e.type LIKE 'jig.%'), false),
+                (SELECT max(seq) FROM event_order WHERE seq > $1)
+           FROM fresh JOIN events e ON e.id = fresh.id WHERE e.actor NOT LIKE 'worker:%'",
     )
     .bind(seq)
     .fetch_one(conn)
@@ -251,9 +258,13 @@ pub async fn last_seq(pool: &PgPool) -> Result<i64> {
 
 /// The lowest `seq` still kept, or `None` when every numbered event has expired.
 pub async fn first_seq(pool: &PgPool) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT min(seq) FROM events")
-        .fetch_one(pool)
-        .await?)
+    // the join skips numbers whose events expired (see [`expire`])
+    Ok(sqlx::query_scalar(
+        "SELECT o.seq FROM event_order o JOIN events e ON e.id = o.event_id
+          ORDER BY o.seq LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Which events a stream delivers; `None` matches everything.
@@ -298,14 +309,14 @@ pub async fn after(
     limit: i64,
 ) -> Result<Vec<StreamEvent>> {
     Ok(sqlx::query_as(
-        "SELECT seq, type, at, actor, reason, node_id, noderole_id, deployment_id, run_id, data
-           FROM events
-          WHERE seq > $1
+        "SELECT o.seq, type, at, actor, reason, node_id, noderole_id, deployment_id, run_id, data
+           FROM event_order o JOIN events e ON e.id = o.event_id
+          WHERE o.seq > $1
             AND ($2::text[] IS NULL OR type = ANY($2))
             AND ($3::bigint IS NULL OR deployment_id = $3)
             AND ($4::bigint IS NULL OR node_id = $4)
             AND ($6::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(txid, $6::pg_snapshot))
-          ORDER BY seq LIMIT $5",
+          ORDER BY o.seq LIMIT $5",
     )
     .bind(seq)
     .bind(&filter.types)
@@ -317,15 +328,17 @@ pub async fn after(
     .await?)
 }
 
-/// Deletes numbered events recorded more than `keep` ago, in batches; returns how many.
-/// Events not yet numbered are kept until they are (and streamed).
+/// Deletes numbered events recorded more than `keep` ago, in batches, and then the numbers
+/// before the first event kept; returns how many events. Events not yet numbered are kept
+/// until they are (and streamed).
 pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> Result<u64> {
     let mut deleted = 0;
     loop {
         let n = sqlx::query(
             "DELETE FROM events WHERE id IN (
-                 SELECT id FROM events
-                  WHERE at < now() - make_interval(secs => $1) AND seq IS NOT NULL
+                 SELECT id FROM events e
+                  WHERE at < now() - make_interval(secs => $1)
+                    AND NOT EXISTS (SELECT FROM events_pending p WHERE p.id = e.id)
                   LIMIT 10000)",
         )
         .bind(keep.as_secs_f64())
@@ -334,7 +347,19 @@ pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> Result<u64> {
         .rows_affected();
         deleted += n;
         if n < 10000 {
-            return Ok(deleted);
+            break;
         }
     }
+    // An event that was slow to commit has a later number than younger ones and may expire
+    // before them: its number stays (readers join, so it is skipped) until the front of the
+    // order passes it.
+    sqlx::query(
+        "DELETE FROM event_order
+          WHERE seq < coalesce((SELECT o.seq FROM event_order o JOIN events e ON e.id = o.event_id
+                                 ORDER BY o.seq LIMIT 1),
+                               (SELECT max(seq) + 1 FROM event_order))",
+    )
+    .execute(pool)
+    .await?;
+    Ok(deleted)
 }

@@ -38,7 +38,7 @@ pub async fn lease_cursor(pool: &PgPool) -> Result<Option<CursorLease>> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO installation (key, value)
-         SELECT $1, jsonb_build_object('seq', coalesce(max(seq), 0)) FROM events
+         SELECT $1, jsonb_build_object('seq', coalesce(max(seq), 0)) FROM event_order
          ON CONFLICT DO NOTHING",
     )
     .bind(CURSOR_KEY)
@@ -48,7 +48,8 @@ pub async fn lease_cursor(pool: &PgPool) -> Result<Option<CursorLease>> {
     // event at or before it (hooks tolerate being called again for an event).
     let at: Option<i64> = sqlx::query_scalar(
         "SELECT coalesce((value->>'seq')::bigint,
-                         (SELECT coalesce(max(seq), 0) FROM events
+                         (SELECT coalesce(max(o.seq), 0)
+                            FROM event_order o JOIN events e ON e.id = o.event_id
                            WHERE (txid::text::bigint, id) <= ((value->>'txid')::bigint, (value->>'id')::bigint)))
            FROM installation WHERE key = $1 FOR UPDATE SKIP LOCKED",
     )
@@ -62,8 +63,9 @@ impl CursorLease {
     /// Up to `limit` numbered events past the cursor, in `seq` order.
     pub async fn pending(&mut self, limit: i64) -> Result<Vec<HookEvent>> {
         Ok(sqlx::query_as(
-            "SELECT id, seq, type, node_id, noderole_id, deployment_id, data
-               FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT e.id, o.seq, type, node_id, noderole_id, deployment_id, data
+               FROM event_order o JOIN events e ON e.id = o.event_id
+              WHERE o.seq > $1 ORDER BY o.seq LIMIT $2",
         )
         .bind(self.at)
         .bind(limit)

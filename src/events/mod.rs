@@ -2,7 +2,7 @@
 //! and deleting old events.
 //!
 //! Every change is recorded in `events` in its own transaction (`db::events`). For the
-//! stream, events get a delivery number `seq` (see `migrations/0002_event_stream.sql`) from
+//! stream, events get a delivery number `seq` (`event_order`, see migrations 0002 and 0011) from
 //! [`db::events::sequence_pending`], run by the [`EventHub`] task of every daemon (one at a
 //! time wins the lock): when a transaction that recorded events commits (NOTIFY
 //! `crowbar_events`) and every [`POLL_INTERVAL`]. A sequencer that numbered events

@@ -32,7 +32,7 @@ async fn recorded_after(app: &TestApp, after: i64) -> Vec<(i64, String)> {
         db::events::sequence_pending(&app.pool, 10_000)
             .await
             .unwrap();
-        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE seq IS NULL")
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM events_pending")
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -45,11 +45,14 @@ async fn recorded_after(app: &TestApp, after: i64) -> Vec<(i64, String)> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sqlx::query_as("SELECT seq, type FROM events WHERE seq > $1 ORDER BY seq")
-        .bind(after)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT o.seq, e.type FROM event_order o JOIN events e ON e.id = o.event_id
+          WHERE o.seq > $1 ORDER BY o.seq",
+    )
+    .bind(after)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
 }
 
 fn ids_and_types(events: &[SseEvent]) -> Vec<(i64, String)> {
@@ -307,11 +310,14 @@ async fn old_events_expire_and_a_resume_past_them_is_told() {
     let kept = recorded_after(&app, 0).await;
     let last = kept.last().unwrap().0;
     // all but the last two are old
-    sqlx::query("UPDATE events SET at = now() - interval '8 days' WHERE seq <= $1")
-        .bind(last - 2)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE events SET at = now() - interval '8 days'
+          WHERE id IN (SELECT event_id FROM event_order WHERE seq <= $1)",
+    )
+    .bind(last - 2)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let deleted = db::events::expire(&app.pool, Duration::from_secs(7 * 86400))
         .await
         .unwrap();
@@ -320,6 +326,13 @@ async fn old_events_expire_and_a_resume_past_them_is_told() {
         db::events::first_seq(&app.pool).await.unwrap(),
         Some(last - 1)
     );
+    // and so were their numbers
+    let numbers: i64 = sqlx::query_scalar("SELECT count(*) FROM event_order WHERE seq < $1")
+        .bind(last - 1)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(numbers, 0);
 
     let served = served(&app).await;
     // a client that had seen nothing missed the expired ones
