@@ -9,9 +9,12 @@
 //!
 //! Every statement is driven by the ids it is given, whatever the table statistics say:
 //! tests on other rows are per-row subplans (`OFFSET 0` keeps PostgreSQL from turning them
-//! into joins). Statistics lag the big moves an anneal makes (a commit puts a million
-//! noderoles in TODO, then they turn ACTIVE); a join planned on stale ones would scan every
-//! BLOCKED or ACTIVE noderole once per call.
+//! into joins), and a test of the given rows' own state is written `state + 0 = ...`, which
+//! no index answers, so that it filters the rows found by id instead of choosing them.
+//! Statistics lag the big moves an anneal makes (a commit puts a million noderoles in
+//! BLOCKED or TODO, then they turn ACTIVE): planned on stale ones, in which BLOCKED is rare,
+//! `id = ANY($1) AND state = 3` walked the index of unsettled noderoles over every BLOCKED
+//! one and filtered by id, once per completion batch.
 
 use sqlx::PgConnection;
 
@@ -31,7 +34,7 @@ pub async fn unblock_children(conn: &mut PgConnection, parents: &[i64]) -> Resul
     .fetch_all(&mut *conn)
     .await?;
     let candidates: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM noderoles WHERE id = ANY($1) AND state = $2 ORDER BY id FOR UPDATE",
+        "SELECT id FROM noderoles WHERE id = ANY($1) AND state + 0 = $2 ORDER BY id FOR UPDATE",
     )
     .bind(&children)
     .bind(Blocked.code())
@@ -51,7 +54,7 @@ pub async fn settle(
     }
     Ok(sqlx::query_scalar(
         "UPDATE noderoles c SET state = $2
-          WHERE c.id = ANY($1) AND c.state = $3
+          WHERE c.id = ANY($1) AND c.state + 0 = $3
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
                              WHERE e.child_id = c.id AND p.state <> $4 OFFSET 0)
           RETURNING c.id",
