@@ -175,11 +175,19 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     else {
         return Ok(0);
     };
+    // The oldest pending events are taken by walking the index in id order, however many
+    // are pending: planned on statistics taken while few were (a commit can add a million
+    // at once), the table looked small enough to read whole and sort on every round, and
+    // an `IN (...)` delete was planned as a hash join over it, dead rows and all.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await?;
     // A fresh snapshot after taking the lock: every earlier sequencer has committed, and
     // only the holder of the lock deletes from `events_pending`.
     let mut pending: Vec<i64> = sqlx::query_scalar(
         "DELETE FROM events_pending
-          WHERE id IN (SELECT id FROM events_pending ORDER BY id LIMIT $1) RETURNING id",
+          WHERE id = ANY(ARRAY(SELECT id FROM events_pending ORDER BY id LIMIT $1))
+          RETURNING id",
     )
     .bind(batch)
     .fetch_all(&mut *tx)
