@@ -83,7 +83,7 @@ pub async fn reset_by_parents(conn: &mut PgConnection, ids: &[i64]) -> Result<Ve
     changed.extend(settle(conn, ids, Blocked).await?);
     changed.sort_unstable();
     changed.dedup();
-    drop_stale_queued(conn, Some(&changed)).await?;
+    drop_stale_queued(conn, Queued::OfNoderoles(&changed)).await?;
     Ok(changed)
 }
 
@@ -109,7 +109,7 @@ pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> Result<V
     .bind(Transition.code())
     .fetch_all(&mut *conn)
     .await?;
-    drop_stale_queued(conn, Some(&blocked)).await?;
+    drop_stale_queued(conn, Queued::OfNoderoles(&blocked)).await?;
     Ok(blocked)
 }
 
@@ -136,7 +136,7 @@ pub async fn block_waiting_children(conn: &mut PgConnection, parents: &[i64]) ->
     .bind(Blocked.code())
     .fetch_all(&mut *conn)
     .await?;
-    drop_stale_queued(conn, Some(&blocked)).await?;
+    drop_stale_queued(conn, Queued::OfNoderoles(&blocked)).await?;
     Ok(blocked)
 }
 
@@ -170,25 +170,47 @@ pub async fn fix_cohorts(conn: &mut PgConnection, ids: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Drops queued runs whose noderole no longer waits to run (of `noderoles` only, when
-/// given), recording them `dropped`. Left behind, such a run could never start, yet it
-/// would hold its node's one run slot until the sweep.
-pub async fn drop_stale_queued(conn: &mut PgConnection, noderoles: Option<&[i64]>) -> Result<u64> {
-    if noderoles.is_some_and(|ids| ids.is_empty()) {
+/// Which queued runs [`drop_stale_queued`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Queued<'a> {
+    /// Every queued run.
+    All,
+    /// The runs of these noderoles (a ripple's).
+    OfNoderoles(&'a [i64]),
+    /// The runs of these nodes (the sweep's window).
+    OnNodes(&'a [i64]),
+}
+
+/// Drops queued runs whose noderole no longer waits to run (of `which`), recording them
+/// `dropped`. Left behind, such a run could never start, yet it would hold its node's one
+/// run slot until the sweep.
+pub async fn drop_stale_queued(conn: &mut PgConnection, which: Queued<'_>) -> Result<u64> {
+    let (noderoles, nodes) = match which {
+        Queued::All => (None, None),
+        Queued::OfNoderoles(ids) => (Some(ids), None),
+        Queued::OnNodes(ids) => (None, Some(ids)),
+    };
+    if noderoles.or(nodes).is_some_and(|ids| ids.is_empty()) {
         return Ok(0);
     }
     Ok(sqlx::query(
         "WITH done AS (DELETE FROM runs ru USING noderoles nr
                         WHERE ru.noderole_id = nr.id AND ru.state = 'queued'
                           AND ($3::bigint[] IS NULL OR ru.noderole_id = ANY($3))
+                          AND ($4::bigint[] IS NULL OR ru.node_id = ANY($4))
                           AND NOT (nr.state = $1 OR (nr.state = $2 AND nr.requested_lane IS NOT NULL))
                        RETURNING ru.*, nr.role_id)
          INSERT INTO run_records (id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, outcome)
          SELECT id, noderole_id, node_id, role_id, lane, worker, queued_at, started_at, 'dropped' FROM done",
     )
+    // planned for each call with its own values, so that the tests of the ids not given
+    // fall away and the ids given drive the plan (a generic plan keeps both and reads
+    // every queued run)
+    .persistent(false)
     .bind(Todo.code())
     .bind(Active.code())
     .bind(noderoles)
+    .bind(nodes)
     .execute(&mut *conn)
     .await?
     .rows_affected())

@@ -745,9 +745,9 @@ pub async fn recover(conn: &mut PgConnection, recovery: &Recovery) -> Result<usi
 }
 
 /// [`recover`], with the repair of lost triggers (BLOCKED noderoles whose parents are all
-/// ACTIVE) limited to the noderoles of `nodes` when given: the daemon's sweep passes a
-/// window of nodes that moves on each time, so a sweep's cost follows the window, not the
-/// fleet, and every node is still looked at in turn.
+/// ACTIVE) and the drop of queued runs that can no longer start limited to `nodes` when
+/// given: the daemon's sweep passes a window of nodes that moves on each time, so a sweep's
+/// cost follows the window, not the fleet, and every node is still looked at in turn.
 pub async fn recover_on(
     conn: &mut PgConnection,
     recovery: &Recovery,
@@ -766,7 +766,14 @@ pub async fn recover_on(
         "the worker running it stopped answering",
     )
     .await?;
-    ripple::drop_stale_queued(conn, None).await?;
+    ripple::drop_stale_queued(
+        conn,
+        match nodes {
+            Some(nodes) => ripple::Queued::OnNodes(nodes),
+            None => ripple::Queued::All,
+        },
+    )
+    .await?;
     let mut stranded: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM noderoles nr WHERE state = $1
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.noderole_id = nr.id AND ru.state = 'running')

@@ -481,6 +481,57 @@ async fn lost_runs_are_recovered_never_stranded() {
     assert_eq!(outcomes, vec!["lost", "succeeded"]);
 }
 
+/// The sweep's window bounds its repairs: a queued run that can no longer start is dropped
+/// and a BLOCKED noderole with every parent ACTIVE (a lost trigger) goes to TODO on the
+/// window's nodes only; the rest wait for the window to reach them.
+#[tokio::test]
+async fn a_windowed_sweep_repairs_only_its_nodes() {
+    let pool = setup().await;
+    let n1 = node(&pool, "n1", true).await;
+    let n2 = node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-admin", "web").await;
+    bind(&pool, "n2", "test-admin", "web").await;
+    commit(&pool, "web").await;
+    crowbar::annealer::pass(&pool, &queue_config(10), None)
+        .await
+        .unwrap();
+    let queued_on = |pool: sqlx::PgPool| async move {
+        let nodes: Vec<i64> =
+            sqlx::query_scalar("SELECT node_id FROM runs WHERE state = 'queued' ORDER BY node_id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        nodes
+    };
+    assert_eq!(queued_on(pool.clone()).await, vec![n1, n2]);
+    // both lose the change that should have followed: BLOCKED with no parent, run queued
+    sqlx::query("UPDATE noderoles SET state = $1")
+        .bind(Blocked.code())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let sweep_window = |pool: sqlx::PgPool, node: i64| async move {
+        let recovery = db::runs::Recovery::heartbeat_only(std::time::Duration::from_secs(60));
+        let mut tx = pool.begin().await.unwrap();
+        let repaired = db::runs::recover_on(&mut tx, &recovery, Some(&[node]))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        repaired
+    };
+    assert_eq!(sweep_window(pool.clone(), n1).await, 1);
+    assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
+    assert_eq!(state(&pool, "n2", "test-admin").await, Blocked);
+    assert_eq!(queued_on(pool.clone()).await, vec![n2]);
+    // the window reaches n2
+    assert_eq!(sweep_window(pool.clone(), n2).await, 1);
+    assert_eq!(state(&pool, "n2", "test-admin").await, Todo);
+    assert!(queued_on(pool.clone()).await.is_empty());
+    let outcomes: Vec<String> = run_history(&pool).await.into_iter().map(|h| h.2).collect();
+    assert_eq!(outcomes, vec!["dropped", "dropped"]);
+}
+
 /// The extra recovery sweep is only due when a run's worker lease is gone: never while
 /// nothing runs, nor for a run whose worker still holds its lease; for an orphan, once its
 /// heartbeat is `orphaned_after` old.
