@@ -3,13 +3,15 @@
 //! measured in the same run, and the daemon's peak memory.
 //!
 //!     cargo bench --bench anneal -- [--nodes 1000] [--roles 10] [--cap 500] [--daemons 1]
-//!                                     [--statements 10]
+//!                                     [--statements 10] [--explain 15]
 //!
 //! Setup (nodes, bindings) is written with bulk SQL and is not timed; the timer runs from
 //! the commit of the deployment until `/api/v2/anneal` would say `finished`. The annealer
 //! runs in this process unless `--daemons N` starts N real `crowbar serve` processes.
 //! `--statements N` loads pg_stat_statements and prints the N statements that took the
-//! most server time while converging.
+//! most server time while converging. `--explain MS` loads auto_explain and prints, summed
+//! by statement and the indexes its plan used, the plans of statements slower than MS
+//! (setup and pgbench included) with the rows their filters threw away.
 
 use std::{
     path::PathBuf,
@@ -35,6 +37,7 @@ struct Args {
     daemons: usize,
     pgbench_seconds: u64,
     statements: usize,
+    explain_ms: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,14 +51,26 @@ fn main() -> anyhow::Result<()> {
         daemons: support::flag("--daemons", 0),
         pgbench_seconds: support::flag("--pgbench-seconds", 10),
         statements: support::flag("--statements", 0),
+        explain_ms: support::flag("--explain", 0),
     };
-    let server_settings = match args.statements {
-        0 => Vec::new(),
-        _ => vec![(
-            "shared_preload_libraries".to_string(),
-            "pg_stat_statements".to_string(),
-        )],
-    };
+    let mut libraries = Vec::new();
+    let mut server_settings = Vec::new();
+    if args.statements > 0 {
+        libraries.push("pg_stat_statements");
+    }
+    if args.explain_ms > 0 {
+        libraries.push("auto_explain");
+        server_settings.extend([
+            (
+                "auto_explain.log_min_duration".to_string(),
+                format!("{}ms", args.explain_ms),
+            ),
+            ("auto_explain.log_analyze".to_string(), "on".to_string()),
+        ]);
+    }
+    if !libraries.is_empty() {
+        server_settings.push(("shared_preload_libraries".to_string(), libraries.join(",")));
+    }
     if std::env::var_os("RUST_LOG").is_some() {
         crowbar::telemetry::init(crowbar::telemetry::LogFormat::Text);
     }
@@ -190,7 +205,68 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     if args.statements > 0 {
         print_statements(&pool, args.statements, elapsed).await?;
     }
+    if args.explain_ms > 0 {
+        let log = std::fs::read_to_string(pg.dir().join("postgres.log"))?;
+        print_slow_plans(&log, args.explain_ms);
+    }
     Ok(())
+}
+
+/// The plans auto_explain logged (statements slower than `ms`), summed by statement and the
+/// indexes its plan used, with the rows its filters read and threw away: a statement that
+/// reads all BLOCKED noderoles to find a few shows up here with millions removed. These
+/// are the plans PostgreSQL chose during the anneal, on the statistics it had then.
+fn print_slow_plans(log: &str, ms: usize) {
+    #[derive(Default)]
+    struct Sum {
+        plans: usize,
+        ms: f64,
+        removed: u64,
+    }
+    let mut sums: std::collections::BTreeMap<(String, String), Sum> = Default::default();
+    for entry in log.split(" LOG:  duration: ").skip(1) {
+        let Some(took) = entry
+            .split_once(" ms")
+            .and_then(|(n, _)| n.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Some(query) = entry
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Query Text: "))
+        else {
+            continue;
+        };
+        let query: String = query.chars().take(70).collect();
+        let mut indexes: Vec<&str> = entry
+            .lines()
+            .filter_map(|l| l.split_once(" using ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let removed: u64 = entry
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Rows Removed by Filter: "))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum();
+        let sum = sums.entry((query, indexes.join(" "))).or_default();
+        sum.plans += 1;
+        sum.ms += took;
+        sum.removed += removed;
+    }
+    let mut sums: Vec<_> = sums.into_iter().collect();
+    sums.sort_by(|a, b| b.1.ms.total_cmp(&a.1.ms));
+    println!("plans of statements slower than {ms} ms (auto_explain), by statement and indexes:");
+    println!("   total s  plans  rows removed by filters  statement [indexes]");
+    for ((query, indexes), sum) in sums.into_iter().take(15) {
+        println!(
+            "{:>10.2} {:>6} {:>24}  {query} [{indexes}]",
+            sum.ms / 1000.0,
+            sum.plans,
+            sum.removed
+        );
+    }
 }
 
 /// The statements that took the most server time while converging (pg_stat_statements).
