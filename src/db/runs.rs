@@ -250,11 +250,14 @@ pub async fn claim(
             continue;
         }
         // Step 2: their noderoles, locked and checked again: one a ripple is changing now
-        // is not started (its run stays queued, or the ripple drops it).
+        // is not started (its run stays queued, or the ripple drops it). Found by id; the
+        // state is a filter (`+ 0`: no index answers it), or stale statistics make a
+        // bitmap over every TODO noderole look cheaper.
         let noderoles: Vec<i64> = candidates.iter().map(|c| c.1).collect();
         let startable: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM noderoles
-              WHERE id = ANY($1) AND (state = $2 OR (state = $3 AND requested_lane IS NOT NULL))
+              WHERE id = ANY($1)
+                AND (state + 0 = $2 OR (state + 0 = $3 AND requested_lane IS NOT NULL))
               ORDER BY id FOR UPDATE SKIP LOCKED",
         )
         .bind(&noderoles)
@@ -787,12 +790,15 @@ pub async fn recover_on(
     stranded.dedup();
     let mut changed = ripple::reset_by_parents(conn, &stranded).await?;
     // Repair: BLOCKED noderoles whose parents are all ACTIVE (a lost trigger) run again.
-    let which_nodes = match nodes {
-        Some(_) => "c.node_id = ANY($3) AND",
-        None => "",
+    // On a window, its nodes drive the plan and the state is a filter (`+ 0`: no index
+    // answers it); on stale statistics the index of unsettled noderoles looked cheaper and
+    // was walked over every BLOCKED one in the fleet.
+    let which = match nodes {
+        Some(_) => "c.node_id = ANY($3) AND c.state + 0 = $1",
+        None => "c.state = $1",
     };
     let ready: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT c.id FROM noderoles c WHERE {which_nodes} c.state = $1
+        "SELECT c.id FROM noderoles c WHERE {which}
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
                              WHERE e.child_id = c.id AND p.state <> $2 OFFSET 0)
           ORDER BY c.id FOR UPDATE SKIP LOCKED"
