@@ -150,6 +150,17 @@ pub const CHANNEL_SEQUENCED: &str = "crowbar_events_sequenced";
 /// The `installation` row holding the highest `seq` assigned (and serving as the lock).
 const SEQ_KEY: &str = "events.seq";
 
+/// An event waiting for its number, as `events_pending` notes it.
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: i64,
+    node_id: Option<i64>,
+    /// Not a worker's: it may make work runnable (see [`changes_since`]).
+    wakes: bool,
+    /// It concerns a jig.
+    jig: bool,
+}
+
 /// Numbers pending events (`event_order`, see migrations 0002 and 0011) for the stream and
 /// the hooks: every committed event not numbered yet, in event-id order, continuing the
 /// gap-free sequence. One sequencer at a time: when another daemon holds the lock this
@@ -184,10 +195,10 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
         .await?;
     // A fresh snapshot after taking the lock: every earlier sequencer has committed, and
     // only the holder of the lock deletes from `events_pending`.
-    let mut pending: Vec<i64> = sqlx::query_scalar(
+    let mut pending: Vec<Pending> = sqlx::query_as(
         "DELETE FROM events_pending
           WHERE id = ANY(ARRAY(SELECT id FROM events_pending ORDER BY id LIMIT $1))
-          RETURNING id",
+          RETURNING id, node_id, wakes, jig",
     )
     .bind(batch)
     .fetch_all(&mut *tx)
@@ -195,17 +206,36 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
     if pending.is_empty() {
         return Ok(0);
     }
-    pending.sort_unstable();
+    pending.sort_unstable_by_key(|p| p.id);
+    let numbers: Vec<i64> = (high + 1..).take(pending.len()).collect();
     let top = high + pending.len() as i64;
-    let numbers: Vec<i64> = (high + 1..=top).collect();
+    let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
     sqlx::query(
         "INSERT INTO event_order (seq, event_id)
          SELECT * FROM unnest($1::bigint[], $2::bigint[])",
     )
     .bind(&numbers)
-    .bind(&pending)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?;
+    // what the annealer reads ([`changes_since`]): the events that may make work runnable
+    let (mut seqs, mut nodes, mut jigs) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, p) in numbers.iter().zip(&pending).filter(|(_, p)| p.wakes) {
+        seqs.push(*seq);
+        nodes.push(p.node_id);
+        jigs.push(p.jig);
+    }
+    if !seqs.is_empty() {
+        sqlx::query(
+            "INSERT INTO anneal_changes (seq, node_id, jig)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::boolean[])",
+        )
+        .bind(&seqs)
+        .bind(&nodes)
+        .bind(&jigs)
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query("UPDATE installation SET value = to_jsonb($2::bigint) WHERE key = $1")
         .bind(SEQ_KEY)
         .bind(top)
@@ -232,15 +262,16 @@ pub struct Changes {
 /// numbered yet are read too, and read again once numbered; reading is idempotent, and
 /// nothing committed is missed, since `seq` is given in commit order. One statement, one
 /// snapshot: the sequencer moves an event from pending to numbered atomically, so it is
-/// read in one of the two places.
+/// read in one of the two places. Only the events noted for the annealer are read
+/// (`anneal_changes`, migration 0012), never the event rows themselves.
 pub async fn changes_since(conn: &mut PgConnection, seq: i64) -> Result<Changes> {
     let (nodes, jigs_changed, top): (Vec<i64>, bool, Option<i64>) = sqlx::query_as(
-        "WITH fresh AS (SELECT event_id AS id FROM event_order WHERE seq > $1
-                        UNION ALL SELECT id FROM events_pending)
-         SELECT coalesce(array_agg(DISTINCT e.node_id) FILTER (WHERE e.node_id IS NOT NULL), '{}'),
-                coalesce(bool_or(e.type LIKE 'jig.%'), false),
+        "WITH fresh AS (SELECT node_id, jig FROM anneal_changes WHERE seq > $1
+                        UNION ALL SELECT node_id, jig FROM events_pending WHERE wakes)
+         SELECT coalesce(array_agg(DISTINCT node_id) FILTER (WHERE node_id IS NOT NULL), '{}'),
+                coalesce(bool_or(jig), false),
                 (SELECT max(seq) FROM event_order WHERE seq > $1)
-           FROM fresh JOIN events e ON e.id = fresh.id WHERE e.actor NOT LIKE 'worker:%'",
+           FROM fresh",
     )
     .bind(seq)
     .fetch_one(conn)
@@ -367,6 +398,14 @@ pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> Result<u64> {
                                  ORDER BY o.seq LIMIT 1),
                                (SELECT max(seq) + 1 FROM event_order))",
     )
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "DELETE FROM anneal_changes
+          WHERE seq < coalesce((SELECT min(seq) FROM event_order),
+                               (SELECT (value #>> '{}')::bigint + 1 FROM installation WHERE key = $1))",
+    )
+    .bind(SEQ_KEY)
     .execute(pool)
     .await?;
     Ok(deleted)

@@ -603,12 +603,37 @@ async fn the_event_log_names_the_nodes_changed_since_a_pass() {
     let runs = start_one(&pool).await;
     finish(&pool, &runs, true).await;
     db::events::sequence_pending(&pool, 1000).await.unwrap();
-    assert_eq!(
+    let changes = db::events::changes_since(&mut conn, seq).await.unwrap();
+    assert_eq!(changes.nodes, Vec::<i64>::new());
+    seq = changes.seq;
+    // a change of a jig may make any node runnable: read as such, numbered or not
+    let mut tx = pool.begin().await.unwrap();
+    db::roles::update_jig(
+        &mut tx,
+        &Key::from("test"),
+        &db::roles::JigUpdate {
+            active: Some(false),
+            description: None,
+        },
+        &admin(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
         db::events::changes_since(&mut conn, seq)
             .await
             .unwrap()
-            .nodes,
-        Vec::<i64>::new()
+            .jigs_changed
+    );
+    db::events::sequence_pending(&pool, 1000).await.unwrap();
+    let changes = db::events::changes_since(&mut conn, seq).await.unwrap();
+    assert!(changes.jigs_changed);
+    assert!(
+        !db::events::changes_since(&mut conn, changes.seq)
+            .await
+            .unwrap()
+            .jigs_changed
     );
 }
 
