@@ -389,24 +389,17 @@ pub async fn expire(pool: &PgPool, keep: std::time::Duration) -> Result<u64> {
             break;
         }
     }
-    // An event that was slow to commit has a later number than younger ones and may expire
-    // before them: its number stays (readers join, so it is skipped) until the front of the
-    // order passes it.
-    sqlx::query(
-        "DELETE FROM event_order
-          WHERE seq < coalesce((SELECT o.seq FROM event_order o JOIN events e ON e.id = o.event_id
-                                 ORDER BY o.seq LIMIT 1),
-                               (SELECT max(seq) + 1 FROM event_order))",
-    )
-    .execute(pool)
-    .await?;
-    sqlx::query(
-        "DELETE FROM anneal_changes
-          WHERE seq < coalesce((SELECT min(seq) FROM event_order),
-                               (SELECT (value #>> '{}')::bigint + 1 FROM installation WHERE key = $1))",
-    )
-    .bind(SEQ_KEY)
-    .execute(pool)
-    .await?;
+    // The numbers (and the annealer's notes) before the first event kept go too. An event
+    // that was slow to commit has a later number than younger ones and may expire before
+    // them: its number stays (readers join, so it is skipped) until the front passes it.
+    // `last` is read first: a number given after it is above it, so never deleted here.
+    let last = last_seq(pool).await?;
+    let front = first_seq(pool).await?.unwrap_or(last + 1);
+    for delete in [
+        "DELETE FROM event_order WHERE seq < $1",
+        "DELETE FROM anneal_changes WHERE seq < $1",
+    ] {
+        sqlx::query(delete).bind(front).execute(pool).await?;
+    }
     Ok(deleted)
 }

@@ -250,9 +250,8 @@ pub async fn claim(
             continue;
         }
         // Step 2: their noderoles, locked and checked again: one a ripple is changing now
-        // is not started (its run stays queued, or the ripple drops it). Found by id; the
-        // state is a filter (`+ 0`: no index answers it), or stale statistics make a
-        // bitmap over every TODO noderole look cheaper.
+        // is not started (its run stays queued, or the ripple drops it). Found by id, the
+        // state a filter (`state + 0`, see the note atop `ripple`).
         let noderoles: Vec<i64> = candidates.iter().map(|c| c.1).collect();
         let startable: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM noderoles
@@ -790,9 +789,8 @@ pub async fn recover_on(
     stranded.dedup();
     let mut changed = ripple::reset_by_parents(conn, &stranded).await?;
     // Repair: BLOCKED noderoles whose parents are all ACTIVE (a lost trigger) run again.
-    // On a window, its nodes drive the plan and the state is a filter (`+ 0`: no index
-    // answers it); on stale statistics the index of unsettled noderoles looked cheaper and
-    // was walked over every BLOCKED one in the fleet.
+    // On a window, its nodes drive the plan and the state is a filter (`state + 0`, see
+    // the note atop `ripple`).
     let which = match nodes {
         Some(_) => "c.node_id = ANY($3) AND c.state + 0 = $1",
         None => "c.state = $1",

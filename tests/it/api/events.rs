@@ -326,13 +326,18 @@ async fn old_events_expire_and_a_resume_past_them_is_told() {
         db::events::first_seq(&app.pool).await.unwrap(),
         Some(last - 1)
     );
-    // and so were their numbers
-    let numbers: i64 = sqlx::query_scalar("SELECT count(*) FROM event_order WHERE seq < $1")
+    // and so were their numbers and the annealer's notes of them (a node's creation is one)
+    for table in ["event_order", "anneal_changes"] {
+        let (before, kept): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FILTER (WHERE seq < $1), count(*) FILTER (WHERE seq >= $1) FROM {table}"
+        )))
         .bind(last - 1)
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(numbers, 0);
+        assert_eq!(before, 0, "{table}");
+        assert!(kept > 0, "{table}");
+    }
 
     let served = served(&app).await;
     // a client that had seen nothing missed the expired ones
