@@ -139,7 +139,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
     let cpu_before = (cpu_seconds_of_tree(pg.pid()), own_cpu_seconds(&daemons));
     let start = Instant::now();
     let mut tx = pool.begin().await?;
-    db::deployments::commit(&mut tx, &Key::from("bench"), &Actor::admin("bench")).await?;
+    db::deployments::commit(&mut tx, &Key::from("bench"), &Actor::token("bench")).await?;
     tx.commit().await?;
     let mut last_report = Instant::now();
     loop {

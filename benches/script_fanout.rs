@@ -169,7 +169,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
                 address: Some(node.addr().to_string()),
                 ..Default::default()
             },
-            &Actor::admin("bench"),
+            &Actor::token("bench"),
         )
         .await?;
     }
@@ -266,7 +266,7 @@ async fn converge(
     deployment: &str,
     role: &str,
 ) -> anyhow::Result<Duration> {
-    let actor = Actor::admin("bench");
+    let actor = Actor::token("bench");
     let mut tx = pool.begin().await?;
     db::deployments::create(&mut tx, deployment, "", None, &actor).await?;
     for node in rig.nodes() {

@@ -69,6 +69,16 @@ pub struct Settings {
     #[arg(long, env = "CROWBAR_EVENT_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub event_retention: Duration,
 
+    /// How long the audit trail (who changed what, and refused requests) is kept; older
+    /// records are deleted in batches by the same sweep.
+    #[arg(long, env = "CROWBAR_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration)]
+    pub audit_retention: Duration,
+
+    /// Most refused requests (401, 403) one daemon records in the audit trail a minute; the
+    /// next record says how many more there were.
+    #[arg(long, env = "CROWBAR_AUDIT_REFUSALS_PER_MINUTE", default_value_t = std::num::NonZeroU32::new(crate::http::audit::DEFAULT_REFUSALS_PER_MINUTE).expect("not zero"))]
+    pub audit_refusals_per_minute: std::num::NonZeroU32,
+
     /// Seed a demo deployment that converges by itself (skipped when a deployment `demo`
     /// exists), on three namespace nodes with sshd when run as root, on simulated nodes
     /// otherwise; watch it at /deployments/demo.

@@ -103,7 +103,7 @@ pub async fn populate(pool: &sqlx::PgPool, nodes: i64, roles: i64) -> anyhow::Re
         "bench",
         "benchmark fleet",
         None,
-        &Actor::admin("bench"),
+        &Actor::token("bench"),
     )
     .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

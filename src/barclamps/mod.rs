@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::{
-    db::{self, barclamps as store},
+    db::{self, audit::Who, barclamps as store},
     domain::barclamp::{self, ImportPlan, Problem, Problems, RoleInUse, SourcedDoc},
 };
 
@@ -108,6 +108,17 @@ pub async fn import_document(
     source: &str,
     text: &str,
 ) -> Result<ImportOutcome, BarclampError> {
+    import_document_by(pool, source, text, None).await
+}
+
+/// [`import_document`], recorded in the audit trail as done by `who` (in the import's
+/// transaction).
+pub async fn import_document_by(
+    pool: &PgPool,
+    source: &str,
+    text: &str,
+    who: Option<&Who>,
+) -> Result<ImportOutcome, BarclampError> {
     let doc = barclamp::parse(source, text).map_err(one_problem)?;
     let mut outcomes = import_docs(
         pool,
@@ -115,6 +126,7 @@ pub async fn import_document(
             source: source.to_owned(),
             doc,
         }],
+        who,
     )
     .await?;
     outcomes.pop().ok_or_else(|| {
@@ -185,12 +197,13 @@ pub async fn import_files(
     if let Some(problems) = Problems::from_vec(problems) {
         return Err(problems.into());
     }
-    import_docs(pool, docs).await
+    import_docs(pool, docs, None).await
 }
 
 async fn import_docs(
     pool: &PgPool,
     docs: Vec<SourcedDoc>,
+    who: Option<&Who>,
 ) -> Result<Vec<ImportOutcome>, BarclampError> {
     if docs.is_empty() {
         return Ok(Vec::new());
@@ -200,8 +213,18 @@ async fn import_docs(
     let catalog = store::load_catalog(&mut tx).await?;
     let plan = barclamp::plan(&docs, &catalog)?;
     store::apply(&mut tx, &plan).await?;
+    let outcomes = outcomes(&plan);
+    if let Some(who) = who {
+        for outcome in &outcomes {
+            let summary = serde_json::to_value(outcome).unwrap_or_default();
+            let object = crate::db::audit::Object::named("barclamp", outcome.barclamp.clone());
+            crate::db::audit::record(&mut tx, who, &object, &summary)
+                .await
+                .map_err(BarclampError::Db)?;
+        }
+    }
     tx.commit().await?;
-    Ok(outcomes(&plan))
+    Ok(outcomes)
 }
 
 fn outcomes(plan: &ImportPlan) -> Vec<ImportOutcome> {

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `doctor`, `simulate`, and client commands.
 
 mod anneal;
+mod audit;
 mod barclamps;
 mod client;
 mod converge;
@@ -11,6 +12,7 @@ mod nodes;
 mod roles;
 mod serve;
 mod simulate;
+mod tokens;
 mod users;
 
 use std::process::ExitCode;
@@ -55,8 +57,12 @@ pub enum Command {
     /// Wait until everything converged, showing progress.
     #[command(long_about = converge::LONG_ABOUT)]
     Converge(converge::ConvergeArgs),
-    /// Web UI users on a running daemon: list, add (the password is read from stdin).
+    /// Users on a running daemon: list, add (the password is read from stdin), set a role.
     Users(Resource<users::UsersCommand>),
+    /// API tokens: list, create (with a role and an expiry), revoke.
+    Tokens(Resource<tokens::TokensCommand>),
+    /// The audit trail: who changed what, when and from where, newest first.
+    Audit(audit::AuditArgs),
     /// Simulate a rollout of N nodes x M roles with a failure rate, through the real
     /// annealer and PostgreSQL, and report how it went.
     #[command(long_about = simulate::LONG_ABOUT)]
@@ -131,6 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // converge reports its own errors: its exit code tells why it stopped
         Command::Converge(args) => return Ok(converge::run(args).await),
         Command::Users(users) => users::run(users.command, &users.client).await?,
+        Command::Tokens(tokens) => tokens::run(tokens.command, &tokens.client).await?,
+        Command::Audit(args) => audit::run(args).await?,
         // simulate reports its own errors: its exit code tells how it ended
         Command::Simulate(args) => return Ok(simulate::run(args).await),
     }

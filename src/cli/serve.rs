@@ -182,7 +182,13 @@ async fn serve_on(
         run_cap: settings.annealer.run_cap,
         hooks,
         ssh_public_key: Some(key.public_openssh()),
-        events: crate::events::EventHub::new(pool.clone(), settings.event_retention),
+        events: crate::events::EventHub::new(
+            pool.clone(),
+            crate::events::Retention {
+                events: settings.event_retention,
+                audit: settings.audit_retention,
+            },
+        ),
         shutdown: shutdown.clone(),
         provisioner,
         secure_cookies: settings.server.https_to_browsers(),
@@ -191,6 +197,9 @@ async fn serve_on(
         passwords: crate::passwords::Passwords::new(settings.logins.password_checks),
         logins: std::sync::Arc::new(crate::http::ui::throttle::LoginThrottle::new(
             &settings.logins,
+        )),
+        refusals: std::sync::Arc::new(crate::http::audit::Refusals::new(
+            settings.audit_refusals_per_minute,
         )),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.

@@ -1,5 +1,5 @@
-//! `crowbar users list|add NAME|password NAME|delete NAME` (passwords are read from
-//! stdin): web UI logins.
+//! `crowbar users list|add NAME [--role R]|role NAME ROLE|password NAME|delete NAME`
+//! (passwords are read from stdin): the people who log in, and what each may do.
 
 use std::io::BufRead;
 
@@ -18,6 +18,16 @@ pub enum UsersCommand {
     Add {
         /// The user name (lower-case letters, digits, '.', '_', '-').
         name: String,
+        /// admin, operator or viewer (default: admin).
+        #[arg(long)]
+        role: Option<String>,
+    },
+    /// Give a user another role; its sessions and tokens follow at once.
+    Role {
+        /// The user's name or id.
+        name: String,
+        /// admin, operator or viewer.
+        role: String,
     },
     /// Give a user a new password, read from the first line of stdin like `add`; the
     /// user's UI sessions end.
@@ -41,22 +51,48 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
                 .list(
                     "/api/v2/users",
                     &query,
-                    &[("name", "/name"), ("created", "/created_at")],
+                    &[
+                        ("name", "/name"),
+                        ("role", "/role"),
+                        ("created", "/created_at"),
+                    ],
                 )
                 .await
         }
-        UsersCommand::Add { name } => {
+        UsersCommand::Add { name, role } => {
             let password = password_from_stdin("add", &name)?;
+            let mut user = json!({"name": name, "password": password});
+            if let Some(role) = role {
+                user["role"] = role.into();
+            }
             let body = client
-                .send(
-                    client
-                        .request(Method::POST, "/api/v2/users")
-                        .json(&json!({"name": name, "password": password})),
-                )
+                .send(client.request(Method::POST, "/api/v2/users").json(&user))
                 .await
                 .with_context(|| format!("user {name} was not added"))?;
             client.print(&body, |u| {
-                format!("user {} added\n", u["name"].as_str().unwrap_or_default())
+                format!(
+                    "user {} added ({})\n",
+                    u["name"].as_str().unwrap_or_default(),
+                    u["role"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+        UsersCommand::Role { name, role } => {
+            let body = client
+                .write(
+                    Method::PUT,
+                    &path(&["users", &name]),
+                    &json!({ "role": role }),
+                )
+                .await
+                .with_context(|| format!("the role of {name} was not changed"))?;
+            client.print(&body, |u| {
+                format!(
+                    "user {} is now {}\n",
+                    u["name"].as_str().unwrap_or_default(),
+                    u["role"].as_str().unwrap_or_default()
+                )
             });
             Ok(())
         }

@@ -13,7 +13,7 @@ pub const CHANNEL_RUNS: &str = "crowbar_runs";
 /// Wakes event-stream readers.
 pub const CHANNEL_EVENTS: &str = "crowbar_events";
 
-/// Who made a change: `admin:<token>`, `user:<name>`, `node:<name>`, `annealer`, `probe`, `system`, ...
+/// Who made a change: `token:<name>`, `user:<name>`, `node:<name>`, `annealer`, `probe`, `system`, ...
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(pub String);
 
@@ -24,8 +24,9 @@ impl Actor {
     pub fn annealer() -> Self {
         Actor("annealer".into())
     }
-    pub fn admin(name: &str) -> Self {
-        Actor(format!("admin:{name}"))
+    /// An API token (or a UI session opened with one), by the token's name.
+    pub fn token(name: &str) -> Self {
+        Actor(format!("token:{name}"))
     }
     pub fn node(name: &str) -> Self {
         Actor(format!("node:{name}"))

@@ -7,6 +7,7 @@
 pub mod aliveness;
 pub mod anneal;
 pub mod attribs;
+pub mod audit;
 pub mod barclamps;
 mod confinement;
 pub mod deployment_roles;

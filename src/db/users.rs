@@ -13,29 +13,40 @@ use super::{
     events::Actor,
     keys::{fetch_by_key, token_hash},
 };
-use crate::domain::key::Key;
+use crate::domain::{key::Key, policy::Role};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
+    /// What the user (and every token of the user) may do.
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     pub created_at: DateTime<Utc>,
 }
 
+const USER_COLUMNS: &str = "id, name, role, created_at";
+
 /// Adds a user with an already hashed password; a taken name is a 409.
-pub async fn create(conn: &mut PgConnection, name: &str, password_hash: &str) -> Result<User> {
+pub async fn create(
+    conn: &mut PgConnection,
+    name: &str,
+    password_hash: &str,
+    role: Role,
+) -> Result<User> {
     if !valid_name(name) {
         return Err(Error::invalid(
             "invalid_name",
             "a user name is 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
         ));
     }
-    sqlx::query_as(
-        "INSERT INTO users (name, password_hash) VALUES ($1, $2)
-         RETURNING id, name, created_at",
-    )
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (name, password_hash, role) VALUES ($1, $2, $3)
+         RETURNING {USER_COLUMNS}"
+    )))
     .bind(name)
     .bind(password_hash)
+    .bind(role.as_str())
     .fetch_one(conn)
     .await
     .map_err(Error::from_constraint)
@@ -50,19 +61,19 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> Result<Vec<User>> {
-    Ok(
-        sqlx::query_as("SELECT id, name, created_at FROM users ORDER BY id LIMIT $1 OFFSET $2")
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(pool)
-            .await?,
-    )
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
 }
 
 pub async fn get(conn: &mut PgConnection, key: &Key) -> Result<User> {
     fetch_by_key(
         conn,
-        "SELECT id, name, created_at FROM users WHERE id = $1 OR name = $2".into(),
+        format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 OR name = $2"),
         key,
         "user",
     )
@@ -79,9 +90,11 @@ pub async fn credentials(pool: &PgPool, name: &str) -> Result<Option<(i64, Strin
     )
 }
 
-/// Deletes a user; its sessions end with it (the foreign key cascades).
+/// Deletes a user; its sessions end with it (the foreign key cascades) and its tokens are
+/// revoked (their rows stay: the names stay taken).
 pub async fn delete(conn: &mut PgConnection, key: &Key) -> Result<User> {
     let user = get(conn, key).await?;
+    super::tokens::revoke_all_of(conn, user.id).await?;
     sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(user.id)
         .execute(conn)
@@ -106,6 +119,18 @@ pub async fn set_password(conn: &mut PgConnection, key: &Key, password_hash: &st
     Ok(user)
 }
 
+/// Gives a user another role. Its sessions and tokens follow at once: their role is
+/// narrowed by the user's whenever they are used.
+pub async fn set_role(conn: &mut PgConnection, key: &Key, role: Role) -> Result<User> {
+    let user = get(conn, key).await?;
+    sqlx::query("UPDATE users SET role = $2, updated_at = now() WHERE id = $1")
+        .bind(user.id)
+        .bind(role.as_str())
+        .execute(&mut *conn)
+        .await?;
+    get(conn, &Key::Id(user.id)).await
+}
+
 /// What opened a session, and ends it by going away.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionOwner {
@@ -119,7 +144,7 @@ impl SessionOwner {
     /// Who the audit trail names for changes made in the session.
     pub fn actor(&self) -> Actor {
         match self {
-            SessionOwner::Token { name, .. } => Actor::admin(name),
+            SessionOwner::Token { name, .. } => Actor::token(name),
             SessionOwner::User { name, .. } => Actor::user(name),
         }
     }
@@ -159,14 +184,62 @@ pub async fn open_session(
     Ok((opened.rows_affected() == 1).then_some(token))
 }
 
-/// The actor of the live session with this cookie token.
-pub async fn session_actor(pool: &PgPool, token: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT actor FROM ui_sessions WHERE token_hash = $1 AND expires_at > now()",
+/// The live session with this cookie token: who it is and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCaller {
+    pub actor: Actor,
+    /// The owner's role now (a token's narrowed by its user's).
+    pub role: Role,
+    /// The user the session acts for: its own, or its token's.
+    pub user_id: Option<i64>,
+}
+
+/// The caller of the live session with this cookie token. A session opened with a token
+/// ends when the token expires.
+pub async fn session_caller(pool: &PgPool, token: &str) -> Result<Option<SessionCaller>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        actor: String,
+        token_role: Option<String>,
+        token_user_role: Option<String>,
+        user_role: Option<String>,
+        user_id: Option<i64>,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT s.actor, t.role AS token_role, tu.role AS token_user_role, u.role AS user_role,
+                coalesce(s.user_id, t.user_id) AS user_id
+           FROM ui_sessions s
+           LEFT JOIN api_tokens t ON t.id = s.token_id
+           LEFT JOIN users tu ON tu.id = t.user_id
+           LEFT JOIN users u ON u.id = s.user_id
+          WHERE s.token_hash = $1 AND s.expires_at > now()
+            AND (t.expires_at IS NULL OR t.expires_at > now())",
     )
     .bind(token_hash(token))
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    let Some(Row {
+        actor,
+        token_role,
+        token_user_role,
+        user_role,
+        user_id,
+    }) = row
+    else {
+        return Ok(None);
+    };
+    let role = [token_role, token_user_role, user_role]
+        .into_iter()
+        .flatten()
+        .map(|role| super::tokens::parse_role(&role))
+        .collect::<Result<Vec<Role>>>()?
+        .into_iter()
+        .min();
+    Ok(role.map(|role| SessionCaller {
+        actor: Actor(actor),
+        role,
+        user_id,
+    }))
 }
 
 pub async fn close_session(pool: &PgPool, token: &str) -> Result<()> {

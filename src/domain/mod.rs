@@ -8,6 +8,7 @@ pub mod ipam;
 pub mod key;
 pub mod node_role;
 pub mod number;
+pub mod policy;
 pub mod reason;
 pub mod role_catalog;
 pub mod state;

@@ -8,7 +8,8 @@
 //! `crowbar_events`) and every [`POLL_INTERVAL`]. A sequencer that numbered events
 //! NOTIFYs `crowbar_events_sequenced`; each daemon's hub turns that into a wake-up on a
 //! broadcast channel that its stream readers wait on (they also poll, in case a
-//! notification is lost). The same task deletes events older than the retention.
+//! notification is lost). The same task deletes events and audit records older than their
+//! retentions.
 
 use std::{
     sync::{Arc, OnceLock},
@@ -31,6 +32,25 @@ const SEQUENCE_BATCH: i64 = 5000;
 /// Default retention (`--event-retention`).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86400);
 
+/// Default retention of the audit trail (`--audit-retention`).
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86400);
+
+/// How long what the hub sweeps is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub events: Duration,
+    pub audit: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events: DEFAULT_RETENTION,
+            audit: DEFAULT_AUDIT_RETENTION,
+        }
+    }
+}
+
 /// The hub of a daemon: cheap to clone, started once.
 #[derive(Clone)]
 pub struct EventHub {
@@ -39,13 +59,13 @@ pub struct EventHub {
 
 struct Inner {
     pool: PgPool,
-    retention: Duration,
+    retention: Retention,
     wake: broadcast::Sender<()>,
     started: OnceLock<()>,
 }
 
 impl EventHub {
-    pub fn new(pool: PgPool, retention: Duration) -> Self {
+    pub fn new(pool: PgPool, retention: Retention) -> Self {
         let (wake, _) = broadcast::channel(16);
         EventHub {
             inner: Arc::new(Inner {
@@ -80,7 +100,8 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // a daily sweep is plenty for days of retention; short retentions sweep more often
     let mut sweep = tokio::time::interval(
-        (inner.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        (inner.retention.events.min(inner.retention.audit) / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
     );
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,14 +131,26 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
                 tracing::warn!(error = %e, "event LISTEN connection lost; reconnecting");
                 listener = None;
             }
-            Wake::Sweep => match events::expire(&inner.pool, inner.retention).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(deleted = n, retention = ?inner.retention, "expired old events")
-                }
-                Err(e) => tracing::warn!(error = %e, "expiring old events failed"),
-            },
+            Wake::Sweep => sweep_old(&inner).await,
         }
+    }
+}
+
+/// Deletes events and audit records past their retentions.
+async fn sweep_old(inner: &Inner) {
+    match events::expire(&inner.pool, inner.retention.events).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(deleted = n, retention = ?inner.retention.events, "expired old events")
+        }
+        Err(e) => tracing::warn!(error = %e, "expiring old events failed"),
+    }
+    match crate::db::audit::expire(&inner.pool, inner.retention.audit).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(deleted = n, retention = ?inner.retention.audit, "expired old audit records")
+        }
+        Err(e) => tracing::warn!(error = %e, "expiring old audit records failed"),
     }
 }
 

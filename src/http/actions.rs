@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use super::{error::ApiError, state::AppState};
+use super::{audit::Acting, error::ApiError, state::AppState};
 use crate::db::{
     self,
+    audit::Object,
     deployment_roles::DeploymentRole,
     deployments::{CommitOutcome, Deployment},
     documents::Applied,
@@ -23,29 +24,64 @@ use crate::db::{
     nodes::{NewNode, NodeUpdate},
 };
 
-/// Runs `change` in a transaction of its own, committed when it succeeds.
+/// Runs `change` in a transaction of its own with its audit record (on the object and
+/// with the summary `change` returns), committed when it succeeds.
 async fn in_transaction<T>(
     state: &AppState,
-    change: impl AsyncFnOnce(&mut PgConnection) -> Result<T, ApiError>,
+    acting: &Acting,
+    change: impl AsyncFnOnce(&mut PgConnection) -> Result<(T, Object, Value), ApiError>,
 ) -> Result<T, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let done = change(&mut tx).await?;
+    let (done, object, summary) = change(&mut tx).await?;
+    acting.record(&mut tx, &object, summary).await?;
     tx.commit().await?;
     Ok(done)
+}
+
+/// The audit object of a noderole: its id, named `role@node`.
+pub fn noderole_object(noderole: &NodeRole) -> Object {
+    Object::new(
+        "noderole",
+        noderole.id,
+        format!("{}@{}", noderole.role, noderole.node),
+    )
+}
+
+/// The top-level keys of role data, for an audit summary: which settings changed, never
+/// their values (they may be secrets).
+pub fn data_keys(data: &Value) -> Vec<&str> {
+    data.as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The audit summary of a commit: the snapshot recorded and how many noderoles changed.
+pub fn commit_summary(outcome: &CommitOutcome) -> Value {
+    serde_json::json!({
+        "snapshot": outcome.snapshot.as_ref().map(|s| s.seq),
+        "recorded": outcome.recorded,
+        "noderoles_changed": outcome.changed.len(),
+    })
 }
 
 /// Binds `role` to `node` (SEMANTICS §3) after the bind hooks agree; unknown roles are
 /// 404s like unknown nodes and deployments.
 pub async fn bind(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     node: &Key,
     role: &Key,
     deployment: Option<&Key>,
     data: Option<&Value>,
 ) -> Result<Bound, ApiError> {
-    in_transaction(state, async |tx| {
-        bind_in(tx, state, actor, node, role, deployment, data).await
+    in_transaction(state, acting, async |tx| {
+        let bound = bind_in(tx, state, &acting.actor, node, role, deployment, data).await?;
+        let object = noderole_object(&bound.noderole);
+        let summary = serde_json::json!({
+            "deployment": bound.noderole.deployment,
+            "parents_created": bound.created.len(),
+        });
+        Ok((bound, object, summary))
     })
     .await
 }
@@ -76,11 +112,14 @@ pub async fn bind_in(
 /// deployment as it is after the commit.
 pub async fn commit_deployment(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     key: &Key,
 ) -> Result<(Deployment, CommitOutcome), ApiError> {
-    in_transaction(state, async |tx| {
-        commit_deployment_in(tx, state, actor, key).await
+    in_transaction(state, acting, async |tx| {
+        let (deployment, outcome) = commit_deployment_in(tx, state, &acting.actor, key).await?;
+        let object = Object::new("deployment", deployment.id, &deployment.name);
+        let summary = commit_summary(&outcome);
+        Ok(((deployment, outcome), object, summary))
     })
     .await
 }
@@ -109,16 +148,20 @@ pub enum StateChange {
 /// Applies one state change to noderole `id` in its own transaction.
 pub async fn change_noderole(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     id: i64,
     change: StateChange,
 ) -> Result<NodeRole, ApiError> {
-    in_transaction(state, async |tx| {
-        Ok(match change {
+    let actor = &acting.actor;
+    in_transaction(state, acting, async |tx| {
+        let noderole = match change {
             StateChange::Retry => db::node_roles::retry(tx, id, actor).await?,
             StateChange::Propose => db::node_roles::propose_one(tx, id, actor).await?,
             StateChange::Commit => db::node_roles::commit_one(tx, id, actor).await?,
-        })
+        };
+        let object = noderole_object(&noderole);
+        let summary = serde_json::json!({ "state": noderole.status });
+        Ok((noderole, object, summary))
     })
     .await
 }
@@ -126,13 +169,16 @@ pub async fn change_noderole(
 /// Creates a deployment under `parent` (the system deployment when none).
 pub async fn create_deployment(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     name: &str,
     description: &str,
     parent: Option<&Key>,
 ) -> Result<Deployment, ApiError> {
-    in_transaction(state, async |tx| {
-        Ok(db::deployments::create(tx, name, description, parent, actor).await?)
+    in_transaction(state, acting, async |tx| {
+        let made = db::deployments::create(tx, name, description, parent, &acting.actor).await?;
+        let object = Object::new("deployment", made.id, &made.name);
+        let summary = serde_json::json!({ "parent": made.parent });
+        Ok((made, object, summary))
     })
     .await
 }
@@ -140,11 +186,13 @@ pub async fn create_deployment(
 /// Opens a proposal on a deployment (SEMANTICS §4).
 pub async fn propose_deployment(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     key: &Key,
 ) -> Result<Deployment, ApiError> {
-    in_transaction(state, async |tx| {
-        Ok(db::deployments::propose(tx, key, actor).await?)
+    in_transaction(state, acting, async |tx| {
+        let deployment = db::deployments::propose(tx, key, &acting.actor).await?;
+        let object = Object::new("deployment", deployment.id, &deployment.name);
+        Ok((deployment, object, serde_json::json!({})))
     })
     .await
 }
@@ -152,26 +200,51 @@ pub async fn propose_deployment(
 /// Makes snapshot `seq` of a deployment its proposal again.
 pub async fn recall_snapshot(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     key: &Key,
     seq: i32,
 ) -> Result<Applied, ApiError> {
-    in_transaction(state, async |tx| {
-        Ok(db::documents::recall(tx, key, seq, actor).await?)
+    in_transaction(state, acting, async |tx| {
+        let applied = db::documents::recall(tx, key, seq, &acting.actor).await?;
+        let deployment = db::deployments::get(tx, key).await?;
+        let object = Object::new("deployment", deployment.id, &deployment.name);
+        let mut summary = applied_summary(&applied);
+        summary["recalled"] = seq.into();
+        Ok((applied, object, summary))
     })
     .await
+}
+
+/// The audit summary of applying a document: the snapshot and the plan's counts.
+pub fn applied_summary(applied: &Applied) -> Value {
+    serde_json::json!({
+        "snapshot": applied.snapshot,
+        "changed": applied.changed,
+        "committed": applied.committed,
+        "plan": {
+            "create": applied.plan.create.len(),
+            "remove": applied.plan.remove.len(),
+            "rerun": applied.plan.rerun.len(),
+        },
+    })
 }
 
 /// Adds `role` to a deployment's roles with `data`.
 pub async fn add_deployment_role(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     deployment: &Key,
     role: &Key,
     data: &Value,
 ) -> Result<DeploymentRole, ApiError> {
-    in_transaction(state, async |tx| {
-        Ok(db::deployment_roles::create(tx, deployment, role, data, actor).await?)
+    in_transaction(state, acting, async |tx| {
+        let made = db::deployment_roles::create(tx, deployment, role, data, &acting.actor).await?;
+        let object = Object::new(
+            "deployment_role",
+            made.id,
+            format!("{}@{}", made.role, made.deployment),
+        );
+        Ok((made, object, serde_json::json!({})))
     })
     .await
 }
@@ -179,11 +252,14 @@ pub async fn add_deployment_role(
 /// Unbinds noderole `id` and its descendants (SEMANTICS §9); returns their ids, sorted.
 pub async fn delete_noderole(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     id: i64,
 ) -> Result<Vec<i64>, ApiError> {
-    let mut deleted = in_transaction(state, async |tx| {
-        Ok(db::node_roles::delete(tx, id, actor).await?)
+    let mut deleted = in_transaction(state, acting, async |tx| {
+        let noderole = db::node_roles::get(tx, id).await?;
+        let deleted = db::node_roles::delete(tx, id, &acting.actor).await?;
+        let summary = serde_json::json!({ "noderoles_deleted": deleted.len() });
+        Ok((deleted, noderole_object(&noderole), summary))
     })
     .await?;
     deleted.sort_unstable();
@@ -191,20 +267,28 @@ pub async fn delete_noderole(
 }
 
 /// Applies one update to several nodes, all or none; `why` goes into each node's history.
+/// Each node changed has its own audit record with `summary`.
 pub async fn update_nodes(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     nodes: &[Key],
     update: &NodeUpdate,
     why: &str,
+    summary: &Value,
 ) -> Result<(), ApiError> {
-    in_transaction(state, async |tx| {
-        for node in nodes {
-            db::nodes::update(tx, node, update, actor, why).await?;
-        }
-        Ok(())
-    })
-    .await
+    let mut tx = state.pool.begin().await?;
+    for node in nodes {
+        let node = db::nodes::update(&mut tx, node, update, &acting.actor, why).await?;
+        acting
+            .record(
+                &mut tx,
+                &Object::new("node", node.id, &node.name),
+                summary.clone(),
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A noderole as the API shows it: its fields plus `reason` (null when ACTIVE, else why it
@@ -282,12 +366,13 @@ pub struct AdminNetwork {
 /// committed.
 pub async fn set_up_admin_node(
     state: &AppState,
-    actor: &Actor,
+    acting: &Acting,
     node_name: &str,
     address: IpAddr,
     network: &AdminNetwork,
 ) -> Result<(), ApiError> {
-    in_transaction(state, async |tx| {
+    let actor = &acting.actor;
+    in_transaction(state, acting, async |tx| {
         let system_id = db::deployments::system_id(tx).await?;
         let system = Key::Id(system_id);
         create_admin_network(tx, network, actor).await?;
@@ -315,7 +400,13 @@ pub async fn set_up_admin_node(
         )
         .await?;
         commit_deployment_in(tx, state, actor, &system).await?;
-        Ok(())
+        let object = Object::new("node", node.id, &node.name);
+        let summary = serde_json::json!({
+            "admin_node": node_name,
+            "address": address.to_string(),
+            "network": network.name,
+        });
+        Ok(((), object, summary))
     })
     .await
 }

@@ -1,31 +1,47 @@
-//! Who is calling (API.md "Auth").
+//! Who is calling (API.md "Auth"), and whether they may (docs/access.md).
 //!
 //! Every `/api/v2` route sits behind [`require_token`]: `Authorization: Bearer <token>` with
-//! an admin token (`api_tokens`) or a node token (`nodes.token_hash`); anything else is a
-//! 401. Node tokens are denied by default (403): [`require_token`] lets them through only to
-//! `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}` (and `GET` of its `/install`), and the node update handler
-//! accepts only `alive` and, as an installer's report, `bootenv` from them. New routes are therefore admin-only unless
-//! they are added to [`node_may`].
+//! an API token (`api_tokens`, with a role) or a node token (`nodes.token_hash`); anything
+//! else, an expired token included, is a 401. The route's action ([`super::policy`]) and the
+//! caller's role decide the rest: 403 `forbidden` when the role may not. Node tokens reach
+//! only `GET`, `PUT` and `PATCH` of `/api/v2/nodes/{own id or name}` (and `GET` of its
+//! `/install`), and the node update handler accepts only `alive` and, as an installer's
+//! report, `bootenv` from them.
 //!
 //! Reading requests (`GET`, `HEAD`) are also accepted with a web UI session cookie instead
-//! of a token, as an admin: that is how the UI's pages follow the event stream. Changes
-//! always need a token (the UI makes its changes through its own CSRF-checked routes).
+//! of a token, with the session's role: that is how the UI's pages follow the event stream.
+//! Changes always need a token (the UI makes its changes through its own CSRF-checked routes).
+//!
+//! Refused requests are recorded in the audit trail ([`super::audit::Refusals`]).
 
 use axum::{
-    extract::{FromRequestParts, Request, State},
-    http::{HeaderMap, HeaderValue, Method, header, request::Parts},
+    extract::{FromRequestParts, MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 
-use super::{error::ApiError, state::AppState};
-use crate::db::{self, events::Actor, keys::Key};
+use super::{
+    audit::{Acting, Refused},
+    error::ApiError,
+    policy,
+    state::AppState,
+};
+use crate::{
+    db::{self, events::Actor, keys::Key, tokens::Lookup},
+    domain::policy::{Action, Role},
+};
 
 /// The authenticated caller of an `/api/v2` request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// An admin token, by its name in `api_tokens`.
-    Admin { name: String },
+    /// A person or a program with a role: an API token, or a UI session reading. `user_id`
+    /// is the user it acts for (none: the built-in admin token and tokens made with it).
+    Member {
+        actor: Actor,
+        role: Role,
+        user_id: Option<i64>,
+    },
     /// A node's own token.
     Node { id: i64, name: String },
 }
@@ -34,13 +50,21 @@ impl Caller {
     /// Who the audit trail names for changes this caller makes.
     pub fn actor(&self) -> Actor {
         match self {
-            Caller::Admin { name } => Actor::admin(name),
+            Caller::Member { actor, .. } => actor.clone(),
             Caller::Node { name, .. } => Actor::node(name),
         }
     }
 
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::Admin { .. })
+    pub fn is_node(&self) -> bool {
+        matches!(self, Caller::Node { .. })
+    }
+
+    /// The caller's role; `None` for a node.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Caller::Member { role, .. } => Some(*role),
+            Caller::Node { .. } => None,
+        }
     }
 }
 
@@ -57,60 +81,166 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Middleware: authenticates the bearer token, keeps node tokens to their own node, and
-/// hands the [`Caller`] to handlers.
+/// Why a request is refused before it reaches its handler.
+enum Refusal {
+    /// No usable credentials (401).
+    Unauthenticated(ApiError),
+    /// The caller may not take the route's action (403).
+    Forbidden(Caller, ApiError),
+}
+
+/// Middleware: authenticates the bearer token, decides the route's action for the caller,
+/// and hands the [`Caller`] and [`Acting`] to handlers.
 pub async fn require_token(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD);
-    let caller = match authenticate(&state, request.headers(), reading).await {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return unauthorized(),
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_string(),
+        |m| m.as_str().to_string(),
+    );
+    let method = request.method().clone();
+    let decided = match authenticate(&state, request.headers(), is_read(&method)).await {
         Err(error) => return error.into_response(),
+        Ok(found) => decide(found, &method, &route, request.uri().path()),
     };
-    if let Caller::Node { id, name } = &caller
-        && !node_may(request.method(), request.uri().path(), *id, name)
-    {
-        return ApiError::forbidden(
-            "a node token may only read its own node and set its own `alive` and `bootenv`",
-        )
-        .into_response();
+    match decided {
+        Ok((caller, action)) => {
+            let acting = Acting::of(request.extensions(), caller.actor(), caller.role(), action);
+            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(acting);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            let (caller, error) = match *refusal {
+                Refusal::Unauthenticated(error) => (None, error),
+                Refusal::Forbidden(caller, error) => (Some(caller), error),
+            };
+            let actor = caller.as_ref().map(Caller::actor);
+            state
+                .refusals
+                .record(
+                    &state.pool,
+                    Refused {
+                        actor: actor.as_ref(),
+                        role: caller.as_ref().and_then(Caller::role),
+                        method: &method,
+                        route: &route,
+                        status: error.status,
+                        extensions: request.extensions(),
+                    },
+                )
+                .await;
+            let mut response = error.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"crowbar\""),
+                );
+            }
+            response
+        }
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
-fn unauthorized() -> Response {
-    let mut response = ApiError::unauthorized().into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"crowbar\""),
-    );
-    response
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// The caller's verdict on `route`: who they are and the action they may take.
+fn decide(
+    found: Found,
+    method: &Method,
+    route: &str,
+    path: &str,
+) -> Result<(Caller, Action), Box<Refusal>> {
+    let caller = match found {
+        Found::Caller(caller) => caller,
+        Found::Expired => {
+            return Err(Box::new(Refusal::Unauthenticated(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this token has expired; ask an admin for a new one (`crowbar tokens create`)",
+            ))));
+        }
+        Found::Nobody => return Err(Box::new(Refusal::Unauthenticated(ApiError::unauthorized()))),
+    };
+    let Some(action) = policy::action_of(method, route) else {
+        return Err(Box::new(Refusal::Forbidden(
+            caller,
+            ApiError::forbidden(format!("no policy allows {method} {route}")),
+        )));
+    };
+    match &caller {
+        Caller::Node { id, name } => {
+            if !(action.node_may() && node_may(method, path, *id, name)) {
+                return Err(Box::new(Refusal::Forbidden(
+                    caller,
+                    ApiError::forbidden(
+                        "a node token may only read its own node and set its own `alive` and `bootenv`",
+                    ),
+                )));
+            }
+        }
+        Caller::Member { role, .. } => {
+            if !action.allows(*role) {
+                let least = action.rule().least;
+                return Err(Box::new(Refusal::Forbidden(
+                    caller.clone(),
+                    ApiError::forbidden(format!(
+                        "a {role} may not {method} {route}; it needs the {least} role (ask an admin)"
+                    )),
+                )));
+            }
+        }
+    }
+    Ok((caller, action))
+}
+
+/// What the request's credentials turned out to be.
+enum Found {
+    Caller(Caller),
+    Expired,
+    Nobody,
 }
 
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     reading: bool,
-) -> Result<Option<Caller>, ApiError> {
+) -> Result<Found, ApiError> {
     let Some(token) = bearer(headers) else {
         if !reading {
-            return Ok(None);
+            return Ok(Found::Nobody);
         }
-        return Ok(crate::http::ui::session::actor_of(state, headers)
+        return Ok(crate::http::ui::session::caller_of(state, headers)
             .await
             .map_err(|e| e.0)?
-            .map(|name| Caller::Admin { name }));
+            .map_or(Found::Nobody, |session| {
+                Found::Caller(Caller::Member {
+                    actor: session.actor,
+                    role: session.role,
+                    user_id: session.user_id,
+                })
+            }));
     };
-    if let Some(name) = db::tokens::admin_by_token(&state.pool, token).await? {
-        return Ok(Some(Caller::Admin { name }));
+    match db::tokens::authenticate(&state.pool, token).await? {
+        Lookup::Valid(token) => {
+            return Ok(Found::Caller(Caller::Member {
+                actor: Actor::token(&token.name),
+                role: token.role,
+                user_id: token.user_id,
+            }));
+        }
+        Lookup::Expired => return Ok(Found::Expired),
+        Lookup::Unknown => {}
     }
     Ok(db::nodes::by_token(&state.pool, token)
         .await?
-        .map(|(id, name)| Caller::Node { id, name }))
+        .map_or(Found::Nobody, |(id, name)| {
+            Found::Caller(Caller::Node { id, name })
+        }))
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).

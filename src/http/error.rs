@@ -71,7 +71,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "send `Authorization: Bearer <token>` with an admin or node token",
+            "send `Authorization: Bearer <token>` with an API or node token",
         )
     }
 

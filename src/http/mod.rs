@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod audit;
 pub mod auth;
 mod boot;
 mod discover;
@@ -11,6 +12,7 @@ pub mod error;
 pub mod extract;
 mod headers;
 mod health;
+pub mod policy;
 pub mod rate;
 pub mod server;
 pub mod state;
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         // outside the timeout: its bare 408 gets the error body too
         .layer(middleware::map_response(error::ensure_error_body))
         .layer(middleware::from_fn(count_request))
+        .layer(middleware::from_fn(audit::request_id))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 // the matched route, never the raw path (it names nodes)

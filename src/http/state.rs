@@ -44,6 +44,8 @@ pub struct AppState {
     pub passwords: crate::passwords::Passwords,
     /// Failed UI logins, to back off from.
     pub logins: std::sync::Arc<LoginThrottle>,
+    /// Refused requests recorded in the audit trail, a bounded number a minute.
+    pub refusals: std::sync::Arc<crate::http::audit::Refusals>,
 }
 
 impl AppState {
@@ -51,7 +53,7 @@ impl AppState {
     /// the default event retention and login limits, and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            events: crate::events::EventHub::new(pool.clone(), crate::events::DEFAULT_RETENTION),
+            events: crate::events::EventHub::new(pool.clone(), crate::events::Retention::default()),
             pool,
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),
@@ -66,6 +68,7 @@ impl AppState {
             event_keep_alive: EVENT_KEEP_ALIVE,
             passwords: crate::passwords::Passwords::default(),
             logins: std::sync::Arc::new(LoginThrottle::new(&LoginSettings::default())),
+            refusals: std::sync::Arc::default(),
         }
     }
 }

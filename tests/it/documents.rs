@@ -84,7 +84,7 @@ async fn a_document_commits_a_snapshot_and_converges() {
         .await
         .unwrap();
     assert_eq!(snapshot.content, web_doc(None).content());
-    assert_eq!(snapshot.committed_by, "admin:test");
+    assert_eq!(snapshot.committed_by, "token:test");
 }
 
 #[tokio::test]

@@ -642,7 +642,7 @@ async fn a_node_created_with_an_address_is_probed_at_once() {
             address: Some(rig_node.addr().to_string()),
             ..Default::default()
         },
-        &crowbar::db::events::Actor::admin("test"),
+        &crowbar::db::events::Actor::token("test"),
     )
     .await
     .unwrap();

@@ -5,10 +5,11 @@ use axum::{Json, extract::State};
 use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::db::audit::Object;
 use crate::{
     db::{self, keys::Key},
     http::{
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::ApiPath,
         state::AppState,
@@ -90,12 +91,19 @@ async fn host_key(
     responses((status = 200, body = HostKey), (status = 404, body = ErrorBody)))]
 async fn clear_host_key(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<HostKey>, ApiError> {
     let before = load(&state, &node).await?;
     let mut tx = state.pool.begin().await?;
-    db::host_keys::clear(&mut tx, &Key::Id(before.node_id), &caller.actor()).await?;
+    db::host_keys::clear(&mut tx, &Key::Id(before.node_id), &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("node", before.node_id, &before.node),
+            serde_json::json!({ "forgot": before.fingerprint }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(before))
 }

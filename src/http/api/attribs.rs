@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::db::audit::Object;
 use crate::{
     db::{
         self,
@@ -15,7 +16,7 @@ use crate::{
         keys::Key,
     },
     http::{
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page},
         state::AppState,
@@ -102,20 +103,21 @@ async fn value(
 
 async fn set(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     holder: Holder,
     attrib: &str,
     value: Value,
 ) -> Result<Json<AttribValue>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let set = db::attribs::set(
-        &mut tx,
-        &holder,
-        &Key::parse(attrib),
-        value,
-        &caller.actor(),
-    )
-    .await?;
+    let set = db::attribs::set(&mut tx, &holder, &Key::parse(attrib), value, &acting.actor).await?;
+    let object = holder_object(&mut tx, &holder).await?;
+    acting
+        .record(
+            &mut tx,
+            &object,
+            serde_json::json!({ "attrib": set.attrib }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(set))
 }
@@ -150,13 +152,13 @@ async fn node_value(
     responses((status = 200, body = AttribValue), (status = 404, body = ErrorBody)))]
 async fn set_node_value(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath((node, attrib)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetBody>,
 ) -> Result<Json<AttribValue>, ApiError> {
     set(
         &state,
-        &caller,
+        &acting,
         Holder::Node(Key::parse(&node)),
         &attrib,
         body.value,
@@ -217,12 +219,12 @@ async fn deployment_value(
     responses((status = 200, body = AttribValue), (status = 404, body = ErrorBody)))]
 async fn set_deployment_value(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath((deployment, attrib)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<SetBody>,
 ) -> Result<Json<AttribValue>, ApiError> {
     let holder = Holder::Deployment(Key::parse(&deployment));
-    set(&state, &caller, holder, &attrib, body.value).await
+    set(&state, &acting, holder, &attrib, body.value).await
 }
 
 /// The attribs of the noderole's role, through every data layer of §8.
@@ -257,9 +259,27 @@ async fn noderole_value(
               (status = 409, description = "not proposed", body = ErrorBody)))]
 async fn set_noderole_value(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath((id, attrib)): ApiPath<(i64, String)>,
     ApiJson(body): ApiJson<SetBody>,
 ) -> Result<Json<AttribValue>, ApiError> {
-    set(&state, &caller, Holder::NodeRole(id), &attrib, body.value).await
+    set(&state, &acting, Holder::NodeRole(id), &attrib, body.value).await
+}
+
+/// What the audit trail names as the object an attrib was set on.
+async fn holder_object(conn: &mut sqlx::PgConnection, holder: &Holder) -> Result<Object, ApiError> {
+    Ok(match holder {
+        Holder::Node(key) => {
+            let node = db::nodes::get(conn, key).await?;
+            Object::new("node", node.id, node.name)
+        }
+        Holder::Deployment(key) => {
+            let deployment = db::deployments::get(conn, key).await?;
+            Object::new("deployment", deployment.id, deployment.name)
+        }
+        Holder::NodeRole(id) => {
+            crate::http::actions::noderole_object(&db::node_roles::get(conn, *id).await?)
+        }
+        Holder::Role(key) => Object::named("role", key.to_string()),
+    })
 }

@@ -4,6 +4,7 @@ use axum::{Json, extract::State, response::IntoResponse};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::db::audit::Object;
 use crate::{
     db::{
         self,
@@ -11,7 +12,7 @@ use crate::{
         roles::{Barclamp, BarclampDetail, Jig, JigUpdate, Role, RoleFilter},
     },
     http::{
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, Offset, Page, PageQuery},
         state::AppState,
@@ -87,7 +88,7 @@ struct JigBody {
     request_body = JigBody, responses((status = 200, body = Jig)))]
 async fn update_jig(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(key): ApiPath<String>,
     ApiJson(body): ApiJson<JigBody>,
 ) -> Result<Json<Jig>, ApiError> {
@@ -96,7 +97,14 @@ async fn update_jig(
         description: body.description,
     };
     let mut tx = state.pool.begin().await?;
-    let jig = db::roles::update_jig(&mut tx, &Key::parse(&key), &update, &caller.actor()).await?;
+    let jig = db::roles::update_jig(&mut tx, &Key::parse(&key), &update, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("jig", jig.id, &jig.name),
+            serde_json::json!({ "active": update.active }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(jig))
 }
@@ -170,6 +178,7 @@ struct Imported {
               (status = 422, body = ErrorBody)))]
 async fn import_barclamp(
     State(state): State<AppState>,
+    acting: Acting,
     headers: axum::http::HeaderMap,
     body: String,
 ) -> Result<axum::response::Response, ApiError> {
@@ -188,23 +197,24 @@ async fn import_barclamp(
             "send the barclamp as application/yaml or application/json",
         ));
     }
-    let outcome = crate::barclamps::import_document(&state.pool, "api", &body)
-        .await
-        .map_err(|e| match e {
-            crate::barclamps::BarclampError::Invalid(problems) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_barclamp",
-                problems.to_string(),
-            )
-            .with_details(serde_json::to_value(&problems).unwrap_or_default()),
-            crate::barclamps::BarclampError::InUse(_) => {
-                ApiError::new(StatusCode::CONFLICT, "barclamp_in_use", e.to_string())
-            }
-            crate::barclamps::BarclampError::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            other => ApiError::internal(other),
-        })?;
+    let outcome =
+        crate::barclamps::import_document_by(&state.pool, "api", &body, acting.who().as_ref())
+            .await
+            .map_err(|e| match e {
+                crate::barclamps::BarclampError::Invalid(problems) => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_barclamp",
+                    problems.to_string(),
+                )
+                .with_details(serde_json::to_value(&problems).unwrap_or_default()),
+                crate::barclamps::BarclampError::InUse(_) => {
+                    ApiError::new(StatusCode::CONFLICT, "barclamp_in_use", e.to_string())
+                }
+                crate::barclamps::BarclampError::Conflict(_) => {
+                    ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+                }
+                other => ApiError::internal(other),
+            })?;
     let status = serde_json::to_value(outcome.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

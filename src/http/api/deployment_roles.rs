@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::respond::created;
+use crate::db::audit::Object;
 use crate::{
     db::{
         self,
@@ -14,7 +15,7 @@ use crate::{
     },
     http::{
         actions,
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
         state::AppState,
@@ -79,18 +80,13 @@ struct CreateBody {
               (status = 409, description = "the role is in the deployment already", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let data = body.data.unwrap_or_else(|| json!({}));
-    let made = actions::add_deployment_role(
-        &state,
-        &caller.actor(),
-        &body.deployment.0,
-        &body.role.0,
-        &data,
-    )
-    .await?;
+    let made =
+        actions::add_deployment_role(&state, &acting, &body.deployment.0, &body.role.0, &data)
+            .await?;
     Ok(created(
         format!("/api/v2/deployment_roles/{}", made.id),
         made,
@@ -124,12 +120,23 @@ struct UpdateBody {
     responses((status = 200, body = DeploymentRole), (status = 404, body = ErrorBody)))]
 async fn set_data(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<DeploymentRole>, ApiError> {
     let mut tx = state.pool.begin().await?;
-    let updated = db::deployment_roles::set_data(&mut tx, id, &body.data, &caller.actor()).await?;
+    let updated = db::deployment_roles::set_data(&mut tx, id, &body.data, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new(
+                "deployment_role",
+                updated.id,
+                format!("{}@{}", updated.role, updated.deployment),
+            ),
+            serde_json::json!({ "keys": actions::data_keys(&body.data) }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(updated))
 }

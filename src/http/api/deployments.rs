@@ -13,6 +13,7 @@ use super::respond::created;
 use crate::{
     db::{
         self,
+        audit::Object,
         deployments::{Deployment, Graph, Snapshot},
         documents::{self, Applied, Plan},
         keys::Key,
@@ -20,6 +21,7 @@ use crate::{
     domain::desired_state::Document,
     http::{
         actions,
+        audit::Acting,
         auth::Caller,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
@@ -68,13 +70,13 @@ struct CreateBody {
               (status = 409, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let parent = body.parent.map(|k| k.0);
     let deployment = actions::create_deployment(
         &state,
-        &caller.actor(),
+        &acting,
         &body.name,
         &body.description,
         parent.as_ref(),
@@ -109,7 +111,7 @@ struct UpdateBody {
     request_body = UpdateBody, responses((status = 200, body = Deployment)))]
 async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Deployment>, ApiError> {
@@ -118,9 +120,16 @@ async fn update(
         &mut tx,
         &Key::parse(&deployment),
         body.description.as_deref(),
-        &caller.actor(),
+        &acting.actor,
     )
     .await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("deployment", deployment.id, &deployment.name),
+            serde_json::json!({ "description": body.description.is_some().then_some("changed") }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(deployment))
 }
@@ -130,11 +139,20 @@ async fn update(
               (status = 409, description = "`system`, or it has child deployments", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    db::deployments::delete(&mut tx, &Key::parse(&deployment), &caller.actor()).await?;
+    let key = Key::parse(&deployment);
+    let gone = db::deployments::get(&mut tx, &key).await?;
+    db::deployments::delete(&mut tx, &key, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("deployment", gone.id, &gone.name),
+            serde_json::json!({}),
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -154,11 +172,11 @@ struct Committed {
     responses((status = 200, body = Committed), (status = 409, body = ErrorBody)))]
 async fn commit(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
 ) -> Result<Json<Committed>, ApiError> {
     let (deployment, outcome) =
-        actions::commit_deployment(&state, &caller.actor(), &Key::parse(&deployment)).await?;
+        actions::commit_deployment(&state, &acting, &Key::parse(&deployment)).await?;
     Ok(Json(Committed {
         deployment,
         snapshot: outcome.snapshot,
@@ -171,11 +189,10 @@ async fn commit(
     responses((status = 200, body = Deployment), (status = 409, body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
 ) -> Result<Json<Deployment>, ApiError> {
-    let deployment =
-        actions::propose_deployment(&state, &caller.actor(), &Key::parse(&deployment)).await?;
+    let deployment = actions::propose_deployment(&state, &acting, &Key::parse(&deployment)).await?;
     Ok(Json(deployment))
 }
 
@@ -229,17 +246,24 @@ async fn graph(
               (status = 409, description = "`stale_base`, `bind_refused`, ...", body = ErrorBody)))]
 async fn apply_document(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
     ApiJson(doc): ApiJson<Document>,
 ) -> Result<Response, ApiError> {
     let key = Key::parse(&deployment);
     let mut tx = state.pool.begin().await?;
-    let applied = documents::apply(&mut tx, &key, &doc, &caller.actor()).await?;
+    let applied = documents::apply(&mut tx, &key, &doc, &acting.actor).await?;
+    let deployment = db::deployments::get(&mut tx, &key).await?;
     if applied.committed && applied.changed {
-        let id = db::deployments::id_of(&mut tx, &key).await?;
-        state.hooks.check_commit(&mut tx, id).await?;
+        state.hooks.check_commit(&mut tx, deployment.id).await?;
     }
+    acting
+        .record(
+            &mut tx,
+            &Object::new("deployment", deployment.id, &deployment.name),
+            actions::applied_summary(&applied),
+        )
+        .await?;
     tx.commit().await?;
     let status = if applied.committed && applied.changed {
         StatusCode::CREATED
@@ -290,16 +314,11 @@ struct RecallBody {
     request_body = RecallBody, responses((status = 200, body = Applied), (status = 404, body = ErrorBody)))]
 async fn recall(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(deployment): ApiPath<String>,
     ApiJson(body): ApiJson<RecallBody>,
 ) -> Result<Json<Applied>, ApiError> {
-    let applied = actions::recall_snapshot(
-        &state,
-        &caller.actor(),
-        &Key::parse(&deployment),
-        body.snapshot,
-    )
-    .await?;
+    let applied =
+        actions::recall_snapshot(&state, &acting, &Key::parse(&deployment), body.snapshot).await?;
     Ok(Json(applied))
 }

@@ -10,6 +10,7 @@
 mod access;
 mod anneal;
 mod attribs;
+mod audit;
 mod catalog;
 mod conventions;
 mod deployment_roles;
@@ -50,6 +51,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(networks::router())
         .merge(installs::router())
+        .merge(audit::router())
 }
 
 /// Every `/api/v2` route, each requiring a bearer token.
@@ -69,8 +71,9 @@ pub fn openapi() -> Value {
     info(
         title = "crowbar",
         description = "Bare-metal provisioning: nodes, roles, noderoles, deployments and the annealer. \
-Every `/api/v2` request needs `Authorization: Bearer <token>` (an admin token; node tokens \
-may only read their own node and set its `alive` and `bootenv`). Every 4xx and 5xx answer \
+Every `/api/v2` request needs `Authorization: Bearer <token>` (an API token with a role: \
+viewer, operator or admin; node tokens may only read their own node and set its `alive` and \
+`bootenv`). A role without the right gets 403 `forbidden`. Every 4xx and 5xx answer \
 has the `ErrorBody`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
@@ -82,7 +85,8 @@ has the `ErrorBody`.",
         (name = "runs", description = "the run queue and convergence"),
         (name = "catalog", description = "barclamps, jigs and roles"),
         (name = "events", description = "the event stream"),
-        (name = "tokens", description = "admin API tokens"),
+        (name = "tokens", description = "API tokens, each with a role"),
+        (name = "audit", description = "who changed what, when and from where"),
         (name = "attribs", description = "named data of roles, on nodes, deployments and noderoles"),
         (name = "users", description = "people who log in to the web UI with a password"),
         (name = "networks", description = "networks, ranges and the addresses of nodes"),

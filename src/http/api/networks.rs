@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::respond::created;
+use crate::db::audit::Object;
 use crate::{
     db::{
         self,
@@ -15,7 +16,7 @@ use crate::{
     },
     domain::ipam::V6Prefix,
     http::{
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, ObjectKey, PageQuery},
         state::AppState,
@@ -143,12 +144,19 @@ impl CreateBody {
               (status = 422, description = "a bad prefix, address or range", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let new = body.parse()?;
     let mut tx = state.pool.begin().await?;
-    let network = db::networks::create(&mut tx, &new, &caller.actor()).await?;
+    let network = db::networks::create(&mut tx, &new, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("network", network.id, &network.name),
+            serde_json::json!({ "deployment": network.deployment }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(created(format!("/api/v2/networks/{}", network.id), network))
 }
@@ -171,11 +179,20 @@ async fn show(
     responses((status = 204, description = "deleted, with its allocations"), (status = 404, body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(network): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    db::networks::delete(&mut tx, &Key::parse(&network), &caller.actor()).await?;
+    let key = Key::parse(&network);
+    let gone = db::networks::get(&mut tx, &key).await?;
+    db::networks::delete(&mut tx, &key, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("network", gone.id, &gone.name),
+            serde_json::json!({}),
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -214,7 +231,7 @@ struct AllocateBody {
               (status = 409, description = "the range is exhausted", body = ErrorBody)))]
 async fn allocate(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(network): ApiPath<String>,
     ApiJson(body): ApiJson<AllocateBody>,
 ) -> Result<Json<Vec<Address>>, ApiError> {
@@ -224,9 +241,21 @@ async fn allocate(
         &Key::parse(&network),
         &body.node.0,
         body.range.as_deref(),
-        &caller.actor(),
+        &acting.actor,
     )
     .await?;
+    let network = db::networks::get(&mut tx, &Key::parse(&network)).await?;
+    let summary = serde_json::json!({
+        "node": body.node.0.to_string(),
+        "addresses": addresses.iter().map(|a| a.address.as_str()).collect::<Vec<_>>(),
+    });
+    acting
+        .record(
+            &mut tx,
+            &Object::new("network", network.id, &network.name),
+            summary,
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(addresses))
 }

@@ -17,7 +17,7 @@ use crate::{
     domain::state::NodeRoleState,
     http::{
         actions::{self, StateChange},
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, Limit, ObjectKey, Offset, Page},
         state::AppState,
@@ -111,13 +111,13 @@ struct Bound {
               (status = 404, body = ErrorBody), (status = 409, description = "`bind_refused`", body = ErrorBody)))]
 async fn bind(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiJson(body): ApiJson<BindBody>,
 ) -> Result<Response, ApiError> {
     let deployment = body.deployment.map(|k| k.0);
     let bound = actions::bind(
         &state,
-        &caller.actor(),
+        &acting,
         &body.node.0,
         &body.role.0,
         deployment.as_ref(),
@@ -135,12 +135,12 @@ async fn bind(
 /// Applies one state change and answers with the noderole and its reason.
 async fn change_state(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     id: &str,
     change: StateChange,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
     let id = noderole_id(id)?;
-    let noderole = actions::change_noderole(state, &caller.actor(), id, change).await?;
+    let noderole = actions::change_noderole(state, acting, id, change).await?;
     Ok(Json(with_reason(state, id, noderole).await?))
 }
 
@@ -183,13 +183,20 @@ struct DataBody {
     responses((status = 200, body = WithReason<NodeRoleDetail>), (status = 409, description = "`not_proposed`", body = ErrorBody)))]
 async fn set_data(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DataBody>,
 ) -> Result<Json<WithReason<NodeRoleDetail>>, ApiError> {
     let id = noderole_id(&id)?;
     let mut tx = state.pool.begin().await?;
-    db::node_roles::set_data(&mut tx, id, &body.data, &caller.actor()).await?;
+    let noderole = db::node_roles::set_data(&mut tx, id, &body.data, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &actions::noderole_object(&noderole),
+            serde_json::json!({ "keys": actions::data_keys(&body.data) }),
+        )
+        .await?;
     tx.commit().await?;
     detail(&state, id).await
 }
@@ -204,11 +211,11 @@ struct Deleted {
     responses((status = 200, body = Deleted), (status = 409, description = "`has_children`, `busy`", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, ApiError> {
     let id = noderole_id(&id)?;
-    let deleted = actions::delete_noderole(&state, &caller.actor(), id).await?;
+    let deleted = actions::delete_noderole(&state, &acting, id).await?;
     Ok(Json(Deleted { deleted }))
 }
 
@@ -216,30 +223,30 @@ async fn remove(
     responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn retry(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    change_state(&state, &caller, &id, StateChange::Retry).await
+    change_state(&state, &acting, &id, StateChange::Retry).await
 }
 
 #[utoipa::path(put, path = "/api/v2/node_roles/{id}/propose", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
     responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    change_state(&state, &caller, &id, StateChange::Propose).await
+    change_state(&state, &acting, &id, StateChange::Propose).await
 }
 
 #[utoipa::path(put, path = "/api/v2/node_roles/{id}/commit", tag = "node_roles", params(("id" = i64, Path, description = "the noderole's id")),
     responses((status = 200, body = WithReason<NodeRole>), (status = 409, body = ErrorBody)))]
 async fn commit(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WithReason<NodeRole>>, ApiError> {
-    change_state(&state, &caller, &id, StateChange::Commit).await
+    change_state(&state, &acting, &id, StateChange::Commit).await
 }
 
 #[cfg(test)]

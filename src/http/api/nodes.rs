@@ -11,12 +11,14 @@ use crate::http::actions::{WithReason, noderole_page, with_reason};
 use crate::{
     db::{
         self,
+        audit::Object,
         events::EventRow,
         keys::Key,
         node_roles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
         nodes::{NewNode, Node, NodeFilter, NodeUpdate},
     },
     http::{
+        audit::Acting,
         auth::Caller,
         error::{ApiError, ErrorBody},
         extract::{
@@ -106,7 +108,7 @@ struct Created {
               (status = 409, description = "name or MAC taken", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     if let Some(bootenv) = &body.bootenv {
@@ -123,7 +125,14 @@ async fn create(
         discovered: false,
     };
     let mut tx = state.pool.begin().await?;
-    let (node, token) = db::nodes::create(&mut tx, &new, &caller.actor()).await?;
+    let (node, token) = db::nodes::create(&mut tx, &new, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("node", node.id, &node.name),
+            serde_json::json!({}),
+        )
+        .await?;
     tx.commit().await?;
     Ok(created(
         format!("/api/v2/nodes/{}", node.id),
@@ -219,10 +228,11 @@ struct UpdateBody {
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Node>, ApiError> {
-    if !caller.is_admin() {
+    if caller.is_node() {
         let mut refused: Vec<&str> = Vec::new();
         for (field, given) in [
             ("available", body.available.is_some()),
@@ -246,6 +256,15 @@ async fn update(
     if let Some(bootenv) = &body.bootenv {
         check_bootenv(&state, bootenv)?;
     }
+    let summary = serde_json::json!({
+        "alive": body.alive,
+        "available": body.available,
+        "bootenv": body.bootenv,
+        "deployment": body.deployment.as_ref().map(|k| k.0.to_string()),
+        "address": body.address,
+        "description": body.description.is_some().then_some("changed"),
+    });
+    let summary = without_nulls(summary);
     let mut tx = state.pool.begin().await?;
     if let (Caller::Node { id, .. }, Some(wanted)) = (&caller, &body.bootenv) {
         let current = db::nodes::get(&mut tx, &Key::Id(*id)).await?.bootenv;
@@ -268,12 +287,12 @@ async fn update(
             .map(|a| a.as_deref().map(address).transpose())
             .transpose()?,
         // an admin's change accepts a node discovery made, even one that changes nothing
-        accept: caller.is_admin(),
+        accept: !caller.is_node(),
     };
     let reason = match (&caller, body.reason) {
         (_, Some(reason)) => reason,
         (Caller::Node { .. }, None) => "reported by the node".to_string(),
-        (Caller::Admin { .. }, None) => String::new(),
+        (Caller::Member { .. }, None) => String::new(),
     };
     let node = db::nodes::update(
         &mut tx,
@@ -283,6 +302,9 @@ async fn update(
         &reason,
     )
     .await?;
+    acting
+        .record(&mut tx, &Object::new("node", node.id, &node.name), summary)
+        .await?;
     tx.commit().await?;
     Ok(Json(node))
 }
@@ -292,11 +314,20 @@ async fn update(
               (status = 409, description = "the last admin node", body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
-    db::nodes::delete(&mut tx, &Key::parse(&node), &caller.actor()).await?;
+    let key = Key::parse(&node);
+    let gone = db::nodes::get(&mut tx, &key).await?;
+    db::nodes::delete(&mut tx, &key, &acting.actor).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("node", gone.id, &gone.name),
+            serde_json::json!({}),
+        )
+        .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -358,6 +389,14 @@ struct NodeChange {
     changed: Vec<i64>,
 }
 
+/// `value` without its null fields: a summary names only what a request set.
+fn without_nulls(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
 /// What `commit`, `propose` and `redeploy` do to all of a node's noderoles at once.
 #[derive(Debug, Clone, Copy)]
 enum NodeChangeKind {
@@ -368,19 +407,26 @@ enum NodeChangeKind {
 
 async fn change_node(
     state: &AppState,
-    caller: &Caller,
+    acting: &Acting,
     node: &str,
     kind: NodeChangeKind,
 ) -> Result<Json<NodeChange>, ApiError> {
     let key = Key::parse(node);
-    let actor = caller.actor();
+    let actor = &acting.actor;
     let mut tx = state.pool.begin().await?;
     let changed = match kind {
-        NodeChangeKind::Commit => db::node_roles::commit_node(&mut tx, &key, &actor).await?,
-        NodeChangeKind::Propose => db::node_roles::propose_node(&mut tx, &key, &actor).await?,
-        NodeChangeKind::Redeploy => db::node_roles::redeploy_node(&mut tx, &key, &actor).await?,
+        NodeChangeKind::Commit => db::node_roles::commit_node(&mut tx, &key, actor).await?,
+        NodeChangeKind::Propose => db::node_roles::propose_node(&mut tx, &key, actor).await?,
+        NodeChangeKind::Redeploy => db::node_roles::redeploy_node(&mut tx, &key, actor).await?,
     };
     let node = db::nodes::get(&mut tx, &key).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("node", node.id, &node.name),
+            serde_json::json!({ "noderoles": changed.len() }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(Json(NodeChange { node, changed }))
 }
@@ -390,10 +436,10 @@ async fn change_node(
     responses((status = 200, body = NodeChange), (status = 404, body = ErrorBody)))]
 async fn commit(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<NodeChange>, ApiError> {
-    change_node(&state, &caller, &node, NodeChangeKind::Commit).await
+    change_node(&state, &acting, &node, NodeChangeKind::Commit).await
 }
 
 /// Puts every noderole on the node back to proposed.
@@ -402,10 +448,10 @@ async fn commit(
               (status = 409, description = "a run is executing", body = ErrorBody)))]
 async fn propose(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<NodeChange>, ApiError> {
-    change_node(&state, &caller, &node, NodeChangeKind::Propose).await
+    change_node(&state, &acting, &node, NodeChangeKind::Propose).await
 }
 
 /// Runs everything on the node again from the start, destructive roles included (an OS
@@ -416,8 +462,8 @@ async fn propose(
               (status = 409, description = "a run is executing", body = ErrorBody)))]
 async fn redeploy(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(node): ApiPath<String>,
 ) -> Result<Json<NodeChange>, ApiError> {
-    change_node(&state, &caller, &node, NodeChangeKind::Redeploy).await
+    change_node(&state, &acting, &node, NodeChangeKind::Redeploy).await
 }

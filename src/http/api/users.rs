@@ -1,5 +1,6 @@
-//! `/api/v2/users`: the people who log in to the web UI with a password. Deleting a user or
-//! giving it a new password ends its UI sessions.
+//! `/api/v2/users`: the people who log in to the web UI with a password, each with a role.
+//! Deleting a user or giving it a new password ends its UI sessions; deleting it also
+//! revokes its tokens, and a new role applies to its sessions and tokens at once.
 
 use axum::{Json, extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
@@ -7,9 +8,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::respond::created;
 use crate::{
-    db::{self, keys::Key, users::User},
+    db::{self, audit::Object, keys::Key, users::User},
+    domain::policy::Role,
     http::{
-        auth::Caller,
+        audit::Acting,
         error::{ApiError, ErrorBody},
         extract::{ApiJson, ApiPath, ApiQuery, PageQuery},
         state::AppState,
@@ -20,7 +22,7 @@ use crate::{
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(remove))
+        .routes(routes!(update, remove))
         .routes(routes!(set_password))
 }
 
@@ -45,6 +47,8 @@ struct CreateBody {
     /// At least 8 characters; stored only as an argon2id hash.
     #[schema(schema_with = super::schemas::password)]
     password: String,
+    /// What the user may do; `admin` when not given (as every user could before roles).
+    role: Option<Role>,
 }
 
 #[utoipa::path(post, path = "/api/v2/users", tag = "users", request_body = CreateBody,
@@ -53,11 +57,20 @@ struct CreateBody {
               (status = 422, description = "a bad name, or a password that is too short", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
+    acting: Acting,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let hash = hash_password(&state, &body.password).await?;
+    let role = body.role.unwrap_or(Role::Admin);
     let mut tx = state.pool.begin().await?;
-    let user = db::users::create(&mut tx, &body.name, &hash).await?;
+    let user = db::users::create(&mut tx, &body.name, &hash, role).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("user", user.id, &user.name),
+            serde_json::json!({ "role": role }),
+        )
+        .await?;
     tx.commit().await?;
     Ok(created(format!("/api/v2/users/{}", user.id), user))
 }
@@ -69,13 +82,20 @@ async fn create(
               (status = 404, body = ErrorBody)))]
 async fn remove(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(user): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = state.pool.begin().await?;
     let user = db::users::delete(&mut tx, &Key::parse(&user)).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("user", user.id, &user.name),
+            serde_json::json!({}),
+        )
+        .await?;
     tx.commit().await?;
-    tracing::info!(user = %user.name, by = %caller.actor(), "user deleted");
+    tracing::info!(user = %user.name, by = %acting.actor, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -98,7 +118,7 @@ struct PasswordBody {
               (status = 422, description = "a password that is too short", body = ErrorBody)))]
 async fn set_password(
     State(state): State<AppState>,
-    caller: Caller,
+    acting: Acting,
     ApiPath(user): ApiPath<String>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
@@ -108,9 +128,74 @@ async fn set_password(
     let hash = hash_password(&state, &body.password).await?;
     let mut tx = state.pool.begin().await?;
     let user = db::users::set_password(&mut tx, &key, &hash).await?;
+    acting
+        .record(
+            &mut tx,
+            &Object::new("user", user.id, &user.name),
+            serde_json::json!({ "password": "changed" }),
+        )
+        .await?;
     tx.commit().await?;
-    tracing::info!(user = %user.name, by = %caller.actor(), "user password changed");
+    tracing::info!(user = %user.name, by = %acting.actor, "user password changed");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = UserUpdate)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    /// A new role; the user's sessions and tokens follow at once.
+    role: Option<Role>,
+    /// A new password (the user's sessions end).
+    #[schema(schema_with = super::schemas::password)]
+    password: Option<String>,
+}
+
+/// Changes a user's role and/or password (neither given: changes nothing).
+#[utoipa::path(put, path = "/api/v2/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "the user's id or name")),
+    request_body = UpdateBody,
+    responses((status = 200, body = User),
+              (status = 404, body = ErrorBody),
+              (status = 422, description = "a password that is too short", body = ErrorBody)))]
+async fn update(
+    State(state): State<AppState>,
+    acting: Acting,
+    ApiPath(user): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> Result<Json<User>, ApiError> {
+    let key = Key::parse(&user);
+    db::users::get(&mut *state.pool.acquire().await?, &key).await?;
+    let hash = match &body.password {
+        Some(password) => Some(hash_password(&state, password).await?),
+        None => None,
+    };
+    let mut tx = state.pool.begin().await?;
+    let mut user = db::users::get(&mut tx, &key).await?;
+    if let Some(hash) = &hash {
+        user = db::users::set_password(&mut tx, &key, hash).await?;
+    }
+    let mut summary = serde_json::Map::new();
+    if let Some(role) = body.role {
+        summary.insert(
+            "role".into(),
+            serde_json::json!({ "from": user.role, "to": role }),
+        );
+        user = db::users::set_role(&mut tx, &key, role).await?;
+    }
+    if hash.is_some() {
+        summary.insert("password".into(), "changed".into());
+    }
+    acting
+        .record(
+            &mut tx,
+            &Object::new("user", user.id, &user.name),
+            summary.into(),
+        )
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user = %user.name, by = %acting.actor, "user changed");
+    Ok(Json(user))
 }
 
 /// The stored form of a new password; a short one is a 422 in the API's words.

@@ -5,16 +5,14 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    Router,
     extract::{Path, State},
     response::Response,
-    routing::{get, post},
 };
 
-use super::{error::UiError, layout::Layout, session::Session, view, view::NrView};
+use super::{Pages, error::UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
     db::{self, anneal::AnnealStatus, node_roles::NodeRoleFilter, paging::Window, runs::Run},
-    domain::state::NodeRoleState,
+    domain::{policy::Action, state::NodeRoleState},
     http::{
         actions::{self, StateChange},
         state::AppState,
@@ -24,12 +22,12 @@ use crate::{
 /// Most rows a list shows.
 const SHOWN: i64 = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/annealer", get(page))
-        .route("/annealer/lists", get(lists_only))
-        .route("/annealer/retry_all", post(retry_all))
-        .route("/node_roles/{id}/retry", post(retry))
+pub fn router() -> Pages {
+    Pages::new()
+        .get("/annealer", page)
+        .get("/annealer/lists", lists_only)
+        .post("/annealer/retry_all", retry_all)
+        .post("/node_roles/{id}/retry", retry)
 }
 
 #[derive(Template, WebTemplate)]
@@ -49,9 +47,11 @@ struct Lists {
     /// Committed noderoles waiting to run (TODO) and BLOCKED ones, each with its reason.
     waiting: Vec<NrView>,
     blocked: Vec<NrView>,
+    /// Whether the session may retry (the buttons are shown).
+    operate: bool,
 }
 
-async fn lists(state: &AppState) -> Result<Lists, UiError> {
+async fn lists(state: &AppState, session: &Session) -> Result<Lists, UiError> {
     let in_state = |s: NodeRoleState| NodeRoleFilter {
         state: Some(s),
         window: Window::first(SHOWN),
@@ -66,12 +66,13 @@ async fn lists(state: &AppState) -> Result<Lists, UiError> {
         queued,
         waiting: view::noderoles(state, &in_state(NodeRoleState::Todo)).await?,
         blocked: view::noderoles(state, &in_state(NodeRoleState::Blocked)).await?,
+        operate: session.may(Action::NodeRoleRetry),
     })
 }
 
 async fn page(State(state): State<AppState>, session: Session) -> Result<Page, UiError> {
     let layout = Layout::new(&state, &session, "annealer").await?;
-    let lists = lists(&state).await?;
+    let lists = lists(&state, &session).await?;
     Ok(Page {
         layout,
         lists_html: lists
@@ -80,8 +81,8 @@ async fn page(State(state): State<AppState>, session: Session) -> Result<Page, U
     })
 }
 
-async fn lists_only(State(state): State<AppState>) -> Result<Lists, UiError> {
-    lists(&state).await
+async fn lists_only(State(state): State<AppState>, session: Session) -> Result<Lists, UiError> {
+    lists(&state, &session).await
 }
 
 /// Retries one noderole (ERROR, or ACTIVE/BLOCKED to run again) and reloads the page.
@@ -90,7 +91,7 @@ async fn retry(
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
-    actions::change_noderole(&state, &session.actor, id, StateChange::Retry).await?;
+    actions::change_noderole(&state, &session.acting, id, StateChange::Retry).await?;
     Ok(super::nodes::refresh())
 }
 
@@ -106,7 +107,7 @@ async fn retry_all(State(state): State<AppState>, session: Session) -> Result<Re
     let mut refused = Vec::new();
     for (nr, _) in errors {
         if let Err(e) =
-            actions::change_noderole(&state, &session.actor, nr.id, StateChange::Retry).await
+            actions::change_noderole(&state, &session.acting, nr.id, StateChange::Retry).await
         {
             refused.push(format!("{} on {}: {}", nr.role, nr.node, e.message));
         }

@@ -5,15 +5,15 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    Form, Router,
+    Form,
     extract::{Path, State},
     http::{HeaderValue, StatusCode},
     response::{Html, IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::Deserialize;
 
 use super::{
+    Pages,
     error::UiError,
     grid::{self, Grid},
     layout::Layout,
@@ -31,26 +31,28 @@ use crate::{
         paging::Window,
         roles::RoleFilter,
     },
+    domain::policy::Action,
     http::{actions, state::AppState},
 };
 
 /// More than any deployment page shows.
 const ALL: i64 = 10_000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/deployments", get(list).post(create))
-        .route("/deployments/{name}", get(page))
-        .route("/deployments/{name}/grid", get(grid_only))
-        .route("/deployments/{name}/state", get(state_only))
-        .route("/deployments/{name}/bind", post(bind))
-        .route("/deployments/{name}/unbind", post(unbind))
-        .route("/deployments/{name}/roles", post(add_role))
-        .route("/deployments/{name}/nodes", post(add_node))
-        .route("/deployments/{name}/plan", get(plan))
-        .route("/deployments/{name}/propose", post(propose))
-        .route("/deployments/{name}/commit", post(commit))
-        .route("/deployments/{name}/recall", post(recall))
+pub fn router() -> Pages {
+    Pages::new()
+        .get("/deployments", list)
+        .post("/deployments", create)
+        .get("/deployments/{name}", page)
+        .get("/deployments/{name}/grid", grid_only)
+        .get("/deployments/{name}/state", state_only)
+        .post("/deployments/{name}/bind", bind)
+        .post("/deployments/{name}/unbind", unbind)
+        .post("/deployments/{name}/roles", add_role)
+        .post("/deployments/{name}/nodes", add_node)
+        .get("/deployments/{name}/plan", plan)
+        .post("/deployments/{name}/propose", propose)
+        .post("/deployments/{name}/commit", commit)
+        .post("/deployments/{name}/recall", recall)
 }
 
 #[derive(Template, WebTemplate)]
@@ -86,7 +88,7 @@ async fn create(
     let parent = (!form.parent.trim().is_empty()).then(|| Key::parse(form.parent.trim()));
     let deployment = actions::create_deployment(
         &state,
-        &session.actor,
+        &session.acting,
         name,
         form.description.trim(),
         parent.as_ref(),
@@ -111,6 +113,8 @@ struct DeploymentPage {
     deployment: Deployment,
     grid_html: String,
     snapshots: Vec<db::deployments::Snapshot>,
+    /// The deployment's latest audit records.
+    audit: Vec<db::audit::Record>,
 }
 
 async fn page(
@@ -119,9 +123,11 @@ async fn page(
     Path(name): Path<String>,
 ) -> Result<DeploymentPage, UiError> {
     let layout = Layout::new(&state, &session, "deployments").await?;
-    let fragment = grid_fragment(&state, &name).await?;
+    let fragment = grid_fragment(&state, &session, &name).await?;
     let snapshots = db::deployments::snapshots(&state.pool, fragment.deployment.id, ALL, 0).await?;
+    let audit = super::audit::of_object(&state, "deployment", fragment.deployment.id).await?;
     Ok(DeploymentPage {
+        audit,
         layout,
         deployment: fragment.deployment.clone(),
         grid_html: fragment
@@ -147,6 +153,9 @@ struct GridFragment {
     /// The last event numbered before the data was read: the page script re-applies newer
     /// states it already knows when this fragment replaces an older one.
     events_after: i64,
+    /// Whether the session may change the deployment: without it, no palettes to drag
+    /// from, no drop targets and no buttons.
+    operate: bool,
 }
 
 impl IntoResponse for GridFragment {
@@ -158,7 +167,11 @@ impl IntoResponse for GridFragment {
     }
 }
 
-async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiError> {
+async fn grid_fragment(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+) -> Result<GridFragment, UiError> {
     let events_after = db::events::last_seq(&state.pool).await?;
     let mut conn = state.pool.acquire().await?;
     let deployment = db::deployments::get(&mut conn, &Key::parse(name)).await?;
@@ -208,14 +221,16 @@ async fn grid_fragment(state: &AppState, name: &str) -> Result<GridFragment, UiE
         other_nodes: others.into_iter().map(|n| n.name).collect(),
         snapshots,
         events_after,
+        operate: session.may(Action::DeploymentCommit),
     })
 }
 
 async fn grid_only(
     State(state): State<AppState>,
+    session: Session,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
-    grid_fragment(&state, &name).await
+    grid_fragment(&state, &session, &name).await
 }
 
 /// The deployment's state badge; it reloads itself as events arrive (a deployment becomes
@@ -252,14 +267,14 @@ async fn bind(
     let deployment = Key::parse(&name);
     actions::bind(
         &state,
-        &session.actor,
+        &session.acting,
         &Key::parse(&form.node),
         &Key::parse(&form.role),
         Some(&deployment),
         None,
     )
     .await?;
-    grid_fragment(&state, &name).await
+    grid_fragment(&state, &session, &name).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,8 +288,8 @@ async fn unbind(
     Path(name): Path<String>,
     Form(form): Form<UnbindForm>,
 ) -> Result<GridFragment, UiError> {
-    actions::delete_noderole(&state, &session.actor, form.noderole).await?;
-    grid_fragment(&state, &name).await
+    actions::delete_noderole(&state, &session.acting, form.noderole).await?;
+    grid_fragment(&state, &session, &name).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -290,13 +305,13 @@ async fn add_role(
 ) -> Result<GridFragment, UiError> {
     actions::add_deployment_role(
         &state,
-        &session.actor,
+        &session.acting,
         &Key::parse(&name),
         &Key::parse(&form.role),
         &serde_json::json!({}),
     )
     .await?;
-    grid_fragment(&state, &name).await
+    grid_fragment(&state, &session, &name).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,13 +334,14 @@ async fn add_node(
     let node = [Key::parse(&form.node)];
     actions::update_nodes(
         &state,
-        &session.actor,
+        &session.acting,
         &node,
         &update,
         "moved in the web UI",
+        &serde_json::json!({ "deployment": name }),
     )
     .await?;
-    grid_fragment(&state, &name).await
+    grid_fragment(&state, &session, &name).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -349,8 +365,8 @@ async fn propose(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
-    actions::propose_deployment(&state, &session.actor, &Key::parse(&name)).await?;
-    grid_fragment(&state, &name).await
+    actions::propose_deployment(&state, &session.acting, &Key::parse(&name)).await?;
+    grid_fragment(&state, &session, &name).await
 }
 
 async fn commit(
@@ -358,8 +374,8 @@ async fn commit(
     session: Session,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
-    actions::commit_deployment(&state, &session.actor, &Key::parse(&name)).await?;
-    grid_fragment(&state, &name).await
+    actions::commit_deployment(&state, &session.acting, &Key::parse(&name)).await?;
+    grid_fragment(&state, &session, &name).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +389,6 @@ async fn recall(
     Path(name): Path<String>,
     Form(form): Form<RecallForm>,
 ) -> Result<GridFragment, UiError> {
-    actions::recall_snapshot(&state, &session.actor, &Key::parse(&name), form.snapshot).await?;
-    grid_fragment(&state, &name).await
+    actions::recall_snapshot(&state, &session.acting, &Key::parse(&name), form.snapshot).await?;
+    grid_fragment(&state, &session, &name).await
 }

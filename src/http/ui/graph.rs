@@ -6,13 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{
-    Router,
-    extract::{Path, State},
-    routing::get,
-};
+use axum::extract::{Path, State};
 
-use super::{error::UiError, layout::Layout, session::Session};
+use super::{Pages, error::UiError, layout::Layout, session::Session};
 use crate::{
     db::{
         self,
@@ -28,8 +24,8 @@ const GAP_X: i64 = 70;
 const GAP_Y: i64 = 18;
 const MARGIN: i64 = 10;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/deployments/{name}/graph", get(page))
+pub fn router() -> Pages {
+    Pages::new().get("/deployments/{name}/graph", page)
 }
 
 /// A noderole placed on the canvas (top-left corner).

@@ -2,10 +2,20 @@
 //! section is current; plus small display helpers the templates share.
 
 use super::{error::UiError, session::Session};
-use crate::{db, http::state::AppState};
+use crate::{
+    db,
+    domain::policy::{Action, Role},
+    http::state::AppState,
+};
 
 pub struct Layout {
     pub actor: String,
+    /// The session's role, shown next to who is logged in.
+    pub role: Role,
+    /// May run the fleet (operator or admin): pages show their buttons.
+    pub operate: bool,
+    /// May manage access and settings (admin).
+    pub administer: bool,
     pub csrf: String,
     /// The navigation entry to mark as current.
     pub section: &'static str,
@@ -23,6 +33,9 @@ impl Layout {
     ) -> Result<Layout, UiError> {
         Ok(Layout {
             actor: session.actor.0.clone(),
+            role: session.role,
+            operate: session.may(Action::NodeUpdate),
+            administer: session.may(Action::UserCreate),
             csrf: session.csrf.clone(),
             section,
             events_after: db::events::last_seq(&state.pool).await?,

@@ -9,7 +9,8 @@
 
 mod annealer;
 mod assets;
-mod csrf;
+mod audit;
+pub mod csrf;
 mod deployments;
 mod error;
 mod graph;
@@ -24,13 +25,14 @@ mod snapshots;
 pub mod throttle;
 mod view;
 
-use axum::{Router, middleware};
+use axum::{Router, handler::Handler, http::Method, middleware, routing};
 
 use crate::http::state::AppState;
 
-/// Every UI route: the login page and assets in the open, everything else behind a session.
-pub fn router(state: AppState) -> Router<AppState> {
-    let pages = Router::new()
+/// Every page behind a session, with the list of its (method, route) pairs kept beside the
+/// router: the policy test walks them.
+fn pages() -> Pages {
+    Pages::new()
         .merge(overview::router())
         .merge(deployments::router())
         .merge(snapshots::router())
@@ -39,12 +41,63 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(annealer::router())
         .merge(node_roles::router())
         .merge(setup::router())
-        .route_layer(middleware::from_fn_with_state(
-            state,
-            session::require_session,
-        ));
+        .merge(audit::router())
+}
+
+/// Every UI route: the login page and assets in the open, everything else behind a session.
+pub fn router(state: AppState) -> Router<AppState> {
+    let pages = pages().router.route_layer(middleware::from_fn_with_state(
+        state,
+        session::require_session,
+    ));
     Router::new()
         .merge(session::router())
         .merge(assets::router())
         .merge(pages)
+}
+
+/// Every (method, route) of the pages behind a session.
+pub fn page_routes() -> Vec<(Method, &'static str)> {
+    pages().routes
+}
+
+/// Routes being declared, and the list of them.
+pub struct Pages {
+    router: Router<AppState>,
+    routes: Vec<(Method, &'static str)>,
+}
+
+impl Pages {
+    fn new() -> Pages {
+        Pages {
+            router: Router::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        route: &'static str,
+        handler: H,
+    ) -> Pages {
+        self.router = self.router.route(route, routing::get(handler));
+        self.routes.push((Method::GET, route));
+        self
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(
+        mut self,
+        route: &'static str,
+        handler: H,
+    ) -> Pages {
+        self.router = self.router.route(route, routing::post(handler));
+        self.routes.push((Method::POST, route));
+        self
+    }
+
+    fn merge(mut self, other: Pages) -> Pages {
+        self.router = self.router.merge(other.router);
+        self.routes.extend(other.routes);
+        self
+    }
 }

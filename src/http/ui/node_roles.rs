@@ -3,20 +3,16 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{
-    Router,
-    extract::{Path, State},
-    routing::get,
-};
+use axum::extract::{Path, State};
 
-use super::{error::UiError, layout::Layout, session::Session, view::NrView};
+use super::{Pages, error::UiError, layout::Layout, session::Session, view::NrView};
 use crate::{
     db::{self, node_roles::NodeRole},
     http::{actions::with_reason, state::AppState},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/node_roles/{id}", get(page))
+pub fn router() -> Pages {
+    Pages::new().get("/node_roles/{id}", page)
 }
 
 #[derive(Template, WebTemplate)]

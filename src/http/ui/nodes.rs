@@ -4,14 +4,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    Router,
     extract::{Path, State},
     response::Response,
-    routing::{get, post},
 };
 use serde::Deserialize;
 
-use super::{error::UiError, layout::Layout, session::Session, view, view::NrView};
+use super::{Pages, error::UiError, layout::Layout, session::Session, view, view::NrView};
 use crate::{
     db::{
         self,
@@ -24,12 +22,12 @@ use crate::{
     http::{actions, state::AppState},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/nodes", get(list))
-        .route("/nodes/bulk", post(bulk))
-        .route("/nodes/{name}", get(page))
-        .route("/nodes/{name}/available", post(set_available))
+pub fn router() -> Pages {
+    Pages::new()
+        .get("/nodes", list)
+        .post("/nodes/bulk", bulk)
+        .get("/nodes/{name}", page)
+        .post("/nodes/{name}/available", set_available)
 }
 
 /// A node as the pages show it.
@@ -131,7 +129,16 @@ async fn set_flags(
         ..Default::default()
     };
     let nodes: Vec<Key> = nodes.iter().map(|name| Key::parse(name)).collect();
-    actions::update_nodes(state, &session.actor, &nodes, &update, "set in the web UI").await?;
+    let summary = serde_json::json!({ "available": available });
+    actions::update_nodes(
+        state,
+        &session.acting,
+        &nodes,
+        &update,
+        "set in the web UI",
+        &summary,
+    )
+    .await?;
     Ok(())
 }
 
@@ -152,6 +159,8 @@ struct NodePage {
     node: NodeView,
     noderoles: Vec<NrView>,
     history: Vec<EventRow>,
+    /// The node's latest audit records.
+    audit: Vec<crate::db::audit::Record>,
     host_key: Option<String>,
 }
 
@@ -177,6 +186,7 @@ async fn page(
         layout,
         noderoles,
         history: db::nodes::history(&state.pool, node.id, 200, 0).await?,
+        audit: super::audit::of_object(&state, "node", node.id).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,
         node: node.into(),
     })

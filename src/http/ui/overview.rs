@@ -3,16 +3,16 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{Router, extract::State, routing::get};
+use axum::extract::State;
 
-use super::{error::UiError, layout::Layout, session::Session};
+use super::{Pages, error::UiError, layout::Layout, session::Session};
 use crate::{
     db::{self, anneal::AnnealStatus, deployments::Deployment},
     http::state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(page))
+pub fn router() -> Pages {
+    Pages::new().get("/", page)
 }
 
 #[derive(Template, WebTemplate)]

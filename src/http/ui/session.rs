@@ -15,7 +15,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Extension, Form, Router,
-    extract::{ConnectInfo, FromRequestParts, Query, Request, State},
+    extract::{ConnectInfo, FromRequestParts, MatchedPath, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -25,8 +25,20 @@ use serde::Deserialize;
 
 use super::{csrf, error::UiError, throttle::Attempt};
 use crate::{
-    db::{self, events::Actor, keys, users::SessionOwner},
-    http::{error::ApiError, state::AppState},
+    db::{
+        self,
+        events::Actor,
+        keys,
+        tokens::Lookup,
+        users::{SessionCaller, SessionOwner},
+    },
+    domain::policy::{Action, Role},
+    http::{
+        audit::{Acting, Refused},
+        error::ApiError,
+        policy,
+        state::AppState,
+    },
     telemetry::metrics,
 };
 
@@ -42,8 +54,19 @@ pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub struct Session {
     /// Who the audit trail names for changes made in this session.
     pub actor: Actor,
+    /// What the session may do (pages hide what it may not).
+    pub role: Role,
     /// The token state-changing requests must send in `X-CSRF-Token`.
     pub csrf: String,
+    /// Who acts in this request and with which action, for the audit trail.
+    pub acting: Acting,
+}
+
+impl Session {
+    /// Whether the session's role may take `action` (pages show only what it may).
+    pub fn may(&self, action: Action) -> bool {
+        action.allows(self.role)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Session {
@@ -77,29 +100,32 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// The actor of the request's live session, if it has one.
-pub async fn actor_of(state: &AppState, headers: &HeaderMap) -> Result<Option<String>, UiError> {
+/// The caller of the request's live session, if it has one.
+pub async fn caller_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionCaller>, UiError> {
     match cookie(headers, COOKIE) {
-        Some(token) => Ok(db::users::session_actor(&state.pool, token).await?),
+        Some(token) => Ok(db::users::session_caller(&state.pool, token).await?),
         None => Ok(None),
     }
 }
 
 /// Middleware of every page: no session → to `/login` (pages) or 401 (actions, with
 /// `HX-Redirect` so htmx goes to the login page); a state-changing request without the
-/// session's CSRF token → 403.
+/// session's CSRF token, or one the session's role may not make → 403.
 pub async fn require_session(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let token = cookie(request.headers(), COOKIE).map(str::to_string);
-    let actor = match actor_of(&state, request.headers()).await {
-        Ok(actor) => actor,
+    let caller = match caller_of(&state, request.headers()).await {
+        Ok(caller) => caller,
         Err(error) => return error.into_response(),
     };
     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    let (Some(token), Some(actor)) = (token, actor) else {
+    let (Some(token), Some(caller)) = (token, caller) else {
         if safe {
             let next = request
                 .uri()
@@ -117,16 +143,54 @@ pub async fn require_session(
             .insert("hx-redirect", HeaderValue::from_static("/login"));
         return response;
     };
-    if !safe && !csrf::is_valid(request.headers(), &token) {
-        return UiError::new(
-            StatusCode::FORBIDDEN,
-            "this request lacks the page's CSRF token; reload the page and try again",
-        )
-        .into_response();
-    }
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_string(),
+        |m| m.as_str().to_string(),
+    );
+    let method = request.method().clone();
+    let decided = if !safe && !csrf::is_valid(request.headers(), &token) {
+        Err("this request lacks the page's CSRF token; reload the page and try again".to_string())
+    } else {
+        match policy::action_of(&method, &route) {
+            Some(action) if action.allows(caller.role) => Ok(Acting::of(
+                request.extensions(),
+                caller.actor.clone(),
+                Some(caller.role),
+                action,
+            )),
+            Some(action) => Err(format!(
+                "a {} may not do this; it needs the {} role (ask an admin)",
+                caller.role,
+                action.rule().least
+            )),
+            None => Err(format!("no policy allows {method} {route}")),
+        }
+    };
+    let acting = match decided {
+        Ok(acting) => acting,
+        Err(message) => {
+            state
+                .refusals
+                .record(
+                    &state.pool,
+                    Refused {
+                        actor: Some(&caller.actor),
+                        role: Some(caller.role),
+                        method: &method,
+                        route: &route,
+                        status: StatusCode::FORBIDDEN,
+                        extensions: request.extensions(),
+                    },
+                )
+                .await;
+            return UiError::new(StatusCode::FORBIDDEN, message).into_response();
+        }
+    };
     request.extensions_mut().insert(Session {
-        actor: Actor(actor),
+        actor: caller.actor,
+        role: caller.role,
         csrf: csrf::token_for(&token),
+        acting,
     });
     next.run(request).await
 }
@@ -312,7 +376,7 @@ fn locked(next: String, wait: Duration) -> Response {
     response
 }
 
-/// An admin token, else a user name and password. An unknown user's password is checked
+/// An API token, else a user name and password. An unknown user's password is checked
 /// all the same (against a dummy hash), so that it is refused exactly like a wrong one.
 async fn authenticate(
     state: &AppState,
@@ -321,11 +385,13 @@ async fn authenticate(
 ) -> Result<Verdict, UiError> {
     let token = form.token.trim();
     if !token.is_empty() {
-        return Ok(db::tokens::admin_token(&state.pool, token)
-            .await?
-            .map_or(Verdict::Refused, |(id, name)| {
-                Verdict::Owner(SessionOwner::Token { id, name })
-            }));
+        return Ok(match db::tokens::authenticate(&state.pool, token).await? {
+            Lookup::Valid(token) => Verdict::Owner(SessionOwner::Token {
+                id: token.id,
+                name: token.name,
+            }),
+            Lookup::Expired | Lookup::Unknown => Verdict::Refused,
+        });
     }
     let Some(user) = attempt.user else {
         return Ok(Verdict::Refused);

@@ -7,10 +7,10 @@ use std::net::IpAddr;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{Form, Router, extract::State, response::Response, routing::get};
+use axum::{Form, extract::State, response::Response};
 use serde::Deserialize;
 
-use super::{error::UiError, layout::Layout, session::Session};
+use super::{Pages, error::UiError, layout::Layout, session::Session};
 use crate::{
     db::{self, nodes::NodeFilter, paging::Window},
     http::{
@@ -19,8 +19,8 @@ use crate::{
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/setup", get(page).post(finish))
+pub fn router() -> Pages {
+    Pages::new().get("/setup", page).post("/setup", finish)
 }
 
 pub async fn has_admin_node(state: &AppState) -> Result<bool, UiError> {
@@ -125,7 +125,7 @@ async fn finish(
     })?;
     actions::set_up_admin_node(
         &state,
-        &session.actor,
+        &session.acting,
         form.node_name.trim(),
         address,
         &network,

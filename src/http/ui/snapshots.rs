@@ -3,23 +3,19 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{
-    Router,
-    extract::{Path, Query, State},
-    routing::get,
-};
+use axum::extract::{Path, Query, State};
 use json_patch::PatchOperation;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::UiError;
+use super::{Pages, error::UiError};
 use crate::{
     db::{self, keys::Key},
     http::state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/deployments/{name}/diff", get(diff))
+pub fn router() -> Pages {
+    Pages::new().get("/deployments/{name}/diff", diff)
 }
 
 /// One change between two documents.

@@ -226,7 +226,7 @@ async fn admin_changes_name_the_admin_token_in_the_audit_trail() {
         .send()
         .await
         .status(StatusCode::OK);
-    assert_eq!(history.body[0]["actor"], "admin:admin");
+    assert_eq!(history.body[0]["actor"], "token:admin");
     assert_eq!(history.body[0]["reason"], "disk swap");
     assert_eq!(history.body[0]["data"]["changes"]["available"]["to"], false);
 }

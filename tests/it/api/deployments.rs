@@ -167,7 +167,7 @@ async fn commit_records_a_snapshot_and_propose_reopens() {
     assert_eq!(reply.body["deployment"]["snapshot"], 1);
     assert_eq!(reply.body["recorded"], true);
     assert_eq!(reply.body["snapshot"]["seq"], 1);
-    assert_eq!(reply.body["snapshot"]["committed_by"], "admin:admin");
+    assert_eq!(reply.body["snapshot"]["committed_by"], "token:admin");
     assert_eq!(
         reply.body["snapshot"]["content"]["bindings"][0],
         json!({"node": "n1", "role": "test-server", "data": {}})

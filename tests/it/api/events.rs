@@ -75,7 +75,7 @@ async fn a_resumed_stream_delivers_exactly_the_missed_events_in_order() {
     assert_eq!(first[0].event.as_deref(), Some("node.created"));
     assert_eq!(first[0].data["name"], "n1.example.com");
     assert_eq!(first[0].data["event"]["type"], "node.created");
-    assert_eq!(first[0].data["event"]["actor"], "admin:admin");
+    assert_eq!(first[0].data["event"]["actor"], "token:admin");
     assert_eq!(first[0].data["event"]["id"], first[0].seq());
     assert_eq!(first[1].data["name"], "n2.example.com");
     assert_eq!(first[1].seq(), first[0].seq() + 1);

@@ -17,5 +17,6 @@ mod node_roles;
 mod nodes;
 mod openapi;
 mod queue;
+mod roles;
 mod scenario;
 mod tokens;

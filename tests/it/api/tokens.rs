@@ -46,7 +46,7 @@ async fn a_created_token_works_until_it_is_revoked() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(actor, "admin:ci-pipeline");
+    assert_eq!(actor, "token:ci-pipeline");
 
     // listed and shown by id or name, never with the token
     let list = app

@@ -229,7 +229,7 @@ async fn users_added_with_a_password_on_stdin_can_log_in_to_the_ui() {
 
     let out = add("a long enough password\n").await;
     assert!(out.status.success(), "{}", out.stderr);
-    assert_eq!(out.stdout, "user alice added\n");
+    assert_eq!(out.stdout, "user alice added (admin)\n");
     let again = add("another password\n").await;
     assert!(!again.status.success());
     assert!(again.stderr.contains("exists already"), "{}", again.stderr);

@@ -588,3 +588,85 @@ async fn the_deployment_is_positional_and_the_older_flag_still_works() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn tokens_with_roles_and_expiries_and_the_audit_trail() {
+    let cli = Cli::start().await;
+    let out = cli
+        .ok(&[
+            "tokens",
+            "create",
+            "watcher",
+            "--role",
+            "viewer",
+            "--expires",
+            "30d",
+        ])
+        .await;
+    assert!(
+        out.starts_with("token watcher (viewer, expires 20"),
+        "{out}"
+    );
+    let token = out.lines().nth(1).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64, "{out}");
+    let listed = cli.json(&["tokens", "list"]).await;
+    let watcher = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "watcher")
+        .unwrap();
+    assert_eq!(watcher["role"], "viewer");
+    assert!(watcher["expires_at"].is_string());
+    assert!(watcher.get("token").is_none());
+
+    // the viewer token reads, and is refused a change with a hint of what to do
+    let url = cli.daemon.url();
+    let env = [
+        ("CROWBAR_URL", url.as_str()),
+        ("CROWBAR_TOKEN", token.as_str()),
+    ];
+    let read = crate::support::daemon::run_crowbar(&["nodes", "list"], &env, super::T).await;
+    assert!(read.status.success(), "{}", read.stderr);
+    let write =
+        crate::support::daemon::run_crowbar(&["deployments", "create", "web"], &env, super::T)
+            .await;
+    assert_eq!(write.status.code(), Some(1), "{}", write.stdout);
+    assert!(
+        write.stderr.contains("a viewer may not"),
+        "{}",
+        write.stderr
+    );
+    assert!(write.stderr.contains("operator role"), "{}", write.stderr);
+
+    // a role that is not one is refused in words
+    let bad = cli
+        .fails(&["tokens", "create", "x", "--role", "root"], 1)
+        .await;
+    assert!(bad.contains("viewer"), "{bad}");
+
+    // the audit trail: the token made, the refused change, filters
+    let made = cli
+        .json(&["audit", "--action", "token.create", "--since", "1h"])
+        .await;
+    assert_eq!(made[0]["object"], "watcher");
+    assert_eq!(made[0]["actor"], "token:admin");
+    assert_eq!(made[0]["summary"]["role"], "viewer");
+    let refused = cli.json(&["audit", "--actor", "token:watcher"]).await;
+    assert_eq!(refused[0]["action"], "request.refused");
+    let table = cli.ok(&["audit", "--kind", "token"]).await;
+    assert!(
+        table.lines().next().unwrap().starts_with("ID  AT"),
+        "{table}"
+    );
+    assert!(table.contains("token.create"), "{table}");
+    let future = cli
+        .json(&["audit", "--since", "2999-01-01T00:00:00Z"])
+        .await;
+    assert_eq!(future, serde_json::json!([]));
+
+    assert_eq!(
+        cli.ok(&["tokens", "revoke", "watcher"]).await,
+        "token watcher revoked\n"
+    );
+}

@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 
 use super::{
+    audit,
     db::{TestDb, test_db},
     world::load_barclamps,
 };
@@ -239,7 +240,18 @@ impl Call<'_> {
     }
 
     pub async fn send(self) -> Reply {
-        let mut request = Request::builder().method(self.method).uri(&self.path);
+        let app = self.app;
+        let method = self.method.clone();
+        let path = self.path.clone();
+        let token = self.token.clone();
+        let request_id = match self.headers.get("x-request-id") {
+            Some(given) => given.to_str().unwrap().to_string(),
+            None => format!("test-{}", &crowbar::db::keys::new_token()[..24]),
+        };
+        let mut request = Request::builder()
+            .method(self.method)
+            .uri(&self.path)
+            .header("x-request-id", &request_id);
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -264,11 +276,13 @@ impl Call<'_> {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply {
+        let reply = Reply {
             status,
             headers,
             body,
-        }
+        };
+        audit::check(app, &method, &path, token.as_deref(), &request_id, &reply).await;
+        reply
     }
 }
 

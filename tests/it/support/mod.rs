@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod audit;
 pub mod browser;
 pub mod daemon;
 pub mod db;

@@ -182,7 +182,7 @@ impl Site {
                     address: Some(node.addr().to_string()),
                     ..Default::default()
                 },
-                &Actor::admin("test"),
+                &Actor::token("test"),
             )
             .await
             .expect("create node");

@@ -31,7 +31,7 @@ impl UiSite {
             .await
             .unwrap();
         let mut conn = db.pool.acquire().await.unwrap();
-        crowbar::db::users::create(&mut conn, USER, &hash)
+        crowbar::db::users::create(&mut conn, USER, &hash, crowbar::domain::policy::Role::Admin)
             .await
             .unwrap();
         drop(conn);

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 pub fn admin() -> Actor {
-    Actor::admin("test")
+    Actor::token("test")
 }
 
 /// Loads the shipped barclamps (core and test) into the database.

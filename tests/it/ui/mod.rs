@@ -8,3 +8,4 @@ mod logins;
 mod pages;
 mod sessions;
 mod story;
+mod viewer;

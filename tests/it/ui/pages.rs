@@ -99,6 +99,7 @@ async fn the_wizard_sets_up_and_every_page_renders_cleanly() {
         ("/nodes", "nodes-list"),
         ("/nodes/admin.example.com", "node-admin"),
         ("/annealer", "annealer"),
+        ("/audit", "audit"),
         (noderole_page.as_str(), "noderole-admin"),
     ] {
         browser.goto(path).await;
