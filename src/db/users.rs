@@ -242,12 +242,26 @@ pub async fn session_caller(pool: &PgPool, token: &str) -> Result<Option<Session
     }))
 }
 
-pub async fn close_session(pool: &PgPool, token: &str) -> Result<()> {
-    sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
-        .bind(token_hash(token))
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Ends the session with this cookie token; returns what had opened it, if it was open.
+pub async fn close_session(pool: &PgPool, token: &str) -> Result<Option<SessionOwner>> {
+    let closed: Option<(i64, bool, String)> = sqlx::query_as(
+        "WITH closed AS (DELETE FROM ui_sessions WHERE token_hash = $1
+                          RETURNING token_id, user_id)
+         SELECT coalesce(c.token_id, c.user_id), c.token_id IS NOT NULL, coalesce(t.name, u.name)
+           FROM closed c
+           LEFT JOIN api_tokens t ON t.id = c.token_id
+           LEFT JOIN users u ON u.id = c.user_id",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(closed.map(|(id, by_token, name)| {
+        if by_token {
+            SessionOwner::Token { id, name }
+        } else {
+            SessionOwner::User { id, name }
+        }
+    }))
 }
 
 #[cfg(test)]

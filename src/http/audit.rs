@@ -153,7 +153,18 @@ pub struct Refused<'a> {
     pub method: &'a Method,
     pub route: &'a str,
     pub status: StatusCode,
-    pub extensions: &'a axum::http::Extensions,
+    pub source: Option<IpAddr>,
+    pub request_id: Option<&'a str>,
+}
+
+impl<'a> Refused<'a> {
+    /// The source and request id of a request, from its extensions.
+    pub fn of_request(extensions: &'a axum::http::Extensions) -> (Option<IpAddr>, Option<&'a str>) {
+        (
+            source(extensions),
+            extensions.get::<RequestId>().map(|id| id.0.as_str()),
+        )
+    }
 }
 
 impl Refusals {
@@ -189,8 +200,8 @@ impl Refusals {
                 .actor
                 .map_or_else(|| "anonymous".to_string(), |a| a.0.clone()),
             role: refused.role.map(Role::as_str),
-            source: source(refused.extensions),
-            request_id: refused.extensions.get::<RequestId>().map(|id| id.0.clone()),
+            source: refused.source,
+            request_id: refused.request_id.map(str::to_string),
             action: "request.refused",
         };
         let object = Object::named("route", refused.route);

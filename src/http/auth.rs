@@ -118,6 +118,7 @@ pub async fn require_token(
                 Refusal::Forbidden(caller, error) => (Some(caller), error),
             };
             let actor = caller.as_ref().map(Caller::actor);
+            let (source, request_id) = Refused::of_request(request.extensions());
             state
                 .refusals
                 .record(
@@ -128,7 +129,8 @@ pub async fn require_token(
                         method: &method,
                         route: &route,
                         status: error.status,
-                        extensions: request.extensions(),
+                        source,
+                        request_id,
                     },
                 )
                 .await;

@@ -27,6 +27,7 @@ use super::{csrf, error::UiError, throttle::Attempt};
 use crate::{
     db::{
         self,
+        audit::{Object, Who},
         events::Actor,
         keys,
         tokens::Lookup,
@@ -34,7 +35,7 @@ use crate::{
     },
     domain::policy::{Action, Role},
     http::{
-        audit::{Acting, Refused},
+        audit::{Acting, Refused, RequestId},
         error::ApiError,
         policy,
         state::AppState,
@@ -125,6 +126,11 @@ pub async fn require_session(
         Err(error) => return error.into_response(),
     };
     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_string(),
+        |m| m.as_str().to_string(),
+    );
+    let method = request.method().clone();
     let (Some(token), Some(caller)) = (token, caller) else {
         if safe {
             let next = request
@@ -135,6 +141,22 @@ pub async fn require_session(
             let target = format!("/login?next={}", urlencode(&next));
             return Redirect::to(&target).into_response();
         }
+        let (source, request_id) = Refused::of_request(request.extensions());
+        state
+            .refusals
+            .record(
+                &state.pool,
+                Refused {
+                    actor: None,
+                    role: None,
+                    method: &method,
+                    route: &route,
+                    status: StatusCode::UNAUTHORIZED,
+                    source,
+                    request_id,
+                },
+            )
+            .await;
         let mut response =
             UiError::new(StatusCode::UNAUTHORIZED, "your session ended; log in again")
                 .into_response();
@@ -143,11 +165,6 @@ pub async fn require_session(
             .insert("hx-redirect", HeaderValue::from_static("/login"));
         return response;
     };
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_string(),
-        |m| m.as_str().to_string(),
-    );
-    let method = request.method().clone();
     let decided = if !safe && !csrf::is_valid(request.headers(), &token) {
         Err("this request lacks the page's CSRF token; reload the page and try again".to_string())
     } else {
@@ -169,6 +186,7 @@ pub async fn require_session(
     let acting = match decided {
         Ok(acting) => acting,
         Err(message) => {
+            let (source, request_id) = Refused::of_request(request.extensions());
             state
                 .refusals
                 .record(
@@ -179,7 +197,8 @@ pub async fn require_session(
                         method: &method,
                         route: &route,
                         status: StatusCode::FORBIDDEN,
-                        extensions: request.extensions(),
+                        source,
+                        request_id,
                     },
                 )
                 .await;
@@ -291,6 +310,7 @@ enum Verdict {
 async fn login(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, UiError> {
@@ -326,6 +346,26 @@ async fn login(
             state.logins.failed(&attempt);
             metrics::login("refused");
             tracing::info!("UI login refused");
+            // the name claimed, when it could be a user's: never a token or a password
+            let claimed = attempt
+                .user
+                .filter(|u| db::users::valid_name(u))
+                .map(Actor::user);
+            state
+                .refusals
+                .record(
+                    &state.pool,
+                    Refused {
+                        actor: claimed.as_ref(),
+                        role: None,
+                        method: &Method::POST,
+                        route: "/login",
+                        status: StatusCode::UNAUTHORIZED,
+                        source: attempt.source,
+                        request_id: request_id.as_ref().map(|Extension(id)| id.0.as_str()),
+                    },
+                )
+                .await;
             return Ok(refused());
         }
         Verdict::Locked(wait) => {
@@ -343,6 +383,14 @@ async fn login(
     state.logins.succeeded(&attempt);
     metrics::login("ok");
     tracing::info!(actor = %actor, "UI login");
+    let who = Who {
+        actor: actor.0.clone(),
+        role: None,
+        source: attempt.source,
+        request_id: request_id.map(|Extension(id)| id.0),
+        action: "session.login",
+    };
+    record_session(&state, &who, &owner).await;
     let mut response = Redirect::to(&next).into_response();
     // Secure when browsers come over HTTPS: the cookie then never travels in the clear
     let secure = if state.secure_cookies { "; Secure" } else { "" };
@@ -421,9 +469,25 @@ async fn authenticate(
     })
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, UiError> {
+async fn logout(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request_id: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+) -> Result<Response, UiError> {
     if let Some(token) = cookie(&headers, COOKIE) {
-        db::users::close_session(&state.pool, token).await?;
+        let caller = db::users::session_caller(&state.pool, token).await?;
+        let closed = db::users::close_session(&state.pool, token).await?;
+        if let (Some(caller), Some(owner)) = (caller, closed) {
+            let who = Who {
+                actor: caller.actor.0,
+                role: Some(caller.role.as_str()),
+                source: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+                request_id: request_id.map(|Extension(id)| id.0),
+                action: "session.logout",
+            };
+            record_session(&state, &who, &owner).await;
+        }
     }
     let mut response = (StatusCode::NO_CONTENT, ()).into_response();
     response
@@ -434,6 +498,23 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         HeaderValue::from_static("crowbar_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     Ok(response)
+}
+
+/// Records a login or a logout of `owner`'s session. A failure to record is logged: the
+/// session is opened or closed either way.
+async fn record_session(state: &AppState, who: &Who, owner: &SessionOwner) {
+    let object = match owner {
+        SessionOwner::Token { id, name } => Object::new("token", *id, name.clone()),
+        SessionOwner::User { id, name } => Object::new("user", *id, name.clone()),
+    };
+    let result = async {
+        let mut conn = state.pool.acquire().await?;
+        db::audit::record(&mut conn, who, &object, &serde_json::json!({})).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record a login or logout");
+    }
 }
 
 #[cfg(test)]

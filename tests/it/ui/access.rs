@@ -311,3 +311,68 @@ async fn changes_need_the_csrf_token_and_name_the_user() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     site.stop().await;
 }
+
+/// The audit records of `action`, oldest first: (actor, object, source).
+async fn audited(site: &UiSite, action: &str) -> Vec<(String, Option<String>, Option<String>)> {
+    sqlx::query_as("SELECT actor, object, host(source) FROM audit WHERE action = $1 ORDER BY id")
+        .bind(action)
+        .fetch_all(&site.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logins_logouts_and_refused_ones_are_audited() {
+    let site = UiSite::start().await;
+    // a wrong password: refused, recorded with the name claimed and where it came from
+    let refused = login(&site, &[("user", USER), ("password", "not the password")]).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let refusals = audited(&site, "request.refused").await;
+    assert_eq!(
+        refusals,
+        [(
+            format!("user:{USER}"),
+            Some("/login".to_string()),
+            Some("127.0.0.1".to_string())
+        )]
+    );
+    // a change without a session: refused, recorded as anonymous
+    let response = client()
+        .post(format!("{}/deployments", site.url()))
+        .form(&[("name", "web")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let refusals = audited(&site, "request.refused").await;
+    assert_eq!(refusals[1].0, "anonymous");
+    assert_eq!(refusals[1].1.as_deref(), Some("/deployments"));
+    // a login and a logout
+    let (cookie, csrf) = session(&site, &[("user", USER), ("password", PASSWORD)]).await;
+    assert_eq!(
+        audited(&site, "session.login").await,
+        [(
+            format!("user:{USER}"),
+            Some(USER.to_string()),
+            Some("127.0.0.1".to_string())
+        )]
+    );
+    let response = client()
+        .post(format!("{}/logout", site.url()))
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(audited(&site, "session.logout").await.len(), 1);
+    // logging out of a session that ended records nothing more
+    client()
+        .post(format!("{}/logout", site.url()))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audited(&site, "session.logout").await.len(), 1);
+    site.stop().await;
+}
