@@ -180,6 +180,30 @@ impl Refusals {
         self.left_out.load(Ordering::Relaxed)
     }
 
+    /// Records the refusal of a request (`method` on `route`, as the router matched it,
+    /// with the request's `extensions`) with `status`, by `who` when known: an actor and
+    /// its role.
+    pub async fn record_request(
+        &self,
+        pool: &PgPool,
+        (method, extensions): (&Method, &axum::http::Extensions),
+        route: &str,
+        who: Option<(&Actor, Option<Role>)>,
+        status: StatusCode,
+    ) {
+        let (source, request_id) = Refused::of_request(extensions);
+        let refused = Refused {
+            actor: who.map(|(actor, _)| actor),
+            role: who.and_then(|(_, role)| role),
+            method,
+            route,
+            status,
+            source,
+            request_id,
+        };
+        self.record(pool, refused).await;
+    }
+
     /// Records `refused` unless the minute's quota is used up. Failing to record is logged,
     /// never an error of the request (it is refused either way).
     pub async fn record(&self, pool: &PgPool, refused: Refused<'_>) {

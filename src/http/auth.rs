@@ -21,12 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{
-    audit::{Acting, Refused},
-    error::ApiError,
-    policy,
-    state::AppState,
-};
+use super::{audit::Acting, error::ApiError, policy, state::AppState};
 use crate::{
     db::{self, events::Actor, keys::Key, tokens::Lookup},
     domain::policy::{Action, Role},
@@ -118,20 +113,16 @@ pub async fn require_token(
                 Refusal::Forbidden(caller, error) => (Some(caller), error),
             };
             let actor = caller.as_ref().map(Caller::actor);
-            let (source, request_id) = Refused::of_request(request.extensions());
             state
                 .refusals
-                .record(
+                .record_request(
                     &state.pool,
-                    Refused {
-                        actor: actor.as_ref(),
-                        role: caller.as_ref().and_then(Caller::role),
-                        method: &method,
-                        route: &route,
-                        status: error.status,
-                        source,
-                        request_id,
-                    },
+                    (request.method(), request.extensions()),
+                    &route,
+                    actor
+                        .as_ref()
+                        .map(|a| (a, caller.as_ref().and_then(Caller::role))),
+                    error.status,
                 )
                 .await;
             let mut response = error.into_response();

@@ -141,20 +141,14 @@ pub async fn require_session(
             let target = format!("/login?next={}", urlencode(&next));
             return Redirect::to(&target).into_response();
         }
-        let (source, request_id) = Refused::of_request(request.extensions());
         state
             .refusals
-            .record(
+            .record_request(
                 &state.pool,
-                Refused {
-                    actor: None,
-                    role: None,
-                    method: &method,
-                    route: &route,
-                    status: StatusCode::UNAUTHORIZED,
-                    source,
-                    request_id,
-                },
+                (request.method(), request.extensions()),
+                &route,
+                None,
+                StatusCode::UNAUTHORIZED,
             )
             .await;
         let mut response =
@@ -186,20 +180,15 @@ pub async fn require_session(
     let acting = match decided {
         Ok(acting) => acting,
         Err(message) => {
-            let (source, request_id) = Refused::of_request(request.extensions());
+            let who = Some((&caller.actor, Some(caller.role)));
             state
                 .refusals
-                .record(
+                .record_request(
                     &state.pool,
-                    Refused {
-                        actor: Some(&caller.actor),
-                        role: Some(caller.role),
-                        method: &method,
-                        route: &route,
-                        status: StatusCode::FORBIDDEN,
-                        source,
-                        request_id,
-                    },
+                    (request.method(), request.extensions()),
+                    &route,
+                    who,
+                    StatusCode::FORBIDDEN,
                 )
                 .await;
             return UiError::new(StatusCode::FORBIDDEN, message).into_response();
