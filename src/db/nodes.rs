@@ -159,6 +159,8 @@ pub async fn holder_of_address(conn: &mut PgConnection, address: &str) -> Result
 /// Filters of a node listing; the deployment matches by name or id.
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {
+    /// Names starting with this (`?q=`).
+    pub name_prefix: Option<String>,
     pub deployment: Option<String>,
     pub alive: Option<bool>,
     pub available: Option<bool>,
@@ -167,13 +169,33 @@ pub struct NodeFilter {
 }
 
 pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>> {
-    let mut query = PagedQuery::new("nodes");
+    filtered(PagedQuery::new("nodes"), f)
+        .rows(pool, f.window, SELECT_NODE, "n")
+        .await
+}
+
+/// How many nodes `f` selects (its window aside), counting at most `cap`.
+pub async fn count(pool: &PgPool, f: &NodeFilter, cap: i64) -> Result<i64> {
+    filtered(PagedQuery::counting("nodes"), f)
+        .count(&mut *pool.acquire().await?, cap)
+        .await
+}
+
+/// The ids of the nodes `f` selects, in id order, within its window.
+pub async fn ids(pool: &PgPool, f: &NodeFilter) -> Result<Vec<i64>> {
+    filtered(PagedQuery::new("nodes"), f)
+        .ids(&mut *pool.acquire().await?, f.window)
+        .await
+}
+
+fn filtered(mut query: PagedQuery, f: &NodeFilter) -> PagedQuery {
     query
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .equal("alive", f.alive)
         .equal("available", f.available)
-        .equal("admin", f.admin);
-    query.rows(pool, f.window, SELECT_NODE, "n").await
+        .equal("admin", f.admin)
+        .prefix("name", f.name_prefix.as_deref());
+    query
 }
 
 /// Changes to a node. `None` leaves a field alone.

@@ -75,6 +75,46 @@ impl PagedQuery {
         self
     }
 
+    /// Only rows whose `column` starts with `prefix`, when given: a range in byte order
+    /// (`~>=~`, `~<~`), which an index with `text_pattern_ops` serves with a bound
+    /// parameter too (`LIKE` with a parameter does not). Prefixes are ASCII; any other
+    /// matches nothing (the names filtered are ASCII).
+    pub fn prefix(&mut self, column: &'static str, prefix: Option<&str>) -> &mut Self {
+        let Some(prefix) = prefix.filter(|p| !p.is_empty()) else {
+            return self;
+        };
+        match prefix_range(prefix) {
+            Some((low, high)) => {
+                self.builder.push(format!(" AND p.{column} ~>=~ "));
+                self.builder.push_bind(low);
+                self.builder.push(format!(" AND p.{column} ~<~ "));
+                self.builder.push_bind(high);
+            }
+            None => {
+                self.builder.push(" AND false");
+            }
+        }
+        self
+    }
+
+    /// A query counting rows of `table` (see [`PagedQuery::count`]), with the same filters.
+    pub fn counting(table: &'static str) -> Self {
+        PagedQuery {
+            builder: QueryBuilder::new(format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE true"
+            )),
+        }
+    }
+
+    /// How many rows match, counting at most `cap` (so a count costs no more than `cap`
+    /// rows on a large table). Only for a query made with [`PagedQuery::counting`].
+    pub async fn count(mut self, conn: &mut PgConnection, cap: i64) -> Result<i64> {
+        self.builder.push(" LIMIT ");
+        self.builder.push_bind(cap);
+        self.builder.push(") c");
+        Ok(self.builder.build_query_scalar().fetch_one(conn).await?)
+    }
+
     /// The ids of the page `window` selects.
     pub async fn ids(mut self, conn: &mut PgConnection, window: Window) -> Result<Vec<i64>> {
         if let Some(after) = window.after {
@@ -106,6 +146,17 @@ impl PagedQuery {
     }
 }
 
+/// The byte range of the strings starting with the ASCII `prefix`: from `prefix` to
+/// `prefix` with its last byte one higher. `None` for a prefix that is not printable ASCII.
+fn prefix_range(prefix: &str) -> Option<(String, String)> {
+    if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'~') {
+        return None;
+    }
+    let mut high = prefix.as_bytes().to_vec();
+    *high.last_mut()? += 1;
+    Some((prefix.to_string(), String::from_utf8(high).ok()?))
+}
+
 /// The rows of `ids`, in id order: `select` (which reads its table as `alias`) with
 /// `WHERE <alias>.id = ANY($1)`.
 pub async fn rows_by_id<T>(
@@ -126,4 +177,21 @@ where
     .bind(ids)
     .fetch_all(conn)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_range;
+
+    #[test]
+    fn prefixes_are_byte_ranges() {
+        assert_eq!(
+            prefix_range("rack12-"),
+            Some(("rack12-".to_string(), "rack12.".to_string()))
+        );
+        assert_eq!(prefix_range("a"), Some(("a".to_string(), "b".to_string())));
+        assert_eq!(prefix_range("é"), None);
+        assert_eq!(prefix_range("a b"), None);
+        assert_eq!(prefix_range("a~"), None);
+    }
 }

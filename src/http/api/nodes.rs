@@ -45,6 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only nodes whose names start with this, e.g. `rack12-`.
+    q: Option<String>,
     /// Deployment name or id.
     deployment: Option<String>,
     alive: Option<bool>,
@@ -66,6 +68,7 @@ async fn list(
 ) -> Result<Json<Vec<Node>>, ApiError> {
     let page = Page::new(q.limit, q.offset);
     let filter = NodeFilter {
+        name_prefix: q.q,
         deployment: q.deployment,
         alive: q.alive,
         available: q.available,

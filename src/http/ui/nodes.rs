@@ -1,10 +1,11 @@
-//! `/nodes` and `/nodes/{name}`: every node's alive/available state, the available toggle
-//! and bulk actions; one node's noderoles and history.
+//! `/nodes` and `/nodes/{name}`: the nodes' alive/available state a page at a time,
+//! filtered by name prefix, deployment and condition; the available toggle and bulk actions
+//! on the checked nodes or on every node the filter matches; one node's noderoles and history.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     response::Response,
 };
 use serde::Deserialize;
@@ -50,26 +51,117 @@ impl From<Node> for NodeView {
     }
 }
 
+/// Nodes on one page of `/nodes`.
+const PAGE: i64 = 100;
+/// Most nodes one bulk action over a filter changes (one transaction); a filter matching
+/// more is refused with a request to narrow it.
+pub const MAX_BULK: i64 = 10_000;
+
+/// The filter of `/nodes`, from its query string (and the bulk form's hidden fields).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ListQuery {
+    /// Names starting with this.
+    #[serde(default)]
+    q: String,
+    /// A deployment's name.
+    #[serde(default)]
+    deployment: String,
+    /// `alive`, `dead`, `available` or `reserved`; empty: any.
+    #[serde(default)]
+    condition: String,
+    /// The cursor: the nodes after this id.
+    after: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self, window: Window) -> Result<NodeFilter, UiError> {
+        let (alive, available) = match self.condition.as_str() {
+            "" => (None, None),
+            "alive" => (Some(true), None),
+            "dead" => (Some(false), None),
+            "available" => (None, Some(true)),
+            "reserved" => (None, Some(false)),
+            other => {
+                return Err(UiError::invalid(format!(
+                    "`{other}` is not a condition: alive, dead, available or reserved"
+                )));
+            }
+        };
+        let given = |text: &str| Some(text.trim().to_string()).filter(|t| !t.is_empty());
+        Ok(NodeFilter {
+            name_prefix: given(&self.q),
+            deployment: given(&self.deployment),
+            alive,
+            available,
+            window,
+            ..Default::default()
+        })
+    }
+
+    /// The query string of this filter with the cursor `after`.
+    fn with_after(&self, after: Option<i64>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("q", &self.q),
+            ("deployment", &self.deployment),
+            ("condition", &self.condition),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        if let Some(after) = after {
+            query.append_pair("after", &after.to_string());
+        }
+        query.finish()
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "nodes.html")]
 struct ListPage {
     layout: Layout,
     nodes: Vec<NodeView>,
+    filter: ListQuery,
+    /// How many nodes the filter matches, counted up to [`MAX_BULK`] + 1.
+    matching: i64,
+    /// The query string of the next page, when there may be one.
+    next: Option<String>,
+    /// The query string of the first page, when this is not it.
+    first: Option<String>,
+    conditions: [(&'static str, &'static str); 5],
 }
 
-async fn list(State(state): State<AppState>, session: Session) -> Result<ListPage, UiError> {
+async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> Result<ListPage, UiError> {
     let layout = Layout::new(&state, &session, "nodes").await?;
-    let nodes = db::nodes::list(
-        &state.pool,
-        &NodeFilter {
-            window: Window::first(10_000),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let window = Window {
+        after: q.after,
+        ..Window::first(PAGE)
+    };
+    let nodes = db::nodes::list(&state.pool, &q.filter(window)?).await?;
+    let matching = db::nodes::count(&state.pool, &q.filter(window)?, MAX_BULK + 1).await?;
+    let next = (nodes.len() as i64 == PAGE)
+        .then(|| nodes.last().map(|n| q.with_after(Some(n.id))))
+        .flatten();
+    let first = q.after.map(|_| q.with_after(None));
     Ok(ListPage {
         layout,
         nodes: nodes.into_iter().map(NodeView::from).collect(),
+        filter: q,
+        matching,
+        next,
+        first,
+        conditions: [
+            ("", "any condition"),
+            ("alive", "alive"),
+            ("dead", "dead"),
+            ("available", "available"),
+            ("reserved", "reserved"),
+        ],
     })
 }
 
@@ -89,7 +181,8 @@ async fn set_available(
     Ok(refresh())
 }
 
-/// Bulk actions on the checked nodes. The form repeats `node` once per checked node.
+/// Bulk actions on the checked nodes (the form repeats `node` once per checked node), or
+/// with `scope=matching`, on every node the filter in the form's fields matches.
 async fn bulk(
     State(state): State<AppState>,
     session: Session,
@@ -97,15 +190,34 @@ async fn bulk(
 ) -> Result<Response, UiError> {
     let mut nodes = Vec::new();
     let mut action = None;
+    let mut matching = false;
+    let mut filter = ListQuery::default();
     for (key, value) in form_urlencoded::parse(body.as_bytes()) {
         match key.as_ref() {
             "node" => nodes.push(value.into_owned()),
             "action" => action = Some(value.into_owned()),
+            "scope" => matching = value == "matching",
+            "q" => filter.q = value.into_owned(),
+            "deployment" => filter.deployment = value.into_owned(),
+            "condition" => filter.condition = value.into_owned(),
             _ => {}
         }
     }
+    if matching {
+        let ids = db::nodes::ids(&state.pool, &filter.filter(Window::first(MAX_BULK + 1))?).await?;
+        if ids.len() as i64 > MAX_BULK {
+            return Err(UiError::invalid(format!(
+                "the filter matches more than {MAX_BULK} nodes; narrow it first"
+            )));
+        }
+        nodes = ids.into_iter().map(|id| id.to_string()).collect();
+    }
     if nodes.is_empty() {
-        return Err(UiError::invalid("check at least one node first"));
+        return Err(UiError::invalid(if matching {
+            "no node matches the filter"
+        } else {
+            "check at least one node first"
+        }));
     }
     let available = match action.as_deref() {
         Some("reserve") => false,

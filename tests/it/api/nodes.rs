@@ -139,16 +139,7 @@ async fn nodes_list_with_filters_and_pages() {
         .send()
         .await
         .status(StatusCode::OK);
-    let names = |reply: crate::support::app::Reply| -> Vec<String> {
-        reply
-            .status(StatusCode::OK)
-            .body
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let names = |reply: crate::support::app::Reply| names_in(&reply.status(StatusCode::OK).body);
     assert_eq!(
         names(app.get("/api/v2/nodes").send().await),
         ["n1", "n2", "n3"]
@@ -571,4 +562,63 @@ async fn redeploying_a_node_runs_everything_on_it_again() {
         "not_found",
     )
     .await;
+}
+
+#[tokio::test]
+async fn nodes_filter_by_name_prefix() {
+    let app = TestApp::new().await;
+    for name in [
+        "rack12-a.example.com",
+        "rack12-b.example.com",
+        "rack120.example.com",
+        "rack13-a.example.com",
+    ] {
+        app.node(name).await;
+    }
+    let names = |reply: &crate::support::app::Reply| names_in(&reply.body);
+    let reply = app
+        .get("/api/v2/nodes?q=rack12-")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(
+        names(&reply),
+        ["rack12-a.example.com", "rack12-b.example.com"]
+    );
+    let reply = app
+        .get("/api/v2/nodes?q=rack12")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(names(&reply).len(), 3);
+    let reply = app
+        .get("/api/v2/nodes?q=rack12-&limit=1")
+        .send()
+        .await
+        .status(StatusCode::OK);
+    let first = reply.body[0]["id"].as_i64().unwrap();
+    let reply = app
+        .get(&format!("/api/v2/nodes?q=rack12-&after={first}"))
+        .send()
+        .await
+        .status(StatusCode::OK);
+    assert_eq!(names(&reply), ["rack12-b.example.com"]);
+    // what no node name can start with matches nothing
+    for q in ["%C3%A9", "rack%25", "a%20b"] {
+        let reply = app
+            .get(&format!("/api/v2/nodes?q={q}"))
+            .send()
+            .await
+            .status(StatusCode::OK);
+        assert_eq!(names(&reply), Vec::<String>::new(), "{q}");
+    }
+}
+
+/// The `name`s of a list of objects.
+fn names_in(list: &serde_json::Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect()
 }

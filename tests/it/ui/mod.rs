@@ -4,6 +4,7 @@
 mod access;
 mod actions;
 mod demo;
+mod fleet_lists;
 mod logins;
 mod pages;
 mod sessions;
