@@ -106,8 +106,15 @@
       live.applied++;
       changed();
     });
-    ["node_role.deleted", "run.finished", "deployment.committed", "deployment.proposed", "deployment.updated"].forEach(function (type) {
+    ["node_role.deleted", "run.finished"].forEach(function (type) {
       source.addEventListener(type, changed);
+    });
+    // what a deployment's history shows (snapshots, audit) changes only with these
+    ["deployment.committed", "deployment.proposed", "deployment.updated"].forEach(function (type) {
+      source.addEventListener(type, function () {
+        changed();
+        document.body.dispatchEvent(new CustomEvent("crowbar-deployment-changed"));
+      });
     });
     window.addEventListener("beforeunload", function () { source.close(); });
   }

@@ -45,6 +45,7 @@ pub fn router() -> Pages {
         .get("/deployments/{name}", page)
         .get("/deployments/{name}/grid", grid_only)
         .get("/deployments/{name}/state", state_only)
+        .get("/deployments/{name}/history", history_only)
         .post("/deployments/{name}/bind", bind)
         .post("/deployments/{name}/unbind", unbind)
         .post("/deployments/{name}/roles", add_role)
@@ -112,9 +113,41 @@ struct DeploymentPage {
     layout: Layout,
     deployment: Deployment,
     grid_html: String,
+    history_html: String,
+}
+
+/// The deployment's audit records and snapshots: it reloads itself when the deployment
+/// changes (a commit, a proposal, a recall), so it never contradicts the grid above it.
+#[derive(Template, WebTemplate)]
+#[template(path = "deployment_history.html")]
+struct HistoryFragment {
+    deployment: Deployment,
     snapshots: Vec<db::deployments::Snapshot>,
     /// The deployment's latest audit records.
     audit: Vec<db::audit::Record>,
+}
+
+async fn history_fragment(
+    state: &AppState,
+    deployment: Deployment,
+) -> Result<HistoryFragment, UiError> {
+    let snapshots = db::deployments::snapshots(&state.pool, deployment.id, ALL, 0).await?;
+    let audit = super::audit::of_object(state, "deployment", deployment.id).await?;
+    Ok(HistoryFragment {
+        deployment,
+        snapshots,
+        audit,
+    })
+}
+
+async fn history_only(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<HistoryFragment, UiError> {
+    let mut conn = state.pool.acquire().await?;
+    let deployment = db::deployments::get(&mut conn, &Key::parse(&name)).await?;
+    drop(conn);
+    history_fragment(&state, deployment).await
 }
 
 async fn page(
@@ -124,16 +157,16 @@ async fn page(
 ) -> Result<DeploymentPage, UiError> {
     let layout = Layout::new(&state, &session, "deployments").await?;
     let fragment = grid_fragment(&state, &session, &name).await?;
-    let snapshots = db::deployments::snapshots(&state.pool, fragment.deployment.id, ALL, 0).await?;
-    let audit = super::audit::of_object(&state, "deployment", fragment.deployment.id).await?;
+    let history = history_fragment(&state, fragment.deployment.clone()).await?;
     Ok(DeploymentPage {
-        audit,
         layout,
         deployment: fragment.deployment.clone(),
         grid_html: fragment
             .render()
             .map_err(crate::http::error::ApiError::internal)?,
-        snapshots,
+        history_html: history
+            .render()
+            .map_err(crate::http::error::ApiError::internal)?,
     })
 }
 

@@ -1,5 +1,6 @@
 //! `/node_roles/{id}`: one noderole — state, reason, runlog, input data, wall, and links to
-//! its parents and children.
+//! its parents and children. Its state, reason and runlog reload as events arrive
+//! (`/node_roles/{id}/live`).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -8,11 +9,46 @@ use axum::extract::{Path, State};
 use super::{Pages, error::UiError, layout::Layout, session::Session, view::NrView};
 use crate::{
     db::{self, node_roles::NodeRole},
+    domain::policy::Action,
     http::{actions::with_reason, state::AppState},
 };
 
 pub fn router() -> Pages {
-    Pages::new().get("/node_roles/{id}", page)
+    Pages::new()
+        .get("/node_roles/{id}", page)
+        .get("/node_roles/{id}/live", live_only)
+}
+
+/// The part of the page that changes as the noderole runs: state, reason, runs, runlog.
+#[derive(Template, WebTemplate)]
+#[template(path = "noderole_live.html")]
+struct Live {
+    layout: LiveLayout,
+    nr: NrView,
+}
+
+/// What the live part needs of the page's frame: whether to offer Retry.
+struct LiveLayout {
+    operate: bool,
+}
+
+async fn live(state: &AppState, session: &Session, noderole: NodeRole) -> Result<Live, UiError> {
+    let id = noderole.id;
+    Ok(Live {
+        layout: LiveLayout {
+            operate: session.may(Action::NodeRoleRetry),
+        },
+        nr: with_reason(state, id, noderole).await?.into(),
+    })
+}
+
+async fn live_only(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Live, UiError> {
+    let noderole = db::node_roles::get(&mut *state.pool.acquire().await?, id).await?;
+    live(&state, &session, noderole).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -20,6 +56,7 @@ pub fn router() -> Pages {
 struct Page {
     layout: Layout,
     nr: NrView,
+    live_html: String,
     data: String,
     wall: String,
     parents: Vec<NodeRole>,
@@ -45,10 +82,14 @@ async fn page(
     drop(conn);
     let data = super::layout::pretty(&detail.data);
     let wall = super::layout::pretty(&detail.wall);
-    let nr = with_reason(&state, id, detail.noderole).await?;
+    let live = live(&state, &session, detail.noderole).await?;
+    let live_html = live
+        .render()
+        .map_err(crate::http::error::ApiError::internal)?;
     Ok(Page {
         layout,
-        nr: nr.into(),
+        nr: live.nr,
+        live_html,
         data,
         wall,
         parents,

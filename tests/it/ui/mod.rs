@@ -5,6 +5,7 @@ mod access;
 mod actions;
 mod demo;
 mod fleet_lists;
+mod live;
 mod logins;
 mod pages;
 mod sessions;
