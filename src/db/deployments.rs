@@ -513,17 +513,10 @@ pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph> {
     .fetch_all(&mut *conn)
     .await?;
     let ends: Vec<i64> = edges.iter().flat_map(|e| [e.parent, e.child]).collect();
-    let node_roles: Vec<GraphNodeRole> = sqlx::query_as(
-        "SELECT nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
-                nr.deployment_id, nr.state,
-                CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
-                              WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
-                nr.cohort
-           FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
-           JOIN deployments d ON d.id = nr.deployment_id
-          WHERE nr.deployment_id = $1 OR nr.id = ANY($2)
-          ORDER BY nr.cohort, nr.id",
-    )
+    let node_roles: Vec<GraphNodeRole> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_GRAPH_NODEROLE} WHERE nr.deployment_id = $1 OR nr.id = ANY($2)
+          ORDER BY nr.cohort, nr.id"
+    )))
     .bind(deployment.id)
     .bind(&ends)
     .fetch_all(&mut *conn)
@@ -535,6 +528,133 @@ pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph> {
         edges,
     })
 }
+
+/// How many noderoles a deployment has (from its tallies: no count of the table).
+pub async fn noderole_count(conn: &mut PgConnection, deployment_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(n), 0)::bigint FROM noderole_tallies WHERE deployment_id = $1",
+    )
+    .bind(deployment_id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// One role of a deployment's graph summary: its noderoles there, counted by state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoleTally {
+    pub role: String,
+    pub role_id: i64,
+    /// The lowest cohort of its noderoles here.
+    pub cohort: i32,
+    pub error: i64,
+    pub active: i64,
+    pub todo: i64,
+    pub transition: i64,
+    pub blocked: i64,
+    pub proposed: i64,
+}
+
+impl RoleTally {
+    pub fn total(&self) -> i64 {
+        self.error + self.active + self.todo + self.transition + self.blocked + self.proposed
+    }
+}
+
+/// A deployment's graph by role: each role's noderoles counted by state, and which roles
+/// wait on which (a role edge wherever a noderole of one waits on a noderole of the other).
+pub struct RoleGraph {
+    pub deployment: String,
+    pub roles: Vec<RoleTally>,
+    /// (parent role id, child role id).
+    pub edges: Vec<(i64, i64)>,
+}
+
+pub async fn role_graph(conn: &mut PgConnection, key: &Key) -> Result<RoleGraph> {
+    let deployment = get(conn, key).await?;
+    let roles = sqlx::query_as(
+        "SELECT r.name AS role, nr.role_id, min(nr.cohort) AS cohort,
+                count(*) FILTER (WHERE nr.state = -1) AS error,
+                count(*) FILTER (WHERE nr.state = 0) AS active,
+                count(*) FILTER (WHERE nr.state = 1) AS todo,
+                count(*) FILTER (WHERE nr.state = 2) AS transition,
+                count(*) FILTER (WHERE nr.state = 3) AS blocked,
+                count(*) FILTER (WHERE nr.state = 4) AS proposed
+           FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+          WHERE nr.deployment_id = $1
+          GROUP BY r.name, nr.role_id
+          ORDER BY min(nr.cohort), r.name",
+    )
+    .bind(deployment.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let edges = sqlx::query_as(
+        "SELECT DISTINCT p.role_id, c.role_id FROM noderole_edges e
+           JOIN noderoles c ON c.id = e.child_id JOIN noderoles p ON p.id = e.parent_id
+          WHERE c.deployment_id = $1 AND p.deployment_id = $1",
+    )
+    .bind(deployment.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(RoleGraph {
+        deployment: deployment.name,
+        roles,
+        edges,
+    })
+}
+
+/// The graph of one role's noderoles in a deployment, at most `limit` of them (by id),
+/// with their parents and children wherever they are.
+pub async fn role_subgraph(
+    conn: &mut PgConnection,
+    key: &Key,
+    role: &str,
+    limit: i64,
+) -> Result<Graph> {
+    let deployment = get(conn, key).await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nr.id FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+          WHERE nr.deployment_id = $1 AND r.name = $2 ORDER BY nr.id LIMIT $3",
+    )
+    .bind(deployment.id)
+    .bind(role)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let edges: Vec<GraphEdge> = sqlx::query_as(
+        "SELECT parent_id AS parent, child_id AS child FROM noderole_edges
+          WHERE parent_id = ANY($1) OR child_id = ANY($1) ORDER BY parent_id, child_id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut all: Vec<i64> = edges.iter().flat_map(|e| [e.parent, e.child]).collect();
+    all.extend(&ids);
+    let node_roles = graph_node_roles(conn, &all).await?;
+    Ok(Graph {
+        deployment: deployment.name,
+        deployment_id: deployment.id,
+        node_roles,
+        edges,
+    })
+}
+
+async fn graph_node_roles(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<GraphNodeRole>> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT_GRAPH_NODEROLE} WHERE nr.id = ANY($1) ORDER BY nr.cohort, nr.id"
+    )))
+    .bind(ids)
+    .fetch_all(conn)
+    .await?)
+}
+
+const SELECT_GRAPH_NODEROLE: &str = "
+    SELECT nr.id, n.name AS node, nr.node_id, r.name AS role, nr.role_id, d.name AS deployment,
+           nr.deployment_id, nr.state,
+           CASE nr.state WHEN -1 THEN 'error' WHEN 0 THEN 'active' WHEN 1 THEN 'todo'
+                         WHEN 2 THEN 'transition' WHEN 3 THEN 'blocked' ELSE 'proposed' END AS status,
+           nr.cohort
+      FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
+      JOIN deployments d ON d.id = nr.deployment_id";
 
 /// The names of the roles a deployment lists (with or without noderoles), by role id.
 pub async fn role_names(pool: &PgPool, deployment_id: i64) -> Result<Vec<String>> {

@@ -13,7 +13,7 @@ mod audit;
 pub mod csrf;
 mod deployments;
 mod error;
-mod graph;
+pub mod graph;
 mod grid;
 mod layout;
 mod node_roles;

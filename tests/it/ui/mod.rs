@@ -5,6 +5,7 @@ mod access;
 mod actions;
 mod demo;
 mod fleet_lists;
+mod graph_summary;
 mod live;
 mod logins;
 mod pages;
