@@ -529,6 +529,36 @@ pub async fn graph(conn: &mut PgConnection, key: &Key) -> Result<Graph> {
     })
 }
 
+/// One page of a deployment's grid rows: the nodes in it or with noderoles in it, by id,
+/// after the id `after`; with how many there are, counted up to `cap`.
+pub async fn grid_nodes(
+    conn: &mut PgConnection,
+    deployment_id: i64,
+    after: Option<i64>,
+    limit: i64,
+    cap: i64,
+) -> Result<(Vec<(i64, String)>, i64)> {
+    const ROWS: &str = "FROM nodes n
+          WHERE (n.deployment_id = $1
+                 OR EXISTS (SELECT FROM noderoles nr WHERE nr.node_id = n.id AND nr.deployment_id = $1))";
+    let page = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT n.id, n.name {ROWS} AND n.id > $2 ORDER BY n.id LIMIT $3"
+    )))
+    .bind(deployment_id)
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM (SELECT 1 {ROWS} LIMIT $2) c"
+    )))
+    .bind(deployment_id)
+    .bind(cap)
+    .fetch_one(conn)
+    .await?;
+    Ok((page, count))
+}
+
 /// How many noderoles a deployment has (from its tallies: no count of the table).
 pub async fn noderole_count(conn: &mut PgConnection, deployment_id: i64) -> Result<i64> {
     Ok(sqlx::query_scalar(

@@ -83,6 +83,8 @@ pub struct NodeRoleFilter {
     pub deployment: Option<String>,
     pub node: Option<String>,
     pub role: Option<String>,
+    /// Only the noderoles of these nodes, when given.
+    pub node_ids: Option<Vec<i64>>,
     pub window: Window,
 }
 
@@ -94,7 +96,8 @@ impl NodeRoleFilter {
             .equal("state", self.state.map(|s| s.code()))
             .refers_to("deployment_id", "deployments", self.deployment.clone())
             .refers_to("node_id", "nodes", self.node.clone())
-            .refers_to("role_id", "roles", self.role.clone());
+            .refers_to("role_id", "roles", self.role.clone())
+            .any("node_id", self.node_ids.clone());
         query.ids(conn, self.window).await
     }
 }

@@ -174,6 +174,21 @@ pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>> {
         .await
 }
 
+/// The names of at most `limit` nodes outside a deployment, by name.
+pub async fn names_outside(
+    conn: &mut PgConnection,
+    deployment_id: i64,
+    limit: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT name FROM nodes WHERE deployment_id <> $1 ORDER BY name LIMIT $2",
+    )
+    .bind(deployment_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// How many nodes `f` selects (its window aside), counting at most `cap`.
 pub async fn count(pool: &PgPool, f: &NodeFilter, cap: i64) -> Result<i64> {
     filtered(PagedQuery::counting("nodes"), f)

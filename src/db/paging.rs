@@ -75,6 +75,16 @@ impl PagedQuery {
         self
     }
 
+    /// Only rows whose `column` is one of `values`, when given.
+    pub fn any(&mut self, column: &'static str, values: Option<Vec<i64>>) -> &mut Self {
+        if let Some(values) = values {
+            self.builder.push(format!(" AND p.{column} = ANY("));
+            self.builder.push_bind(values);
+            self.builder.push(")");
+        }
+        self
+    }
+
     /// Only rows whose `column` starts with `prefix`, when given: a range in byte order
     /// (`~>=~`, `~<~`), which an index with `text_pattern_ops` serves with a bound
     /// parameter too (`LIKE` with a parameter does not). Prefixes are ASCII; any other

@@ -82,6 +82,7 @@ async fn list(
         deployment: q.deployment,
         node: q.node,
         role: q.role,
+        node_ids: None,
         window: page.window(q.after),
     };
     Ok(Json(noderole_page(&state, &filter).await?))

@@ -22,14 +22,8 @@ use super::{
 };
 use crate::{
     db::{
-        self,
-        deployments::Deployment,
-        documents::Plan,
-        keys::Key,
-        node_roles::NodeRoleFilter,
-        nodes::{NodeFilter, NodeUpdate},
-        paging::Window,
-        roles::RoleFilter,
+        self, deployments::Deployment, documents::Plan, keys::Key, node_roles::NodeRoleFilter,
+        nodes::NodeUpdate, paging::Window, roles::RoleFilter,
     },
     domain::policy::Action,
     http::{actions, state::AppState},
@@ -153,10 +147,11 @@ async fn history_only(
 async fn page(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
 ) -> Result<DeploymentPage, UiError> {
     let layout = Layout::new(&state, &session, "deployments").await?;
-    let fragment = grid_fragment(&state, &session, &name).await?;
+    let fragment = grid_fragment(&state, &session, &name, cursor).await?;
     let history = history_fragment(&state, fragment.deployment.clone()).await?;
     Ok(DeploymentPage {
         layout,
@@ -179,8 +174,6 @@ struct GridFragment {
     grid: Grid,
     /// Every role, for the role palette and the "add role" list.
     roles: Vec<String>,
-    /// Nodes of other deployments, for "move into this deployment".
-    other_nodes: Vec<String>,
     /// Snapshot sequence numbers, newest first, for recall.
     snapshots: Vec<i32>,
     /// The last event numbered before the data was read: the page script re-applies newer
@@ -189,6 +182,17 @@ struct GridFragment {
     /// Whether the session may change the deployment: without it, no palettes to drag
     /// from, no drop targets and no buttons.
     operate: bool,
+    /// Nodes of other deployments to offer for "move into this deployment"; empty when
+    /// there are more than [`OFFERED_NODES`] (then the name is typed).
+    other_nodes: Vec<String>,
+    /// How many nodes the grid has rows for, counted up to [`ALL`] + 1.
+    node_count: i64,
+    /// Roles ACTIVE on every node they are bound to, shown as one summary column.
+    collapsed: Vec<String>,
+    /// The cursor of the next page of rows, when there may be one.
+    next: Option<i64>,
+    /// Whether this is a later page (a link back to the first is shown).
+    paged: bool,
 }
 
 impl IntoResponse for GridFragment {
@@ -200,37 +204,86 @@ impl IntoResponse for GridFragment {
     }
 }
 
+/// Grid rows on one page.
+pub const GRID_ROWS: i64 = 100;
+/// Most nodes of other deployments offered in a list to move in; with more, a name is typed.
+const OFFERED_NODES: i64 = 500;
+
+/// Which page of grid rows a request is about: `?after=` of its own URL (the page and the
+/// grid's reloads) or, for the actions htmx posts from the page, of the page's URL
+/// (`HX-Current-URL`), so a change made on page 3 re-renders page 3.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GridCursor(Option<i64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for GridCursor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let after_in = |query: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == "after")
+                .and_then(|(_, value)| value.parse::<i64>().ok())
+        };
+        let own = parts.uri.query().and_then(after_in);
+        let page = || {
+            let url = parts.headers.get("hx-current-url")?.to_str().ok()?;
+            after_in(url.split_once('?')?.1)
+        };
+        Ok(GridCursor(own.or_else(page)))
+    }
+}
+
 async fn grid_fragment(
     state: &AppState,
     session: &Session,
     name: &str,
+    cursor: GridCursor,
 ) -> Result<GridFragment, UiError> {
     let events_after = db::events::last_seq(&state.pool).await?;
     let mut conn = state.pool.acquire().await?;
     let deployment = db::deployments::get(&mut conn, &Key::parse(name)).await?;
+    let (rows, node_count) =
+        db::deployments::grid_nodes(&mut conn, deployment.id, cursor.0, GRID_ROWS, ALL + 1).await?;
+    // a deployment larger than a page shows the roles ACTIVE on every node as one column
+    let collapsed: Vec<String> = if node_count > GRID_ROWS {
+        db::deployments::role_graph(&mut conn, &Key::Id(deployment.id))
+            .await?
+            .roles
+            .into_iter()
+            .filter(|t| t.total() > 0 && t.active == t.total())
+            .map(|t| t.role)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut other_nodes =
+        db::nodes::names_outside(&mut conn, deployment.id, OFFERED_NODES + 1).await?;
+    if other_nodes.len() as i64 > OFFERED_NODES {
+        other_nodes.clear();
+    }
     drop(conn);
-    let all_nodes = db::nodes::list(
-        &state.pool,
-        &NodeFilter {
-            window: Window::first(ALL),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let (mine, others): (Vec<_>, Vec<_>) = all_nodes
-        .into_iter()
-        .partition(|n| n.deployment_id == deployment.id);
-    let noderoles = view::noderoles(
+    let noderoles: Vec<_> = view::noderoles(
         state,
         &NodeRoleFilter {
             deployment: Some(deployment.id.to_string()),
+            node_ids: Some(rows.iter().map(|(id, _)| *id).collect()),
             window: Window::first(ALL),
             ..Default::default()
         },
     )
-    .await?;
-    let listed = db::deployments::role_names(&state.pool, deployment.id).await?;
-    let node_names: Vec<String> = mine.into_iter().map(|n| n.name).collect();
+    .await?
+    .into_iter()
+    .filter(|nr| !collapsed.contains(&nr.role))
+    .collect();
+    let listed: Vec<String> = db::deployments::role_names(&state.pool, deployment.id)
+        .await?
+        .into_iter()
+        .filter(|role| !collapsed.contains(role))
+        .collect();
+    let node_names: Vec<String> = rows.iter().map(|(_, name)| name.clone()).collect();
     let roles = db::roles::list_roles(
         &state.pool,
         &RoleFilter {
@@ -247,23 +300,31 @@ async fn grid_fragment(
         .into_iter()
         .map(|s| s.seq)
         .collect();
+    let next = (rows.len() as i64 == GRID_ROWS)
+        .then(|| rows.last().map(|(id, _)| *id))
+        .flatten();
     Ok(GridFragment {
         grid: grid::layout(&node_names, &listed, noderoles),
         deployment,
         roles,
-        other_nodes: others.into_iter().map(|n| n.name).collect(),
         snapshots,
         events_after,
         operate: session.may(Action::DeploymentCommit),
+        other_nodes,
+        node_count,
+        collapsed,
+        next,
+        paged: cursor.0.is_some(),
     })
 }
 
 async fn grid_only(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 /// The deployment's state badge; it reloads itself as events arrive (a deployment becomes
@@ -294,6 +355,7 @@ struct BindForm {
 async fn bind(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
     Form(form): Form<BindForm>,
 ) -> Result<GridFragment, UiError> {
@@ -307,7 +369,7 @@ async fn bind(
         None,
     )
     .await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -318,11 +380,12 @@ struct UnbindForm {
 async fn unbind(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
     Form(form): Form<UnbindForm>,
 ) -> Result<GridFragment, UiError> {
     actions::delete_noderole(&state, &session.acting, form.noderole).await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +396,7 @@ struct RoleForm {
 async fn add_role(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
     Form(form): Form<RoleForm>,
 ) -> Result<GridFragment, UiError> {
@@ -344,7 +408,7 @@ async fn add_role(
         &serde_json::json!({}),
     )
     .await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +420,7 @@ struct NodeForm {
 async fn add_node(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
     Form(form): Form<NodeForm>,
 ) -> Result<GridFragment, UiError> {
@@ -374,7 +439,7 @@ async fn add_node(
         &serde_json::json!({ "deployment": name }),
     )
     .await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -396,19 +461,21 @@ async fn plan(
 async fn propose(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
     actions::propose_deployment(&state, &session.acting, &Key::parse(&name)).await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 async fn commit(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
 ) -> Result<GridFragment, UiError> {
     actions::commit_deployment(&state, &session.acting, &Key::parse(&name)).await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,9 +486,10 @@ struct RecallForm {
 async fn recall(
     State(state): State<AppState>,
     session: Session,
+    cursor: GridCursor,
     Path(name): Path<String>,
     Form(form): Form<RecallForm>,
 ) -> Result<GridFragment, UiError> {
     actions::recall_snapshot(&state, &session.acting, &Key::parse(&name), form.snapshot).await?;
-    grid_fragment(&state, &session, &name).await
+    grid_fragment(&state, &session, &name, cursor).await
 }

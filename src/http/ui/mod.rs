@@ -11,7 +11,7 @@ mod annealer;
 mod assets;
 mod audit;
 pub mod csrf;
-mod deployments;
+pub mod deployments;
 mod error;
 pub mod graph;
 mod grid;

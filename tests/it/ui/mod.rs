@@ -6,6 +6,7 @@ mod actions;
 mod demo;
 mod fleet_lists;
 mod graph_summary;
+mod grid_pages;
 mod live;
 mod logins;
 mod pages;
