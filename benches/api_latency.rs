@@ -15,8 +15,7 @@
 
 use std::{net::SocketAddr, process::Command, time::Instant};
 
-use crowbar::{config::default_db_pool_size, http::AppState, secret::Secret};
-use tokio_util::sync::CancellationToken;
+use crowbar::{config::default_db_pool_size, secret::Secret};
 
 mod support;
 
@@ -56,7 +55,7 @@ async fn bench(
     let pool = support::prepared_pool(pg, roles, default_db_pool_size()).await?;
     let setup = Instant::now();
     support::populate(&pool, nodes, roles).await?;
-    mix_states(&pool).await?;
+    support::mix_states(&pool).await?;
     let noderoles: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles")
         .fetch_one(&pool)
         .await?;
@@ -71,12 +70,7 @@ async fn bench(
     )
     .await?;
 
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let mut state = AppState::new(pool.clone());
-    state.shutdown = shutdown.clone();
-    let server = tokio::spawn(crowbar::app::run(state, listener, shutdown.clone()));
+    let (addr, shutdown, server) = support::serve(&pool).await?;
 
     println!(
         "wrk: {CONNECTIONS} connections, 2 threads, {seconds}s per route, loopback; \
@@ -139,36 +133,6 @@ async fn bench(
     }
     shutdown.cancel();
     server.await??;
-    Ok(())
-}
-
-/// Commits the fleet and spreads states the way a large live installation has them: most
-/// ACTIVE, some TODO/BLOCKED behind them, a few in ERROR.
-async fn mix_states(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    sqlx::raw_sql(
-        "UPDATE deployments SET state = 'committed' WHERE name = 'bench';
-         UPDATE noderoles SET state = CASE
-             WHEN node_id % 50 = 0 AND cohort = 5 THEN -1
-             WHEN node_id % 50 = 0 AND cohort > 5 THEN 3
-             WHEN node_id % 20 = 1 AND cohort >= 8 THEN 1
-             ELSE 0 END,
-           committed_data = proposed_data,
-           runlog = CASE WHEN node_id % 50 = 0 AND cohort = 5 THEN 'exit status 1: simulated failure' ELSE '' END;",
-    )
-    .execute(pool)
-    .await?;
-    // what autovacuum does to a settled installation soon after: without it every index
-    // lookup also visits the dead versions the bulk update left behind. The first pass
-    // removes them; only a later one finds their pages clean and marks them all-visible,
-    // which index-only scans need (measured: half the table after one pass).
-    for _ in 0..2 {
-        sqlx::query("VACUUM ANALYZE").execute(pool).await?;
-    }
-    let (visible, pages): (i32, i32) =
-        sqlx::query_as("SELECT relallvisible, relpages FROM pg_class WHERE relname = 'noderoles'")
-            .fetch_one(pool)
-            .await?;
-    println!("noderoles: {visible} of {pages} pages all-visible after vacuum");
     Ok(())
 }
 

@@ -129,3 +129,51 @@ pub async fn populate(pool: &sqlx::PgPool, nodes: i64, roles: i64) -> anyhow::Re
 pub fn pg_bin() -> anyhow::Result<std::path::PathBuf> {
     crowbar::pg::find_binaries().ok_or_else(|| anyhow::anyhow!("no PostgreSQL binaries found"))
 }
+
+/// Commits the fleet and spreads states the way a large live installation has them: most
+/// ACTIVE, some TODO/BLOCKED behind them, a few in ERROR.
+pub async fn mix_states(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    sqlx::raw_sql(
+        "UPDATE deployments SET state = 'committed' WHERE name = 'bench';
+         UPDATE noderoles SET state = CASE
+             WHEN node_id % 50 = 0 AND cohort = 5 THEN -1
+             WHEN node_id % 50 = 0 AND cohort > 5 THEN 3
+             WHEN node_id % 20 = 1 AND cohort >= 8 THEN 1
+             ELSE 0 END,
+           committed_data = proposed_data,
+           runlog = CASE WHEN node_id % 50 = 0 AND cohort = 5 THEN 'exit status 1: simulated failure' ELSE '' END;",
+    )
+    .execute(pool)
+    .await?;
+    // what autovacuum does to a settled installation soon after: without it every index
+    // lookup also visits the dead versions the bulk update left behind. The first pass
+    // removes them; only a later one finds their pages clean and marks them all-visible,
+    // which index-only scans need (measured: half the table after one pass).
+    for _ in 0..2 {
+        sqlx::query("VACUUM ANALYZE").execute(pool).await?;
+    }
+    let (visible, pages): (i32, i32) =
+        sqlx::query_as("SELECT relallvisible, relpages FROM pg_class WHERE relname = 'noderoles'")
+            .fetch_one(pool)
+            .await?;
+    println!("noderoles: {visible} of {pages} pages all-visible after vacuum");
+    Ok(())
+}
+
+/// The daemon's HTTP surface over `pool` on a loopback port of its own (no annealer): its
+/// address, the token that stops it, and its task.
+pub async fn serve(
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let mut state = crowbar::http::AppState::new(pool.clone());
+    state.shutdown = shutdown.clone();
+    let server = tokio::spawn(crowbar::app::run(state, listener, shutdown.clone()));
+    Ok((addr, shutdown, server))
+}
