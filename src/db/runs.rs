@@ -903,17 +903,30 @@ pub struct Run {
 }
 
 pub async fn list(pool: &PgPool, node: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Run>> {
+    list_in(pool, node, None, limit, offset).await
+}
+
+/// [`list`], only the runs of noderoles in `deployment` (name) when given.
+pub async fn list_in(
+    pool: &PgPool,
+    node: Option<&str>,
+    deployment: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Run>> {
     Ok(sqlx::query_as(
         "SELECT ru.id, n.name AS node, ru.node_id, ru.noderole_id AS node_role, r.name AS role,
                 ru.state, ru.lane, ru.worker, ru.queued_at, ru.started_at
            FROM runs ru JOIN nodes n ON n.id = ru.node_id
            JOIN noderoles nr ON nr.id = ru.noderole_id JOIN roles r ON r.id = nr.role_id
           WHERE ($1::text IS NULL OR n.name = $1 OR n.id::text = $1)
+            AND ($4::text IS NULL OR nr.deployment_id = (SELECT id FROM deployments WHERE name = $4))
           ORDER BY ru.id LIMIT $2 OFFSET $3",
     )
     .bind(node)
     .bind(limit)
     .bind(offset)
+    .bind(deployment)
     .fetch_all(pool)
     .await?)
 }

@@ -3,6 +3,7 @@
 
 mod access;
 mod actions;
+mod annealer_pages;
 mod demo;
 mod fleet_lists;
 mod graph_summary;
