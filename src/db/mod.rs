@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod networks;
 pub mod node_roles;
 pub mod nodes;
+pub mod overview;
 pub mod paging;
 pub mod ripple;
 pub mod role_catalog;

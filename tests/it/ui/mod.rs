@@ -10,6 +10,7 @@ mod graph_summary;
 mod grid_pages;
 mod live;
 mod logins;
+mod overview;
 mod pages;
 mod sessions;
 mod story;

@@ -1,0 +1,115 @@
+//! The overview's charts in a real browser show the numbers the database holds: each
+//! deployment's convergence, runs per minute over the last hour (with the table behind the
+//! chart), and the roles and nodes failing most; they follow new runs without a reload.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{browser::Browser, ui_site::UiSite, world};
+
+async fn settled(site: &UiSite) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let busy: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles WHERE state IN (1, 2)")
+            .fetch_one(&site.pool)
+            .await
+            .unwrap();
+        if busy == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{busy} noderoles still to run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The runs the chart's table counts: (succeeded, failed), summed over its minutes.
+async fn charted(browser: &Browser) -> (i64, i64) {
+    let rows = browser
+        .eval(
+            "[...document.querySelectorAll('#runs-table tbody tr')].map(tr => \
+               [Number(tr.children[1].textContent), Number(tr.children[2].textContent)])",
+        )
+        .await;
+    let rows: Vec<(i64, i64)> = serde_json::from_value(rows).unwrap();
+    rows.iter().fold((0, 0), |(s, f), (a, b)| (s + a, f + b))
+}
+
+#[tokio::test]
+async fn the_overview_charts_the_fleet_as_the_database_has_it() {
+    let site = UiSite::start().await;
+    world::deployment(&site.pool, "web").await;
+    for i in 0..12 {
+        let node = format!("n{i:02}");
+        world::node(&site.pool, &node, true).await;
+        world::bind(&site.pool, &node, "test-client", "web").await;
+    }
+    for i in 0..3 {
+        let node = format!("f{i:02}");
+        world::node(&site.pool, &node, true).await;
+        world::bind(&site.pool, &node, "test-fails", "web").await;
+    }
+    world::commit(&site.pool, "web").await;
+    settled(&site).await;
+
+    let browser = Browser::start(site.url()).await;
+    site.login(&browser).await;
+    browser.find("#overview-charts").await;
+    let (total, active): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE state = 0) FROM noderoles")
+            .fetch_one(&site.pool)
+            .await
+            .unwrap();
+    let row = browser
+        .text("#overview-charts tr[data-deployment=\"web\"]")
+        .await;
+    assert!(
+        row.contains(&format!("{active} of {total}")),
+        "{row} vs {active} of {total}"
+    );
+    assert!(row.contains("waits on 3 in error"), "{row}");
+    let in_db = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT count(*) FILTER (WHERE outcome = 'succeeded'),
+                    count(*) FILTER (WHERE outcome IN ('failed', 'timed_out'))
+               FROM run_records",
+        )
+        .fetch_one(&site.pool)
+        .await
+        .unwrap()
+    };
+    browser
+        .eval("document.querySelector('#overview-charts details').open = true")
+        .await;
+    assert_eq!(charted(&browser).await, in_db().await);
+    assert!(browser.text("#failing-roles").await.contains("test-fails"));
+    let bars = browser
+        .eval("document.querySelectorAll('#runs-chart rect.ok, #runs-chart rect.failed').length")
+        .await;
+    assert!(bars.as_i64().unwrap() >= 1, "the chart draws the runs");
+
+    // the failures are retried: the charts follow without a reload
+    browser.eval("(window.notReloaded = true)").await;
+    for i in 0..3 {
+        world::retry(&site.pool, &format!("f{i:02}"), "test-fails")
+            .await
+            .unwrap();
+    }
+    settled(&site).await;
+    let expected = in_db().await;
+    assert_eq!(expected.1, 6, "each failing noderole failed twice");
+    browser
+        .wait_until(
+            "the chart to count the retries",
+            &format!(
+                "[...document.querySelectorAll('#runs-table tbody tr')].reduce((s, tr) => \
+                   s + Number(tr.children[2].textContent), 0) === {}",
+                expected.1
+            ),
+        )
+        .await;
+    assert_eq!(charted(&browser).await, expected);
+    assert_eq!(browser.eval("window.notReloaded === true").await, true);
+    browser.screenshot("overview-charts").await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+    site.stop().await;
+}
