@@ -902,6 +902,30 @@ pub struct Run {
     pub started_at: Option<DateTime<Utc>>,
 }
 
+/// A finished run as a node's timeline shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Finished {
+    pub id: i64,
+    /// The role's name, unless the role is gone.
+    pub role: Option<String>,
+    pub outcome: String,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The last `limit` runs that finished on a node, newest first.
+pub async fn finished_on_node(pool: &PgPool, node_id: i64, limit: i64) -> Result<Vec<Finished>> {
+    Ok(sqlx::query_as(
+        "SELECT rr.id, r.name AS role, rr.outcome, rr.started_at, rr.finished_at
+           FROM run_records rr LEFT JOIN roles r ON r.id = rr.role_id
+          WHERE rr.node_id = $1 ORDER BY rr.id DESC LIMIT $2",
+    )
+    .bind(node_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn list(pool: &PgPool, node: Option<&str>, limit: i64, offset: i64) -> Result<Vec<Run>> {
     list_in(pool, node, None, limit, offset).await
 }

@@ -23,6 +23,7 @@ pub mod session;
 mod setup;
 mod snapshots;
 pub mod throttle;
+mod timeline;
 mod view;
 
 use axum::{Router, handler::Handler, http::Method, middleware, routing};

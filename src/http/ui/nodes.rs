@@ -51,6 +51,9 @@ impl From<Node> for NodeView {
     }
 }
 
+/// Runs a node's timeline draws (the last ones).
+const TIMELINE_RUNS: i64 = 100;
+
 /// Nodes on one page of `/nodes`.
 const PAGE: i64 = 100;
 /// Most nodes one bulk action over a filter changes (one transaction); a filter matching
@@ -271,6 +274,10 @@ struct NodePage {
     node: NodeView,
     noderoles: Vec<NrView>,
     history: Vec<EventRow>,
+    /// The node's last runs and changes on one time axis.
+    timeline: super::timeline::Timeline,
+    /// The runs the timeline draws, for the table behind it.
+    runs: Vec<db::runs::Finished>,
     /// The node's latest audit records.
     audit: Vec<crate::db::audit::Record>,
     host_key: Option<String>,
@@ -294,10 +301,14 @@ async fn page(
         },
     )
     .await?;
+    let history = db::nodes::history(&state.pool, node.id, 200, 0).await?;
+    let runs = db::runs::finished_on_node(&state.pool, node.id, TIMELINE_RUNS).await?;
     Ok(NodePage {
         layout,
         noderoles,
-        history: db::nodes::history(&state.pool, node.id, 200, 0).await?,
+        timeline: super::timeline::draw(&runs, &history, chrono::Utc::now()),
+        runs,
+        history,
         audit: super::audit::of_object(&state, "node", node.id).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,
         node: node.into(),

@@ -14,4 +14,5 @@ mod overview;
 mod pages;
 mod sessions;
 mod story;
+mod timeline;
 mod viewer;
