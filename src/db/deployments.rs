@@ -632,6 +632,18 @@ pub async fn role_graph(conn: &mut PgConnection, key: &Key) -> Result<RoleGraph>
     })
 }
 
+/// How many noderoles of `role` (name) a deployment has.
+pub async fn role_count(conn: &mut PgConnection, deployment_id: i64, role: &str) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM noderoles nr JOIN roles r ON r.id = nr.role_id
+          WHERE nr.deployment_id = $1 AND r.name = $2",
+    )
+    .bind(deployment_id)
+    .bind(role)
+    .fetch_one(conn)
+    .await?)
+}
+
 /// The graph of one role's noderoles in a deployment, at most `limit` of them (by id),
 /// with their parents and children wherever they are.
 pub async fn role_subgraph(

@@ -159,7 +159,7 @@ impl PagedQuery {
 /// The byte range of the strings starting with the ASCII `prefix`: from `prefix` to
 /// `prefix` with its last byte one higher. `None` for a prefix that is not printable ASCII.
 fn prefix_range(prefix: &str) -> Option<(String, String)> {
-    if !prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'~') {
+    if !prefix.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
     let mut high = prefix.as_bytes().to_vec();
@@ -202,6 +202,9 @@ mod tests {
         assert_eq!(prefix_range("a"), Some(("a".to_string(), "b".to_string())));
         assert_eq!(prefix_range("é"), None);
         assert_eq!(prefix_range("a b"), None);
-        assert_eq!(prefix_range("a~"), None);
+        assert_eq!(
+            prefix_range("a~"),
+            Some(("a~".to_string(), "a\u{7f}".to_string()))
+        );
     }
 }

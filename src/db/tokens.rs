@@ -75,8 +75,8 @@ pub fn parse_role(text: &str) -> Result<Role> {
         })
 }
 
-/// The name of the working token `token`, whatever its role.
-pub async fn admin_by_token(pool: &PgPool, token: &str) -> Result<Option<String>> {
+/// The name of the token `token`, if it works (whatever its role).
+pub async fn working_name(pool: &PgPool, token: &str) -> Result<Option<String>> {
     Ok(match authenticate(pool, token).await? {
         Lookup::Valid(caller) => Some(caller.name),
         _ => None,

@@ -72,9 +72,9 @@ pub struct Acting {
 }
 
 impl Acting {
-    /// Who acts in `parts`' request with `role`, taking `action`.
+    /// Who acts in the request with these `extensions`, with `role`, taking `action`.
     pub fn of(
-        parts_ext: &axum::http::Extensions,
+        extensions: &axum::http::Extensions,
         actor: Actor,
         role: Option<Role>,
         action: Action,
@@ -83,8 +83,8 @@ impl Acting {
             actor,
             role,
             action,
-            source: source(parts_ext),
-            request_id: parts_ext.get::<RequestId>().map(|id| id.0.clone()),
+            source: source(extensions),
+            request_id: extensions.get::<RequestId>().map(|id| id.0.clone()),
         }
     }
 

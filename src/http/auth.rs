@@ -15,7 +15,7 @@
 //! Refused requests are recorded in the audit trail ([`super::audit::Refusals`]).
 
 use axum::{
-    extract::{FromRequestParts, MatchedPath, Request, State},
+    extract::{FromRequestParts, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -91,10 +91,7 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_string(),
-        |m| m.as_str().to_string(),
-    );
+    let route = policy::route_of(&request);
     let method = request.method().clone();
     let decided = match authenticate(&state, request.headers(), is_read(&method)).await {
         Err(error) => return error.into_response(),

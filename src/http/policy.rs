@@ -125,6 +125,18 @@ pub fn action_of(method: &Method, route: &str) -> Option<Action> {
     TABLE.get(&(method.clone(), route)).copied()
 }
 
+/// The route `request` matched, as declared (its path when none matched): what the table
+/// and the audit trail know it by.
+pub fn route_of(request: &axum::extract::Request) -> String {
+    request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(
+            || request.uri().path().to_string(),
+            |m| m.as_str().to_string(),
+        )
+}
+
 /// Every change route of the table, for tests that walk the routers.
 pub fn change_routes() -> impl Iterator<Item = (&'static str, &'static str, Action)> {
     ROUTES.iter().copied()

@@ -465,14 +465,14 @@ async fn the_catalog_reads_and_jigs_toggle() {
 #[tokio::test]
 async fn admin_tokens_are_found_by_hash_until_revoked() {
     let pool = setup().await;
-    assert_eq!(db::tokens::admin_by_token(&pool, "t1").await.unwrap(), None);
+    assert_eq!(db::tokens::working_name(&pool, "t1").await.unwrap(), None);
     let mut tx = pool.begin().await.unwrap();
     db::tokens::upsert(&mut tx, "ops", &token_hash("t1"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        db::tokens::admin_by_token(&pool, "t1").await.unwrap(),
+        db::tokens::working_name(&pool, "t1").await.unwrap(),
         Some("ops".into())
     );
     // replacing the token under the same name retires the old one
@@ -481,9 +481,9 @@ async fn admin_tokens_are_found_by_hash_until_revoked() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(db::tokens::admin_by_token(&pool, "t1").await.unwrap(), None);
+    assert_eq!(db::tokens::working_name(&pool, "t1").await.unwrap(), None);
     assert_eq!(
-        db::tokens::admin_by_token(&pool, "t2").await.unwrap(),
+        db::tokens::working_name(&pool, "t2").await.unwrap(),
         Some("ops".into())
     );
     // only hashes are stored
@@ -496,7 +496,7 @@ async fn admin_tokens_are_found_by_hash_until_revoked() {
         .execute(&pool)
         .await
         .unwrap();
-    assert_eq!(db::tokens::admin_by_token(&pool, "t2").await.unwrap(), None);
+    assert_eq!(db::tokens::working_name(&pool, "t2").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -516,7 +516,7 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert_eq!(
-        db::tokens::admin_by_token(&pool, &token).await.unwrap(),
+        db::tokens::working_name(&pool, &token).await.unwrap(),
         Some("admin".into())
     );
 
@@ -525,7 +525,7 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
     assert_eq!(second, AdminTokenSource::File(path.clone()));
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), token);
     assert!(
-        db::tokens::admin_by_token(&pool, &token)
+        db::tokens::working_name(&pool, &token)
             .await
             .unwrap()
             .is_some()
@@ -538,15 +538,12 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
         .unwrap();
     assert_eq!(third, AdminTokenSource::Setting);
     assert_eq!(
-        db::tokens::admin_by_token(&pool, "given-token")
+        db::tokens::working_name(&pool, "given-token")
             .await
             .unwrap(),
         Some("admin".into())
     );
-    assert_eq!(
-        db::tokens::admin_by_token(&pool, &token).await.unwrap(),
-        None
-    );
+    assert_eq!(db::tokens::working_name(&pool, &token).await.unwrap(), None);
     assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), token);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_tokens")
         .fetch_one(&pool)

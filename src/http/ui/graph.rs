@@ -262,12 +262,7 @@ async fn page(
     };
     if let Some(role) = q.role {
         let graph = db::deployments::role_subgraph(&mut conn, &key, &role, DETAIL_MAX).await?;
-        let of_role = db::deployments::role_graph(&mut conn, &key)
-            .await?
-            .roles
-            .into_iter()
-            .find(|t| t.role == role)
-            .map_or(0, |t| t.total());
+        let of_role = db::deployments::role_count(&mut conn, deployment.id, &role).await?;
         page.drawing = Some(draw(graph.deployment_id, graph.node_roles, &graph.edges));
         page.role = Some((role, of_role));
     } else if db::deployments::noderole_count(&mut conn, deployment.id).await? > DETAIL_MAX {

@@ -15,7 +15,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Extension, Form, Router,
-    extract::{ConnectInfo, FromRequestParts, MatchedPath, Query, Request, State},
+    extract::{ConnectInfo, FromRequestParts, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
@@ -126,10 +126,7 @@ pub async fn require_session(
         Err(error) => return error.into_response(),
     };
     let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_string(),
-        |m| m.as_str().to_string(),
-    );
+    let route = policy::route_of(&request);
     let method = request.method().clone();
     let (Some(token), Some(caller)) = (token, caller) else {
         if safe {
