@@ -154,8 +154,11 @@ pub struct SiteSettings {
 pub fn site_settings(interval: Duration) -> SiteSettings {
     SiteSettings {
         access: AccessSettings {
-            ping_timeout: Duration::from_millis(400),
-            ping_attempts: 2,
+            // Short enough that a dead node is seen within seconds, long enough that a
+            // live one still answers on a machine busy with the whole test suite (two
+            // attempts of 400 ms were once missed there).
+            ping_timeout: Duration::from_secs(1),
+            ping_attempts: 3,
             ssh_connect_timeout: Duration::from_secs(3),
             ssh_auth_timeout: Duration::from_secs(5),
             ssh_command_timeout: Duration::from_secs(20),
