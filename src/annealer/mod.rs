@@ -373,6 +373,8 @@ async fn anneal_loop(
         if sweeping {
             if let Err(e) = crate::db::anneal::fold_tallies(&pool).await {
                 tracing::warn!(error = %e, "folding noderole tallies failed; trying again next sweep");
+            } else if let Err(e) = crate::db::overview::sample_states(&pool).await {
+                tracing::warn!(error = %e, "sampling noderole states failed; trying again next sweep");
             }
             match orphan_due(&pool, recovery.orphaned_after).await {
                 Ok(Some(due)) => {

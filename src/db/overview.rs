@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use super::Result;
+use crate::domain::state::NodeRoleState;
 
 /// Runs finished in one minute.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -54,6 +55,74 @@ pub async fn most_failures(
         .fetch_all(pool)
     };
     Ok((top("roles").await?, top("nodes").await?))
+}
+
+/// How long state samples are kept.
+pub const SAMPLES_KEPT_HOURS: i32 = 24;
+
+/// Records the present noderole counts by state (every state, zeros too) as this minute's
+/// sample, replacing an earlier sample of the same minute, and drops samples older than
+/// [`SAMPLES_KEPT_HOURS`]. Cheap: it reads the folded tallies, not the noderoles.
+pub async fn sample_states(pool: &PgPool) -> Result<()> {
+    let states: Vec<i16> = NodeRoleState::ALL.iter().map(|s| s.code()).collect();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO noderole_state_samples (at, state, n)
+         SELECT date_trunc('minute', now()), s.state, coalesce(sum(t.n), 0)::bigint
+           FROM unnest($1::smallint[]) AS s(state)
+           LEFT JOIN noderole_tallies t ON t.state = s.state
+          GROUP BY s.state
+         ON CONFLICT (at, state) DO UPDATE SET n = excluded.n",
+    )
+    .bind(&states)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM noderole_state_samples WHERE at < now() - make_interval(hours => $1)")
+        .bind(SAMPLES_KEPT_HOURS)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Noderoles by state at the end of one minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMinute {
+    pub at: DateTime<Utc>,
+    /// (state, noderoles), in [`NodeRoleState::ALL`] order; `None` for a minute no daemon
+    /// sampled (none was running).
+    pub counts: Option<Vec<(NodeRoleState, i64)>>,
+}
+
+/// The state samples of each of the last `minutes` minutes, oldest first (every minute,
+/// unsampled ones as `None`).
+pub async fn states_per_minute(pool: &PgPool, minutes: i32) -> Result<Vec<StateMinute>> {
+    let rows: Vec<(DateTime<Utc>, Option<i16>, Option<i64>)> = sqlx::query_as(
+        "WITH m AS (SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
+                                           date_trunc('minute', now()), interval '1 minute') AS at)
+         SELECT m.at, s.state, s.n FROM m
+           LEFT JOIN noderole_state_samples s ON s.at = m.at
+          ORDER BY m.at, s.state",
+    )
+    .bind(minutes)
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<StateMinute> = Vec::new();
+    for (at, state, n) in rows {
+        if out.last().is_none_or(|m| m.at != at) {
+            out.push(StateMinute { at, counts: None });
+        }
+        let minute = out.last_mut().expect("pushed above");
+        if let (Some(state), Some(n)) = (state.and_then(NodeRoleState::from_code), n) {
+            minute.counts.get_or_insert_with(Vec::new).push((state, n));
+        }
+    }
+    for minute in &mut out {
+        if let Some(counts) = &mut minute.counts {
+            counts.sort_by_key(|(s, _)| NodeRoleState::ALL.iter().position(|a| a == s));
+        }
+    }
+    Ok(out)
 }
 
 /// How far a deployment has converged.

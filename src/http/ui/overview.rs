@@ -14,8 +14,9 @@ use crate::{
         self,
         anneal::AnnealStatus,
         deployments::Deployment,
-        overview::{Minute, Progress},
+        overview::{Minute, Progress, StateMinute},
     },
+    domain::state::NodeRoleState,
     http::state::AppState,
 };
 
@@ -54,6 +55,74 @@ pub struct Bar {
     pub failed_h: i64,
 }
 
+/// One state's part of a minute's bar.
+pub struct Segment {
+    pub state: NodeRoleState,
+    pub n: i64,
+    pub y: i64,
+    pub h: i64,
+}
+
+/// A minute's bar of noderoles by state, stacked in [`NodeRoleState::ALL`] order from the
+/// bottom; no segments for a minute nobody sampled.
+pub struct StateBar {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub x: i64,
+    pub counts: Option<Vec<(NodeRoleState, i64)>>,
+    pub segments: Vec<Segment>,
+}
+
+impl StateBar {
+    /// This minute's count of `state` ("" when unsampled), for the table.
+    pub fn count(&self, state: &NodeRoleState) -> String {
+        self.counts.as_ref().map_or(String::new(), |counts| {
+            counts
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |c| c.1)
+                .to_string()
+        })
+    }
+}
+
+/// Scales the minutes' samples into stacked bars: the minute with the most noderoles fills
+/// the chart's height. Returns the bars and that most.
+fn state_bars(minutes: Vec<StateMinute>) -> (Vec<StateBar>, i64) {
+    let total = |m: &StateMinute| m.counts.iter().flatten().map(|c| c.1).sum::<i64>();
+    let peak = minutes.iter().map(total).max().unwrap_or(0);
+    let scale = |n: i64| if peak == 0 { 0 } else { n * CHART_H / peak };
+    let bars = minutes
+        .into_iter()
+        .enumerate()
+        .map(|(i, minute)| {
+            let mut top = CHART_H;
+            let segments = minute
+                .counts
+                .iter()
+                .flatten()
+                .filter(|(_, n)| *n > 0)
+                .map(|&(state, n)| {
+                    let h = scale(n).max(1);
+                    top -= h;
+                    Segment {
+                        state,
+                        n,
+                        y: top.max(0),
+                        h,
+                    }
+                })
+                .collect();
+            StateBar {
+                at: minute.at,
+                x: i as i64 * BAR_W,
+                counts: minute.counts,
+                segments,
+            }
+        })
+        .collect();
+    (bars, peak)
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "overview_charts.html")]
 struct Charts {
@@ -61,6 +130,10 @@ struct Charts {
     bars: Vec<Bar>,
     /// The most runs in one minute (the chart's scale).
     peak: i64,
+    state_bars: Vec<StateBar>,
+    /// The most noderoles in one minute (the state chart's scale).
+    state_peak: i64,
+    states: [NodeRoleState; 6],
     /// Runs finished in the whole hour.
     hour_total: i64,
     failing_roles: Vec<(String, i64)>,
@@ -94,6 +167,19 @@ fn bars(minutes: Vec<Minute>) -> (Vec<Bar>, i64) {
 }
 
 async fn charts(state: &AppState) -> Result<Charts, UiError> {
+    let mut minutes = db::overview::states_per_minute(&state.pool, MINUTES).await?;
+    // The present minute shows the present: the live tallies, not the last sample.
+    if let Some(now) = minutes.last_mut() {
+        let mut conn = state.pool.acquire().await?;
+        let live = db::anneal::counts_by_state(&mut conn, None).await?;
+        now.counts = Some(
+            NodeRoleState::ALL
+                .into_iter()
+                .map(|s| (s, live.iter().find(|c| c.0 == s.code()).map_or(0, |c| c.1)))
+                .collect(),
+        );
+    }
+    let (state_bars, state_peak) = state_bars(minutes);
     let (bars, peak) = bars(db::overview::runs_per_minute(&state.pool, MINUTES).await?);
     let hour_total = bars
         .iter()
@@ -106,6 +192,9 @@ async fn charts(state: &AppState) -> Result<Charts, UiError> {
         chart_w: bars.len() as i64 * BAR_W,
         bars,
         peak,
+        state_bars,
+        state_peak,
+        states: NodeRoleState::ALL,
         hour_total,
         failing_roles,
         failing_nodes,
@@ -155,5 +244,42 @@ mod tests {
         assert_eq!(bars[2].x, 2 * BAR_W);
         let (flat, peak) = super::bars(vec![minute(0, 0)]);
         assert_eq!((peak, flat[0].ok_h), (0, 0));
+    }
+
+    #[test]
+    fn the_fullest_minute_fills_the_state_chart_and_unsampled_ones_stay_empty() {
+        use NodeRoleState::*;
+        let minute = |counts: Option<Vec<(NodeRoleState, i64)>>| StateMinute {
+            at: Utc::now(),
+            counts,
+        };
+        let (bars, peak) = state_bars(vec![
+            minute(Some(vec![(Error, 0), (Active, 50), (Todo, 150)])),
+            minute(None),
+            minute(Some(vec![(Error, 1), (Active, 99)])),
+        ]);
+        assert_eq!(peak, 200);
+        let heights = |b: &StateBar| {
+            b.segments
+                .iter()
+                .map(|s| (s.state, s.h))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            heights(&bars[0]),
+            vec![(Active, CHART_H / 4), (Todo, CHART_H * 3 / 4)]
+        );
+        assert_eq!(
+            bars[0].segments[1].y, 0,
+            "the fullest minute reaches the top"
+        );
+        assert!(bars[1].segments.is_empty());
+        assert_eq!(bars[1].count(&Active), "");
+        assert_eq!(bars[2].count(&Todo), "0");
+        // one noderole in error among many is still drawn
+        assert_eq!(heights(&bars[2])[0], (Error, 1));
+        assert_eq!(bars[2].x, 2 * BAR_W);
+        let (_, peak) = state_bars(vec![minute(None)]);
+        assert_eq!(peak, 0);
     }
 }

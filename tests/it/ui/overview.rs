@@ -1,8 +1,11 @@
 //! The overview's charts in a real browser show the numbers the database holds: each
-//! deployment's convergence, runs per minute over the last hour (with the table behind the
+//! deployment's convergence, noderoles by state and runs per minute over the last hour (with the table behind the
 //! chart), and the roles and nodes failing most; they follow new runs without a reload.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use crate::support::{browser::Browser, ui_site::UiSite, world};
 
@@ -31,6 +34,29 @@ async fn charted(browser: &Browser) -> (i64, i64) {
         .await;
     let rows: Vec<(i64, i64)> = serde_json::from_value(rows).unwrap();
     rows.iter().fold((0, 0), |(s, f), (a, b)| (s + a, f + b))
+}
+
+/// The state chart's present minute (its table's last row): state → noderoles.
+async fn states_now(browser: &Browser) -> BTreeMap<String, i64> {
+    browser
+        .eval("document.querySelector('#states-chart + .legend + details').open = true")
+        .await;
+    let cells = browser
+        .eval(
+            "Object.fromEntries([...document.querySelectorAll('#states-table tbody tr:last-child td[data-state]')]                .map(td => [td.dataset.state, Number(td.textContent)]))",
+        )
+        .await;
+    let mut cells: BTreeMap<String, i64> = serde_json::from_value(cells).unwrap();
+    cells.remove("proposed");
+    cells
+}
+
+/// Noderoles by state as the API reports them.
+async fn api_counts(site: &UiSite) -> BTreeMap<String, i64> {
+    crowbar::db::anneal::status(&site.pool, None)
+        .await
+        .unwrap()
+        .counts
 }
 
 #[tokio::test]
@@ -85,6 +111,28 @@ async fn the_overview_charts_the_fleet_as_the_database_has_it() {
         .eval("document.querySelectorAll('#runs-chart rect.ok, #runs-chart rect.failed').length")
         .await;
     assert!(bars.as_i64().unwrap() >= 1, "the chart draws the runs");
+    assert_eq!(states_now(&browser).await, api_counts(&site).await);
+    let segments = browser
+        .eval("document.querySelectorAll('#states-chart rect.seg').length")
+        .await;
+    assert!(
+        segments.as_i64().unwrap() >= 2,
+        "ACTIVE and ERROR are drawn"
+    );
+    // the sweep samples the minute: the chart's history is in the database
+    let sampled = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT n FROM noderole_state_samples WHERE at = date_trunc('minute', now()) AND state = -1",
+        )
+        .fetch_optional(&site.pool)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sampled().await.is_none() {
+        assert!(Instant::now() < deadline, "no state sample this minute");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // the failures are retried: the charts follow without a reload
     browser.eval("(window.notReloaded = true)").await;
@@ -107,6 +155,7 @@ async fn the_overview_charts_the_fleet_as_the_database_has_it() {
         )
         .await;
     assert_eq!(charted(&browser).await, expected);
+    assert_eq!(states_now(&browser).await, api_counts(&site).await);
     assert_eq!(browser.eval("window.notReloaded === true").await, true);
     browser.screenshot("overview-charts").await;
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
