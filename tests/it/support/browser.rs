@@ -232,6 +232,32 @@ impl Browser {
             .collect()
     }
 
+    /// The accessibility problems axe-core finds in the page as it is now (WCAG 2.1 A and
+    /// AA, and axe's best practices: landmarks, labels, headings), as
+    /// (impact, "rule: help @ first places").
+    pub async fn accessibility(&self) -> Vec<(String, String)> {
+        if self.eval("typeof window.axe === 'undefined'").await == Value::Bool(true) {
+            let axe = std::fs::read_to_string(super::python::share("axe.min.js")).unwrap();
+            self.client.execute(&axe, vec![]).await.unwrap();
+        }
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag',
+                     values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']},
+                   resultTypes: ['violations']})
+                   .then(r => done(r.violations.map(v => [v.impact,
+                     v.id + ': ' + v.help + ' @ ' +
+                     v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')])))
+                   .catch(e => done([['error', String(e)]]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(found).unwrap()
+    }
+
     pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();

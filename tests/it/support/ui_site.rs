@@ -73,6 +73,26 @@ impl UiSite {
             .await;
     }
 
+    /// Waits until no noderole is TODO or in TRANSITION (at most a minute).
+    pub async fn settled(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let busy: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM noderoles WHERE state IN (1, 2)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+            if busy == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{busy} noderoles still to run"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.served.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(20), self.engine.tracker.wait()).await;

@@ -2,6 +2,7 @@
 //! whole story in a real headless Chromium.
 
 mod access;
+mod accessibility;
 mod actions;
 mod annealer_pages;
 mod demo;

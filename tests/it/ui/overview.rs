@@ -9,21 +9,6 @@ use std::{
 
 use crate::support::{browser::Browser, ui_site::UiSite, world};
 
-async fn settled(site: &UiSite) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let busy: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles WHERE state IN (1, 2)")
-            .fetch_one(&site.pool)
-            .await
-            .unwrap();
-        if busy == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{busy} noderoles still to run");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The runs the chart's table counts: (succeeded, failed), summed over its minutes.
 async fn charted(browser: &Browser) -> (i64, i64) {
     let rows = browser
@@ -74,7 +59,7 @@ async fn the_overview_charts_the_fleet_as_the_database_has_it() {
         world::bind(&site.pool, &node, "test-fails", "web").await;
     }
     world::commit(&site.pool, "web").await;
-    settled(&site).await;
+    site.settled().await;
 
     let browser = Browser::start(site.url()).await;
     site.login(&browser).await;
@@ -141,7 +126,7 @@ async fn the_overview_charts_the_fleet_as_the_database_has_it() {
             .await
             .unwrap();
     }
-    settled(&site).await;
+    site.settled().await;
     let expected = in_db().await;
     assert_eq!(expected.1, 6, "each failing noderole failed twice");
     browser
