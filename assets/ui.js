@@ -106,7 +106,7 @@
       live.applied++;
       changed();
     });
-    ["node_role.deleted", "run.finished"].forEach(function (type) {
+    ["node_role.deleted", "run.finished", "node.created", "node.deleted"].forEach(function (type) {
       source.addEventListener(type, changed);
     });
     // what a deployment's history shows (snapshots, audit) changes only with these
@@ -187,8 +187,39 @@
     });
   }
 
+  // ---- live fragments keep what the admin was doing ----------------------------------
+  // A fragment reloaded by events replaces its elements: the focused control and the
+  // checked boxes are found again in the new ones (by id, label or name and value).
+  let kept = null;
+  function keyOf(el) {
+    if (el.id) return "#" + CSS.escape(el.id);
+    const label = el.getAttribute("aria-label");
+    if (label) return el.tagName.toLowerCase() + '[aria-label="' + CSS.escape(label) + '"]';
+    if (el.name) return el.tagName.toLowerCase() + '[name="' + CSS.escape(el.name) + '"][value="' + CSS.escape(el.value) + '"]';
+    return null;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    if (!target || !target.id) return;
+    const focused = target.contains(document.activeElement) ? keyOf(document.activeElement) : null;
+    const checked = [...target.querySelectorAll("input[type=checkbox]:checked")].map(keyOf).filter(Boolean);
+    kept = { id: target.id, focused: focused, checked: checked };
+  });
+  function restore(root) {
+    if (!kept || root.id !== kept.id) return;
+    kept.checked.forEach(function (key) {
+      const box = root.querySelector(key);
+      if (box) box.checked = true;
+    });
+    if (kept.focused) {
+      const el = root.querySelector(kept.focused);
+      if (el) el.focus();
+    }
+    kept = null;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    htmx.onLoad(function (root) { sortables(root); reapply(root); });
+    htmx.onLoad(function (root) { restore(root); sortables(root); reapply(root); });
     follow();
   });
 })();

@@ -31,7 +31,7 @@ pub async fn page(pool: &PgPool, filter: &NodeRoleFilter, cap: i64) -> Result<Ve
     noderoles(&mut conn, &ids, cap).await
 }
 
-/// The noderoles of `ids` (those that exist), explained, in id order. `cap` is the run cap
+/// The noderoles of `ids` (those that exist), explained, in the order of `ids`. `cap` is the run cap
 /// a queued noderole waits under.
 pub async fn noderoles(conn: &mut PgConnection, ids: &[i64], cap: i64) -> Result<Vec<Explained>> {
     let rows: Vec<Row> = rows_by_id(conn, &SELECT_EXPLAINED, "nr", ids).await?;

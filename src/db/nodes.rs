@@ -10,7 +10,7 @@ use super::{
     error::{Error, Result},
     events::{self, Actor, NewEvent},
     keys::{fetch_by_key, new_token, token_hash},
-    paging::{PagedQuery, Window},
+    paging::{Order, PagedQuery, Window},
     ripple, runs,
 };
 use crate::domain::key::Key;
@@ -165,7 +165,55 @@ pub struct NodeFilter {
     pub alive: Option<bool>,
     pub available: Option<bool>,
     pub admin: Option<bool>,
+    pub sort: NodeSort,
+    /// The cursor of a name order: the nodes after the one of this name (the window's
+    /// `after` is the cursor of an id order).
+    pub after_name: Option<String>,
     pub window: Window,
+}
+
+/// The orders of a node listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeSort {
+    /// As they were registered (by id), the default.
+    #[default]
+    Oldest,
+    Newest,
+    Name,
+    NameDescending,
+}
+
+impl NodeSort {
+    /// Every order with its name in URLs and the API (`id`, `-id`, `name`, `-name`).
+    pub const ALL: [(NodeSort, &'static str); 4] = [
+        (NodeSort::Oldest, "id"),
+        (NodeSort::Newest, "-id"),
+        (NodeSort::Name, "name"),
+        (NodeSort::NameDescending, "-name"),
+    ];
+
+    pub fn parse(text: &str) -> Option<NodeSort> {
+        Self::ALL.iter().find(|(_, t)| *t == text).map(|(s, _)| *s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("id", |(_, t)| t)
+    }
+
+    /// Whether the cursor is a name (else an id).
+    pub fn by_name(self) -> bool {
+        matches!(self, NodeSort::Name | NodeSort::NameDescending)
+    }
+
+    fn order(self) -> Order {
+        Order {
+            column: self.by_name().then_some("name"),
+            descending: matches!(self, NodeSort::Newest | NodeSort::NameDescending),
+        }
+    }
 }
 
 pub async fn list(pool: &PgPool, f: &NodeFilter) -> Result<Vec<Node>> {
@@ -196,7 +244,7 @@ pub async fn count(pool: &PgPool, f: &NodeFilter, cap: i64) -> Result<i64> {
         .await
 }
 
-/// The ids of the nodes `f` selects, in id order, within its window.
+/// The ids of the nodes `f` selects, in its order, within its window.
 pub async fn ids(pool: &PgPool, f: &NodeFilter) -> Result<Vec<i64>> {
     filtered(PagedQuery::new("nodes"), f)
         .ids(&mut *pool.acquire().await?, f.window)
@@ -205,6 +253,7 @@ pub async fn ids(pool: &PgPool, f: &NodeFilter) -> Result<Vec<i64>> {
 
 fn filtered(mut query: PagedQuery, f: &NodeFilter) -> PagedQuery {
     query
+        .order(f.sort.order(), f.after_name.clone())
         .refers_to("deployment_id", "deployments", f.deployment.clone())
         .equal("alive", f.alive)
         .equal("available", f.available)

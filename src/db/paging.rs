@@ -31,16 +31,39 @@ impl Window {
     }
 }
 
-/// The ids of one page of a table, in id order.
+/// The order of a listing: by id (the order rows were made in) or by a unique text column,
+/// either way up. A page after the first follows a cursor: the last row's id, or with a text
+/// order, the last row's value of that column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Order {
+    /// A unique text column; `None`: the id.
+    pub column: Option<&'static str>,
+    pub descending: bool,
+}
+
+/// The ids of one page of a table, in id order (or as [`PagedQuery::order`] says).
 pub struct PagedQuery {
     builder: QueryBuilder<Postgres>,
+    order: Order,
+    /// With a text order: the rows after the one with this value.
+    after_text: Option<String>,
 }
 
 impl PagedQuery {
     pub fn new(table: &'static str) -> Self {
         PagedQuery {
             builder: QueryBuilder::new(format!("SELECT p.id FROM {table} p WHERE true")),
+            order: Order::default(),
+            after_text: None,
         }
+    }
+
+    /// Orders the page by `order`; `after_text` is the cursor of a text order (the window's
+    /// `after` is that of an id order).
+    pub fn order(&mut self, order: Order, after_text: Option<String>) -> &mut Self {
+        self.order = order;
+        self.after_text = after_text;
+        self
     }
 
     /// Only rows whose `column` equals `value`, when given.
@@ -113,6 +136,8 @@ impl PagedQuery {
             builder: QueryBuilder::new(format!(
                 "SELECT count(*) FROM (SELECT 1 FROM {table} p WHERE true"
             )),
+            order: Order::default(),
+            after_text: None,
         }
     }
 
@@ -125,13 +150,30 @@ impl PagedQuery {
         Ok(self.builder.build_query_scalar().fetch_one(conn).await?)
     }
 
-    /// The ids of the page `window` selects.
+    /// The ids of the page `window` selects, in the query's order.
     pub async fn ids(mut self, conn: &mut PgConnection, window: Window) -> Result<Vec<i64>> {
-        if let Some(after) = window.after {
-            self.builder.push(" AND p.id > ");
-            self.builder.push_bind(after);
+        let (beyond, way) = if self.order.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        match self.order.column {
+            None => {
+                if let Some(after) = window.after {
+                    self.builder.push(format!(" AND p.id {beyond} "));
+                    self.builder.push_bind(after);
+                }
+                self.builder.push(format!(" ORDER BY p.id {way}"));
+            }
+            Some(column) => {
+                if let Some(after) = self.after_text.take() {
+                    self.builder.push(format!(" AND p.{column} {beyond} "));
+                    self.builder.push_bind(after);
+                }
+                self.builder.push(format!(" ORDER BY p.{column} {way}"));
+            }
         }
-        self.builder.push(" ORDER BY p.id LIMIT ");
+        self.builder.push(" LIMIT ");
         self.builder.push_bind(window.limit);
         self.builder.push(" OFFSET ");
         self.builder.push_bind(window.offset);
@@ -167,8 +209,8 @@ fn prefix_range(prefix: &str) -> Option<(String, String)> {
     Some((prefix.to_string(), String::from_utf8(high).ok()?))
 }
 
-/// The rows of `ids`, in id order: `select` (which reads its table as `alias`) with
-/// `WHERE <alias>.id = ANY($1)`.
+/// The rows of `ids`, in the order of `ids`: `select` (which reads its table as `alias`)
+/// with `WHERE <alias>.id = ANY($1)`.
 pub async fn rows_by_id<T>(
     conn: &mut PgConnection,
     select: &str,
@@ -182,7 +224,7 @@ where
         return Ok(Vec::new());
     }
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{select} WHERE {alias}.id = ANY($1) ORDER BY {alias}.id"
+        "{select} WHERE {alias}.id = ANY($1) ORDER BY array_position($1, {alias}.id)"
     )))
     .bind(ids)
     .fetch_all(conn)

@@ -15,7 +15,7 @@ use crate::{
         events::EventRow,
         keys::Key,
         node_roles::{NodeRole, NodeRoleDetail, NodeRoleFilter},
-        nodes::{NewNode, Node, NodeFilter, NodeUpdate},
+        nodes::{NewNode, Node, NodeFilter, NodeSort, NodeUpdate},
     },
     http::{
         audit::Acting,
@@ -56,24 +56,59 @@ struct ListQuery {
     limit: Option<Limit>,
     #[param(inline)]
     offset: Option<Offset>,
-    /// A cursor: the nodes whose ids follow this one (the last id of the previous page).
+    /// The order: `id` (as registered, the default), `-id` (newest first), `name`, `-name`.
+    #[param(inline)]
+    sort: Option<SortParam>,
+    /// A cursor of an id order: the nodes whose ids follow this one (the last id of the
+    /// previous page). A name order ignores it.
     after: Option<i64>,
+    /// A cursor of a name order: the nodes whose names follow this one (the last name of the
+    /// previous page). An id order ignores it.
+    after_name: Option<String>,
+}
+
+/// The orders of `GET /api/v2/nodes`.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+enum SortParam {
+    #[serde(rename = "id")]
+    Id,
+    #[serde(rename = "-id")]
+    IdDescending,
+    #[serde(rename = "name")]
+    Name,
+    #[serde(rename = "-name")]
+    NameDescending,
+}
+
+impl From<SortParam> for NodeSort {
+    fn from(sort: SortParam) -> Self {
+        match sort {
+            SortParam::Id => NodeSort::Oldest,
+            SortParam::IdDescending => NodeSort::Newest,
+            SortParam::Name => NodeSort::Name,
+            SortParam::NameDescending => NodeSort::NameDescending,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v2/nodes", tag = "nodes", params(ListQuery),
-    responses((status = 200, description = "nodes ordered by id", body = Vec<Node>)))]
+    responses((status = 200, description = "nodes, by id unless `sort` says otherwise", body = Vec<Node>)))]
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<Node>>, ApiError> {
     let page = Page::new(q.limit, q.offset);
+    let sort = q.sort.map_or(NodeSort::default(), NodeSort::from);
     let filter = NodeFilter {
         name_prefix: q.q,
         deployment: q.deployment,
         alive: q.alive,
         available: q.available,
         admin: q.admin,
-        window: page.window(q.after),
+        sort,
+        // each order reads its own cursor (a schema cannot tie one to the other)
+        after_name: q.after_name.filter(|_| sort.by_name()),
+        window: page.window(q.after.filter(|_| !sort.by_name())),
     };
     Ok(Json(db::nodes::list(&state.pool, &filter).await?))
 }

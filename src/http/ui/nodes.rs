@@ -17,7 +17,7 @@ use crate::{
         events::EventRow,
         keys::Key,
         node_roles::NodeRoleFilter,
-        nodes::{Node, NodeFilter, NodeUpdate},
+        nodes::{Node, NodeFilter, NodeSort, NodeUpdate},
         paging::Window,
     },
     http::{actions, state::AppState},
@@ -26,6 +26,8 @@ use crate::{
 pub fn router() -> Pages {
     Pages::new()
         .get("/nodes", list)
+        // '_' is never in a node's name (a host name): no node's page is shadowed
+        .get("/nodes/_list", list_only)
         .post("/nodes/bulk", bulk)
         .get("/nodes/{name}", page)
         .post("/nodes/{name}/available", set_available)
@@ -72,8 +74,13 @@ struct ListQuery {
     /// `alive`, `dead`, `available` or `reserved`; empty: any.
     #[serde(default)]
     condition: String,
-    /// The cursor: the nodes after this id.
+    /// The order (`id`, `-id`, `name`, `-name`); empty: `id`.
+    #[serde(default)]
+    sort: String,
+    /// The cursor of an id order: the nodes after this id.
     after: Option<i64>,
+    /// The cursor of a name order: the nodes after this name.
+    after_name: Option<String>,
 }
 
 impl ListQuery {
@@ -91,32 +98,83 @@ impl ListQuery {
             }
         };
         let given = |text: &str| Some(text.trim().to_string()).filter(|t| !t.is_empty());
+        let sort = self.sort()?;
         Ok(NodeFilter {
             name_prefix: given(&self.q),
             deployment: given(&self.deployment),
             alive,
             available,
-            window,
+            sort,
+            after_name: self.after_name.clone().filter(|_| sort.by_name()),
+            window: Window {
+                after: self.after.filter(|_| !sort.by_name()),
+                ..window
+            },
             ..Default::default()
         })
     }
 
-    /// The query string of this filter with the cursor `after`.
-    fn with_after(&self, after: Option<i64>) -> String {
+    fn sort(&self) -> Result<NodeSort, UiError> {
+        if self.sort.is_empty() {
+            return Ok(NodeSort::default());
+        }
+        NodeSort::parse(&self.sort).ok_or_else(|| {
+            UiError::invalid(format!(
+                "`{}` is not an order: id, -id, name or -name",
+                self.sort
+            ))
+        })
+    }
+
+    /// The query string of this very page: filter, order and cursor.
+    fn current(&self) -> String {
+        let mut query = form_urlencoded::Serializer::new(self.link("", None));
+        if let Some(after) = self.after {
+            query.append_pair("after", &after.to_string());
+        }
+        if let Some(after) = &self.after_name {
+            query.append_pair("after_name", after);
+        }
+        query.finish()
+    }
+
+    /// The query string of this filter in `sort` order (empty: its own), from its first
+    /// page or after `last`.
+    fn link(&self, sort: &str, last: Option<&Node>) -> String {
+        let sort = if sort.is_empty() { &self.sort } else { sort };
         let mut query = form_urlencoded::Serializer::new(String::new());
         for (key, value) in [
-            ("q", &self.q),
+            ("q", self.q.as_str()),
             ("deployment", &self.deployment),
             ("condition", &self.condition),
+            ("sort", sort),
         ] {
             if !value.is_empty() {
                 query.append_pair(key, value);
             }
         }
-        if let Some(after) = after {
-            query.append_pair("after", &after.to_string());
+        if let Some(last) = last {
+            if NodeSort::parse(sort).is_some_and(NodeSort::by_name) {
+                query.append_pair("after_name", &last.name);
+            } else {
+                query.append_pair("after", &last.id.to_string());
+            }
         }
         query.finish()
+    }
+
+    /// The link of the Name column's header: by name, or the other way when it already is.
+    fn name_order_link(&self) -> String {
+        self.link(if self.sort == "name" { "-name" } else { "name" }, None)
+    }
+
+    /// `aria-sort` of the Name column.
+    fn name_aria_sort(&self) -> &'static str {
+        match self.sort.as_str() {
+            "name" => "ascending",
+            "-name" => "descending",
+            _ => "none",
+        }
     }
 }
 
@@ -124,6 +182,19 @@ impl ListQuery {
 #[template(path = "nodes.html")]
 struct ListPage {
     layout: Layout,
+    filter: ListQuery,
+    conditions: [(&'static str, &'static str); 5],
+    sorts: [(&'static str, &'static str); 4],
+    list_html: String,
+}
+
+/// The live part of `/nodes`: how many nodes match, one page of them and the links to the
+/// others, and the bulk action on all that match. It reloads as events arrive (the nodes'
+/// states follow their noderoles; nodes come and go).
+#[derive(Template, WebTemplate)]
+#[template(path = "nodes_list.html")]
+struct NodesList {
+    operate: bool,
     nodes: Vec<NodeView>,
     filter: ListQuery,
     /// How many nodes the filter matches, counted up to [`MAX_BULK`] + 1.
@@ -132,7 +203,24 @@ struct ListPage {
     next: Option<String>,
     /// The query string of the first page, when this is not it.
     first: Option<String>,
-    conditions: [(&'static str, &'static str); 5],
+}
+
+async fn nodes_list(state: &AppState, operate: bool, q: ListQuery) -> Result<NodesList, UiError> {
+    let window = Window::first(PAGE);
+    let nodes = db::nodes::list(&state.pool, &q.filter(window)?).await?;
+    let matching = db::nodes::count(&state.pool, &q.filter(window)?, MAX_BULK + 1).await?;
+    let next = (nodes.len() as i64 == PAGE)
+        .then(|| nodes.last().map(|n| q.link("", Some(n))))
+        .flatten();
+    let first = (q.after.is_some() || q.after_name.is_some()).then(|| q.link("", None));
+    Ok(NodesList {
+        operate,
+        nodes: nodes.into_iter().map(NodeView::from).collect(),
+        filter: q,
+        matching,
+        next,
+        first,
+    })
 }
 
 async fn list(
@@ -141,23 +229,13 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<ListPage, UiError> {
     let layout = Layout::new(&state, &session, "nodes").await?;
-    let window = Window {
-        after: q.after,
-        ..Window::first(PAGE)
-    };
-    let nodes = db::nodes::list(&state.pool, &q.filter(window)?).await?;
-    let matching = db::nodes::count(&state.pool, &q.filter(window)?, MAX_BULK + 1).await?;
-    let next = (nodes.len() as i64 == PAGE)
-        .then(|| nodes.last().map(|n| q.with_after(Some(n.id))))
-        .flatten();
-    let first = q.after.map(|_| q.with_after(None));
+    let list_html = nodes_list(&state, layout.operate, q.clone())
+        .await?
+        .render()
+        .map_err(crate::http::error::ApiError::internal)?;
     Ok(ListPage {
         layout,
-        nodes: nodes.into_iter().map(NodeView::from).collect(),
         filter: q,
-        matching,
-        next,
-        first,
         conditions: [
             ("", "any condition"),
             ("alive", "alive"),
@@ -165,7 +243,23 @@ async fn list(
             ("available", "available"),
             ("reserved", "reserved"),
         ],
+        sorts: [
+            ("id", "oldest first"),
+            ("-id", "newest first"),
+            ("name", "name, A to Z"),
+            ("-name", "name, Z to A"),
+        ],
+        list_html,
     })
+}
+
+async fn list_only(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> Result<NodesList, UiError> {
+    let operate = session.may(crate::domain::policy::Action::NodeUpdate);
+    nodes_list(&state, operate, q).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -614,6 +614,70 @@ async fn nodes_filter_by_name_prefix() {
     }
 }
 
+#[tokio::test]
+async fn nodes_sort_by_name_or_id_either_way_and_page_by_the_matching_cursor() {
+    let app = TestApp::new().await;
+    // registered out of name order
+    for name in [
+        "m.example.com",
+        "c.example.com",
+        "x.example.com",
+        "a.example.com",
+    ] {
+        app.node(name).await;
+    }
+    let names = |path: String| {
+        let app = &app;
+        async move {
+            let reply = app.get(&path).send().await.status(StatusCode::OK);
+            names_in(&reply.body)
+        }
+    };
+    let (m, c, x, a) = (
+        "m.example.com",
+        "c.example.com",
+        "x.example.com",
+        "a.example.com",
+    );
+    assert_eq!(names("/api/v2/nodes".into()).await, [m, c, x, a]);
+    assert_eq!(names("/api/v2/nodes?sort=id".into()).await, [m, c, x, a]);
+    assert_eq!(names("/api/v2/nodes?sort=-id".into()).await, [a, x, c, m]);
+    assert_eq!(names("/api/v2/nodes?sort=name".into()).await, [a, c, m, x]);
+    assert_eq!(names("/api/v2/nodes?sort=-name".into()).await, [x, m, c, a]);
+    // a page at a time: by name after the last name, newest first after the last id
+    assert_eq!(
+        names(format!("/api/v2/nodes?sort=name&limit=2&after_name={c}")).await,
+        [m, x]
+    );
+    assert_eq!(
+        names(format!("/api/v2/nodes?sort=-name&limit=2&after_name={m}")).await,
+        [c, a]
+    );
+    let newest = app
+        .get("/api/v2/nodes?sort=-id&limit=1")
+        .send()
+        .await
+        .status(StatusCode::OK)
+        .body[0]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        names(format!("/api/v2/nodes?sort=-id&after={newest}")).await,
+        [x, c, m]
+    );
+    // each order reads its own cursor only
+    assert_eq!(
+        names(format!("/api/v2/nodes?sort=name&limit=2&after={newest}")).await,
+        [a, c]
+    );
+    assert_eq!(
+        names(format!("/api/v2/nodes?limit=2&after_name={x}")).await,
+        [m, c]
+    );
+    let reply = app.get("/api/v2/nodes?sort=size").send().await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "an unknown order");
+}
+
 /// The `name`s of a list of objects.
 fn names_in(list: &serde_json::Value) -> Vec<String> {
     list.as_array()
