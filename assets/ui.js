@@ -71,52 +71,118 @@
     });
   }
 
-  function follow() {
-    const page = document.body.dataset.live;
-    if (!page || !window.EventSource) return;
-    // from the last event before the page read its data: nothing in between is missed
-    const after = document.body.dataset.eventsAfter;
+  // The kinds of event pages follow.
+  const FOLLOWED = ["node_role.updated", "node.updated", "node_role.deleted", "node.created",
+    "node.deleted", "run.finished", "deployment.committed", "deployment.proposed",
+    "deployment.updated"];
+
+  // Calls handle(type, id, data) for each followed event after `after`, and handle("gap")
+  // when some were lost. Every crowbar page of this browser shares one stream through a
+  // SharedWorker (assets/events-worker.js): over HTTP/1.1 a browser opens at most six
+  // connections to a server, and six pages with a stream each would leave none for
+  // anything else. Without SharedWorker, the page opens a stream of its own.
+  function subscribe(after, handle) {
+    if (window.SharedWorker) {
+      const worker = new SharedWorker("/assets/events-worker.js", { name: "crowbar-events" });
+      worker.port.onmessage = function (message) {
+        const m = message.data;
+        if (m.kind === "open") live.connected = true;
+        else if (m.kind === "closed") live.connected = false;
+        else if (m.kind === "gap") handle("gap");
+        // the shared stream may have started earlier than this page was rendered
+        else if (!(m.id <= Number(after || 0))) handle(m.type, m.id, m.data);
+      };
+      worker.port.start();
+      worker.port.postMessage({ after: after, types: FOLLOWED });
+      window.addEventListener("pagehide", function () { worker.port.postMessage({ bye: true }); });
+      // a page restored from the back/forward cache said goodbye: read it afresh
+      window.addEventListener("pageshow", function (event) { if (event.persisted) location.reload(); });
+      return;
+    }
+    if (!window.EventSource) return;
     const source = new EventSource("/api/v2/events" + (after ? "?last_event_id=" + encodeURIComponent(after) : ""));
     source.onopen = function () { live.connected = true; };
-    // `crowbar-changed` tells fragments (state badge, annealer lists) to refresh: at most
-    // every 500 ms while events keep coming, and always once more after the last one, so a
-    // fragment never stays behind the final state.
-    let changePending = false;
-    let changeTimer = null;
-    const fireChanged = function () {
-      document.body.dispatchEvent(new CustomEvent("crowbar-changed"));
-      changePending = false;
-      changeTimer = setTimeout(function () {
-        changeTimer = null;
-        if (changePending) { fireChanged(); }
-      }, 500);
-    };
-    const changed = function () {
-      changePending = true;
-      if (changeTimer === null) { fireChanged(); }
-    };
-    source.addEventListener("node_role.updated", function (event) {
-      const data = JSON.parse(event.data);
-      const state = STATES[String(data.state)];
-      if (state) { setState(data.id, state, Number(event.lastEventId)); live.applied++; }
-      changed();
-    });
-    source.addEventListener("node.updated", function (event) {
-      setNode(JSON.parse(event.data));
-      live.applied++;
-      changed();
-    });
-    ["node_role.deleted", "run.finished", "node.created", "node.deleted"].forEach(function (type) {
-      source.addEventListener(type, changed);
-    });
-    // what a deployment's history shows (snapshots, audit) changes only with these
-    ["deployment.committed", "deployment.proposed", "deployment.updated"].forEach(function (type) {
-      source.addEventListener(type, function () {
-        changed();
-        document.body.dispatchEvent(new CustomEvent("crowbar-deployment-changed"));
-      });
+    FOLLOWED.forEach(function (type) {
+      source.addEventListener(type, function (event) { handle(type, Number(event.lastEventId), event.data); });
     });
     window.addEventListener("beforeunload", function () { source.close(); });
+  }
+
+  // ---- live fragments ------------------------------------------------------------------
+  // A fragment with data-live-src reloads from there when events of a kind it follows
+  // arrive (data-follows: "changed" — any event; "grid" — bindings, deployments and nodes;
+  // "deployment" — commits and proposals). One request at a time per fragment, at most one
+  // every 500 ms while events keep coming, and always one more after the last event, so a
+  // fragment never stays behind the final state. (htmx's own triggers queue a request behind
+  // the one in flight on the element that request's outerHTML swap then removes: the last
+  // reload could be lost.) A grid reload waits for a drag in progress to end.
+  const fragments = {};
+  function pump(id) {
+    const f = fragments[id];
+    if (f.busy || f.timer || !f.dirty) return;
+    const wait = f.last + 500 - Date.now();
+    if (wait > 0 || (id === "grid-root" && dragging)) {
+      f.timer = setTimeout(function () { f.timer = null; pump(id); }, Math.max(wait, 200));
+      return;
+    }
+    const el = document.getElementById(id);
+    if (!el) { f.dirty = false; return; }
+    f.dirty = false;
+    f.busy = true;
+    f.last = Date.now();
+    const done = function () { f.busy = false; pump(id); };
+    htmx.ajax("GET", el.dataset.liveSrc, { source: el, target: el, swap: el.dataset.liveSwap || "outerHTML" })
+      .then(done, done);
+  }
+  function reload(kind) {
+    document.querySelectorAll("[data-live-src]").forEach(function (el) {
+      if (!el.id || !(el.dataset.follows || "").split(" ").includes(kind)) return;
+      const f = fragments[el.id] || (fragments[el.id] = { busy: false, dirty: false, timer: null, last: 0 });
+      f.dirty = true;
+      pump(el.id);
+    });
+  }
+
+  function follow() {
+    if (!document.body.dataset.live) return;
+    const changed = function () { reload("changed"); };
+    const gridChanged = function () { reload("grid"); };
+    const deploymentChanged = function () { reload("deployment"); };
+    const grid = function () { return document.getElementById("grid-root"); };
+    // from the last event before the page read its data: nothing in between is missed
+    subscribe(document.body.dataset.eventsAfter, function (type, id, text) {
+      const data = text ? JSON.parse(text) : {};
+      switch (type) {
+        case "gap": // events were lost: every fragment reads the present again
+          changed(); gridChanged(); deploymentChanged();
+          break;
+        case "node_role.updated": {
+          const state = STATES[String(data.state)];
+          if (state) { setState(data.id, state, id); live.applied++; }
+          changed();
+          // a noderole of this deployment the grid does not show: bound elsewhere
+          const root = grid();
+          if (root && data.event && String(data.event.deployment_id) === root.dataset.deploymentId &&
+              !root.querySelector('[data-nr="' + data.id + '"]')) gridChanged();
+          break;
+        }
+        case "node.updated":
+          setNode(data);
+          live.applied++;
+          changed();
+          // a node moved in or out of a deployment
+          if (data.changes && data.changes.deployment) gridChanged();
+          break;
+        case "node_role.deleted": case "node.created": case "node.deleted":
+          changed(); gridChanged();
+          break;
+        case "run.finished":
+          changed();
+          break;
+        default: // deployment.*: what a deployment's history shows (snapshots, audit) changes only with these
+          changed(); gridChanged(); deploymentChanged();
+      }
+    });
   }
 
   // ---- binding: drag and drop, or pick with Enter and drop with Enter ------------------
@@ -140,6 +206,7 @@
   }
 
   let picked = null;
+  let dragging = false;
   function pick(chip) {
     document.querySelectorAll(".chip[aria-pressed=true]").forEach(function (c) { c.setAttribute("aria-pressed", "false"); });
     if (picked === chip) { picked = null; announce("Nothing picked"); return; }
@@ -176,6 +243,8 @@
       Sortable.create(palette, {
         group: { name: palette.dataset.kind, pull: "clone", put: false },
         sort: false, forceFallback: true, fallbackOnBody: true, draggable: ".chip",
+        onStart: function () { dragging = true; },
+        onEnd: function () { dragging = false; },
       });
     });
     root.querySelectorAll(".drop").forEach(function (target) {
@@ -188,8 +257,9 @@
   }
 
   // ---- live fragments keep what the admin was doing ----------------------------------
-  // A fragment reloaded by events replaces its elements: the focused control and the
-  // checked boxes are found again in the new ones (by id, label or name and value).
+  // A fragment reloaded by events replaces its elements: the focused control, the checked
+  // boxes and the values chosen or typed but not sent are carried over to the new ones (by
+  // id, label or name and value).
   let kept = null;
   function keyOf(el) {
     if (el.id) return "#" + CSS.escape(el.id);
@@ -203,10 +273,25 @@
     if (!target || !target.id) return;
     const focused = target.contains(document.activeElement) ? keyOf(document.activeElement) : null;
     const checked = [...target.querySelectorAll("input[type=checkbox]:checked")].map(keyOf).filter(Boolean);
-    kept = { id: target.id, focused: focused, checked: checked };
+    // what the admin chose or typed and has not sent yet
+    const values = [...target.querySelectorAll("select, input[type=text], input:not([type])")]
+      .filter(function (el) { return el.id; })
+      .map(function (el) { return [el.id, el.value]; });
+    kept = { id: target.id, focused: focused, checked: checked, values: values };
   });
   function restore(root) {
+    // a reloaded grid keeps the role or node picked with the keyboard
+    if (picked && root.id === "grid-root") {
+      const again = root.querySelector('.chip[data-kind="' + picked.dataset.kind + '"][data-value="' + CSS.escape(picked.dataset.value) + '"]');
+      if (again) { again.setAttribute("aria-pressed", "true"); picked = again; }
+    }
     if (!kept || root.id !== kept.id) return;
+    kept.values.forEach(function (pair) {
+      const el = root.querySelector("#" + CSS.escape(pair[0]));
+      if (!el || el.value === pair[1]) return;
+      if (el.tagName === "SELECT" && ![...el.options].some(function (o) { return o.value === pair[1]; })) return;
+      el.value = pair[1];
+    });
     kept.checked.forEach(function (key) {
       const box = root.querySelector(key);
       if (box) box.checked = true;

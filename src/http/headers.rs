@@ -15,7 +15,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The policy of every response.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; worker-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
 /// Every header and its value.

@@ -212,14 +212,15 @@ async fn lists_only(
     lists(&state, &session, &q).await
 }
 
-/// Retries one noderole (ERROR, or ACTIVE/BLOCKED to run again) and reloads the page.
+/// Retries one noderole (ERROR, or ACTIVE/BLOCKED to run again); the page follows through
+/// the event stream.
 async fn retry(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<i64>,
 ) -> Result<Response, UiError> {
     actions::change_noderole(&state, &session.acting, id, StateChange::Retry).await?;
-    Ok(super::nodes::refresh())
+    Ok(super::nodes::done())
 }
 
 /// Most noderoles one press of *Retry all* retries (each in its own transaction).
@@ -243,7 +244,7 @@ async fn retry_all(State(state): State<AppState>, session: Session) -> Result<Re
         }
     }
     if refused.is_empty() {
-        Ok(super::nodes::refresh())
+        Ok(super::nodes::done())
     } else {
         Err(UiError::new(
             axum::http::StatusCode::CONFLICT,

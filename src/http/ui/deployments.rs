@@ -445,6 +445,8 @@ async fn add_node(
 #[derive(Template, WebTemplate)]
 #[template(path = "plan.html")]
 struct PlanFragment {
+    /// The deployment's name: once shown, the plan reloads as events arrive.
+    name: String,
     plan: Plan,
 }
 
@@ -455,7 +457,7 @@ async fn plan(
     Path(name): Path<String>,
 ) -> Result<PlanFragment, UiError> {
     let plan = db::documents::plan(&state.pool, &Key::parse(&name), &session.actor).await?;
-    Ok(PlanFragment { plan })
+    Ok(PlanFragment { name, plan })
 }
 
 async fn propose(

@@ -1,6 +1,5 @@
 //! `/node_roles/{id}`: one noderole — state, reason, runlog, input data, wall, and links to
-//! its parents and children. Its state, reason and runlog reload as events arrive
-//! (`/node_roles/{id}/live`).
+//! its parents and children, all reloaded as events arrive (`/node_roles/{id}/live`).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -19,12 +18,17 @@ pub fn router() -> Pages {
         .get("/node_roles/{id}/live", live_only)
 }
 
-/// The part of the page that changes as the noderole runs: state, reason, runs, runlog.
+/// Everything below the page's title, reloaded as events arrive: state, reason, runs,
+/// runlog, parents and children, input data and wall.
 #[derive(Template, WebTemplate)]
 #[template(path = "noderole_live.html")]
 struct Live {
     layout: LiveLayout,
     nr: NrView,
+    data: String,
+    wall: String,
+    parents: Vec<NodeRole>,
+    children: Vec<NodeRole>,
 }
 
 /// What the live part needs of the page's frame: whether to offer Retry.
@@ -32,43 +36,7 @@ struct LiveLayout {
     operate: bool,
 }
 
-async fn live(state: &AppState, session: &Session, noderole: NodeRole) -> Result<Live, UiError> {
-    let id = noderole.id;
-    Ok(Live {
-        layout: LiveLayout {
-            operate: session.may(Action::NodeRoleRetry),
-        },
-        nr: with_reason(state, id, noderole).await?.into(),
-    })
-}
-
-async fn live_only(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<i64>,
-) -> Result<Live, UiError> {
-    let noderole = db::node_roles::get(&mut *state.pool.acquire().await?, id).await?;
-    live(&state, &session, noderole).await
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "noderole.html")]
-struct Page {
-    layout: Layout,
-    nr: NrView,
-    live_html: String,
-    data: String,
-    wall: String,
-    parents: Vec<NodeRole>,
-    children: Vec<NodeRole>,
-}
-
-async fn page(
-    State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<i64>,
-) -> Result<Page, UiError> {
-    let layout = Layout::new(&state, &session, "annealer").await?;
+async fn live(state: &AppState, session: &Session, id: i64) -> Result<Live, UiError> {
     let mut conn = state.pool.acquire().await?;
     let detail = db::node_roles::detail(&mut conn, id).await?;
     let mut parents = Vec::new();
@@ -80,9 +48,41 @@ async fn page(
         children.push(db::node_roles::get(&mut conn, *child).await?);
     }
     drop(conn);
-    let data = super::layout::pretty(&detail.data);
-    let wall = super::layout::pretty(&detail.wall);
-    let live = live(&state, &session, detail.noderole).await?;
+    Ok(Live {
+        layout: LiveLayout {
+            operate: session.may(Action::NodeRoleRetry),
+        },
+        data: super::layout::pretty(&detail.data),
+        wall: super::layout::pretty(&detail.wall),
+        nr: with_reason(state, id, detail.noderole).await?.into(),
+        parents,
+        children,
+    })
+}
+
+async fn live_only(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Live, UiError> {
+    live(&state, &session, id).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "noderole.html")]
+struct Page {
+    layout: Layout,
+    nr: NrView,
+    live_html: String,
+}
+
+async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Page, UiError> {
+    let layout = Layout::new(&state, &session, "annealer").await?;
+    let live = live(&state, &session, id).await?;
     let live_html = live
         .render()
         .map_err(crate::http::error::ApiError::internal)?;
@@ -90,9 +90,5 @@ async fn page(
         layout,
         nr: live.nr,
         live_html,
-        data,
-        wall,
-        parents,
-        children,
     })
 }

@@ -30,6 +30,7 @@ pub fn router() -> Pages {
         .get("/nodes/_list", list_only)
         .post("/nodes/bulk", bulk)
         .get("/nodes/{name}", page)
+        .get("/nodes/{name}/live", live_only)
         .post("/nodes/{name}/available", set_available)
 }
 
@@ -275,7 +276,7 @@ async fn set_available(
     axum::Form(form): axum::Form<AvailableForm>,
 ) -> Result<Response, UiError> {
     set_flags(&state, &session, &[name], form.available).await?;
-    Ok(refresh())
+    Ok(done())
 }
 
 /// Bulk actions on the checked nodes (the form repeats `node` once per checked node), or
@@ -322,7 +323,7 @@ async fn bulk(
         _ => return Err(UiError::invalid("choose an action: reserve or release")),
     };
     set_flags(&state, &session, &nodes, available).await?;
-    Ok(refresh())
+    Ok(done())
 }
 
 /// Sets `available` on every named node in one transaction: all or none.
@@ -351,20 +352,27 @@ async fn set_flags(
     Ok(())
 }
 
-/// Makes htmx reload the page, which shows the changed nodes.
-pub fn refresh() -> Response {
+/// The answer to an action whose result the page shows through the event stream (every
+/// section of a page is live): nothing to swap, no reload.
+pub fn done() -> Response {
     use axum::response::IntoResponse;
-    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert("hx-refresh", axum::http::HeaderValue::from_static("true"));
-    response
+    axum::http::StatusCode::NO_CONTENT.into_response()
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "node.html")]
 struct NodePage {
     layout: Layout,
+    name: String,
+    live_html: String,
+}
+
+/// Everything below the node page's title, reloaded as events arrive: its condition and
+/// state, noderoles, timeline, runs, audit trail and history.
+#[derive(Template, WebTemplate)]
+#[template(path = "node_live.html")]
+struct NodeLive {
+    operate: bool,
     node: NodeView,
     noderoles: Vec<NrView>,
     history: Vec<EventRow>,
@@ -377,17 +385,12 @@ struct NodePage {
     host_key: Option<String>,
 }
 
-async fn page(
-    State(state): State<AppState>,
-    session: Session,
-    Path(name): Path<String>,
-) -> Result<NodePage, UiError> {
-    let layout = Layout::new(&state, &session, "nodes").await?;
+async fn node_live(state: &AppState, session: &Session, name: &str) -> Result<NodeLive, UiError> {
     let mut conn = state.pool.acquire().await?;
-    let node = db::nodes::get(&mut conn, &Key::parse(&name)).await?;
+    let node = db::nodes::get(&mut conn, &Key::parse(name)).await?;
     drop(conn);
     let noderoles = view::noderoles(
-        &state,
+        state,
         &NodeRoleFilter {
             node: Some(node.id.to_string()),
             window: Window::first(10_000),
@@ -397,14 +400,38 @@ async fn page(
     .await?;
     let history = db::nodes::history(&state.pool, node.id, 200, 0).await?;
     let runs = db::runs::finished_on_node(&state.pool, node.id, TIMELINE_RUNS).await?;
-    Ok(NodePage {
-        layout,
+    Ok(NodeLive {
+        operate: session.may(crate::domain::policy::Action::NodeUpdate),
         noderoles,
         timeline: super::timeline::draw(&runs, &history, chrono::Utc::now()),
         runs,
         history,
-        audit: super::audit::of_object(&state, "node", node.id).await?,
+        audit: super::audit::of_object(state, "node", node.id).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,
         node: node.into(),
+    })
+}
+
+async fn live_only(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<NodeLive, UiError> {
+    node_live(&state, &session, &name).await
+}
+
+async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<NodePage, UiError> {
+    let layout = Layout::new(&state, &session, "nodes").await?;
+    let live = node_live(&state, &session, &name).await?;
+    Ok(NodePage {
+        layout,
+        name: live.node.node.name.clone(),
+        live_html: live
+            .render()
+            .map_err(crate::http::error::ApiError::internal)?,
     })
 }

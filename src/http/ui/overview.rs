@@ -1,8 +1,8 @@
 //! `/`: how the fleet is doing at a glance — the annealer's status and counts, each
-//! deployment's convergence with an estimate of when it will be done, runs per minute over
-//! the last hour, and the roles and nodes that fail most — drawn server-side as SVG, each
-//! chart with a table of the same numbers; the charts reload as events arrive. And a
-//! pointer to the first-start wizard while there is no admin node.
+//! deployment's convergence with an estimate of when it will be done, noderoles by state and
+//! runs per minute over the last hour, and the roles and nodes that fail most — drawn
+//! server-side as SVG, each chart with a table of the same numbers; all of it reloads as
+//! events arrive. And a pointer to the first-start wizard while there is no admin node.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -41,9 +41,6 @@ pub fn router() -> Pages {
 #[template(path = "overview.html")]
 struct Overview {
     layout: Layout,
-    status: AnnealStatus,
-    deployments: Vec<Deployment>,
-    needs_setup: bool,
     charts_html: String,
 }
 
@@ -126,6 +123,9 @@ fn state_bars(minutes: Vec<StateMinute>) -> (Vec<StateBar>, i64) {
 #[derive(Template, WebTemplate)]
 #[template(path = "overview_charts.html")]
 struct Charts {
+    status: AnnealStatus,
+    deployments: Vec<Deployment>,
+    needs_setup: bool,
     progress: Vec<Progress>,
     bars: Vec<Bar>,
     /// The most runs in one minute (the chart's scale).
@@ -188,6 +188,9 @@ async fn charts(state: &AppState) -> Result<Charts, UiError> {
     let (failing_roles, failing_nodes) =
         db::overview::most_failures(&state.pool, FAILURE_HOURS, FAILURE_TOP).await?;
     Ok(Charts {
+        status: db::anneal::status(&state.pool, None).await?,
+        deployments: db::deployments::list(&state.pool, 1000, 0).await?,
+        needs_setup: !super::setup::has_admin_node(state).await?,
         progress: db::overview::progress(&state.pool).await?,
         chart_w: bars.len() as i64 * BAR_W,
         bars,
@@ -213,9 +216,6 @@ async fn page(State(state): State<AppState>, session: Session) -> Result<Overvie
     let layout = Layout::new(&state, &session, "overview").await?;
     Ok(Overview {
         layout,
-        status: db::anneal::status(&state.pool, None).await?,
-        deployments: db::deployments::list(&state.pool, 1000, 0).await?,
-        needs_setup: !super::setup::has_admin_node(&state).await?,
         charts_html: charts(&state)
             .await?
             .render()

@@ -14,7 +14,7 @@ use fantoccini::{
     Client, ClientBuilder, Locator,
     actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction},
     elements::Element,
-    wd::WebDriverCompatibleCommand,
+    wd::{WebDriverCompatibleCommand, WindowHandle},
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -123,14 +123,29 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no `{css}` on {}: {e}", self.path_now()))
     }
 
-    /// Clicks the element `css` (waiting for it to appear).
+    /// Clicks the element `css` (waiting for it to appear; found again when a live reload
+    /// replaced it on the way).
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        for _ in 0..5 {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => continue,
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("clicking {css}: it kept being replaced");
     }
 
-    /// Chooses `value` in the select element `css`.
+    /// Chooses `value` in the select element `css` (found again when replaced on the way).
     pub async fn select(&self, css: &str, value: &str) {
-        self.find(css).await.select_by_value(value).await.unwrap();
+        for _ in 0..5 {
+            match self.find(css).await.select_by_value(value).await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => continue,
+                Err(e) => panic!("choosing {value} in {css}: {e}"),
+            }
+        }
+        panic!("choosing {value} in {css}: it kept being replaced");
     }
 
     fn path_now(&self) -> String {
@@ -173,8 +188,33 @@ impl Browser {
         .to_string()
     }
 
+    /// Drags the element `from` (CSS) onto the element `to` with real pointer events. The
+    /// elements are looked up again when a live reload replaced them on the way (a reload
+    /// can follow the page's own change by a moment).
+    pub async fn drag_css(&self, from: &str, to: &str) {
+        for _ in 0..5 {
+            let (source, target) = (self.find(from).await, self.find(to).await);
+            match self.try_drag(&source, &target).await {
+                Ok(()) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    let _ = self.client.release_actions().await;
+                }
+                Err(e) => panic!("dragging {from} onto {to}: {e}"),
+            }
+        }
+        panic!("dragging {from} onto {to}: the elements kept being replaced");
+    }
+
     /// Drags `from` onto `to` with real pointer events: press, move in steps, release.
     pub async fn drag(&self, from: &Element, to: &Element) {
+        self.try_drag(from, to).await.unwrap();
+    }
+
+    async fn try_drag(
+        &self,
+        from: &Element,
+        to: &Element,
+    ) -> Result<(), fantoccini::error::CmdError> {
         let mouse = MouseActions::new("mouse".into())
             .then(PointerAction::MoveToElement {
                 element: from.clone(),
@@ -210,8 +250,26 @@ impl Browser {
             .then(PointerAction::Up {
                 button: MOUSE_BUTTON_LEFT,
             });
-        self.client.perform_actions(mouse).await.unwrap();
-        self.client.release_actions().await.unwrap();
+        self.client.perform_actions(mouse).await?;
+        self.client.release_actions().await
+    }
+
+    /// Opens `path` in a new window of this browser and makes it the current one.
+    pub async fn open_window(&self, path: &str) -> WindowHandle {
+        let window = self.client.new_window(false).await.unwrap().handle;
+        self.switch_to(&window).await;
+        self.goto(path).await;
+        window
+    }
+
+    /// Makes `window` the one later calls act on.
+    pub async fn switch_to(&self, window: &WindowHandle) {
+        self.client.switch_to_window(window.clone()).await.unwrap();
+    }
+
+    /// The current window.
+    pub async fn window(&self) -> WindowHandle {
+        self.client.window().await.unwrap()
     }
 
     /// Saves a screenshot as `target/ui-screenshots/<name>.png`.

@@ -17,6 +17,20 @@ use super::{app::admin_db, browser::Browser, sse::Served};
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// A barclamp `site` whose one role, `site-flaky` on the `test` jig, fails while `fail`.
+pub fn flaky_barclamp(fail: bool) -> String {
+    format!(
+        "barclamp: {{name: site, parent: test, description: site roles}}
+roles:
+  - name: site-flaky
+    jig: test
+    description: fails until its template is fixed
+    template:
+      test: {{fail: {fail}}}
+"
+    )
+}
+
 pub struct UiSite {
     pub pool: PgPool,
     pub served: Served,
@@ -71,6 +85,43 @@ impl UiSite {
         browser
             .wait_until("the overview after logging in", "location.pathname === '/'")
             .await;
+    }
+
+    /// Imports a barclamp (YAML) through the API, as an admin.
+    pub async fn import(&self, yaml: &str) {
+        let response = self
+            .api(reqwest::Method::POST, "/api/v2/barclamps")
+            .header("content-type", "application/yaml")
+            .body(yaml.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// A request to the site's API with the admin token.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        super::client_builder()
+            .build()
+            .unwrap()
+            .request(method, format!("{}{path}", self.url()))
+            .bearer_auth(super::app::ADMIN_TOKEN)
+    }
+
+    /// The JSON the API answers to `GET path` (any status: `/api/v2/anneal` answers 409
+    /// while something failed).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.api(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Waits until no noderole is TODO or in TRANSITION (at most a minute).

@@ -10,9 +10,8 @@ use serde_json::json;
 use crowbar::db;
 
 use crate::support::{
-    app::ADMIN_TOKEN,
     browser::Browser,
-    ui_site::UiSite,
+    ui_site::{UiSite, flaky_barclamp},
     world::{self, admin},
 };
 
@@ -51,11 +50,12 @@ async fn move_node_in(browser: &Browser, node: &str) {
 
 /// Drags the role's chip from the palette onto the node's row header.
 async fn drag_role(browser: &Browser, role: &str, node: &str) {
-    let row = browser.find(&format!(".drop[data-node=\"{node}\"]")).await;
-    let chip = browser
-        .find(&format!("#role-palette .chip[data-value=\"{role}\"]"))
+    browser
+        .drag_css(
+            &format!("#role-palette .chip[data-value=\"{role}\"]"),
+            &format!(".drop[data-node=\"{node}\"]"),
+        )
         .await;
-    browser.drag(&chip, &row).await;
 }
 
 /// Waits until the element `css` says `state` (its text), e.g. `ACTIVE`.
@@ -89,11 +89,15 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     move_node_in(&browser, "n2").await;
     browser.select("#add-role", "test-server").await;
     browser.click("#add-role-button").await;
-    let column = browser.find(".drop[data-role=\"test-server\"]").await;
+    browser.find(".drop[data-role=\"test-server\"]").await;
 
     // drag a node onto a role's column
-    let n1 = browser.find("#node-palette .chip[data-value=\"n1\"]").await;
-    browser.drag(&n1, &column).await;
+    browser
+        .drag_css(
+            "#node-palette .chip[data-value=\"n1\"]",
+            ".drop[data-role=\"test-server\"]",
+        )
+        .await;
     wait_state(&browser, &cell("n1", "test-server"), "PROPOSED").await;
 
     // drag a role onto a node's row
@@ -294,41 +298,10 @@ async fn id_of_node(site: &UiSite, name: &str) -> i64 {
 
 /// A site barclamp with one role whose runs fail until its template says otherwise:
 /// re-importing the barclamp with `fail: false` is the fix, as repairing a role's script is.
-fn flaky_barclamp(fail: bool) -> String {
-    format!(
-        "barclamp: {{name: site, parent: test, description: site roles}}
-roles:
-  - name: site-flaky
-    jig: test
-    description: fails until its template is fixed
-    template:
-      test: {{fail: {fail}}}
-"
-    )
-}
-
-async fn import(site: &UiSite, yaml: String) {
-    let response = crate::support::client_builder()
-        .build()
-        .unwrap()
-        .post(format!("{}/api/v2/barclamps", site.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/yaml")
-        .body(yaml)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap()
-    );
-}
-
 #[tokio::test]
 async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fix() {
     let site = UiSite::start().await;
-    import(&site, flaky_barclamp(true)).await;
+    site.import(&flaky_barclamp(true)).await;
     world::node(&site.pool, "n3", true).await;
     let browser = Browser::start(site.url()).await;
     site.login(&browser).await;
@@ -378,7 +351,7 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
 
     // the fix: the role's definition no longer fails; then retry from the annealer page,
     // whose lists follow the event stream
-    import(&site, flaky_barclamp(false)).await;
+    site.import(&flaky_barclamp(false)).await;
     browser
         .click("button.retry[aria-label=\"retry site-flaky on n3\"]")
         .await;
