@@ -22,6 +22,7 @@ pub mod jig;
 pub mod node_rig;
 pub mod passwords;
 pub mod pg;
+pub mod power;
 pub mod probe;
 pub mod provisioner;
 pub mod runner;

@@ -14,6 +14,7 @@ mod metrics;
 mod migrations;
 mod multi_daemon;
 mod pg_harness;
+mod power;
 mod proptest_annealer;
 mod provisioning;
 mod rig_smoke;

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod bmc;
 pub mod browser;
 pub mod daemon;
 pub mod db;

@@ -1,0 +1,201 @@
+//! The Redfish driver against a real Redfish emulator (sushy-tools) over HTTPS: reading and
+//! changing power, confirmed by polling; the boot override and the system's MACs; wrong
+//! credentials named at once; a changed certificate refusing everything; a hung BMC timing
+//! out after bounded tries without holding up another.
+
+use std::time::{Duration, Instant};
+
+use crowbar::{
+    power::{
+        BmcError, BmcTimeouts, BootDevice, PowerAction, PowerState,
+        redfish::{Redfish, RedfishBmc},
+    },
+    secret::Secret,
+};
+
+use crate::support::bmc::{PASSWORD, RedfishEmulator, USER};
+
+fn bmc(emulator: &RedfishEmulator, password: &str) -> RedfishBmc {
+    RedfishBmc {
+        address: emulator.address(),
+        username: USER.into(),
+        password: Secret::new(password),
+        system: None,
+        pinned: None,
+    }
+}
+
+/// The emulator applies a change 1 to 11 s after accepting it.
+const APPLIED: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(500);
+
+#[tokio::test]
+async fn redfish_power_and_boot_are_changed_and_confirmed_by_polling() {
+    let emulator = RedfishEmulator::start(1).await;
+    let first = Redfish::new(bmc(&emulator, PASSWORD), BmcTimeouts::default()).unwrap();
+    assert_eq!(first.power_state().await.unwrap(), PowerState::Off);
+    let pinned = first.presented_certificate().expect("first contact pins");
+
+    let bmc = Redfish::new(
+        RedfishBmc {
+            pinned: Some(pinned),
+            ..bmc(&emulator, PASSWORD)
+        },
+        BmcTimeouts::default(),
+    )
+    .unwrap();
+    let inventory = bmc.inventory().await.unwrap();
+    assert_eq!(inventory.macs, vec![emulator.systems[0].mac.clone()]);
+
+    bmc.boot_from(BootDevice::Pxe, true).await.unwrap();
+    let (target, _) = bmc.boot_override().await.unwrap();
+    assert_eq!(target, "Pxe");
+
+    bmc.power(PowerAction::On, PowerState::Off).await.unwrap();
+    bmc.confirm(PowerState::On, APPLIED, POLL).await.unwrap();
+    assert_eq!(bmc.power_state().await.unwrap(), PowerState::On);
+    bmc.power(PowerAction::ForceOff, PowerState::On)
+        .await
+        .unwrap();
+    bmc.confirm(PowerState::Off, APPLIED, POLL).await.unwrap();
+    // a confirmation that cannot come says what it saw
+    let stuck = bmc
+        .confirm(PowerState::On, Duration::from_secs(1), POLL)
+        .await
+        .unwrap_err();
+    assert!(stuck.to_string().contains("still off"), "{stuck}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_at_once_naming_the_bmc_and_the_user() {
+    let emulator = RedfishEmulator::start(1).await;
+    let bmc = Redfish::new(bmc(&emulator, "not-the-password"), BmcTimeouts::default()).unwrap();
+    let started = Instant::now();
+    let e = bmc.power_state().await.unwrap_err();
+    assert_eq!(
+        e,
+        BmcError::Terminal(format!(
+            "BMC {}: HTTP 401 for user {USER}",
+            emulator.address()
+        ))
+    );
+    // terminal: not tried again (the back-off alone would take a second)
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let shown = format!("{e} {e:?}");
+    assert!(!shown.contains("not-the-password"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_changed_certificate_refuses_every_operation_until_accepted() {
+    let mut emulator = RedfishEmulator::start(1).await;
+    let first = Redfish::new(bmc(&emulator, PASSWORD), BmcTimeouts::default()).unwrap();
+    first.power_state().await.unwrap();
+    let pinned = first.presented_certificate().unwrap();
+
+    emulator.restart_with_new_certificate().await;
+    let bmc = Redfish::new(
+        RedfishBmc {
+            pinned: Some(pinned),
+            ..bmc(&emulator, PASSWORD)
+        },
+        BmcTimeouts::default(),
+    )
+    .unwrap();
+    for refused in [
+        bmc.power_state().await.map(|_| ()),
+        bmc.power(PowerAction::On, PowerState::Off).await,
+        bmc.boot_from(BootDevice::Pxe, true).await,
+    ] {
+        match refused {
+            Err(BmcError::CertificateChanged {
+                address,
+                pinned: was,
+                presented,
+            }) => {
+                assert_eq!(address, emulator.address());
+                assert_eq!(was, pinned.to_string());
+                assert_ne!(presented, was);
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // the restarted emulator's log (it logs each request it answers) has none
+    assert!(
+        !emulator.log().contains("/redfish"),
+        "a request reached the BMC with the changed certificate: {}",
+        emulator.log()
+    );
+    // accepted: the new certificate pinned, operations go through again
+    let accepted = Redfish::new(
+        RedfishBmc {
+            pinned: bmc.presented_certificate(),
+            ..bmc_config(&emulator)
+        },
+        BmcTimeouts::default(),
+    )
+    .unwrap();
+    assert_eq!(accepted.power_state().await.unwrap(), PowerState::Off);
+    assert!(
+        emulator.log().contains("GET /redfish"),
+        "{}",
+        emulator.log()
+    );
+}
+
+fn bmc_config(emulator: &RedfishEmulator) -> RedfishBmc {
+    bmc(emulator, PASSWORD)
+}
+
+#[tokio::test]
+async fn a_hung_bmc_times_out_after_bounded_tries_without_holding_up_another() {
+    let emulator = RedfishEmulator::start(1).await;
+    // accepts connections and never answers
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_address = hung.local_addr().unwrap().to_string();
+    let _accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let timeouts = BmcTimeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_secs(1),
+        attempts: 2,
+        backoff: Duration::from_millis(100),
+    };
+    let stuck = Redfish::new(
+        RedfishBmc {
+            address: hung_address.clone(),
+            ..bmc(&emulator, PASSWORD)
+        },
+        timeouts,
+    )
+    .unwrap();
+    let fine = Redfish::new(bmc(&emulator, PASSWORD), timeouts).unwrap();
+    let started = Instant::now();
+    let (stuck_result, fine_result) = tokio::join!(
+        async {
+            let r = stuck.power_state().await;
+            (r, started.elapsed())
+        },
+        async {
+            let r = fine.power_state().await;
+            (r, started.elapsed())
+        }
+    );
+    assert_eq!(fine_result.0.unwrap(), PowerState::Off);
+    let (e, took) = (stuck_result.0.unwrap_err(), stuck_result.1);
+    assert!(e.is_transient(), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!("BMC {hung_address}: timed out"))
+            && text.ends_with("(tried 2 times)"),
+        "{text}"
+    );
+    assert!(
+        fine_result.1 < took,
+        "the answering BMC waited for the hung one"
+    );
+    assert!(took < Duration::from_secs(10), "bounded: {took:?}");
+}
