@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crowbar::{
     power::{
         BmcError, BmcTimeouts, BootDevice, PowerAction, PowerState,
+        pinning::Fingerprint,
         redfish::{Redfish, RedfishBmc},
     },
     secret::Secret,
@@ -25,6 +26,18 @@ fn bmc(emulator: &RedfishEmulator, password: &str) -> RedfishBmc {
     }
 }
 
+/// The emulator's BMC with the right password and `pinned` as its certificate.
+fn pinned_to(emulator: &RedfishEmulator, pinned: Option<Fingerprint>) -> Redfish {
+    Redfish::new(
+        RedfishBmc {
+            pinned,
+            ..bmc(emulator, PASSWORD)
+        },
+        BmcTimeouts::default(),
+    )
+    .unwrap()
+}
+
 /// The emulator applies a change 1 to 11 s after accepting it.
 const APPLIED: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
@@ -36,14 +49,7 @@ async fn redfish_power_and_boot_are_changed_and_confirmed_by_polling() {
     assert_eq!(first.power_state().await.unwrap(), PowerState::Off);
     let pinned = first.presented_certificate().expect("first contact pins");
 
-    let bmc = Redfish::new(
-        RedfishBmc {
-            pinned: Some(pinned),
-            ..bmc(&emulator, PASSWORD)
-        },
-        BmcTimeouts::default(),
-    )
-    .unwrap();
+    let bmc = pinned_to(&emulator, Some(pinned));
     let inventory = bmc.inventory().await.unwrap();
     assert_eq!(inventory.macs, vec![emulator.systems[0].mac.clone()]);
 
@@ -93,14 +99,7 @@ async fn a_changed_certificate_refuses_every_operation_until_accepted() {
     let pinned = first.presented_certificate().unwrap();
 
     emulator.restart_with_new_certificate().await;
-    let bmc = Redfish::new(
-        RedfishBmc {
-            pinned: Some(pinned),
-            ..bmc(&emulator, PASSWORD)
-        },
-        BmcTimeouts::default(),
-    )
-    .unwrap();
+    let bmc = pinned_to(&emulator, Some(pinned));
     for refused in [
         bmc.power_state().await.map(|_| ()),
         bmc.power(PowerAction::On, PowerState::Off).await,
@@ -126,24 +125,13 @@ async fn a_changed_certificate_refuses_every_operation_until_accepted() {
         emulator.log()
     );
     // accepted: the new certificate pinned, operations go through again
-    let accepted = Redfish::new(
-        RedfishBmc {
-            pinned: bmc.presented_certificate(),
-            ..bmc_config(&emulator)
-        },
-        BmcTimeouts::default(),
-    )
-    .unwrap();
+    let accepted = pinned_to(&emulator, bmc.presented_certificate());
     assert_eq!(accepted.power_state().await.unwrap(), PowerState::Off);
     assert!(
         emulator.log().contains("GET /redfish"),
         "{}",
         emulator.log()
     );
-}
-
-fn bmc_config(emulator: &RedfishEmulator) -> RedfishBmc {
-    bmc(emulator, PASSWORD)
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! port with a fresh self-signed certificate and HTTP basic authentication.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -29,14 +28,6 @@ pub struct RedfishEmulator {
     pub systems: Vec<FakeSystem>,
     dir: TempDir,
     child: Child,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl RedfishEmulator {
@@ -65,7 +56,7 @@ impl RedfishEmulator {
         );
         std::fs::write(dir.path().join("htpasswd"), line + "\n").unwrap();
         let mut emulator = RedfishEmulator {
-            port: free_port(),
+            port: super::free_port(),
             systems,
             child: Command::new("true").spawn().unwrap(),
             dir,

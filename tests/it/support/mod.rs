@@ -19,6 +19,15 @@ pub mod world;
 
 /// Where every test's HTTP client starts: proxy settings ignored, and the process's TLS
 /// provider installed first (building a client fails without one).
+/// A loopback TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn client_builder() -> reqwest::ClientBuilder {
     crowbar::tls::install_default_provider();
     reqwest::Client::builder().no_proxy()
