@@ -7,6 +7,7 @@
 
 pub mod pinning;
 pub mod redfish;
+pub mod vault;
 
 use std::time::Duration;
 
