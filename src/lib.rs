@@ -23,6 +23,7 @@ pub mod node_rig;
 pub mod passwords;
 pub mod pg;
 pub mod power;
+pub mod private_files;
 pub mod probe;
 pub mod provisioner;
 pub mod runner;

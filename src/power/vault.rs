@@ -5,9 +5,9 @@
 //! fingerprint), so a daemon with another key says so instead of failing obscurely.
 
 use std::{
-    fs::{self, DirBuilder, OpenOptions},
+    fs::{self, OpenOptions},
     io::{ErrorKind, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
 };
 
@@ -76,10 +76,7 @@ impl Vault {
             path: path.clone(),
             detail,
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        crate::private_files::create_dir(dir)
             .map_err(|e| key_err(format!("cannot create directory: {e}")))?;
         match OpenOptions::new()
             .write(true)
@@ -96,16 +93,7 @@ impl Vault {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(key_err(format!("cannot create: {e}"))),
         }
-        let mode = fs::metadata(&path)
-            .map_err(|e| key_err(e.to_string()))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_err(format!(
-                "permissions {mode:04o} are too open: others may read the key (chmod 600 it)"
-            )));
-        }
+        crate::private_files::check_file(&path, "key").map_err(key_err)?;
         let bytes = fs::read(&path).map_err(|e| key_err(e.to_string()))?;
         let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
             key_err(format!(
@@ -153,6 +141,8 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

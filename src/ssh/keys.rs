@@ -2,9 +2,9 @@
 
 use std::{
     fmt,
-    fs::{self, DirBuilder, OpenOptions},
+    fs::{self, OpenOptions},
     io::{ErrorKind, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -43,10 +43,7 @@ impl ClientKey {
             path: path.clone(),
             detail,
         };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        crate::private_files::create_dir(dir)
             .map_err(|e| key_err(format!("cannot create directory: {e}")))?;
         let private = match Self::load(&path)? {
             Some(key) => key,
@@ -96,12 +93,8 @@ impl ClientKey {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(key_err(e.to_string())),
         };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(key_err(format!(
-                "permissions {mode:04o} are too open: others may read the private key (chmod 600 it)"
-            )));
-        }
+        crate::private_files::check_mode(meta.permissions().mode(), "private key")
+            .map_err(key_err)?;
         let text = fs::read_to_string(path).map_err(|e| key_err(e.to_string()))?;
         let key = PrivateKey::from_openssh(text.as_bytes())
             .map_err(|e| key_err(format!("not an OpenSSH private key: {e}")))?;
