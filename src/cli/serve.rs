@@ -201,6 +201,14 @@ async fn serve_on(
         refusals: std::sync::Arc::new(crate::http::audit::Refusals::new(
             settings.audit_refusals_per_minute,
         )),
+        power: std::sync::Arc::new(crate::power::node::PowerControl::new(
+            pool.clone(),
+            std::sync::Arc::new(
+                crate::power::vault::Vault::load_or_create(&settings.data_dir)
+                    .context("cannot load or create the key that seals BMC credentials")?,
+            ),
+            crate::power::BmcTimeouts::default(),
+        )),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {

@@ -9,6 +9,7 @@ pub mod anneal;
 pub mod attribs;
 pub mod audit;
 pub mod barclamps;
+pub mod bmcs;
 mod confinement;
 pub mod deployment_roles;
 pub mod deployments;

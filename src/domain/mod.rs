@@ -2,6 +2,7 @@
 
 pub mod barclamp;
 pub mod bind;
+pub mod bmc;
 pub mod data;
 pub mod desired_state;
 pub mod ipam;

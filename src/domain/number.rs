@@ -54,6 +54,11 @@ impl Bounded for i32 {
     const MAX: i64 = i32::MAX as i64;
 }
 
+impl Bounded for u16 {
+    const MIN: i64 = u16::MIN as i64;
+    const MAX: i64 = u16::MAX as i64;
+}
+
 impl Bounded for i64 {
     const MIN: i64 = i64::MIN;
     const MAX: i64 = i64::MAX;

@@ -21,6 +21,13 @@ const ROUTES: &[(&str, &str, Action)] = &[
     ("PUT", "/api/v2/nodes/{node}/redeploy", NodeRedeploy),
     ("PUT", "/api/v2/nodes/{node}/token", NodeRotateToken),
     ("DELETE", "/api/v2/nodes/{node}/host_key", NodeForgetHostKey),
+    ("PUT", "/api/v2/nodes/{node}/bmc", NodeBmcSet),
+    ("DELETE", "/api/v2/nodes/{node}/bmc", NodeBmcRemove),
+    (
+        "DELETE",
+        "/api/v2/nodes/{node}/bmc/cert",
+        NodeBmcAcceptCertificate,
+    ),
     ("PUT", "/api/v2/nodes/{node}/attribs/{attrib}", AttribSet),
     ("POST", "/api/v2/deployments", DeploymentCreate),
     ("PUT", "/api/v2/deployments/{deployment}", DeploymentUpdate),

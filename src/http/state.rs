@@ -46,6 +46,8 @@ pub struct AppState {
     pub logins: std::sync::Arc<LoginThrottle>,
     /// Refused requests recorded in the audit trail, a bounded number a minute.
     pub refusals: std::sync::Arc<crate::http::audit::Refusals>,
+    /// Nodes' BMCs: their sealed credentials' vault and the drivers' timeouts.
+    pub power: std::sync::Arc<crate::power::node::PowerControl>,
 }
 
 impl AppState {
@@ -54,7 +56,7 @@ impl AppState {
     pub fn new(pool: PgPool) -> Self {
         Self {
             events: crate::events::EventHub::new(pool.clone(), crate::events::Retention::default()),
-            pool,
+            pool: pool.clone(),
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),
             ssh_public_key: None,
@@ -69,6 +71,11 @@ impl AppState {
             passwords: crate::passwords::Passwords::default(),
             logins: std::sync::Arc::new(LoginThrottle::new(&LoginSettings::default())),
             refusals: std::sync::Arc::default(),
+            power: std::sync::Arc::new(crate::power::node::PowerControl::new(
+                pool.clone(),
+                std::sync::Arc::new(crate::power::vault::Vault::ephemeral()),
+                crate::power::BmcTimeouts::default(),
+            )),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! admin accepts it. Every error names the hop that failed: "BMC 10.0.0.5: HTTP 401 for
 //! user crowbar".
 
+pub mod node;
 pub mod pinning;
 pub mod redfish;
 pub mod vault;

@@ -303,21 +303,13 @@ impl Redfish {
                 return Err(BmcError::Transient(format!(
                     "BMC {}: the power state is still {} after {}s (wanted {})",
                     self.bmc.address,
-                    state_name(last),
+                    super::node::state_name(last),
                     within.as_secs(),
-                    state_name(wanted)
+                    super::node::state_name(wanted)
                 )));
             }
             tokio::time::sleep(every).await;
         }
-    }
-}
-
-fn state_name(state: PowerState) -> &'static str {
-    match state {
-        PowerState::On => "on",
-        PowerState::Off => "off",
-        PowerState::Unknown => "unknown",
     }
 }
 

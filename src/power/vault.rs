@@ -155,18 +155,28 @@ mod tests {
             "no clear text in the sealed value"
         );
         assert_eq!(vault.open(&sealed).unwrap().expose(), "calvin");
-        assert_ne!(sealed, vault.seal(&Secret::new("calvin")), "a nonce per seal");
+        assert_ne!(
+            sealed,
+            vault.seal(&Secret::new("calvin")),
+            "a nonce per seal"
+        );
 
         // the same file, the same key; another key says which
         let again = Vault::load_or_create(dir.path()).unwrap();
         assert_eq!(again.open(&sealed).unwrap().expose(), "calvin");
         let other = Vault::ephemeral();
-        assert!(matches!(other.open(&sealed), Err(VaultError::OtherKey { .. })));
+        assert!(matches!(
+            other.open(&sealed),
+            Err(VaultError::OtherKey { .. })
+        ));
 
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(matches!(vault.open(&tampered), Err(VaultError::Damaged)));
-        assert!(matches!(vault.open(&sealed[..10]), Err(VaultError::Damaged)));
+        assert!(matches!(
+            vault.open(&sealed[..10]),
+            Err(VaultError::Damaged)
+        ));
     }
 
     #[test]

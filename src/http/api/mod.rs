@@ -11,6 +11,7 @@ mod access;
 mod anneal;
 mod attribs;
 mod audit;
+mod bmcs;
 mod catalog;
 mod conventions;
 mod deployment_roles;
@@ -44,6 +45,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(anneal::router())
         .merge(catalog::router())
         .merge(access::router())
+        .merge(bmcs::router())
         .merge(events::router())
         .merge(tokens::router())
         .merge(attribs::router())

@@ -170,3 +170,53 @@ pub fn ipv4_subnet_or_null() -> Schema {
             .description(Some("an IPv4 subnet, e.g. 198.51.100.0/24")),
     )
 }
+
+/// A BMC's address (`domain::bmc::ADDRESS`).
+pub fn bmc_address() -> Schema {
+    named(
+        crate::domain::bmc::ADDRESS,
+        Some(253),
+        "a host name or IP address, without scheme, port or path",
+    )
+    .into()
+}
+
+/// The user crowbar is to a BMC (`domain::bmc::USERNAME`).
+pub fn bmc_username() -> Schema {
+    named(
+        crate::domain::bmc::USERNAME,
+        Some(64),
+        "printable ASCII, no spaces",
+    )
+    .into()
+}
+
+/// A BMC password (`domain::bmc::PASSWORD`): written, never read back.
+pub fn bmc_password() -> Schema {
+    named(
+        crate::domain::bmc::PASSWORD,
+        Some(128),
+        "stored sealed; never returned",
+    )
+    .write_only(true)
+    .into()
+}
+
+/// A Redfish system's id or path, or null (`domain::bmc::SYSTEM`).
+pub fn bmc_system_or_null() -> Schema {
+    or_null(named(
+        crate::domain::bmc::SYSTEM,
+        Some(255),
+        "the Redfish system's id or path; null: the BMC's only system",
+    ))
+}
+
+/// A TCP port, or null (the driver's default).
+pub fn port_or_null() -> Schema {
+    or_null(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(65535)),
+    )
+}

@@ -4,6 +4,7 @@
 
 mod attribs;
 mod auth;
+mod bmc;
 mod boot;
 mod catalog;
 mod deployments;
