@@ -416,6 +416,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The first line of stdin, without its line ending: passwords never go on the command
+/// line, where the process list and the shell history would show them. `command` is the
+/// command to show in the hint when stdin is empty.
+pub fn secret_from_stdin(command: &str) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut secret = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut secret)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from stdin: {e}"))?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        anyhow::bail!("no password on stdin: pipe it in, e.g. `{command} < file`");
+    }
+    Ok(secret.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

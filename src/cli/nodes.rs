@@ -1,4 +1,4 @@
-//! `crowbar nodes list|show|create|update|delete|alive|available`.
+//! `crowbar nodes list|show|create|update|delete|alive|available|bmc|power`.
 
 use reqwest::Method;
 use serde::Serialize;
@@ -43,6 +43,69 @@ pub enum NodesCommand {
     Alive(Flag),
     /// Make a node available (true) to the annealer, or reserve it (false).
     Available(Flag),
+    /// The node's BMC: enroll, show, remove, accept a changed certificate.
+    #[command(subcommand)]
+    Bmc(BmcCommand),
+    /// The node's power, through its BMC.
+    Power {
+        /// The node's name or id.
+        node: String,
+        /// `status`: read the power state from the BMC now.
+        action: PowerVerb,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PowerVerb {
+    Status,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BmcCommand {
+    /// Enroll the node's BMC or replace its settings; reads the password from the first
+    /// line of stdin, e.g. `crowbar nodes bmc set n1 --address 10.0.0.5 --username crowbar
+    /// < password-file`.
+    Set(BmcSettings),
+    /// Show the node's BMC (never its password).
+    Show {
+        /// The node's name or id.
+        node: String,
+    },
+    /// Remove the node's BMC and its credentials.
+    Remove {
+        /// The node's name or id.
+        node: String,
+    },
+    /// Accept a changed BMC certificate: the next contact pins what the BMC presents.
+    AcceptCert {
+        /// The node's name or id.
+        node: String,
+    },
+}
+
+/// The body of `PUT /api/v2/nodes/{node}/bmc` (the password from stdin).
+#[derive(Debug, clap::Args, Serialize)]
+pub struct BmcSettings {
+    /// The node's name or id.
+    #[serde(skip)]
+    node: String,
+    /// redfish
+    #[arg(long, default_value = "redfish")]
+    driver: String,
+    /// The BMC's host name or IP address.
+    #[arg(long)]
+    address: String,
+    /// Its HTTPS port (default 443).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    /// The Redfish system's id, when the BMC has several.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    /// The BMC account crowbar uses.
+    #[arg(long)]
+    username: String,
 }
 
 /// The body of `POST /api/v2/nodes`, straight from the command line.
@@ -161,6 +224,55 @@ pub async fn run(command: NodesCommand, args: &ClientArgs) -> anyhow::Result<()>
         NodesCommand::Delete { node } => client.delete("node", &["nodes", &node]).await,
         NodesCommand::Alive(flag) => set_flag(&client, "alive", flag).await,
         NodesCommand::Available(flag) => set_flag(&client, "available", flag).await,
+        NodesCommand::Bmc(command) => bmc(&client, command).await,
+        NodesCommand::Power {
+            node,
+            action: PowerVerb::Status,
+        } => {
+            let power = client
+                .get(&path(&["nodes", &node, "power"]), &Default::default())
+                .await?;
+            client.print(&power, |p| {
+                format!(
+                    "{}: {}\n",
+                    p["node"].as_str().unwrap_or_default(),
+                    p["state"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+async fn bmc(client: &Client, command: BmcCommand) -> anyhow::Result<()> {
+    match command {
+        BmcCommand::Set(settings) => {
+            let password = super::client::secret_from_stdin(&format!(
+                "crowbar nodes bmc set {} --address {} --username {}",
+                settings.node, settings.address, settings.username
+            ))?;
+            let mut body = serde_json::to_value(&settings)?;
+            body["password"] = json!(password);
+            let bmc = client
+                .write(Method::PUT, &path(&["nodes", &settings.node, "bmc"]), &body)
+                .await?;
+            client.print(&bmc, fields);
+            Ok(())
+        }
+        BmcCommand::Show { node } => client.show(&path(&["nodes", &node, "bmc"])).await,
+        BmcCommand::Remove { node } => client.delete("BMC", &["nodes", &node, "bmc"]).await,
+        BmcCommand::AcceptCert { node } => {
+            let bmc = client
+                .call(Method::DELETE, &path(&["nodes", &node, "bmc", "cert"]))
+                .await?;
+            client.print(&bmc, |b| {
+                format!(
+                    "node {}: the BMC's next certificate will be pinned\n",
+                    b["node"].as_str().unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
     }
 }
 

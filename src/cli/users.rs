@@ -1,9 +1,7 @@
 //! `crowbar users list|add NAME [--role R]|role NAME ROLE|password NAME|delete NAME`
 //! (passwords are read from stdin): the people who log in, and what each may do.
 
-use std::io::BufRead;
-
-use anyhow::{Context, bail};
+use anyhow::Context;
 use reqwest::Method;
 use serde_json::json;
 
@@ -60,7 +58,7 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
                 .await
         }
         UsersCommand::Add { name, role } => {
-            let password = password_from_stdin("add", &name)?;
+            let password = super::client::secret_from_stdin(&format!("crowbar users add {name}"))?;
             let mut user = json!({"name": name, "password": password});
             if let Some(role) = role {
                 user["role"] = role.into();
@@ -97,7 +95,8 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
             Ok(())
         }
         UsersCommand::Password { name } => {
-            let password = password_from_stdin("password", &name)?;
+            let password =
+                super::client::secret_from_stdin(&format!("crowbar users password {name}"))?;
             client
                 .write(
                     Method::PUT,
@@ -113,19 +112,4 @@ pub async fn run(command: UsersCommand, args: &ClientArgs) -> anyhow::Result<()>
         }
         UsersCommand::Delete { name } => client.delete("user", &["users", &name]).await,
     }
-}
-
-/// The first line of stdin, without its line ending: passwords never go on the command
-/// line, where the process list and the shell history would show them.
-fn password_from_stdin(verb: &str, name: &str) -> anyhow::Result<String> {
-    let mut password = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut password)
-        .context("cannot read the password from stdin")?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        bail!("no password on stdin: pipe it in, e.g. `crowbar users {verb} {name} < file`");
-    }
-    Ok(password.to_string())
 }

@@ -5,6 +5,7 @@
 
 mod converge;
 mod doctor;
+mod power;
 mod resources;
 mod scripting;
 mod simulate;
