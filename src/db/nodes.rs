@@ -34,6 +34,9 @@ pub struct Node {
     /// The most pressing state among its noderoles (error, transition, todo, blocked,
     /// proposed), or `active`.
     pub state: String,
+    /// The power state its BMC reported last (`on`, `off`, `unknown` — also before the first
+    /// read); null when the node has no BMC.
+    pub power: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -47,6 +50,7 @@ const SELECT_NODE: &str = "
                    FROM noderoles nr WHERE nr.node_id = n.id AND nr.state <> 0)
                 WHEN 0 THEN 'error' WHEN 1 THEN 'transition' WHEN 2 THEN 'todo'
                 WHEN 3 THEN 'blocked' WHEN 4 THEN 'proposed' ELSE 'active' END AS state,
+           (SELECT coalesce(b.power, 'unknown') FROM node_bmcs b WHERE b.node_id = n.id) AS power,
            n.created_at, n.updated_at
       FROM nodes n JOIN deployments d ON d.id = n.deployment_id";
 

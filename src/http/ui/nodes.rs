@@ -383,11 +383,14 @@ struct NodeLive {
     /// The node's latest audit records.
     audit: Vec<crate::db::audit::Record>,
     host_key: Option<String>,
+    /// Its BMC, without the password.
+    bmc: Option<db::bmcs::Bmc>,
 }
 
 async fn node_live(state: &AppState, session: &Session, name: &str) -> Result<NodeLive, UiError> {
     let mut conn = state.pool.acquire().await?;
     let node = db::nodes::get(&mut conn, &Key::parse(name)).await?;
+    let bmc = db::bmcs::get(&mut conn, node.id).await?;
     drop(conn);
     let noderoles = view::noderoles(
         state,
@@ -408,6 +411,7 @@ async fn node_live(state: &AppState, session: &Session, name: &str) -> Result<No
         history,
         audit: super::audit::of_object(state, "node", node.id).await?,
         host_key: db::host_keys::pinned(&state.pool, node.id).await?,
+        bmc,
         node: node.into(),
     })
 }

@@ -35,6 +35,15 @@ async fn a_bmc_is_enrolled_read_and_removed_without_its_password_ever_answered()
         .send()
         .await
         .error(StatusCode::NOT_FOUND, "not_found");
+    let power_of_node = || async {
+        app.get("/api/v2/nodes/n1.example.com")
+            .send()
+            .await
+            .status(StatusCode::OK)
+            .body["power"]
+            .clone()
+    };
+    assert_eq!(power_of_node().await, Value::Null, "no BMC, no power");
 
     let set = app
         .put("/api/v2/nodes/n1.example.com/bmc")
@@ -45,6 +54,7 @@ async fn a_bmc_is_enrolled_read_and_removed_without_its_password_ever_answered()
     assert_eq!(set.body["driver"], "redfish");
     assert_eq!(set.body["username"], USER);
     assert_eq!(set.body["cert_fingerprint"], Value::Null);
+    assert_eq!(power_of_node().await, "unknown", "not read yet");
     assert!(set.body.get("password").is_none());
     assert!(!shows_password(&set.body.to_string()));
     let sealed: Vec<u8> =
@@ -76,6 +86,11 @@ async fn a_bmc_is_enrolled_read_and_removed_without_its_password_ever_answered()
         .status(StatusCode::OK);
     assert_eq!(shown.body["cert_fingerprint"], pinned.as_str());
     assert_eq!(shown.body["power"], "off");
+    assert_eq!(
+        power_of_node().await,
+        "off",
+        "the node shows what its BMC said"
+    );
     assert!(!shows_password(&shown.body.to_string()));
     let audit: String =
         sqlx::query_scalar("SELECT summary::text FROM audit WHERE action = 'node.bmc_set'")

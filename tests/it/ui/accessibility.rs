@@ -1,6 +1,7 @@
 //! Every page of the UI, as an admin sees it with a deployment converged and a failure in
 //! it, passes axe-core's checks (WCAG 2.1 A/AA and best practices: landmarks, labels,
-//! names, contrast) with no serious or critical violation; the login page too.
+//! names, contrast) with no serious or critical violation; the login page too. A node with
+//! a BMC shows it and its power (never its password).
 
 use crate::support::{browser::Browser, ui_site::UiSite, world};
 
@@ -32,6 +33,17 @@ async fn every_page_passes_the_accessibility_check() {
     world::commit(&site.pool, "web").await;
     site.settled().await;
     let failed = world::id_of(&site.pool, "f1", "test-fails").await;
+    // a BMC enrolled (never contacted: pages show what was read, they do not read)
+    let enrolled = site
+        .api(reqwest::Method::PUT, "/api/v2/nodes/f1/bmc")
+        .json(&serde_json::json!({
+            "driver": "redfish", "address": "127.0.0.1", "port": 9,
+            "username": "crowbar", "password": "never-shown-secret",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(enrolled.status().is_success());
 
     let browser = Browser::start(site.url()).await;
     let mut found = violations(&browser, "/login").await;
@@ -51,6 +63,15 @@ async fn every_page_passes_the_accessibility_check() {
         found.extend(violations(&browser, &path).await);
     }
     assert_eq!(found, Vec::<String>::new());
+    // the node page shows the BMC and its power, never its password
+    browser.goto("/nodes/f1").await;
+    assert!(browser.text("#node-power").await.contains("not read yet"));
+    let bmc = browser.text("#node-bmc").await;
+    assert!(bmc.contains("redfish at 127.0.0.1:9 as crowbar"), "{bmc}");
+    let page = browser.eval("document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap().contains("never-shown-secret"));
+    browser.goto("/nodes").await;
+    assert!(browser.text("table.nodes").await.contains("unknown"));
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
     site.stop().await;
