@@ -101,6 +101,10 @@ pub struct Settings {
     #[command(flatten)]
     pub probe: crate::probe::ProbeSettings,
 
+    /// The periodic power sweep of BMCs.
+    #[command(flatten)]
+    pub power: crate::power::sweep::PowerSweepSettings,
+
     /// Boot environments, discovery, DHCP/DNS and OS installs.
     #[command(flatten)]
     pub provisioner: crate::provisioner::ProvisionerSettings,

@@ -229,6 +229,12 @@ async fn serve_on(
     } else {
         None
     };
+    let power_sweep = tokio::spawn(crate::power::sweep::run(
+        state.power.clone(),
+        pool.clone(),
+        settings.power.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(listen = %addr, "crowbar is ready on {scheme}://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,
@@ -246,6 +252,8 @@ async fn serve_on(
         tracing::warn!("the annealer did not stop within the shutdown grace");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), prober).await;
+    // a sweep in progress stops at its reads' timeouts at the latest
+    let _ = tokio::time::timeout(Duration::from_secs(5), power_sweep).await;
     if let Some(nodes) = demo_nodes {
         let _ = tokio::task::spawn_blocking(move || drop(nodes)).await;
         tracing::info!("demo namespace nodes removed");

@@ -60,6 +60,15 @@ pub async fn require(conn: &mut PgConnection, node_id: i64, node: &str) -> Resul
         .ok_or_else(|| Error::not_found("BMC of node", node))
 }
 
+/// Every node with a BMC: (id, name), by id.
+pub async fn enrolled(pool: &sqlx::PgPool) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT n.id, n.name FROM node_bmcs b JOIN nodes n ON n.id = b.node_id ORDER BY n.id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// The sealed password of the node's BMC.
 pub async fn sealed_password(conn: &mut PgConnection, node_id: i64) -> Result<Option<Vec<u8>>> {
     Ok(

@@ -8,6 +8,7 @@
 pub mod node;
 pub mod pinning;
 pub mod redfish;
+pub mod sweep;
 pub mod vault;
 
 use std::time::Duration;

@@ -38,6 +38,20 @@ fn pinned_to(emulator: &RedfishEmulator, pinned: Option<Fingerprint>) -> Redfish
     .unwrap()
 }
 
+/// A BMC that accepts connections and never answers: its address, and the task holding
+/// them (dropped with the test).
+async fn hung_bmc() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (address, holding)
+}
+
 /// The emulator applies a change 1 to 11 s after accepting it.
 const APPLIED: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
@@ -137,15 +151,8 @@ async fn a_changed_certificate_refuses_every_operation_until_accepted() {
 #[tokio::test]
 async fn a_hung_bmc_times_out_after_bounded_tries_without_holding_up_another() {
     let emulator = RedfishEmulator::start(1).await;
-    // accepts connections and never answers
-    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hung_address = hung.local_addr().unwrap().to_string();
-    let _accepting = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = hung.accept().await {
-            held.push(socket);
-        }
-    });
+    let (hung, _accepting) = hung_bmc().await;
+    let hung_address = hung.to_string();
     let timeouts = BmcTimeouts {
         connect: Duration::from_secs(1),
         read: Duration::from_secs(1),
@@ -186,4 +193,80 @@ async fn a_hung_bmc_times_out_after_bounded_tries_without_holding_up_another() {
         "the answering BMC waited for the hung one"
     );
     assert!(took < Duration::from_secs(10), "bounded: {took:?}");
+}
+
+#[tokio::test]
+async fn the_sweep_reads_every_bmc_and_a_hung_one_costs_only_itself() {
+    let emulator = RedfishEmulator::start(3).await;
+    let db = crate::support::db::test_db().await;
+    let vault = std::sync::Arc::new(crowbar::power::vault::Vault::ephemeral());
+    let (hung, _accepting) = hung_bmc().await;
+    let hung_port = hung.port();
+    let enroll = |name: String, port: u16, system: Option<String>| {
+        let (pool, vault) = (db.pool.clone(), vault.clone());
+        async move {
+            let id = crate::support::world::node(&pool, &name, true).await;
+            let mut conn = pool.acquire().await.unwrap();
+            crowbar::db::bmcs::set(
+                &mut conn,
+                id,
+                &crowbar::db::bmcs::NewBmc {
+                    driver: "redfish".into(),
+                    address: "127.0.0.1".into(),
+                    port: Some(i32::from(port)),
+                    system,
+                    username: USER.into(),
+                    password_sealed: vault.seal(&Secret::new(PASSWORD)),
+                },
+            )
+            .await
+            .unwrap();
+        }
+    };
+    for (i, system) in emulator.systems.iter().enumerate() {
+        enroll(format!("n{i}"), emulator.port, Some(system.uuid.clone())).await;
+    }
+    enroll("stuck".into(), hung_port, None).await;
+
+    let control = crowbar::power::node::PowerControl::new(
+        db.pool.clone(),
+        vault,
+        BmcTimeouts {
+            connect: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+            attempts: 2,
+            backoff: Duration::from_millis(100),
+        },
+    );
+    let started = Instant::now();
+    let report = crowbar::power::sweep::sweep_once(&control, &db.pool, 4)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        report,
+        crowbar::power::sweep::SweepReport { read: 3, failed: 1 }
+    );
+    // the hung BMC's two tries of a second, not four BMCs one after another
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let recorded: Vec<(String, Option<String>, String)> = sqlx::query_as(
+        "SELECT n.name, b.power, b.power_reason FROM node_bmcs b JOIN nodes n ON n.id = b.node_id
+          ORDER BY n.name",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for (name, power, reason) in &recorded {
+        if name == "stuck" {
+            assert_eq!(power.as_deref(), Some("unknown"));
+            assert!(reason.contains("timed out"), "{reason}");
+        } else {
+            assert_eq!(
+                (power.as_deref(), reason.as_str()),
+                (Some("off"), ""),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(recorded.len(), 4);
 }
