@@ -127,6 +127,27 @@ impl Browser {
         panic!("clicking {css}: it kept being replaced");
     }
 
+    /// Checks the checkbox `css` (a second click would uncheck it: this looks before each
+    /// try, so an element replaced by a live reload mid-click is not toggled twice).
+    pub async fn check(&self, css: &str) {
+        let checked = format!("!!(document.querySelector({}) || {{}}).checked", json!(css));
+        for _ in 0..5 {
+            if self.eval(&checked).await == Value::Bool(true) {
+                return;
+            }
+            match self.find(css).await.click().await {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("stale element") => {}
+                Err(e) => panic!("checking {css}: {e}"),
+            }
+        }
+        assert_eq!(
+            self.eval(&checked).await,
+            Value::Bool(true),
+            "{css} stays unchecked"
+        );
+    }
+
     /// Chooses `value` in the select element `css` (found again when replaced on the way).
     pub async fn select(&self, css: &str, value: &str) {
         for _ in 0..5 {

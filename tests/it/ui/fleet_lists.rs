@@ -146,11 +146,8 @@ async fn the_nodes_page_pages_filters_and_acts_on_a_filtered_set() {
 
     // nodes come and go while the page is open: the list follows, and a checked box stays
     browser
-        .find("input[name=node][value=\"rack13-000.example.com\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+        .check("input[name=node][value=\"rack13-000.example.com\"]")
+        .await;
     browser.eval("(window.notReloaded = true)").await;
     let mut conn = site.pool.acquire().await.unwrap();
     crowbar::db::nodes::create(

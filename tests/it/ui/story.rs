@@ -249,7 +249,7 @@ async fn an_admin_drags_bindings_commits_and_watches_them_converge() {
     // bulk: reserve both checked nodes at once
     for node in ["n1", "n2"] {
         browser
-            .click(&format!("input[name=\"node\"][value=\"{node}\"]"))
+            .check(&format!("input[name=\"node\"][value=\"{node}\"]"))
             .await;
     }
     browser.select("#bulk-action", "reserve").await;
