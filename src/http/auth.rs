@@ -188,6 +188,19 @@ fn decide(
     Ok((caller, action))
 }
 
+/// Whether the credentials in `headers` still authenticate a reader (a long request, such
+/// as the event stream, asks again now and then): false once the token is revoked or
+/// expired or the session has ended. A database failure is not a verdict: true.
+pub async fn still_authenticated(state: &AppState, headers: &HeaderMap) -> bool {
+    match authenticate(state, headers, true).await {
+        Ok(found) => matches!(found, Found::Caller(_)),
+        Err(e) => {
+            tracing::warn!(error = ?e, "checking a stream's credentials failed; keeping it");
+            true
+        }
+    }
+}
+
 /// What the request's credentials turned out to be.
 enum Found {
     Caller(Caller),

@@ -35,6 +35,10 @@ use crate::{
 /// Events read from the database at once.
 const READ_BATCH: i64 = 500;
 
+/// How often a stream checks that its caller's credentials still hold (a revoked token, an
+/// expired one, a session logged out or ended by a new password ends the stream).
+pub const RECHECK: Duration = Duration::from_secs(5);
+
 /// The type of the event that says events were lost to the retention before a resume.
 pub const EXPIRED: &str = "events.expired";
 
@@ -92,6 +96,11 @@ async fn stream(
         pending: VecDeque::new(),
         wake: Some(wake),
         shutdown: state.shutdown.clone(),
+        credentials: Credentials {
+            state: state.clone(),
+            headers: credential_headers(&headers),
+            checked: tokio::time::Instant::now(),
+        },
     };
     if let Some(after) = resume {
         // an id from the future (another database, a typo) resumes from now
@@ -163,6 +172,27 @@ enum Item {
     Expired { after: i64, resumed: i64 },
 }
 
+/// The credentials a stream was opened with, checked again every [`RECHECK`].
+struct Credentials {
+    state: AppState,
+    headers: HeaderMap,
+    checked: tokio::time::Instant,
+}
+
+/// The request's `Authorization` and `Cookie` headers: what authenticated it.
+fn credential_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [
+        axum::http::header::AUTHORIZATION,
+        axum::http::header::COOKIE,
+    ] {
+        for value in headers.get_all(&name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
 struct Reader {
     pool: sqlx::PgPool,
     filter: StreamFilter,
@@ -172,6 +202,7 @@ struct Reader {
     /// `None` once the hub is gone: polling only.
     wake: Option<broadcast::Receiver<()>>,
     shutdown: CancellationToken,
+    credentials: Credentials,
 }
 
 impl Reader {
@@ -180,6 +211,13 @@ impl Reader {
         loop {
             if self.shutdown.is_cancelled() {
                 return None;
+            }
+            if self.credentials.checked.elapsed() >= RECHECK {
+                self.credentials.checked = tokio::time::Instant::now();
+                let Credentials { state, headers, .. } = &self.credentials;
+                if !crate::http::auth::still_authenticated(state, headers).await {
+                    return None;
+                }
             }
             if let Some(item) = self.pending.pop_front() {
                 return Some(match item {

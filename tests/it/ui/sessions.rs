@@ -75,11 +75,36 @@ async fn revoking_a_token_ends_the_sessions_it_opened() {
         StatusCode::NO_CONTENT
     );
 
+    // streams opened before the revocation: the session's and the token's own
+    let open_stream = |credential: (header::HeaderName, String)| {
+        let url = format!("{}/api/v2/events", site.url());
+        async move {
+            let stream = client()
+                .get(url)
+                .header(credential.0, credential.1)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(stream.status(), StatusCode::OK);
+            stream
+        }
+    };
+    let session_stream = open_stream((header::COOKIE, cookie.clone())).await;
+    let token_stream = open_stream((header::AUTHORIZATION, format!("Bearer {token}"))).await;
+
     let revoked = api(&site, reqwest::Method::DELETE, "/api/v2/tokens/ops")
         .send()
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::OK);
+    // they end within the streams' recheck interval (5 s)
+    for (what, stream) in [("session", session_stream), ("token", token_stream)] {
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(20), stream.bytes()).await;
+        assert!(
+            ended.is_ok(),
+            "the {what}'s stream still runs after the revocation"
+        );
+    }
     // the session can neither read nor write any more, and is gone from the table
     assert!(!alive(&site, &cookie).await);
     assert_eq!(
