@@ -1,6 +1,7 @@
-//! Transaction-scoped advisory locks: what is serialized across daemons sharing one
-//! database, each under a key of its own (a shared key would make unrelated work wait on
-//! each other).
+//! Advisory locks: what is serialized across daemons sharing one database, each under a key
+//! of its own (a shared key would make unrelated work wait on each other). Most are held by
+//! a transaction; a periodic job held for longer than a transaction should last takes a
+//! session's lock, which PostgreSQL also releases when the session ends.
 
 use sqlx::PgConnection;
 
@@ -17,6 +18,8 @@ pub enum Lock {
     Claims,
     /// Registration of new machines, so the discovery limit holds.
     Discovery,
+    /// The power sweep: one daemon reads the BMCs at a time (a session's lock).
+    PowerSweep,
 }
 
 impl Lock {
@@ -28,6 +31,7 @@ impl Lock {
             Lock::Graph => 2,
             Lock::Claims => 3,
             Lock::Discovery => 4,
+            Lock::PowerSweep => 5,
         }
     }
 }
@@ -41,13 +45,37 @@ pub async fn hold(conn: &mut PgConnection, lock: Lock) -> Result<()> {
     Ok(())
 }
 
+/// Takes `lock` for the session of `conn` if no session holds it: whether it was taken.
+/// Release it with [`release_session`] (or by ending the session).
+pub async fn try_hold_session(conn: &mut PgConnection, lock: Lock) -> Result<bool> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lock.key())
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Releases a lock [`try_hold_session`] took on this session.
+pub async fn release_session(conn: &mut PgConnection, lock: Lock) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock.key())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_lock_has_its_own_key() {
-        let all = [Lock::Imports, Lock::Graph, Lock::Claims, Lock::Discovery];
+        let all = [
+            Lock::Imports,
+            Lock::Graph,
+            Lock::Claims,
+            Lock::Discovery,
+            Lock::PowerSweep,
+        ];
         let keys: std::collections::HashSet<i64> = all.iter().map(|l| l.key()).collect();
         assert_eq!(keys.len(), all.len());
     }

@@ -29,9 +29,6 @@ impl Default for PowerSweepSettings {
     }
 }
 
-/// The advisory lock the sweeping daemon holds.
-const SWEEP_LOCK: i64 = 0x63726f77_70777231; // "crowpwr1"
-
 /// What one sweep read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -101,18 +98,11 @@ async fn locked_sweep(
     concurrency: usize,
 ) -> db::Result<Option<SweepReport>> {
     let mut lock = pool.acquire().await?;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(SWEEP_LOCK)
-        .fetch_one(&mut *lock)
-        .await?;
-    if !held {
+    if !db::locks::try_hold_session(&mut lock, db::locks::Lock::PowerSweep).await? {
         return Ok(None);
     }
     let report = sweep_once(control, pool, concurrency).await;
     // the lock ends with the session too, should this fail
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(SWEEP_LOCK)
-        .execute(&mut *lock)
-        .await;
+    let _ = db::locks::release_session(&mut lock, db::locks::Lock::PowerSweep).await;
     report.map(Some)
 }

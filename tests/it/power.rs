@@ -270,3 +270,49 @@ async fn the_sweep_reads_every_bmc_and_a_hung_one_costs_only_itself() {
     }
     assert_eq!(recorded.len(), 4);
 }
+
+#[tokio::test]
+async fn one_session_at_a_time_holds_the_sweep_lock_and_ending_it_frees_the_lock() {
+    use crowbar::db::locks::{Lock, release_session, try_hold_session};
+    let db = crate::support::db::test_db().await;
+    let mut first = db.pool.acquire().await.unwrap().detach();
+    let mut second = db.pool.acquire().await.unwrap();
+    assert!(
+        try_hold_session(&mut first, Lock::PowerSweep)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !try_hold_session(&mut second, Lock::PowerSweep)
+            .await
+            .unwrap()
+    );
+    release_session(&mut first, Lock::PowerSweep).await.unwrap();
+    assert!(
+        try_hold_session(&mut second, Lock::PowerSweep)
+            .await
+            .unwrap()
+    );
+    release_session(&mut second, Lock::PowerSweep)
+        .await
+        .unwrap();
+    // a daemon that dies holding it: its session ends, the lock with it
+    assert!(
+        try_hold_session(&mut first, Lock::PowerSweep)
+            .await
+            .unwrap()
+    );
+    sqlx::Connection::close(first).await.unwrap();
+    let mut taken = false;
+    for _ in 0..50 {
+        if try_hold_session(&mut second, Lock::PowerSweep)
+            .await
+            .unwrap()
+        {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(taken, "the lock outlived its session");
+}
