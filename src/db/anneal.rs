@@ -47,24 +47,32 @@ pub async fn fold_tallies(pool: &PgPool) -> Result<u64> {
 
 pub async fn status(pool: &PgPool, deployment: Option<&str>) -> Result<AnnealStatus> {
     let mut conn = pool.acquire().await?;
-    let rows = counts_by_state(&mut conn, deployment).await?;
-    let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);
-    use NodeRoleState::*;
-    let status = if count(Error) > 0 {
-        "failed"
-    } else if count(Transition) > 0 {
-        "working"
-    } else if count(Todo) > 0 {
-        "scheduled"
-    } else if count(Blocked) > 0 {
-        "blocked"
-    } else {
-        "finished"
-    };
-    let counts = NodeRoleState::ALL
-        .into_iter()
-        .filter(|s| *s != Proposed)
-        .map(|s| (s.name().to_string(), count(s)))
-        .collect();
-    Ok(AnnealStatus { status, counts })
+    Ok(AnnealStatus::of(
+        &counts_by_state(&mut conn, deployment).await?,
+    ))
+}
+
+impl AnnealStatus {
+    /// The status of noderoles counted by state code (as [`counts_by_state`] reads them).
+    pub fn of(rows: &[(i16, i64)]) -> AnnealStatus {
+        let count = |s: NodeRoleState| rows.iter().find(|r| r.0 == s.code()).map_or(0, |r| r.1);
+        use NodeRoleState::*;
+        let status = if count(Error) > 0 {
+            "failed"
+        } else if count(Transition) > 0 {
+            "working"
+        } else if count(Todo) > 0 {
+            "scheduled"
+        } else if count(Blocked) > 0 {
+            "blocked"
+        } else {
+            "finished"
+        };
+        let counts = NodeRoleState::ALL
+            .into_iter()
+            .filter(|s| *s != Proposed)
+            .map(|s| (s.name().to_string(), count(s)))
+            .collect();
+        AnnealStatus { status, counts }
+    }
 }

@@ -13,16 +13,24 @@ pub mod vault;
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 /// A machine's power state as its BMC reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerState {
     On,
     Off,
     /// The BMC answered with something else (powering on, a vendor's own word).
     Unknown,
+}
+
+impl PowerState {
+    /// The state's name in the API and the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+            PowerState::Unknown => "unknown",
+        }
+    }
 }
 
 /// What a BMC is asked to do.
@@ -44,7 +52,7 @@ pub enum BootDevice {
 }
 
 /// What a BMC tells of its machine that helps match it to a node.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inventory {
     pub serial: Option<String>,
     /// Lower case, colon separated.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use super::{
-    BmcError, BmcTimeouts, PowerState,
+    BmcError, BmcTimeouts,
     pinning::Fingerprint,
     redfish::{Redfish, RedfishBmc},
     vault::{Vault, VaultError},
@@ -89,21 +89,10 @@ impl PowerControl {
             db::bmcs::pin_certificate(&mut conn, node_id, &presented.to_string()).await?;
         }
         match &read {
-            Ok(state) => {
-                db::bmcs::record_power(&mut conn, node_id, Some(state_name(*state)), "").await?
-            }
+            Ok(state) => db::bmcs::record_power(&mut conn, node_id, Some(state.name()), "").await?,
             Err(e) => db::bmcs::record_power(&mut conn, node_id, None, &e.to_string()).await?,
         }
         read?;
         Ok(db::bmcs::require(&mut conn, node_id, node).await?)
-    }
-}
-
-/// The state's name in the API and the database.
-pub fn state_name(state: PowerState) -> &'static str {
-    match state {
-        PowerState::On => "on",
-        PowerState::Off => "off",
-        PowerState::Unknown => "unknown",
     }
 }

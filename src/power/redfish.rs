@@ -33,6 +33,8 @@ pub struct Redfish {
     http: reqwest::Client,
     pin: Arc<PinnedCertificate>,
     timeouts: BmcTimeouts,
+    /// The system's path, found once (a poll reads the system, not the list again).
+    system: tokio::sync::OnceCell<String>,
 }
 
 /// Most of a BMC's answer read (a Redfish resource is a few KB).
@@ -58,6 +60,7 @@ impl Redfish {
             http,
             pin,
             timeouts,
+            system: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -158,8 +161,15 @@ impl Redfish {
         with_retries(&self.timeouts, || self.call(method.clone(), path, body)).await
     }
 
-    /// The system's path: the one configured, or the BMC's only one.
+    /// The system's path: the one configured, or the BMC's only one (asked once).
     pub async fn system_path(&self) -> Result<String, BmcError> {
+        self.system
+            .get_or_try_init(|| self.find_system())
+            .await
+            .cloned()
+    }
+
+    async fn find_system(&self) -> Result<String, BmcError> {
         if let Some(id) = &self.bmc.system {
             return Ok(if id.starts_with('/') {
                 id.clone()
@@ -303,9 +313,9 @@ impl Redfish {
                 return Err(BmcError::Transient(format!(
                     "BMC {}: the power state is still {} after {}s (wanted {})",
                     self.bmc.address,
-                    super::node::state_name(last),
+                    last.name(),
                     within.as_secs(),
-                    super::node::state_name(wanted)
+                    wanted.name()
                 )));
             }
             tokio::time::sleep(every).await;

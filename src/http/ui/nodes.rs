@@ -207,9 +207,9 @@ struct NodesList {
 }
 
 async fn nodes_list(state: &AppState, operate: bool, q: ListQuery) -> Result<NodesList, UiError> {
-    let window = Window::first(PAGE);
-    let nodes = db::nodes::list(&state.pool, &q.filter(window)?).await?;
-    let matching = db::nodes::count(&state.pool, &q.filter(window)?, MAX_BULK + 1).await?;
+    let filter = q.filter(Window::first(PAGE))?;
+    let nodes = db::nodes::list(&state.pool, &filter).await?;
+    let matching = db::nodes::count(&state.pool, &filter, MAX_BULK + 1).await?;
     let next = (nodes.len() as i64 == PAGE)
         .then(|| nodes.last().map(|n| q.link("", Some(n))))
         .flatten();

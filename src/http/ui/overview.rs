@@ -167,11 +167,10 @@ fn bars(minutes: Vec<Minute>) -> (Vec<Bar>, i64) {
 }
 
 async fn charts(state: &AppState) -> Result<Charts, UiError> {
+    let live = db::anneal::counts_by_state(&mut *state.pool.acquire().await?, None).await?;
     let mut minutes = db::overview::states_per_minute(&state.pool, MINUTES).await?;
     // The present minute shows the present: the live tallies, not the last sample.
     if let Some(now) = minutes.last_mut() {
-        let mut conn = state.pool.acquire().await?;
-        let live = db::anneal::counts_by_state(&mut conn, None).await?;
         now.counts = Some(
             NodeRoleState::ALL
                 .into_iter()
@@ -188,7 +187,7 @@ async fn charts(state: &AppState) -> Result<Charts, UiError> {
     let (failing_roles, failing_nodes) =
         db::overview::most_failures(&state.pool, FAILURE_HOURS, FAILURE_TOP).await?;
     Ok(Charts {
-        status: db::anneal::status(&state.pool, None).await?,
+        status: AnnealStatus::of(&live),
         deployments: db::deployments::list(&state.pool, 1000, 0).await?,
         needs_setup: !super::setup::has_admin_node(state).await?,
         progress: db::overview::progress(&state.pool).await?,
