@@ -74,7 +74,7 @@
   // The kinds of event pages follow.
   const FOLLOWED = ["node_role.updated", "node.updated", "node_role.deleted", "node.created",
     "node.deleted", "run.finished", "deployment.committed", "deployment.proposed",
-    "deployment.updated"];
+    "deployment.updated", "node.power", "node.power_changed"];
 
   // Calls handle(type, id, data) for each followed event after `after`, and handle("gap")
   // when some were lost. Every crowbar page of this browser shares one stream through a
@@ -176,7 +176,7 @@
         case "node_role.deleted": case "node.created": case "node.deleted":
           changed(); gridChanged();
           break;
-        case "run.finished":
+        case "run.finished": case "node.power": case "node.power_changed":
           changed();
           break;
         default: // deployment.*: what a deployment's history shows (snapshots, audit) changes only with these

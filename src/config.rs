@@ -101,9 +101,9 @@ pub struct Settings {
     #[command(flatten)]
     pub probe: crate::probe::ProbeSettings,
 
-    /// The periodic power sweep of BMCs.
+    /// The power sweep of BMCs and the power operations.
     #[command(flatten)]
-    pub power: crate::power::sweep::PowerSweepSettings,
+    pub power: crate::power::PowerSettings,
 
     /// Boot environments, discovery, DHCP/DNS and OS installs.
     #[command(flatten)]

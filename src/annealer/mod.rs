@@ -149,7 +149,7 @@ impl Engine {
     }
 }
 
-fn worker_id() -> String {
+pub(crate) fn worker_id() -> String {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

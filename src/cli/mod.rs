@@ -9,6 +9,7 @@ mod deployments;
 mod doctor;
 mod node_roles;
 mod nodes;
+mod power;
 mod roles;
 mod serve;
 mod simulate;

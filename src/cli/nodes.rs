@@ -46,18 +46,10 @@ pub enum NodesCommand {
     /// The node's BMC: enroll, show, remove, accept a changed certificate.
     #[command(subcommand)]
     Bmc(BmcCommand),
-    /// The node's power, through its BMC.
-    Power {
-        /// The node's name or id.
-        node: String,
-        /// `status`: read the power state from the BMC now.
-        action: PowerVerb,
-    },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PowerVerb {
-    Status,
+    /// The node's power, through its BMC: `crowbar nodes power NODE on|off|force-off|cycle|
+    /// pxe-once|status`, or `crowbar nodes power ACTION --all|--deployment D` for many.
+    /// Waits until the operations end (confirmed by the BMC), showing progress.
+    Power(super::power::PowerArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -225,22 +217,7 @@ pub async fn run(command: NodesCommand, args: &ClientArgs) -> anyhow::Result<()>
         NodesCommand::Alive(flag) => set_flag(&client, "alive", flag).await,
         NodesCommand::Available(flag) => set_flag(&client, "available", flag).await,
         NodesCommand::Bmc(command) => bmc(&client, command).await,
-        NodesCommand::Power {
-            node,
-            action: PowerVerb::Status,
-        } => {
-            let power = client
-                .get(&path(&["nodes", &node, "power"]), &Default::default())
-                .await?;
-            client.print(&power, |p| {
-                format!(
-                    "{}: {}\n",
-                    p["node"].as_str().unwrap_or_default(),
-                    p["state"].as_str().unwrap_or_default()
-                )
-            });
-            Ok(())
-        }
+        NodesCommand::Power(args) => super::power::run(&client, args).await,
     }
 }
 

@@ -235,6 +235,13 @@ async fn serve_on(
         settings.power.clone(),
         shutdown.clone(),
     ));
+    let power_worker = crate::power::worker::PowerWorker {
+        pool: pool.clone(),
+        control: state.power.clone(),
+        settings: settings.power.clone(),
+        shutdown_grace: settings.shutdown_grace,
+    }
+    .start(shutdown.clone());
     tracing::info!(listen = %addr, "crowbar is ready on {scheme}://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,
@@ -254,6 +261,12 @@ async fn serve_on(
     let _ = tokio::time::timeout(Duration::from_secs(5), prober).await;
     // a sweep in progress stops at its reads' timeouts at the latest
     let _ = tokio::time::timeout(Duration::from_secs(5), power_sweep).await;
+    // operations under way had the shutdown grace; what is left was handed back
+    let _ = tokio::time::timeout(
+        settings.shutdown_grace + Duration::from_secs(5),
+        power_worker,
+    )
+    .await;
     if let Some(nodes) = demo_nodes {
         let _ = tokio::task::spawn_blocking(move || drop(nodes)).await;
         tracing::info!("demo namespace nodes removed");

@@ -26,6 +26,8 @@ pub struct Bmc {
     pub power_checked_at: Option<DateTime<Utc>>,
     /// Why the last read failed, if it did.
     pub power_reason: String,
+    /// The power state crowbar last asked for (`on`, `off`); null before any operation.
+    pub desired_power: Option<String>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -44,7 +46,8 @@ pub struct NewBmc {
 pub async fn get(conn: &mut PgConnection, node_id: i64) -> Result<Option<Bmc>> {
     Ok(sqlx::query_as(
         "SELECT n.name AS node, b.node_id, b.driver, b.address, b.port, b.system, b.username,
-                b.cert_fingerprint, b.power, b.power_checked_at, b.power_reason, b.updated_at
+                b.cert_fingerprint, b.power, b.power_checked_at, b.power_reason, b.desired_power,
+                b.updated_at
            FROM node_bmcs b JOIN nodes n ON n.id = b.node_id
           WHERE b.node_id = $1",
     )
@@ -64,6 +67,29 @@ pub async fn require(conn: &mut PgConnection, node_id: i64, node: &str) -> Resul
 pub async fn enrolled(pool: &sqlx::PgPool) -> Result<Vec<(i64, String)>> {
     Ok(sqlx::query_as(
         "SELECT n.id, n.name FROM node_bmcs b JOIN nodes n ON n.id = b.node_id ORDER BY n.id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Those of `nodes` (ids) with a BMC, in the order given.
+pub async fn with_bmc(conn: &mut PgConnection, nodes: &[i64]) -> Result<Vec<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT b.node_id FROM unnest($1::bigint[]) WITH ORDINALITY AS given (id, at)
+           JOIN node_bmcs b ON b.node_id = given.id ORDER BY given.at",
+    )
+    .bind(nodes)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Every node with a BMC that no power operation is using now (the sweep leaves a BMC
+/// alone while an operation talks to it): (id, name), by id.
+pub async fn idle(pool: &sqlx::PgPool) -> Result<Vec<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT n.id, n.name FROM node_bmcs b JOIN nodes n ON n.id = b.node_id
+          WHERE NOT EXISTS (SELECT 1 FROM power_ops o WHERE o.node_id = b.node_id AND o.state = 'running')
+          ORDER BY n.id",
     )
     .fetch_all(pool)
     .await?)
@@ -149,22 +175,46 @@ pub async fn pin_certificate(
     Ok(())
 }
 
-/// Records a power read: the state, or why there is none (`state` `None`).
+/// Records a power read: the state, or why there is none (`state` `None`). A state other
+/// than the one read before is a `node.power_changed` event (the node's history and the
+/// pages follow it; the first read of a BMC is not a change).
 pub async fn record_power(
     conn: &mut PgConnection,
     node_id: i64,
     state: Option<&str>,
     reason: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE node_bmcs SET power = coalesce($2, 'unknown'), power_checked_at = now(),
+    let before: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE node_bmcs b SET power = coalesce($2, 'unknown'), power_checked_at = now(),
                 power_reason = $3
-          WHERE node_id = $1",
+           FROM (SELECT power FROM node_bmcs WHERE node_id = $1 FOR UPDATE) old
+          WHERE b.node_id = $1
+         RETURNING old.power",
     )
     .bind(node_id)
     .bind(state)
     .bind(reason)
-    .execute(conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let now = state.unwrap_or("unknown");
+    if let Some(Some(before)) = before
+        && before != now
+    {
+        super::events::record(
+            conn,
+            &super::events::Actor("power".into()),
+            super::events::NewEvent {
+                kind: "node.power_changed",
+                reason: reason.to_string(),
+                node_id: Some(node_id),
+                data: serde_json::json!({
+                    "power": now,
+                    "changes": { "power": { "from": before, "to": now } },
+                }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
     Ok(())
 }

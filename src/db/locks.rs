@@ -20,6 +20,8 @@ pub enum Lock {
     Discovery,
     /// The power sweep: one daemon reads the BMCs at a time (a session's lock).
     PowerSweep,
+    /// Claims of queued power operations, so the cap on BMC operations holds.
+    PowerClaims,
 }
 
 impl Lock {
@@ -32,6 +34,7 @@ impl Lock {
             Lock::Claims => 3,
             Lock::Discovery => 4,
             Lock::PowerSweep => 5,
+            Lock::PowerClaims => 6,
         }
     }
 }
@@ -75,6 +78,7 @@ mod tests {
             Lock::Claims,
             Lock::Discovery,
             Lock::PowerSweep,
+            Lock::PowerClaims,
         ];
         let keys: std::collections::HashSet<i64> = all.iter().map(|l| l.key()).collect();
         assert_eq!(keys.len(), all.len());

@@ -30,6 +30,7 @@ pub mod node_roles;
 pub mod nodes;
 pub mod overview;
 pub mod paging;
+pub mod power_ops;
 pub mod ripple;
 pub mod role_catalog;
 pub mod roles;

@@ -660,7 +660,7 @@ pub const LEASE_SPACE: i32 = 0x6372_6f77;
 
 /// Runs whose worker's lease is free: no session of this database holds its advisory lock.
 /// (A two-key advisory lock shows its keys as `classid`, `objid` with `objsubid` 2.)
-const LEASE_GONE: &str = "worker_lease IS NOT NULL AND NOT EXISTS (
+pub(super) const LEASE_GONE: &str = "worker_lease IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM pg_locks l
          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())

@@ -438,3 +438,53 @@ async fn create_admin_network(
     .await?;
     Ok(())
 }
+
+/// The power operations a request asks for.
+pub const POWER_ACTIONS: [&str; 5] = ["on", "off", "force-off", "cycle", "pxe-once"];
+
+/// Queues `action` on every node of `nodes` (ids) in one transaction, all or none: each
+/// must have a BMC. A node with the same action already waiting keeps that one (it is in
+/// the answer, not queued twice). Returns the operations, in the order of `nodes`.
+pub async fn request_power(
+    state: &AppState,
+    acting: &Acting,
+    nodes: &[i64],
+    action: &str,
+    force: bool,
+) -> Result<Vec<db::power_ops::PowerOp>, ApiError> {
+    if !POWER_ACTIONS.contains(&action) {
+        return Err(ApiError::unprocessable(
+            "invalid_power_action",
+            format!("`{action}` is not a power action: on, off, force-off, cycle or pxe-once"),
+        ));
+    }
+    let mut tx = state.pool.begin().await?;
+    let mut ops = Vec::with_capacity(nodes.len());
+    for &node_id in nodes {
+        let node = db::nodes::get(&mut tx, &Key::Id(node_id)).await?;
+        if db::bmcs::get(&mut tx, node_id).await?.is_none() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "no_bmc",
+                format!(
+                    "node {} has no BMC; enroll one first (crowbar nodes bmc set {} ...)",
+                    node.name, node.name
+                ),
+            ));
+        }
+        let (op, queued) =
+            db::power_ops::request(&mut tx, node_id, action, force, &acting.actor).await?;
+        if queued {
+            acting
+                .record(
+                    &mut tx,
+                    &Object::new("node", node.id, &node.name),
+                    serde_json::json!({ "power_op": op.id, "action": action, "force": force }),
+                )
+                .await?;
+        }
+        ops.push(op);
+    }
+    tx.commit().await?;
+    Ok(ops)
+}

@@ -5,13 +5,52 @@
 //! admin accepts it. Every error names the hop that failed: "BMC 10.0.0.5: HTTP 401 for
 //! user crowbar".
 
+pub mod confirm;
 pub mod node;
 pub mod pinning;
 pub mod redfish;
 pub mod sweep;
 pub mod vault;
+pub mod worker;
 
 use std::time::Duration;
+
+use crate::units::parse_duration;
+
+/// How BMCs are read and driven.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PowerSettings {
+    /// How often every enrolled BMC's power state is read; 0 turns the sweep off.
+    #[arg(long, env = "CROWBAR_POWER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub power_sweep_interval: Duration,
+    /// BMCs read at once by the sweep.
+    #[arg(long, env = "CROWBAR_POWER_SWEEP_CONCURRENCY", default_value_t = 32)]
+    pub power_sweep_concurrency: usize,
+    /// Power operations (on, off, cycle, ...) under way at once over every daemon sharing
+    /// the database; each holds a session with one BMC. One per BMC at a time regardless.
+    #[arg(long, env = "CROWBAR_POWER_OPS_CAP", default_value_t = 50)]
+    pub power_ops_cap: i64,
+    /// The longest a power change may take to show in the BMC's power state (a graceful
+    /// shutdown waits on the operating system) before its operation fails.
+    #[arg(long, env = "CROWBAR_POWER_APPLY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub power_apply_timeout: Duration,
+}
+
+impl Default for PowerSettings {
+    fn default() -> Self {
+        crate::settings::from_flag_defaults()
+    }
+}
+
+impl PowerSettings {
+    /// How a change is confirmed.
+    pub fn polling(&self) -> confirm::Polling {
+        confirm::Polling {
+            within: self.power_apply_timeout,
+            ..confirm::Polling::default()
+        }
+    }
+}
 
 /// A machine's power state as its BMC reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

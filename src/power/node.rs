@@ -7,12 +7,16 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use super::{
-    BmcError, BmcTimeouts,
+    BmcError, BmcTimeouts, BootDevice, PowerAction, PowerState,
+    confirm::{self, Polling},
     pinning::Fingerprint,
     redfish::{Redfish, RedfishBmc},
     vault::{Vault, VaultError},
 };
-use crate::{db, domain::bmc::authority};
+use crate::{
+    db::{self, power_ops::ClaimedOp},
+    domain::bmc::authority,
+};
 
 /// Why a node's power could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -73,26 +77,125 @@ impl PowerControl {
         )?)
     }
 
-    /// Reads the node's power state from its BMC and records it (or why it could not be
-    /// read); pins the certificate on first contact. Returns the BMC as recorded.
-    pub async fn read(&self, node_id: i64, node: &str) -> Result<db::bmcs::Bmc, PowerError> {
+    /// The node's BMC and a driver for it.
+    async fn connect(
+        &self,
+        node_id: i64,
+        node: &str,
+    ) -> Result<(db::bmcs::Bmc, Redfish), PowerError> {
         let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         let bmc = db::bmcs::require(&mut conn, node_id, node).await?;
         drop(conn);
         let driver = self.driver(&bmc).await?;
-        let read = driver.power_state().await;
-        let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
+        Ok((bmc, driver))
+    }
+
+    /// After talking to the BMC: pins the certificate it presented when none was pinned
+    /// (unless it was refused as changed).
+    async fn pin_first_contact(
+        &self,
+        bmc: &db::bmcs::Bmc,
+        driver: &Redfish,
+        failure: Option<&BmcError>,
+    ) -> Result<(), PowerError> {
         if bmc.cert_fingerprint.is_none()
             && let Some(presented) = driver.presented_certificate()
-            && !matches!(read, Err(BmcError::CertificateChanged { .. }))
+            && !matches!(failure, Some(BmcError::CertificateChanged { .. }))
         {
-            db::bmcs::pin_certificate(&mut conn, node_id, &presented.to_string()).await?;
+            let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
+            db::bmcs::pin_certificate(&mut conn, bmc.node_id, &presented.to_string()).await?;
         }
+        Ok(())
+    }
+
+    /// Reads the node's power state from its BMC and records it (or why it could not be
+    /// read); pins the certificate on first contact. Returns the BMC as recorded.
+    pub async fn read(&self, node_id: i64, node: &str) -> Result<db::bmcs::Bmc, PowerError> {
+        let (bmc, driver) = self.connect(node_id, node).await?;
+        let read = driver.power_state().await;
+        self.pin_first_contact(&bmc, &driver, read.as_ref().err())
+            .await?;
+        let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         match &read {
             Ok(state) => db::bmcs::record_power(&mut conn, node_id, Some(state.name()), "").await?,
             Err(e) => db::bmcs::record_power(&mut conn, node_id, None, &e.to_string()).await?,
         }
         read?;
         Ok(db::bmcs::require(&mut conn, node_id, node).await?)
+    }
+
+    /// Carries out a claimed power operation and confirms its effect by polling; returns
+    /// what it did, in words. The state it leaves is recorded on the BMC; the moment the
+    /// BMC accepts the change is recorded on the operation (taken back after that, the
+    /// operation only confirms: a cycle is not cycled twice).
+    pub async fn apply(&self, op: &ClaimedOp, polling: Polling) -> Result<String, PowerError> {
+        let (bmc, driver) = self.connect(op.node_id, &op.node).await?;
+        let started = tokio::time::Instant::now();
+        let result = self.perform(&driver, op, polling).await;
+        let failure = match &result {
+            Err(PowerError::Bmc(e)) => Some(e),
+            _ => None,
+        };
+        self.pin_first_contact(&bmc, &driver, failure).await?;
+        let state = result?;
+        let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
+        db::bmcs::record_power(&mut conn, op.node_id, Some(state.name()), "").await?;
+        Ok(format!(
+            "{}, confirmed by the BMC after {:.1} s",
+            state.name(),
+            started.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// The operation's steps; the power state it leaves, confirmed.
+    async fn perform(
+        &self,
+        driver: &Redfish,
+        op: &ClaimedOp,
+        polling: Polling,
+    ) -> Result<PowerState, PowerError> {
+        let address = driver.address().to_string();
+        let read = || driver.power_state();
+        let wanted = match db::power_ops::desired_after(&op.action) {
+            "off" => PowerState::Off,
+            _ => PowerState::On,
+        };
+        if op.sent {
+            // taken back after the BMC accepted the change: wait for it to apply; only a
+            // change that never shows is asked for again
+            match confirm::reached(read, wanted, polling, &address).await {
+                Ok(()) => return Ok(wanted),
+                Err(e) if !e.is_transient() => return Err(e.into()),
+                Err(e) => tracing::info!(node = %op.node, error = %e, "asking again"),
+            }
+        }
+        let current = confirm::settled(read, polling.every).await?;
+        let action = match op.action.as_str() {
+            "on" => PowerAction::On,
+            "off" => PowerAction::Off,
+            "force-off" => PowerAction::ForceOff,
+            _ => PowerAction::Cycle,
+        };
+        let cycles = action == PowerAction::Cycle;
+        if !cycles && current == wanted {
+            return Ok(current);
+        }
+        if cycles && current == PowerState::Unknown && !op.force {
+            return Err(BmcError::Terminal(format!(
+                "BMC {address}: the power state is unknown, and a cycle goes ahead only when forced (force: true; --force)"
+            ))
+            .into());
+        }
+        if op.action == "pxe-once" {
+            driver.boot_from(BootDevice::Pxe, true).await?;
+        }
+        driver.power(action, current).await?;
+        db::power_ops::mark_sent(&self.pool, op.id).await?;
+        if cycles && current == PowerState::On {
+            confirm::restarted(read, polling, &address).await?;
+        } else {
+            confirm::reached(read, wanted, polling, &address).await?;
+        }
+        Ok(wanted)
     }
 }

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{
     BmcError, BmcTimeouts, BootDevice, Inventory, PowerAction, PowerState,
+    confirm::{self, Polling},
     pinning::{self, Fingerprint, PinnedCertificate},
     with_retries,
 };
@@ -288,38 +289,23 @@ impl Redfish {
     }
 
     /// Polls the power state every `every` until two reads in a row say `wanted`, or
-    /// `within` has passed. BMCs apply changes seconds after accepting them, and one read
-    /// during the change may still say the old state.
+    /// `within` has passed (see [`super::confirm`]).
     pub async fn confirm(
         &self,
         wanted: PowerState,
         within: Duration,
         every: Duration,
     ) -> Result<(), BmcError> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut matched = 0;
-        let mut last = PowerState::Unknown;
-        loop {
-            last = match self.power_state().await {
-                Ok(state) => state,
-                Err(e) if e.is_transient() => last,
-                Err(e) => return Err(e),
-            };
-            matched = if last == wanted { matched + 1 } else { 0 };
-            if matched >= 2 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() + every > deadline {
-                return Err(BmcError::Transient(format!(
-                    "BMC {}: the power state is still {} after {}s (wanted {})",
-                    self.bmc.address,
-                    last.name(),
-                    within.as_secs(),
-                    wanted.name()
-                )));
-            }
-            tokio::time::sleep(every).await;
-        }
+        let polling = Polling {
+            within,
+            every,
+            ..Polling::default()
+        };
+        confirm::reached(|| self.power_state(), wanted, polling, &self.bmc.address).await
+    }
+
+    pub fn address(&self) -> &str {
+        &self.bmc.address
     }
 }
 

@@ -3,31 +3,14 @@
 //! One daemon sweeps at a time (a session-level advisory lock), however many share the
 //! database; a hung BMC costs its own timeouts, never another BMC's read.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::node::PowerControl;
-use crate::{db, units::parse_duration};
-
-/// How often and how widely BMCs are read.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PowerSweepSettings {
-    /// How often every enrolled BMC's power state is read; 0 turns the sweep off.
-    #[arg(long, env = "CROWBAR_POWER_SWEEP_INTERVAL", default_value = "5m", value_parser = parse_duration)]
-    pub power_sweep_interval: Duration,
-    /// BMCs read at once by the sweep.
-    #[arg(long, env = "CROWBAR_POWER_SWEEP_CONCURRENCY", default_value_t = 32)]
-    pub power_sweep_concurrency: usize,
-}
-
-impl Default for PowerSweepSettings {
-    fn default() -> Self {
-        crate::settings::from_flag_defaults()
-    }
-}
+use super::{PowerSettings, node::PowerControl};
+use crate::db;
 
 /// What one sweep read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,7 +26,7 @@ pub async fn sweep_once(
     pool: &PgPool,
     concurrency: usize,
 ) -> db::Result<SweepReport> {
-    let nodes = db::bmcs::enrolled(pool).await?;
+    let nodes = db::bmcs::idle(pool).await?;
     let results: Vec<bool> = stream::iter(nodes)
         .map(|(id, name)| async move {
             match control.read(id, &name).await {
@@ -68,7 +51,7 @@ pub async fn sweep_once(
 pub async fn run(
     control: Arc<PowerControl>,
     pool: PgPool,
-    settings: PowerSweepSettings,
+    settings: PowerSettings,
     shutdown: CancellationToken,
 ) {
     if settings.power_sweep_interval.is_zero() {

@@ -206,7 +206,7 @@ pub struct Runner {
 
 /// The lease as it stands after a check: the same one while its session lives; else taken
 /// again, by the same key when it is free (the runs claimed under it stay covered).
-async fn keep_lease(
+pub(crate) async fn keep_lease(
     pool: &PgPool,
     lease: Option<WorkerLease>,
     key: Option<i32>,

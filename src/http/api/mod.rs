@@ -21,6 +21,7 @@ mod installs;
 mod networks;
 mod node_roles;
 mod nodes;
+mod power;
 mod respond;
 mod runs;
 mod schemas;
@@ -46,6 +47,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(catalog::router())
         .merge(access::router())
         .merge(bmcs::router())
+        .merge(power::router())
         .merge(events::router())
         .merge(tokens::router())
         .merge(attribs::router())

@@ -8,7 +8,7 @@
 
 use utoipa::openapi::{
     RefOr,
-    schema::{AnyOfBuilder, ObjectBuilder, Schema, SchemaFormat, Type},
+    schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type},
 };
 
 use crate::{domain::state::NodeRoleState, provisioner::Bootenvs};
@@ -60,6 +60,20 @@ pub fn deployment_name() -> Schema {
         "letters, digits, '_', '-' and '.', starting with a letter or digit",
     )
     .into()
+}
+
+pub fn deployment_name_or_null() -> Schema {
+    or_null(deployment_name())
+}
+
+/// Up to 10,000 nodes by name (or id), or `null`.
+pub fn node_names_or_null() -> Schema {
+    or_null(
+        ArrayBuilder::new()
+            .items(RefOr::T(node_name()))
+            .min_items(Some(1))
+            .max_items(Some(10_000)),
+    )
 }
 
 pub fn token_name() -> Schema {

@@ -32,7 +32,17 @@ pub fn router() -> Pages {
         .get("/nodes/{name}", page)
         .get("/nodes/{name}/live", live_only)
         .post("/nodes/{name}/available", set_available)
+        .post("/nodes/{name}/power", power)
 }
+
+/// The power actions the pages offer: (action, label).
+pub const POWER_CHOICES: [(&str, &str); 5] = [
+    ("on", "Power on"),
+    ("off", "Shut down"),
+    ("force-off", "Force off"),
+    ("cycle", "Power cycle"),
+    ("pxe-once", "Network boot"),
+];
 
 /// A node as the pages show it.
 pub struct NodeView {
@@ -279,6 +289,27 @@ async fn set_available(
     Ok(done())
 }
 
+#[derive(Deserialize)]
+struct PowerForm {
+    action: String,
+}
+
+/// A power button of the node page: queues the operation; the page shows it through the
+/// event stream.
+async fn power(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    axum::Form(form): axum::Form<PowerForm>,
+) -> Result<Response, UiError> {
+    let node = {
+        let mut conn = state.pool.acquire().await?;
+        db::nodes::get(&mut conn, &Key::parse(&name)).await?
+    };
+    actions::request_power(&state, &session.acting, &[node.id], &form.action, false).await?;
+    Ok(done())
+}
+
 /// Bulk actions on the checked nodes (the form repeats `node` once per checked node), or
 /// with `scope=matching`, on every node the filter in the form's fields matches.
 async fn bulk(
@@ -317,10 +348,33 @@ async fn bulk(
             "check at least one node first"
         }));
     }
+    if let Some(power) = action.as_deref().and_then(|a| a.strip_prefix("power:")) {
+        if !session.may(crate::domain::policy::Action::NodePower) {
+            return Err(UiError(crate::http::error::ApiError::forbidden(
+                "your role may not change the power of nodes",
+            )));
+        }
+        let mut ids = Vec::with_capacity(nodes.len());
+        let mut conn = state.pool.acquire().await?;
+        for node in &nodes {
+            ids.push(db::nodes::get(&mut conn, &Key::parse(node)).await?.id);
+        }
+        if matching {
+            // of the nodes the filter matches, those with a BMC
+            ids = db::bmcs::with_bmc(&mut conn, &ids).await?;
+        }
+        drop(conn);
+        actions::request_power(&state, &session.acting, &ids, power, false).await?;
+        return Ok(done());
+    }
     let available = match action.as_deref() {
         Some("reserve") => false,
         Some("release") => true,
-        _ => return Err(UiError::invalid("choose an action: reserve or release")),
+        _ => {
+            return Err(UiError::invalid(
+                "choose an action: reserve, release or a power action",
+            ));
+        }
     };
     set_flags(&state, &session, &nodes, available).await?;
     Ok(done())
@@ -385,12 +439,17 @@ struct NodeLive {
     host_key: Option<String>,
     /// Its BMC, without the password.
     bmc: Option<db::bmcs::Bmc>,
+    /// Whether the power buttons are shown.
+    power_operate: bool,
+    /// Its power operations: waiting and running, then the last finished.
+    power_ops: Vec<db::power_ops::PowerOp>,
 }
 
 async fn node_live(state: &AppState, session: &Session, name: &str) -> Result<NodeLive, UiError> {
     let mut conn = state.pool.acquire().await?;
     let node = db::nodes::get(&mut conn, &Key::parse(name)).await?;
     let bmc = db::bmcs::get(&mut conn, node.id).await?;
+    let power_ops = db::power_ops::for_node(&mut conn, node.id, 20).await?;
     drop(conn);
     let noderoles = view::noderoles(
         state,
@@ -405,6 +464,8 @@ async fn node_live(state: &AppState, session: &Session, name: &str) -> Result<No
     let runs = db::runs::finished_on_node(&state.pool, node.id, TIMELINE_RUNS).await?;
     Ok(NodeLive {
         operate: session.may(crate::domain::policy::Action::NodeUpdate),
+        power_operate: session.may(crate::domain::policy::Action::NodePower),
+        power_ops,
         noderoles,
         timeline: super::timeline::draw(&runs, &history, chrono::Utc::now()),
         runs,

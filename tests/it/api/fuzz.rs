@@ -7,7 +7,8 @@
 //! The daemon acts on nothing outside itself while it is fuzzed: it listens on loopback, its
 //! data directory is fresh, scheduled probes are off (`--probe-interval 0`) and no run is
 //! ever started (`--run-cap 0 --high-lane-cap 0`), so the addresses the fuzzer gives nodes
-//! are never pinged nor reached over SSH, whatever it binds and commits.
+//! are never pinged nor reached over SSH, whatever it binds and commits; nor are its BMCs
+//! (`--power-ops-cap 0`: power operations queue and never start; no power sweep).
 
 use std::{process::Stdio, time::Duration};
 
@@ -32,6 +33,10 @@ async fn the_daemon_behaves_as_its_openapi_document_says() {
             .arg("--run-cap")
             .arg("0")
             .arg("--high-lane-cap")
+            .arg("0")
+            .arg("--power-ops-cap")
+            .arg("0")
+            .arg("--power-sweep-interval")
             .arg("0"),
     )
     .await;
@@ -65,9 +70,9 @@ async fn the_daemon_behaves_as_its_openapi_document_says() {
         // `GET /api/v2/events` is an endless stream: a request only ends at its timeout
         // (tests/it/api/events.rs tests it)
         .args(["--exclude-path", "/api/v2/events"])
-        // reading power connects to the BMC at the address a request enrolled: the fuzzer's
-        // made-up addresses are nobody's to contact (tests/it/api/bmc.rs tests it against an
-        // emulator)
+        // reading power connects to the BMC at the address a request enrolled now: the
+        // fuzzer's made-up addresses are nobody's to contact (tests/it/api/bmc.rs tests it
+        // against an emulator; tests/it/power_ops.rs the POST to this path)
         .args(["--exclude-path", "/api/v2/nodes/{node}/power"])
         .arg("--no-shrink")
         // the fuzzer keeps its example database in its working directory

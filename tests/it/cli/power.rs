@@ -54,6 +54,33 @@ async fn a_bmc_is_enrolled_from_stdin_and_its_power_read_without_the_password_sh
     let status = crowbar(&daemon, &["nodes", "power", "n1.example.com", "status"]).await;
     assert!(status.status.success(), "{}", status.stderr);
     assert_eq!(status.stdout, "n1.example.com: off\n");
+    // an operation, followed until the BMC confirms it
+    let on = crowbar(&daemon, &["nodes", "power", "n1.example.com", "on"]).await;
+    assert!(on.status.success(), "{}", on.stderr);
+    assert!(on.stderr.contains("power on: 1 done of 1"), "{}", on.stderr);
+    assert!(on.stdout.contains("confirmed by the BMC"), "{}", on.stdout);
+    // many at once: every node with a BMC (the one without is not asked)
+    let other = crowbar(&daemon, &["nodes", "create", "n2.example.com"]).await;
+    assert!(other.status.success(), "{}", other.stderr);
+    let off = crowbar(&daemon, &["nodes", "power", "force-off", "--all"]).await;
+    assert!(off.status.success(), "{}", off.stderr);
+    assert!(
+        off.stdout.contains("n1.example.com") && !off.stdout.contains("n2.example.com"),
+        "{}",
+        off.stdout
+    );
+    let status = crowbar(&daemon, &["nodes", "power", "n1.example.com", "status"]).await;
+    assert_eq!(status.stdout, "n1.example.com: off\n");
+    let refused = crowbar(&daemon, &["nodes", "power", "n2.example.com", "cycle"]).await;
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("has no BMC"), "{}", refused.stderr);
+    let unclear = crowbar(&daemon, &["nodes", "power", "cycle"]).await;
+    assert!(!unclear.status.success());
+    assert!(
+        unclear.stderr.contains("--all or --deployment"),
+        "{}",
+        unclear.stderr
+    );
     let accepted = crowbar(&daemon, &["nodes", "bmc", "accept-cert", "n1.example.com"]).await;
     assert!(accepted.status.success(), "{}", accepted.stderr);
     assert!(accepted.stdout.contains("next certificate will be pinned"));

@@ -20,20 +20,9 @@ use crate::support::{
 const TOKEN: &str = "provisioner-daemon-test-token";
 
 async fn call(daemon: &Daemon, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = daemon
-        .client()
-        .request(method.clone(), format!("{}{path}", daemon.url()))
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let reply = request.send().await.unwrap();
-    assert!(
-        reply.status().is_success(),
-        "{method} {path}: {}",
-        reply.status()
-    );
-    reply.json().await.unwrap_or(Value::Null)
+    let (status, reply) = daemon.call(TOKEN, method.clone(), path, body).await;
+    assert!(status.is_success(), "{method} {path}: {status}");
+    reply
 }
 
 async fn dhcp_noderole(pool: &sqlx::PgPool) -> (i16, String) {

@@ -266,6 +266,36 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// `method path` with `token` as bearer and an optional JSON body: the status and the
+    /// answer (JSON, or the text as a JSON string).
+    pub async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.url()))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, body)
+    }
+
     pub fn stdout(&self) -> String {
         fs::read_to_string(self.logs.path().join("stdout")).unwrap_or_default()
     }

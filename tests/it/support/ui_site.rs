@@ -51,7 +51,16 @@ impl UiSite {
         drop(conn);
         let state = AppState::new(db.pool.clone());
         let hooks = state.hooks.clone();
+        let power = state.power.clone();
         let served = Served::start(state).await;
+        // power operations are carried out, as by a daemon (no sweep: pages show what was read)
+        crowbar::power::worker::PowerWorker {
+            pool: db.pool.clone(),
+            control: power,
+            settings: Default::default(),
+            shutdown_grace: Duration::from_secs(5),
+        }
+        .start(served.shutdown.clone());
         let engine = Engine::start(
             db.pool.clone(),
             &AnnealerSettings::default(),

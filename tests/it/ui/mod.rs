@@ -13,6 +13,7 @@ mod live;
 mod logins;
 mod overview;
 mod pages;
+mod power;
 mod sessions;
 mod story;
 mod timeline;
