@@ -81,17 +81,17 @@ pub struct BmcSettings {
     /// The node's name or id.
     #[serde(skip)]
     node: String,
-    /// redfish
+    /// redfish or ipmi (IPMI 2.0 over LAN, through ipmitool).
     #[arg(long, default_value = "redfish")]
     driver: String,
     /// The BMC's host name or IP address.
     #[arg(long)]
     address: String,
-    /// Its HTTPS port (default 443).
+    /// Its port (Redfish: HTTPS, default 443; IPMI: UDP, default 623).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
-    /// The Redfish system's id, when the BMC has several.
+    /// The Redfish system's id, when the BMC has several (not for IPMI).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,

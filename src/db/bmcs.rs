@@ -12,7 +12,7 @@ use super::error::{Error, Result};
 pub struct Bmc {
     pub node: String,
     pub node_id: i64,
-    /// `redfish`
+    /// `redfish` or `ipmi`
     pub driver: String,
     pub address: String,
     pub port: Option<i32>,

@@ -1,11 +1,13 @@
 //! Power control through a machine's BMC: the drivers (Redfish over HTTPS with the BMC's
-//! certificate pinned; IPMI follows), what they report, and how their failures are told
+//! certificate pinned; IPMI 2.0 through ipmitool), what they report, and how their failures are told
 //! apart — a transient one (timeout, 5xx, busy) is worth another try, a terminal one (wrong
 //! credentials, unsupported) is not, and a changed certificate refuses everything until an
 //! admin accepts it. Every error names the hop that failed: "BMC 10.0.0.5: HTTP 401 for
 //! user crowbar".
 
 pub mod confirm;
+pub mod driver;
+pub mod ipmi;
 pub mod node;
 pub mod pinning;
 pub mod redfish;

@@ -9,6 +9,8 @@ use sqlx::PgPool;
 use super::{
     BmcError, BmcTimeouts, BootDevice, PowerAction, PowerState,
     confirm::{self, Polling},
+    driver::Driver,
+    ipmi::{Ipmi, IpmiBmc},
     pinning::Fingerprint,
     redfish::{Redfish, RedfishBmc},
     vault::{Vault, VaultError},
@@ -17,6 +19,9 @@ use crate::{
     db::{self, power_ops::ClaimedOp},
     domain::bmc::authority,
 };
+
+/// IPMI's port (RMCP+, UDP) when none is set.
+pub const IPMI_PORT: u16 = 623;
 
 /// Why a node's power could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -59,22 +64,34 @@ impl PowerControl {
     }
 
     /// A driver for the node's BMC.
-    async fn driver(&self, bmc: &db::bmcs::Bmc) -> Result<Redfish, PowerError> {
+    async fn driver(&self, bmc: &db::bmcs::Bmc) -> Result<Driver, PowerError> {
         let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         let sealed = db::bmcs::sealed_password(&mut conn, bmc.node_id)
             .await?
             .ok_or_else(|| db::Error::not_found("BMC of node", &bmc.node))?;
         let port = bmc.port.and_then(|p| u16::try_from(p).ok());
-        Ok(Redfish::new(
+        let password = self.vault.open(&sealed)?;
+        if bmc.driver == "ipmi" {
+            return Ok(Driver::Ipmi(Ipmi::new(
+                IpmiBmc {
+                    host: bmc.address.clone(),
+                    port: port.unwrap_or(IPMI_PORT),
+                    username: bmc.username.clone(),
+                    password,
+                },
+                self.timeouts,
+            )));
+        }
+        Ok(Driver::Redfish(Redfish::new(
             RedfishBmc {
                 address: authority(&bmc.address, port),
                 username: bmc.username.clone(),
-                password: self.vault.open(&sealed)?,
+                password,
                 system: bmc.system.clone(),
                 pinned: bmc.cert_fingerprint.as_deref().and_then(Fingerprint::parse),
             },
             self.timeouts,
-        )?)
+        )?))
     }
 
     /// The node's BMC and a driver for it.
@@ -82,7 +99,7 @@ impl PowerControl {
         &self,
         node_id: i64,
         node: &str,
-    ) -> Result<(db::bmcs::Bmc, Redfish), PowerError> {
+    ) -> Result<(db::bmcs::Bmc, Driver), PowerError> {
         let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         let bmc = db::bmcs::require(&mut conn, node_id, node).await?;
         drop(conn);
@@ -95,7 +112,7 @@ impl PowerControl {
     async fn pin_first_contact(
         &self,
         bmc: &db::bmcs::Bmc,
-        driver: &Redfish,
+        driver: &Driver,
         failure: Option<&BmcError>,
     ) -> Result<(), PowerError> {
         if bmc.cert_fingerprint.is_none()
@@ -150,11 +167,11 @@ impl PowerControl {
     /// The operation's steps; the power state it leaves, confirmed.
     async fn perform(
         &self,
-        driver: &Redfish,
+        driver: &Driver,
         op: &ClaimedOp,
         polling: Polling,
     ) -> Result<PowerState, PowerError> {
-        let address = driver.address().to_string();
+        let address = driver.address();
         let read = || driver.power_state();
         let wanted = match db::power_ops::desired_after(&op.action) {
             "off" => PowerState::Off,

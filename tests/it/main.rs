@@ -15,6 +15,7 @@ mod migrations;
 mod multi_daemon;
 mod pg_harness;
 mod power;
+mod power_ipmi;
 mod power_ops;
 mod proptest_annealer;
 mod provisioning;

@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "lowercase")]
 enum BmcDriver {
     Redfish,
+    /// IPMI 2.0 over LAN (lanplus), through ipmitool.
+    Ipmi,
 }
 
 /// A BMC's settings.
@@ -98,10 +100,17 @@ async fn set(
             "port: 1 to 65535, or null for the driver's default",
         ));
     }
-    let found = node_of(&state, &node).await?;
     let driver = match body.driver {
         BmcDriver::Redfish => "redfish",
+        BmcDriver::Ipmi => "ipmi",
     };
+    if matches!(body.driver, BmcDriver::Ipmi) && body.system.is_some() {
+        return Err(ApiError::unprocessable(
+            "invalid_bmc",
+            "system: only a Redfish BMC has systems to choose from; leave it out for IPMI",
+        ));
+    }
+    let found = node_of(&state, &node).await?;
     let mut tx = state.pool.begin().await?;
     db::bmcs::set(
         &mut tx,

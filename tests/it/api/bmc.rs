@@ -103,7 +103,8 @@ async fn a_bmc_is_enrolled_read_and_removed_without_its_password_ever_answered()
     for bad in [
         json!({"driver": "redfish", "address": "https://10.0.0.5/", "username": USER, "password": "x"}),
         json!({"driver": "redfish", "address": "10.0.0.5", "username": "a user", "password": "x"}),
-        json!({"driver": "ipmi", "address": "10.0.0.5", "username": USER, "password": "x"}),
+        json!({"driver": "amt", "address": "10.0.0.5", "username": USER, "password": "x"}),
+        json!({"driver": "ipmi", "address": "10.0.0.5", "system": "1", "username": USER, "password": "x"}),
         json!({"driver": "redfish", "address": "10.0.0.5", "username": USER}),
     ] {
         let refused = app

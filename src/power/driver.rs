@@ -1,0 +1,58 @@
+//! One BMC, whichever protocol it speaks: what power control asks of a driver, dispatched
+//! to Redfish or IPMI.
+
+use super::{
+    BmcError, BootDevice, Inventory, PowerAction, PowerState, ipmi::Ipmi, pinning::Fingerprint,
+    redfish::Redfish,
+};
+
+pub enum Driver {
+    Redfish(Redfish),
+    Ipmi(Ipmi),
+}
+
+impl Driver {
+    /// The BMC as errors name it.
+    pub fn address(&self) -> String {
+        match self {
+            Driver::Redfish(d) => d.address().to_string(),
+            Driver::Ipmi(d) => d.address(),
+        }
+    }
+
+    /// The certificate the BMC presented (Redfish; IPMI has none).
+    pub fn presented_certificate(&self) -> Option<Fingerprint> {
+        match self {
+            Driver::Redfish(d) => d.presented_certificate(),
+            Driver::Ipmi(_) => None,
+        }
+    }
+
+    pub async fn power_state(&self) -> Result<PowerState, BmcError> {
+        match self {
+            Driver::Redfish(d) => d.power_state().await,
+            Driver::Ipmi(d) => d.power_state().await,
+        }
+    }
+
+    pub async fn power(&self, action: PowerAction, current: PowerState) -> Result<(), BmcError> {
+        match self {
+            Driver::Redfish(d) => d.power(action, current).await,
+            Driver::Ipmi(d) => d.power(action, current).await,
+        }
+    }
+
+    pub async fn boot_from(&self, device: BootDevice, once: bool) -> Result<(), BmcError> {
+        match self {
+            Driver::Redfish(d) => d.boot_from(device, once).await,
+            Driver::Ipmi(d) => d.boot_from(device, once).await,
+        }
+    }
+
+    pub async fn inventory(&self) -> Result<Inventory, BmcError> {
+        match self {
+            Driver::Redfish(d) => d.inventory().await,
+            Driver::Ipmi(d) => d.inventory().await,
+        }
+    }
+}
