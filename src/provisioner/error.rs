@@ -46,6 +46,8 @@ pub enum Error {
     Reboot { node: String, source: Box<SshError> },
     #[error("the reboot command failed on {node}: {stderr}")]
     RebootFailed { node: String, stderr: String },
+    #[error("the BMC of {node} did not boot it from the network: {reason}")]
+    PowerFailed { node: String, reason: String },
     #[error("reading the nodes: {0}")]
     ReadNodes(#[source] db::Error),
     #[error("recording the reservations: {0}")]

@@ -197,6 +197,32 @@ impl OsInstallJig {
         Ok(facts)
     }
 
+    /// Waits for the power operation that boots the node from the network: done (the
+    /// machine is on again, confirmed by its BMC), or failed with the BMC's reason. The
+    /// power worker carries it out, one operation per BMC; the run's timeout bounds the
+    /// wait.
+    async fn power_cycled(&self, job: &JigJob, op: i64, node: &str) -> Step<()> {
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            let now = db::power_ops::get(&mut conn, op).await?;
+            drop(conn);
+            match now.state.as_str() {
+                "done" => {
+                    // the node went down: its cached connection is of no use any more
+                    self.access.forget(job.node_id);
+                    return Ok(());
+                }
+                "failed" => {
+                    return Err(Error::PowerFailed {
+                        node: node.to_string(),
+                        reason: now.reason,
+                    });
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
     /// Polls `check` until it holds. The run's timeout bounds the wait.
     async fn wait<F, Fut>(&self, check: F) -> Step<()>
     where
@@ -211,9 +237,25 @@ impl OsInstallJig {
         }
     }
 
-    /// Step 2's reboot: the operator's reboot command, detached so that the connection
-    /// dropping under it is no failure.
+    /// Step 2's reboot: through the node's BMC when it has one (next boot from the network,
+    /// once, then a power cycle: a machine that is off is powered on), else the operator's
+    /// reboot command over SSH, detached so that the connection dropping under it is no
+    /// failure.
     async fn reboot(&self, job: &JigJob, facts: &BootFacts) -> Step<()> {
+        let mut tx = self.pool.begin().await?;
+        if db::bmcs::get(&mut tx, job.node_id).await?.is_some() {
+            let (op, _) = db::power_ops::request(
+                &mut tx,
+                job.node_id,
+                "pxe-once",
+                false,
+                &Actor(ACTOR.into()),
+            )
+            .await?;
+            tx.commit().await?;
+            return self.power_cycled(job, op.id, &facts.name).await;
+        }
+        drop(tx);
         let addr: IpAddr = facts
             .address
             .as_deref()

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     app::TestApp,
+    bmc::{PASSWORD as BMC_PASSWORD, RedfishEmulator, USER as BMC_USER},
     nodes::{NODE_STATE_MOUNT, RigNode, RigNodeExt},
     site::{Site, converged, finished, site_settings, wait_for},
 };
@@ -78,16 +79,27 @@ impl World {
         assert!(ok, "report {what} of {name}: {log}");
     }
 
-    /// The machine's side of the install, from the reboot request to the installed boot.
-    async fn play_install(&self, i: usize, name: &str, token: &str) -> Violations {
+    /// The machine's side of the install, from the reboot (its reboot command, or its BMC's
+    /// network boot and power cycle when `bmc`) to the installed boot.
+    async fn play_install(&self, i: usize, name: &str, token: &str, bmc: bool) -> Violations {
         let node = self.site.rig.node(i);
         let (mac, address) = (node.mac(), node.addr().to_string());
         let request = node.state_dir().join("reboot");
         let mut seen = Violations::new();
-        wait_for(LIMIT, "the provisioner reboots the machine", || async {
-            request.exists()
-        })
-        .await;
+        if bmc {
+            wait_for(
+                LIMIT,
+                "the BMC boots the machine from the network",
+                || async { self.bmc_cycled(name).await },
+            )
+            .await;
+        } else {
+            wait_for(LIMIT, "the provisioner reboots the machine", || async {
+                request.exists()
+            })
+            .await;
+            std::fs::remove_file(&request).unwrap();
+        }
         // rebooted now: DHCP and the boot script must already say "install"
         if !self.reserved(node, &address) {
             seen.push(format!(
@@ -98,7 +110,6 @@ impl World {
         if !script.contains(&format!("crowbar: {OS} for {name}")) {
             seen.push(format!("{name} rebooted into something else:\n{script}"));
         }
-        std::fs::remove_file(&request).unwrap();
         tokio::task::block_in_place(|| node.kill_sshd());
         self.report(i, name, token, "shutdown").await;
         // the installer runs, reports the local disk, and waits for the confirmation
@@ -123,6 +134,20 @@ impl World {
     }
 }
 
+impl World {
+    /// Whether the node's BMC was asked to boot it from the network and confirmed it on.
+    async fn bmc_cycled(&self, name: &str) -> bool {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM power_ops o JOIN nodes n ON n.id = o.node_id
+                             WHERE n.name = $1 AND o.action = 'pxe-once' AND o.state = 'done')",
+        )
+        .bind(name)
+        .fetch_one(&self.site.pool)
+        .await
+        .unwrap()
+    }
+}
+
 async fn noderole(pool: &sqlx::PgPool, node: &str, role: &str) -> (i16, i32) {
     sqlx::query_as(
         "SELECT nr.state, nr.run_count FROM noderoles nr JOIN nodes n ON n.id = nr.node_id
@@ -135,8 +160,8 @@ async fn noderole(pool: &sqlx::PgPool, node: &str, role: &str) -> (i16, i32) {
     .unwrap()
 }
 
-async fn setup() -> World {
-    let mut site = Site::unregistered(ROUNDS, site_settings(Duration::ZERO)).await;
+async fn setup(machines: usize) -> World {
+    let mut site = Site::unregistered(machines, site_settings(Duration::ZERO)).await;
     site.keep_hostname_files_in_node_state().await;
     let dnsmasq_dir = tempfile::tempdir().unwrap();
     for file in [dnsmasq::DHCP_HOSTS_FILE, dnsmasq::HOSTS_FILE] {
@@ -193,8 +218,9 @@ async fn setup() -> World {
     }
 }
 
-/// One machine from discovery to its installed system; returns its name and token.
-async fn install_one(world: &World, i: usize) -> (String, String) {
+/// One machine from discovery to its installed system (rebooted by its BMC, the emulator's
+/// system `i - 1`, when given); returns its name and token.
+async fn install_one(world: &World, i: usize, bmc: Option<&RedfishEmulator>) -> (String, String) {
     let node = world.site.rig.node(i);
     let discovered: Value = world
         .http
@@ -217,6 +243,18 @@ async fn install_one(world: &World, i: usize) -> (String, String) {
     })
     .await;
 
+    if let Some(emulator) = bmc {
+        world
+            .app
+            .put(&format!("/api/v2/nodes/{name}/bmc"))
+            .json(json!({
+                "driver": "redfish", "address": "127.0.0.1", "port": emulator.port,
+                "system": emulator.systems[i - 1].uuid, "username": BMC_USER, "password": BMC_PASSWORD,
+            }))
+            .send()
+            .await
+            .status(StatusCode::OK);
+    }
     world
         .app
         .bind(&name, "provisioner-os-install", "system")
@@ -227,7 +265,7 @@ async fn install_one(world: &World, i: usize) -> (String, String) {
         .send()
         .await
         .status(StatusCode::OK);
-    let violations = world.play_install(i, &name, &token).await;
+    let violations = world.play_install(i, &name, &token, bmc.is_some()).await;
     assert!(violations.is_empty(), "round {i}: {violations:#?}");
     wait_for(
         LIMIT,
@@ -251,11 +289,11 @@ async fn install_one(world: &World, i: usize) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_os_install_handshake_converges_twenty_times_in_a_row() {
-    let mut world = setup().await;
+    let mut world = setup(ROUNDS).await;
     let started = std::time::Instant::now();
     let mut installed = Vec::new();
     for i in 1..=ROUNDS {
-        installed.push(install_one(&world, i).await);
+        installed.push(install_one(&world, i, None).await);
     }
     assert_eq!(installed.len(), ROUNDS);
     eprintln!("{ROUNDS} installs in a row took {:?}", started.elapsed());
@@ -279,5 +317,45 @@ async fn the_os_install_handshake_converges_twenty_times_in_a_row() {
     .unwrap();
     assert_eq!(outcomes, ["succeeded", "skipped"]);
     assert!(!Path::new(&world.site.rig.node(1).state_dir().join("reboot")).exists());
+    world.site.stop().await;
+}
+
+/// A node with a BMC is installed through it: the BMC sets the next boot to the network
+/// (once) and cycles the machine, confirmed, once DHCP and the boot script say "install";
+/// no reboot command is sent over SSH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_os_install_boots_a_machine_with_a_bmc_from_the_network_through_it() {
+    const MACHINES: usize = 3;
+    let mut world = setup(MACHINES).await;
+    let emulator = RedfishEmulator::start(MACHINES).await;
+    let worker = crowbar::power::worker::PowerWorker {
+        pool: world.site.pool.clone(),
+        control: world.app.power.clone(),
+        settings: Default::default(),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = worker.start(stop.clone());
+    for i in 1..=MACHINES {
+        let (name, _) = install_one(&world, i, Some(&emulator)).await;
+        let (action, state, actor): (String, String, String) = sqlx::query_as(
+            "SELECT o.action, o.state, o.actor FROM power_ops o JOIN nodes n ON n.id = o.node_id
+              WHERE n.name = $1",
+        )
+        .bind(&name)
+        .fetch_one(&world.site.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            (action.as_str(), state.as_str(), actor.as_str()),
+            ("pxe-once", "done", "jig:os-install")
+        );
+        assert!(
+            !world.site.rig.node(i).state_dir().join("reboot").exists(),
+            "no reboot command over SSH"
+        );
+    }
+    stop.cancel();
+    let _ = worker.await;
     world.site.stop().await;
 }

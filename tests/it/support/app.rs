@@ -24,6 +24,9 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub struct TestApp {
     pub pool: PgPool,
+    /// The power control the router's handlers use (its vault sealed the BMC passwords
+    /// enrolled through it): a power worker started on it carries out their operations.
+    pub power: std::sync::Arc<crowbar::power::node::PowerControl>,
     router: Router,
 }
 
@@ -45,8 +48,10 @@ impl TestApp {
     /// A fresh database with the `test` roles and the admin token, and the router over it.
     pub async fn new() -> TestApp {
         let db = admin_db().await;
+        let state = AppState::new(db.pool.clone());
         TestApp {
-            router: crowbar::http::router(AppState::new(db.pool.clone())),
+            power: state.power.clone(),
+            router: crowbar::http::router(state),
             pool: db.pool,
         }
     }
@@ -57,6 +62,7 @@ impl TestApp {
         let mut state = AppState::new(db.pool.clone());
         change(&mut state);
         TestApp {
+            power: state.power.clone(),
             router: crowbar::http::router(state),
             pool: db.pool,
         }
@@ -75,6 +81,7 @@ impl TestApp {
         let mut state = AppState::new(pool.clone());
         state.ssh_public_key = ssh_public_key;
         TestApp {
+            power: state.power.clone(),
             router: crowbar::http::router(state),
             pool,
         }
