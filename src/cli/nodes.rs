@@ -234,7 +234,29 @@ async fn bmc(client: &Client, command: BmcCommand) -> anyhow::Result<()> {
                 .write(Method::PUT, &path(&["nodes", &settings.node, "bmc"]), &body)
                 .await?;
             client.print(&bmc, fields);
-            Ok(())
+            // the check queued with it: do the credentials work, may the account reset?
+            let check = super::power::follow(
+                client,
+                vec![bmc["check"].clone()],
+                "check",
+                std::time::Duration::from_secs(120),
+            )
+            .await?
+            .remove(0);
+            let reason = check["reason"].as_str().unwrap_or_default();
+            match check["state"].as_str() {
+                Some("done") => {
+                    eprintln!("checked: {reason}");
+                    Ok(())
+                }
+                Some("failed") => anyhow::bail!(
+                    "enrolled, but the check failed: {reason}; fix the BMC's settings and enroll again"
+                ),
+                _ => anyhow::bail!(
+                    "enrolled; the check had not ended after 120 s (crowbar nodes show {} shows it when it does)",
+                    settings.node
+                ),
+            }
         }
         BmcCommand::Show { node } => client.show(&path(&["nodes", &node, "bmc"])).await,
         BmcCommand::Remove { node } => client.delete("BMC", &["nodes", &node, "bmc"]).await,

@@ -13,8 +13,9 @@ use super::client::{Client, path, table};
 #[derive(Debug, clap::Args)]
 pub struct PowerArgs {
     /// NODE ACTION, or ACTION alone with --all or --deployment. ACTION: on, off (graceful),
-    /// force-off, cycle, pxe-once (boot from the network once, then cycle) or status (read
-    /// the power state now).
+    /// force-off, cycle, pxe-once (boot from the network once, then cycle), discover (a
+    /// machine that is off: powered on into discovery, it registers as this node), check (the
+    /// credentials and what the account may do) or status (read the power state now).
     #[arg(num_args = 1..=2, value_names = ["NODE", "ACTION"], required = true)]
     pub words: Vec<String>,
     /// Every node with a BMC.
@@ -34,7 +35,6 @@ pub struct PowerArgs {
     pub timeout: std::time::Duration,
 }
 
-const ACTIONS: [&str; 5] = ["on", "off", "force-off", "cycle", "pxe-once"];
 /// How often operations under way are looked at.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -68,9 +68,9 @@ pub async fn run(client: &Client, args: PowerArgs) -> anyhow::Result<()> {
         });
         return Ok(());
     }
-    if !ACTIONS.contains(&action) {
+    if !crate::domain::bmc::POWER_ACTIONS.contains(&action) {
         anyhow::bail!(
-            "`{action}` is not a power action: on, off, force-off, cycle, pxe-once or status"
+            "`{action}` is not a power action: on, off, force-off, cycle, pxe-once, discover, check or status"
         );
     }
     let ops: Vec<Value> = match node {
@@ -136,7 +136,7 @@ pub async fn run(client: &Client, args: PowerArgs) -> anyhow::Result<()> {
 }
 
 /// Polls the operations until each has ended or `timeout` passed; their last states.
-async fn follow(
+pub(super) async fn follow(
     client: &Client,
     mut ops: Vec<Value>,
     action: &str,

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use tracing::field::Empty;
 
@@ -31,6 +31,9 @@ pub struct Node {
     /// Made by `/discover` and not accepted by an admin yet: only such a node's machine may
     /// register again, and such nodes count against `--discovery-limit`.
     pub discovered: bool,
+    /// Its BMC powered the machine on into discovery: the machine that boots with the
+    /// node's MAC registers as this node, once (`docs/power.md`).
+    pub awaiting_machine: bool,
     /// The most pressing state among its noderoles (error, transition, todo, blocked,
     /// proposed), or `active`.
     pub state: String,
@@ -44,7 +47,7 @@ pub struct Node {
 const SELECT_NODE: &str = "
     SELECT n.id, n.name, n.description, n.admin, n.alive, n.available, n.bootenv,
            host(n.address) AS address, n.mac::text AS mac, d.name AS deployment, n.deployment_id,
-           n.discovered,
+           n.discovered, n.awaiting_machine,
            CASE (SELECT min(CASE nr.state WHEN -1 THEN 0 WHEN 2 THEN 1 WHEN 1 THEN 2
                                           WHEN 3 THEN 3 WHEN 4 THEN 4 ELSE 5 END)
                    FROM noderoles nr WHERE nr.node_id = n.id AND nr.state <> 0)
@@ -502,6 +505,100 @@ pub async fn lock_by_mac(conn: &mut PgConnection, mac: &str) -> Result<Option<i6
             .fetch_optional(conn)
             .await?,
     )
+}
+
+/// Makes the node wait for its machine (an admin's node whose BMC is about to power the
+/// machine on into discovery): its MAC becomes `mac` unless it has one, its bootenv
+/// `bootenv`. Returns the MAC the machine will register with. 409 when another node has it.
+pub async fn await_machine(
+    conn: &mut PgConnection,
+    node_id: i64,
+    mac: &str,
+    bootenv: &str,
+    actor: &Actor,
+) -> Result<String> {
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT name FROM nodes WHERE mac = $1::macaddr AND id <> $2")
+            .bind(mac)
+            .bind(node_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(holder) = holder {
+        return Err(Error::conflict(
+            "mac_taken",
+            format!("the BMC reports MAC {mac}, which is node `{holder}`'s already"),
+        ));
+    }
+    let (name, mac, available, deployment_id): (String, String, bool, i64) = sqlx::query_as(
+        "UPDATE nodes SET mac = coalesce(mac, $2::macaddr), bootenv = $3, awaiting_machine = true,
+                updated_at = now()
+          WHERE id = $1 RETURNING name, mac::text, available, deployment_id",
+    )
+    .bind(node_id)
+    .bind(mac)
+    .bind(bootenv)
+    .fetch_one(&mut *conn)
+    .await?;
+    let changes = json!({"awaiting_machine": {"from": false, "to": true},
+                         "mac": {"to": mac}, "bootenv": {"to": bootenv}});
+    let row = (node_id, name.as_str(), available, deployment_id);
+    awaiting_changed(
+        conn,
+        actor,
+        row,
+        "waiting for its machine to boot into discovery",
+        changes,
+    )
+    .await?;
+    Ok(mac)
+}
+
+/// The machine of a node waiting for it registered: its address set, the wait over.
+pub async fn machine_arrived(
+    conn: &mut PgConnection,
+    node_id: i64,
+    address: Option<&str>,
+    actor: &Actor,
+) -> Result<()> {
+    let (name, available, deployment_id): (String, bool, i64) = sqlx::query_as(
+        "UPDATE nodes SET awaiting_machine = false, address = coalesce($2::inet, address),
+                updated_at = now()
+          WHERE id = $1 RETURNING name, available, deployment_id",
+    )
+    .bind(node_id)
+    .bind(address)
+    .fetch_one(&mut *conn)
+    .await?;
+    let changes = json!({"awaiting_machine": {"from": true, "to": false},
+                         "address": {"to": address}});
+    let row = (node_id, name.as_str(), available, deployment_id);
+    awaiting_changed(conn, actor, row, "its machine registered", changes).await
+}
+
+/// The `node.updated` event of a change of `awaiting_machine`: the node's (id, name,
+/// available, deployment) and the changes (the DHCP and DNS hooks follow `mac`, `address`
+/// and `bootenv` among them).
+async fn awaiting_changed(
+    conn: &mut PgConnection,
+    actor: &Actor,
+    (id, name, available, deployment_id): (i64, &str, bool, i64),
+    reason: &str,
+    changes: Value,
+) -> Result<()> {
+    events::record(
+        conn,
+        actor,
+        NewEvent {
+            kind: "node.updated",
+            reason: reason.into(),
+            node_id: Some(id),
+            deployment_id: Some(deployment_id),
+            data: json!({"id": id, "name": name, "available": available, "changes": changes}),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Gives a node a new token (returned, shown once); the old one stops working.

@@ -27,7 +27,7 @@ pub struct PowerOp {
     pub id: i64,
     pub node: String,
     pub node_id: i64,
-    /// `on`, `off` (graceful), `force-off`, `cycle` or `pxe-once`
+    /// `on`, `off` (graceful), `force-off`, `cycle`, `pxe-once`, `discover` or `check`
     pub action: String,
     /// A cycle of a machine whose power state is unknown goes ahead only when forced.
     pub force: bool,
@@ -94,11 +94,13 @@ pub async fn request(
     .bind(&actor.0)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query("UPDATE node_bmcs SET desired_power = $2 WHERE node_id = $1")
-        .bind(node_id)
-        .bind(desired_after(action))
-        .execute(&mut *conn)
-        .await?;
+    if action != "check" {
+        sqlx::query("UPDATE node_bmcs SET desired_power = $2 WHERE node_id = $1")
+            .bind(node_id)
+            .bind(desired_after(action))
+            .execute(&mut *conn)
+            .await?;
+    }
     let op = get(conn, id).await?;
     changed(conn, actor, &op).await?;
     events::notify(conn, CHANNEL_POWER).await?;

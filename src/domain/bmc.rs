@@ -13,7 +13,7 @@ pub const PASSWORD: &str = r"^[^\x00-\x1f\x7f]{1,128}$";
 pub const SYSTEM: &str = r"^[A-Za-z0-9._:/-]{1,255}$";
 
 /// The BMC drivers crowbar has.
-pub const DRIVERS: [&str; 1] = ["redfish"];
+pub const DRIVERS: [&str; 2] = ["redfish", "ipmi"];
 
 /// Checks the settings of a BMC; `Err` names the field and what it must look like.
 pub fn check(
@@ -58,6 +58,17 @@ pub fn check(
     }
     Ok(())
 }
+
+/// The power operations there are (`docs/power.md`).
+pub const POWER_ACTIONS: [&str; 7] = [
+    "on",
+    "off",
+    "force-off",
+    "cycle",
+    "pxe-once",
+    "discover",
+    "check",
+];
 
 /// `host:port` for a URL: an IPv6 address in brackets; no port when none is given.
 pub fn authority(address: &str, port: Option<u16>) -> String {

@@ -439,9 +439,6 @@ async fn create_admin_network(
     Ok(())
 }
 
-/// The power operations a request asks for.
-pub const POWER_ACTIONS: [&str; 5] = ["on", "off", "force-off", "cycle", "pxe-once"];
-
 /// Queues `action` on every node of `nodes` (ids) in one transaction, all or none: each
 /// must have a BMC. A node with the same action already waiting keeps that one (it is in
 /// the answer, not queued twice). Returns the operations, in the order of `nodes`.
@@ -452,10 +449,12 @@ pub async fn request_power(
     action: &str,
     force: bool,
 ) -> Result<Vec<db::power_ops::PowerOp>, ApiError> {
-    if !POWER_ACTIONS.contains(&action) {
+    if !crate::domain::bmc::POWER_ACTIONS.contains(&action) {
         return Err(ApiError::unprocessable(
             "invalid_power_action",
-            format!("`{action}` is not a power action: on, off, force-off, cycle or pxe-once"),
+            format!(
+                "`{action}` is not a power action: on, off, force-off, cycle, pxe-once, discover or check"
+            ),
         ));
     }
     let mut tx = state.pool.begin().await?;

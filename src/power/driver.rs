@@ -6,6 +6,15 @@ use super::{
     redfish::Redfish,
 };
 
+/// What a BMC says crowbar's account may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Privilege {
+    /// It may change the power: how that is known.
+    MayReset(String),
+    /// The BMC does not say.
+    Unreported,
+}
+
 pub enum Driver {
     Redfish(Redfish),
     Ipmi(Ipmi),
@@ -46,6 +55,17 @@ impl Driver {
         match self {
             Driver::Redfish(d) => d.boot_from(device, once).await,
             Driver::Ipmi(d) => d.boot_from(device, once).await,
+        }
+    }
+
+    /// Whether crowbar's account may change the power; an account that may not is a
+    /// terminal error saying what it lacks.
+    pub async fn privilege(&self) -> Result<Privilege, BmcError> {
+        match self {
+            Driver::Redfish(d) => d.privilege().await,
+            // every ipmitool session asks for the operator privilege, which chassis control
+            // needs: that the session was granted is the answer
+            Driver::Ipmi(_) => Ok(Privilege::MayReset("an IPMI operator session".into())),
         }
     }
 

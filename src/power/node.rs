@@ -9,15 +9,16 @@ use sqlx::PgPool;
 use super::{
     BmcError, BmcTimeouts, BootDevice, PowerAction, PowerState,
     confirm::{self, Polling},
-    driver::Driver,
+    driver::{Driver, Privilege},
     ipmi::{Ipmi, IpmiBmc},
     pinning::Fingerprint,
     redfish::{Redfish, RedfishBmc},
     vault::{Vault, VaultError},
 };
 use crate::{
-    db::{self, power_ops::ClaimedOp},
+    db::{self, events::Actor, keys::Key, power_ops::ClaimedOp},
     domain::bmc::authority,
+    provisioner::bootenvs::DISCOVERY,
 };
 
 /// IPMI's port (RMCP+, UDP) when none is set.
@@ -157,11 +158,66 @@ impl PowerControl {
         let state = result?;
         let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         db::bmcs::record_power(&mut conn, op.node_id, Some(state.name()), "").await?;
+        drop(conn);
+        if op.action == "check" {
+            return Ok(self.checked(&driver, state).await?);
+        }
         Ok(format!(
             "{}, confirmed by the BMC after {:.1} s",
             state.name(),
             started.elapsed().as_secs_f64()
         ))
+    }
+
+    /// A check's findings after the credentials worked: what the BMC tells of the machine,
+    /// and whether crowbar's account may change its power (refused: the check fails).
+    async fn checked(&self, driver: &Driver, state: PowerState) -> Result<String, BmcError> {
+        let mut found = vec![format!(
+            "the credentials work; the machine is {}",
+            state.name()
+        )];
+        match driver.inventory().await {
+            Ok(inventory) => {
+                if let Some(serial) = inventory.serial {
+                    found.push(format!("serial {serial}"));
+                }
+                if !inventory.macs.is_empty() {
+                    found.push(format!("MACs {}", inventory.macs.join(", ")));
+                }
+            }
+            Err(e) => found.push(format!("no inventory ({e})")),
+        }
+        found.push(match driver.privilege().await? {
+            Privilege::MayReset(how) => format!("it may change the power ({how})"),
+            Privilege::Unreported => {
+                "the BMC does not say what the account may do; a power operation will tell".into()
+            }
+        });
+        Ok(found.join("; "))
+    }
+
+    /// Discovery of a machine that is off, before it is powered on: the node waits for the
+    /// machine with its MAC (the one it has, or the first the BMC reports) to register, and
+    /// boots into discovery.
+    async fn await_machine(&self, driver: &Driver, op: &ClaimedOp) -> Result<(), PowerError> {
+        let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
+        let node = db::nodes::get(&mut conn, &Key::Id(op.node_id)).await?;
+        drop(conn);
+        let mac = match node.mac {
+            Some(mac) => mac,
+            None => driver.inventory().await?.macs.into_iter().next().ok_or_else(|| {
+                BmcError::Terminal(format!(
+                    "BMC {}: reports no MAC of the machine; set the node's MAC (crowbar nodes update {} --mac ...) and ask again",
+                    driver.address(),
+                    node.name
+                ))
+            })?,
+        };
+        let mut tx = self.pool.begin().await.map_err(db::Error::from)?;
+        db::nodes::await_machine(&mut tx, op.node_id, &mac, DISCOVERY, &Actor("power".into()))
+            .await?;
+        tx.commit().await.map_err(db::Error::from)?;
+        Ok(())
     }
 
     /// The operation's steps; the power state it leaves, confirmed.
@@ -173,6 +229,10 @@ impl PowerControl {
     ) -> Result<PowerState, PowerError> {
         let address = driver.address();
         let read = || driver.power_state();
+        if op.action == "check" {
+            // the credentials work when two reads agree (a refusal is terminal)
+            return Ok(confirm::settled(read, polling.every).await?);
+        }
         let wanted = match db::power_ops::desired_after(&op.action) {
             "off" => PowerState::Off,
             _ => PowerState::On,
@@ -203,7 +263,10 @@ impl PowerControl {
             ))
             .into());
         }
-        if op.action == "pxe-once" {
+        if op.action == "discover" {
+            self.await_machine(driver, op).await?;
+        }
+        if op.action == "pxe-once" || op.action == "discover" {
             driver.boot_from(BootDevice::Pxe, true).await?;
         }
         driver.power(action, current).await?;

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{
     BmcError, BmcTimeouts, BootDevice, Inventory, PowerAction, PowerState,
     confirm::{self, Polling},
+    driver::Privilege,
     pinning::{self, Fingerprint, PinnedCertificate},
     with_retries,
 };
@@ -306,6 +307,71 @@ impl Redfish {
 
     pub fn address(&self) -> &str {
         &self.bmc.address
+    }
+
+    /// Whether crowbar's account may reset the system: its role in the BMC's account
+    /// service (`Administrator` and `Operator` may; another role may when it holds the
+    /// `ConfigureComponents` privilege, which `ComputerSystem.Reset` needs). A BMC without
+    /// an account service does not say.
+    pub async fn privilege(&self) -> Result<Privilege, BmcError> {
+        let accounts = match self
+            .call_retrying(
+                reqwest::Method::GET,
+                "/redfish/v1/AccountService/Accounts",
+                None,
+            )
+            .await
+        {
+            Ok(accounts) => accounts,
+            Err(BmcError::Terminal(_)) => return Ok(Privilege::Unreported),
+            Err(e) => return Err(e),
+        };
+        for member in accounts["Members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(64)
+        {
+            let Some(path) = member["@odata.id"].as_str() else {
+                continue;
+            };
+            let account = self.call_retrying(reqwest::Method::GET, path, None).await?;
+            if account["UserName"].as_str() != Some(self.bmc.username.as_str()) {
+                continue;
+            }
+            let role = account["RoleId"].as_str().unwrap_or_default().to_string();
+            if role == "Administrator" || role == "Operator" {
+                return Ok(Privilege::MayReset(format!("role {role}")));
+            }
+            let privileges = match self
+                .call_retrying(
+                    reqwest::Method::GET,
+                    &format!("/redfish/v1/AccountService/Roles/{role}"),
+                    None,
+                )
+                .await
+            {
+                Ok(found) => found["AssignedPrivileges"].clone(),
+                Err(BmcError::Terminal(_)) => serde_json::Value::Null,
+                Err(e) => return Err(e),
+            };
+            let may = privileges
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p.as_str() == Some("ConfigureComponents"));
+            return if may {
+                Ok(Privilege::MayReset(format!(
+                    "role {role}, ConfigureComponents"
+                )))
+            } else {
+                Err(BmcError::Terminal(format!(
+                    "BMC {}: user {} has role {role}, which may not reset the machine; give it the Operator role",
+                    self.bmc.address, self.bmc.username
+                )))
+            };
+        }
+        Ok(Privilege::Unreported)
     }
 }
 

@@ -10,6 +10,9 @@
 //! - a MAC whose node is still `discovered` (no admin accepted it) gets a fresh token for
 //!   it, as a machine that rebooted and lost its token with its RAM; nothing else changes,
 //!   the address included;
+//! - a MAC whose node waits for its machine (an admin enrolled the node's BMC and asked it to
+//!   `discover`: the BMC reported the MAC and powered the machine on into discovery)
+//!   registers as that node, once: its address, a token, the managed role;
 //! - any other known MAC is refused: knowing a MAC is not enough to take over a node.
 
 use std::net::IpAddr;
@@ -88,6 +91,9 @@ pub async fn discover(
         let mut tx = pool.begin().await?;
         if let Some(id) = nodes::lock_by_mac(&mut tx, mac).await? {
             let node = nodes::get(&mut tx, &Key::Id(id)).await?;
+            if node.awaiting_machine {
+                return arrived(tx, hooks, node, address, &actor).await;
+            }
             if !node.discovered {
                 return Err(db::Error::conflict(
                     "already_discovered",
@@ -151,6 +157,37 @@ pub async fn discover(
         format!("{mac} is being registered by another request; try again"),
     )
     .into())
+}
+
+/// The machine an admin's node waits for (its BMC powered it on into discovery) registers
+/// as that node, once: the address it booted with (checked as any discovered machine's), a
+/// token, and the managed role, committed like a new machine's.
+async fn arrived(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    hooks: &Hooks,
+    node: Node,
+    address: Option<IpAddr>,
+    actor: &Actor,
+) -> Result<Discovered, DiscoveryError> {
+    if let Some(address) = address
+        && node.address.as_deref() != Some(address.to_string().as_str())
+    {
+        check_address(&mut tx, address).await?;
+    }
+    let address = address.map(|a| a.to_string());
+    nodes::machine_arrived(&mut tx, node.id, address.as_deref(), actor).await?;
+    let token = nodes::rotate_token(&mut tx, node.id, actor, "its machine registered").await?;
+    let key = Key::Id(node.id);
+    let bound = node_roles::bind(&mut tx, &key, MANAGED_NODE_ROLE, None, None, actor).await?;
+    hooks.check_bind(&mut tx, &bound).await?;
+    node_roles::commit_node(&mut tx, &key, actor).await?;
+    let node = nodes::get(&mut tx, &key).await?;
+    tx.commit().await?;
+    Ok(Discovered {
+        node,
+        token,
+        created: false,
+    })
 }
 
 /// A discovered machine's address must be a host of a configured network and not another

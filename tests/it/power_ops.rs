@@ -154,7 +154,26 @@ async fn power_operations_run_one_per_bmc_are_confirmed_and_a_hung_bmc_holds_up_
     let history = call(&daemon, Method::GET, "/api/v2/nodes/n0/power_ops", None)
         .await
         .1;
-    assert_eq!(history.as_array().unwrap().len(), 3, "{history}");
+    let actions: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["cycle", "force-off", "on", "check"],
+        "newest first: {history}"
+    );
+    let check = &history[3];
+    assert_eq!(check["state"], "done", "{check}");
+    assert!(
+        check["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the credentials work"),
+        "{check}"
+    );
     let events: Vec<(String, String)> = sqlx::query_as(
         "SELECT data->>'action', data->>'state' FROM events e JOIN nodes n ON n.id = e.node_id
           WHERE n.name = 'n0' AND e.type = 'node.power' ORDER BY e.id",
@@ -198,16 +217,17 @@ async fn power_operations_run_one_per_bmc_are_confirmed_and_a_hung_bmc_holds_up_
     let stuck = power(&daemon, "n2", "off").await;
     let other = ended(&daemon, &power(&daemon, "n1", "force-off").await).await;
     assert_eq!(other["state"], "done", "{other}");
-    let (_, stuck) = call(
-        &daemon,
-        Method::GET,
-        &format!("/api/v2/power_ops/{}", stuck["id"]),
-        None,
-    )
-    .await;
+    // the check queued with the enrolment talks to the hung BMC; the off waits behind it
+    let state_of = |op: &Value| {
+        let path = format!("/api/v2/power_ops/{}", op["id"]);
+        let daemon = &daemon;
+        async move { call(daemon, Method::GET, &path, None).await.1["state"].clone() }
+    };
+    assert_eq!(state_of(&body["check"]).await, "running", "{body}");
     assert_eq!(
-        stuck["state"], "running",
-        "the hung BMC's operation is still waiting: {stuck}"
+        state_of(&stuck).await,
+        "queued",
+        "one operation per BMC: the off waits for the check"
     );
     holding.abort();
 }

@@ -55,6 +55,15 @@ struct SetBody {
     password: Secret,
 }
 
+/// An enrolled BMC and the check queued with it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BmcEnrolled)]
+struct Enrolled {
+    #[serde(flatten)]
+    bmc: Bmc,
+    check: db::power_ops::PowerOp,
+}
+
 async fn node_of(state: &AppState, node: &str) -> Result<db::nodes::Node, ApiError> {
     let mut conn = state.pool.acquire().await?;
     Ok(db::nodes::get(&mut conn, &Key::parse(node)).await?)
@@ -77,16 +86,18 @@ async fn show(
 
 /// Enrolls the node's BMC, or replaces its settings. The password is sealed with this
 /// daemon's key and never returned. Another address, port, driver or system forgets the
-/// pinned certificate.
+/// pinned certificate. A `check` power operation is queued with it (the credentials, what
+/// the BMC tells of the machine, whether the account may change its power); the answer has
+/// it under `check`, to follow at `GET /api/v2/power_ops/{id}`.
 #[utoipa::path(put, path = "/api/v2/nodes/{node}/bmc", tag = "power", request_body = SetBody,
     params(("node" = String, Path, description = "the node's id or name")),
-    responses((status = 200, body = Bmc), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Enrolled), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set(
     State(state): State<AppState>,
     acting: Acting,
     ApiPath(node): ApiPath<String>,
     ApiJson(body): ApiJson<SetBody>,
-) -> Result<Json<Bmc>, ApiError> {
+) -> Result<Json<Enrolled>, ApiError> {
     crate::domain::bmc::check(
         &body.address,
         &body.username,
@@ -135,9 +146,11 @@ async fn set(
             }),
         )
         .await?;
+    let (check, _) =
+        db::power_ops::request(&mut tx, found.id, "check", false, &acting.actor).await?;
     let bmc = db::bmcs::require(&mut tx, found.id, &found.name).await?;
     tx.commit().await?;
-    Ok(Json(bmc))
+    Ok(Json(Enrolled { bmc, check }))
 }
 
 /// Removes the node's BMC and its sealed credentials.

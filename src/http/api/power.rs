@@ -40,6 +40,12 @@ enum Action {
     Cycle,
     /// Boots from the network once (the next boot device), then cycles.
     PxeOnce,
+    /// A machine crowbar has not seen yet: the node takes the MAC its BMC reports, boots
+    /// into discovery, and the machine that registers with that MAC becomes this node.
+    Discover,
+    /// Changes nothing: the credentials, what the BMC tells of the machine, and whether the
+    /// account may change its power (queued by every enrolment too).
+    Check,
 }
 
 impl Action {
@@ -50,6 +56,8 @@ impl Action {
             Action::ForceOff => "force-off",
             Action::Cycle => "cycle",
             Action::PxeOnce => "pxe-once",
+            Action::Discover => "discover",
+            Action::Check => "check",
         }
     }
 }

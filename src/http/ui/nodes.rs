@@ -36,12 +36,13 @@ pub fn router() -> Pages {
 }
 
 /// The power actions the pages offer: (action, label).
-pub const POWER_CHOICES: [(&str, &str); 5] = [
+pub const POWER_CHOICES: [(&str, &str); 6] = [
     ("on", "Power on"),
     ("off", "Shut down"),
     ("force-off", "Force off"),
     ("cycle", "Power cycle"),
     ("pxe-once", "Network boot"),
+    ("discover", "Discover"),
 ];
 
 /// A node as the pages show it.

@@ -49,6 +49,14 @@ async fn a_bmc_is_enrolled_from_stdin_and_its_power_read_without_the_password_sh
     let enrolled = set(format!("{PASSWORD}\n")).await;
     assert!(enrolled.status.success(), "{}", enrolled.stderr);
     assert!(enrolled.stdout.contains(USER), "{}", enrolled.stdout);
+    // the enrolment's check: the credentials work, and what the BMC tells
+    assert!(
+        enrolled
+            .stderr
+            .contains("checked: the credentials work; the machine is off"),
+        "{}",
+        enrolled.stderr
+    );
     let shown = crowbar(&daemon, &["nodes", "bmc", "show", "n1.example.com"]).await;
     assert!(shown.status.success(), "{}", shown.stderr);
     let status = crowbar(&daemon, &["nodes", "power", "n1.example.com", "status"]).await;

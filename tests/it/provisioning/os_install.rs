@@ -218,11 +218,10 @@ async fn setup(machines: usize) -> World {
     }
 }
 
-/// One machine from discovery to its installed system (rebooted by its BMC, the emulator's
-/// system `i - 1`, when given); returns its name and token.
-async fn install_one(world: &World, i: usize, bmc: Option<&RedfishEmulator>) -> (String, String) {
+/// A machine registering at `/discover` with its MAC and address: the answer.
+async fn discover(world: &World, i: usize) -> Value {
     let node = world.site.rig.node(i);
-    let discovered: Value = world
+    world
         .http
         .post(format!("{}/discover", world.url))
         .json(&json!({"mac": node.mac(), "address": node.addr().to_string()}))
@@ -231,33 +230,36 @@ async fn install_one(world: &World, i: usize, bmc: Option<&RedfishEmulator>) -> 
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// One machine from discovery to its installed system; returns its name and token.
+async fn install_one(world: &World, i: usize) -> (String, String) {
+    let discovered = discover(world, i).await;
     let name = discovered["name"].as_str().unwrap().to_string();
     let token = discovered["token"].as_str().unwrap().to_string();
     world.report(i, &name, &token, "boot").await;
-    wait_for(LIMIT, "the discovered machine is managed", || async {
-        noderole(&world.site.pool, &name, "crowbar-managed-node")
+    managed(world, &name).await;
+    install(world, i, &name, &token, false).await;
+    (name, token)
+}
+
+async fn managed(world: &World, name: &str) {
+    wait_for(LIMIT, "the machine is managed", || async {
+        noderole(&world.site.pool, name, "crowbar-managed-node")
             .await
             .0
             == 0
     })
     .await;
+}
 
-    if let Some(emulator) = bmc {
-        world
-            .app
-            .put(&format!("/api/v2/nodes/{name}/bmc"))
-            .json(json!({
-                "driver": "redfish", "address": "127.0.0.1", "port": emulator.port,
-                "system": emulator.systems[i - 1].uuid, "username": BMC_USER, "password": BMC_PASSWORD,
-            }))
-            .send()
-            .await
-            .status(StatusCode::OK);
-    }
+/// Machine `i`, node `name`, installed by `provisioner-os-install` (rebooted through its
+/// BMC when `bmc`), the handshake checked from the machine's side.
+async fn install(world: &World, i: usize, name: &str, token: &str, bmc: bool) {
     world
         .app
-        .bind(&name, "provisioner-os-install", "system")
+        .bind(name, "provisioner-os-install", "system")
         .await;
     world
         .app
@@ -265,13 +267,13 @@ async fn install_one(world: &World, i: usize, bmc: Option<&RedfishEmulator>) -> 
         .send()
         .await
         .status(StatusCode::OK);
-    let violations = world.play_install(i, &name, &token, bmc.is_some()).await;
+    let violations = world.play_install(i, name, token, bmc).await;
     assert!(violations.is_empty(), "round {i}: {violations:#?}");
     wait_for(
         LIMIT,
         "the install finishes and the node converges",
         || async {
-            noderole(&world.site.pool, &name, "provisioner-os-install").await == (0, 1)
+            noderole(&world.site.pool, name, "provisioner-os-install").await == (0, 1)
                 && converged(&world.site.pool).await
         },
     )
@@ -279,12 +281,11 @@ async fn install_one(world: &World, i: usize, bmc: Option<&RedfishEmulator>) -> 
     let (bootenv, state): (String, String) = sqlx::query_as(
         "SELECT n.bootenv, i.state FROM nodes n JOIN os_installs i ON i.node_id = n.id WHERE n.name = $1",
     )
-    .bind(&name)
+    .bind(name)
     .fetch_one(&world.site.pool)
     .await
     .unwrap();
     assert_eq!((bootenv.as_str(), state.as_str()), ("local", "done"));
-    (name, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,7 +294,7 @@ async fn the_os_install_handshake_converges_twenty_times_in_a_row() {
     let started = std::time::Instant::now();
     let mut installed = Vec::new();
     for i in 1..=ROUNDS {
-        installed.push(install_one(&world, i, None).await);
+        installed.push(install_one(&world, i).await);
     }
     assert_eq!(installed.len(), ROUNDS);
     eprintln!("{ROUNDS} installs in a row took {:?}", started.elapsed());
@@ -320,41 +321,145 @@ async fn the_os_install_handshake_converges_twenty_times_in_a_row() {
     world.site.stop().await;
 }
 
-/// A node with a BMC is installed through it: the BMC sets the next boot to the network
-/// (once) and cycles the machine, confirmed, once DHCP and the boot script say "install";
-/// no reboot command is sent over SSH.
+/// The emulator's word that a system's power change applied and it is on: the machine
+/// boots. Its uuid goes to the channel.
+async fn boots_listener() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let app = axum::Router::new().fallback(move |axum::Json(system): axum::Json<Value>| {
+        let tx = tx.clone();
+        async move {
+            if system["power_state"] == "On" && system["pending_power"].is_null() {
+                let _ = tx.send(system["uuid"].as_str().unwrap_or_default().to_string());
+            }
+            StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    (url, rx)
+}
+
+/// The next boot of `system` the emulator told of (bounded wait).
+async fn next_boot(boots: &mut tokio::sync::mpsc::UnboundedReceiver<String>, system: &str) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let uuid = tokio::time::timeout_at(deadline, boots.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{system} did not boot within {LIMIT:?}"))
+            .expect("the listener runs");
+        if uuid == system {
+            return;
+        }
+    }
+}
+
+/// From a rack that is off to installed nodes, ten machines in a row: an admin makes each
+/// node and enrolls its BMC (nothing else: no MAC, no address); `discover` reads the MAC from
+/// the BMC, sets the next boot to the network and powers the machine on; the emulator tells
+/// the rig the machine booted; it boots what `/boot/<mac>` says (discovery) and registers,
+/// becoming the admin's node; `provisioner-os-install` then reboots it through the BMC into
+/// the installer (a network boot once and a confirmed power cycle, no reboot command over
+/// SSH) and the handshake completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_os_install_boots_a_machine_with_a_bmc_from_the_network_through_it() {
-    const MACHINES: usize = 3;
+async fn powered_off_machines_are_discovered_and_installed_through_their_bmcs_ten_times() {
+    const MACHINES: usize = 10;
     let mut world = setup(MACHINES).await;
-    let emulator = RedfishEmulator::start(MACHINES).await;
+    let (notify, mut boots) = boots_listener().await;
+    let macs = (1..=MACHINES)
+        .map(|i| world.site.rig.node(i).mac())
+        .collect();
+    let emulator = RedfishEmulator::start_with(macs, Some(notify)).await;
+    let stop = tokio_util::sync::CancellationToken::new();
     let worker = crowbar::power::worker::PowerWorker {
         pool: world.site.pool.clone(),
         control: world.app.power.clone(),
         settings: Default::default(),
         shutdown_grace: Duration::from_secs(5),
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    let worker = worker.start(stop.clone());
+    }
+    .start(stop.clone());
+    let started = std::time::Instant::now();
     for i in 1..=MACHINES {
-        let (name, _) = install_one(&world, i, Some(&emulator)).await;
-        let (action, state, actor): (String, String, String) = sqlx::query_as(
-            "SELECT o.action, o.state, o.actor FROM power_ops o JOIN nodes n ON n.id = o.node_id
-              WHERE n.name = $1",
+        let machine = world.site.rig.node(i);
+        let mac = machine.mac();
+        let system = emulator.systems[i - 1].uuid.clone();
+        // the machine is off
+        tokio::task::block_in_place(|| machine.kill_sshd());
+        let name = format!("rack-a{i}.example.com");
+        world
+            .app
+            .post("/api/v2/nodes")
+            .json(json!({ "name": name }))
+            .send()
+            .await
+            .status(StatusCode::CREATED);
+        world
+            .app
+            .put(&format!("/api/v2/nodes/{name}/bmc"))
+            .json(json!({
+                "driver": "redfish", "address": "127.0.0.1", "port": emulator.port,
+                "system": system, "username": BMC_USER, "password": BMC_PASSWORD,
+            }))
+            .send()
+            .await
+            .status(StatusCode::OK);
+        let op = world
+            .app
+            .post(&format!("/api/v2/nodes/{name}/power"))
+            .json(json!({"action": "discover"}))
+            .send()
+            .await
+            .status(StatusCode::ACCEPTED);
+        assert_eq!(op.body["action"], "discover");
+
+        // powered on: it boots from the network into what its boot script says
+        next_boot(&mut boots, &system).await;
+        let script = world.boot_script(&mac).await;
+        let node = world
+            .app
+            .get(&format!("/api/v2/nodes/{name}"))
+            .send()
+            .await
+            .status(StatusCode::OK);
+        assert!(script.contains("crowbar: sledgehammer for "), "{script}");
+        assert_eq!(node.body["awaiting_machine"], true, "{}", node.body);
+        assert_eq!(node.body["mac"], mac.as_str(), "the MAC the BMC reported");
+        tokio::task::block_in_place(|| machine.start_sshd().expect("start sshd"));
+        let discovered = discover(&world, i).await;
+        let token = discovered["token"].as_str().unwrap().to_string();
+        world.report(i, &name, &token, "boot").await;
+        managed(&world, &name).await;
+        // a second registration with its MAC is refused: the node is the admin's
+        let again = discover(&world, i).await;
+        assert_eq!(again["error"]["code"], "already_discovered", "{again}");
+
+        // installed through its BMC
+        install(&world, i, &name, &token, true).await;
+        let ops: Vec<(String, String)> = sqlx::query_as(
+            "SELECT o.action, o.actor FROM power_ops o JOIN nodes n ON n.id = o.node_id
+              WHERE n.name = $1 AND o.state = 'done' ORDER BY o.id",
         )
         .bind(&name)
-        .fetch_one(&world.site.pool)
+        .fetch_all(&world.site.pool)
         .await
         .unwrap();
         assert_eq!(
-            (action.as_str(), state.as_str(), actor.as_str()),
-            ("pxe-once", "done", "jig:os-install")
+            ops,
+            [
+                ("check".to_string(), "token:admin".to_string()),
+                ("discover".to_string(), "token:admin".to_string()),
+                ("pxe-once".to_string(), "jig:os-install".to_string())
+            ]
         );
         assert!(
-            !world.site.rig.node(i).state_dir().join("reboot").exists(),
+            !machine.state_dir().join("reboot").exists(),
             "no reboot command over SSH"
         );
     }
+    eprintln!(
+        "{MACHINES} machines from off to installed took {:?}",
+        started.elapsed()
+    );
     stop.cancel();
     let _ = worker.await;
     world.site.stop().await;

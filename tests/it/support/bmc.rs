@@ -26,6 +26,8 @@ pub struct FakeSystem {
 pub struct RedfishEmulator {
     pub port: u16,
     pub systems: Vec<FakeSystem>,
+    /// Where the emulator PUTs a system (JSON) on each of its power changes, if anywhere.
+    notify: Option<String>,
     dir: TempDir,
     child: Child,
 }
@@ -33,11 +35,22 @@ pub struct RedfishEmulator {
 impl RedfishEmulator {
     /// An emulator serving `n` fake systems, all powered off.
     pub async fn start(n: usize) -> RedfishEmulator {
-        let dir = tempfile::tempdir().unwrap();
         let systems = (0..n)
-            .map(|i| FakeSystem {
+            .map(|i| format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256))
+            .collect();
+        RedfishEmulator::start_with(systems, None).await
+    }
+
+    /// An emulator serving a fake system per MAC, all powered off, telling `notify` (a URL)
+    /// of every power change of each.
+    pub async fn start_with(macs: Vec<String>, notify: Option<String>) -> RedfishEmulator {
+        let dir = tempfile::tempdir().unwrap();
+        let systems = macs
+            .into_iter()
+            .enumerate()
+            .map(|(i, mac)| FakeSystem {
                 uuid: format!("00000000-0000-4000-8000-{i:012}"),
-                mac: format!("52:54:00:00:{:02x}:{:02x}", i / 256, i % 256),
+                mac,
             })
             .collect();
         // the password file: bcrypt, made with the bcrypt the emulator itself uses
@@ -58,6 +71,7 @@ impl RedfishEmulator {
         let mut emulator = RedfishEmulator {
             port: super::free_port(),
             systems,
+            notify,
             child: Command::new("true").spawn().unwrap(),
             dir,
         };
@@ -94,8 +108,9 @@ impl RedfishEmulator {
             .enumerate()
             .map(|(i, s)| {
                 format!(
-                    "{{'uuid': '{}', 'name': 'fake{i}', 'power_state': 'Off', 'nics': [{{'mac': '{}', 'ip': '192.168.200.{}'}}]}}",
+                    "{{'uuid': '{}', 'name': 'fake{i}', 'power_state': 'Off', 'external_notifier': {}, 'nics': [{{'mac': '{}', 'ip': '192.168.200.{}'}}]}}",
                     s.uuid,
+                    if self.notify.is_some() { "True" } else { "False" },
                     s.mac,
                     i % 250 + 1
                 )
@@ -111,12 +126,14 @@ impl RedfishEmulator {
                  SUSHY_EMULATOR_SSL_KEY = '{key}'\n\
                  SUSHY_EMULATOR_AUTH_FILE = '{auth}'\n\
                  SUSHY_EMULATOR_FAKE_DRIVER = True\n\
-                 SUSHY_EMULATOR_FAKE_SYSTEMS = [{systems}]\n",
+                 SUSHY_EMULATOR_FAKE_SYSTEMS = [{systems}]\n\
+                 EXTERNAL_NOTIFICATION_URL = '{notify}'\n",
                 port = self.port,
                 cert = cert.display(),
                 key = key.display(),
                 auth = self.dir.path().join("htpasswd").display(),
                 systems = systems.join(", "),
+                notify = self.notify.as_deref().unwrap_or("http://127.0.0.1:9"),
             ),
         )
         .unwrap();

@@ -42,7 +42,8 @@ async fn power_buttons_and_the_bulk_action_show_their_operations_live() {
     browser
         .wait_until(
             "the operation is shown done and the power on",
-            "document.querySelector('#node-power-ops [data-state=\"done\"]') !== null \
+            "[...document.querySelectorAll('#node-power-ops [data-state=\"done\"]')] \
+               .some(row => row.textContent.includes('confirmed by the BMC')) \
              && document.querySelector('#node-power .power').textContent === 'on'",
         )
         .await;
