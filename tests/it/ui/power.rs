@@ -1,6 +1,6 @@
 //! Power from the web UI against sushy-tools' Redfish emulator: the node page's buttons
 //! queue an operation whose progress and outcome the page shows as it happens (the
-//! operations table, the power fact), and the nodes page powers every node a filter
+//! operations table, the power fact, the timeline), and the nodes page powers every node a filter
 //! matches (those with a BMC) in one action.
 
 use std::time::Duration;
@@ -47,6 +47,18 @@ async fn power_buttons_and_the_bulk_action_show_their_operations_live() {
              && document.querySelector('#node-power .power').textContent === 'on'",
         )
         .await;
+    // the operation and the power it changed are on the node's timeline
+    browser
+        .wait_until(
+            "the timeline shows the power change",
+            "[...document.querySelectorAll('#node-timeline circle.change title')] \
+               .some(t => t.textContent.includes('node.power_changed'))",
+        )
+        .await;
+    let timeline = browser
+        .eval("document.querySelector('#node-timeline').textContent")
+        .await;
+    assert!(timeline.as_str().unwrap().contains("on done"), "{timeline}");
     let ops = browser.text("#node-power-ops").await;
     assert!(ops.contains("confirmed by the BMC"), "{ops}");
     assert!(ops.contains("user:"), "who asked: {ops}");
