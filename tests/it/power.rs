@@ -1,7 +1,8 @@
 //! The Redfish driver against a real Redfish emulator (sushy-tools) over HTTPS: reading and
 //! changing power, confirmed by polling; the boot override and the system's MACs; wrong
 //! credentials named at once; a changed certificate refusing everything; a hung BMC timing
-//! out after bounded tries without holding up another.
+//! out after bounded tries without holding up another; one answering HTTP 500 tried again a
+//! bounded number of times, then named.
 
 use std::time::{Duration, Instant};
 
@@ -315,4 +316,88 @@ async fn one_session_at_a_time_holds_the_sweep_lock_and_ending_it_frees_the_lock
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(taken, "the lock outlived its session");
+}
+
+/// A BMC that speaks HTTPS and answers every request with HTTP 500 (a BMC whose web service
+/// broke): its address and how many requests it got.
+async fn failing_bmc() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+    };
+    crowbar::tls::install_default_provider();
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(made.cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let serving = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut head = vec![0u8; 8192];
+                if tls.read(&mut head).await.unwrap_or(0) > 0 {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    (address, requests, serving)
+}
+
+#[tokio::test]
+async fn a_bmc_answering_500_is_tried_again_a_bounded_number_of_times_then_named() {
+    let (address, requests, _serving) = failing_bmc().await;
+    let timeouts = BmcTimeouts {
+        backoff: Duration::from_millis(100),
+        ..BmcTimeouts::default()
+    };
+    let broken = Redfish::new(
+        RedfishBmc {
+            address: address.to_string(),
+            username: USER.into(),
+            password: Secret::new(PASSWORD),
+            system: Some("1".into()),
+            pinned: None,
+        },
+        timeouts,
+    )
+    .unwrap();
+    let e = broken.power_state().await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("BMC {address}: HTTP 500 on GET /redfish/v1/Systems/1 (tried 3 times)")
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "bounded: as many requests as tries"
+    );
+    assert!(!e.to_string().contains(PASSWORD));
 }
