@@ -87,10 +87,10 @@ async fn nodes_and_roles_verbs() {
 
     let shown = cli.ok(&["nodes", "show", "n1.example.com"]).await;
     assert!(
-        shown.starts_with("address:       198.51.100.7\n"),
+        shown.starts_with("address:          198.51.100.7\n"),
         "{shown}"
     );
-    assert!(shown.contains("\ndescription:   first\n"), "{shown}");
+    assert!(shown.contains("\ndescription:      first\n"), "{shown}");
     let updated = cli
         .json(&[
             "nodes",
