@@ -68,7 +68,7 @@ pub async fn run(client: &Client, args: PowerArgs) -> anyhow::Result<()> {
         });
         return Ok(());
     }
-    if !crate::domain::bmc::POWER_ACTIONS.contains(&action) {
+    if crate::domain::bmc::PowerOperation::parse(action).is_none() {
         anyhow::bail!(
             "`{action}` is not a power action: on, off, force-off, cycle, pxe-once, discover, check or status"
         );

@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
+use crate::domain::bmc::PowerOperation;
+
 use super::{
     error::{Error, Result},
     events::{self, Actor, NewEvent},
@@ -48,14 +50,6 @@ const SELECT_OP: &str =
         o.actor, o.attempts, o.queued_at, o.started_at, o.finished_at
    FROM power_ops o JOIN nodes n ON n.id = o.node_id";
 
-/// The power state an action leaves the machine in.
-pub fn desired_after(action: &str) -> &'static str {
-    match action {
-        "off" | "force-off" => "off",
-        _ => "on",
-    }
-}
-
 /// Queues `action` on the node (whose BMC the caller checked), unless the same one is
 /// already waiting: then that one is the answer (a double click or a retried script asks
 /// once). The node's desired power state becomes what the action leaves. Returns the
@@ -94,10 +88,10 @@ pub async fn request(
     .bind(&actor.0)
     .fetch_one(&mut *conn)
     .await?;
-    if action != "check" {
+    if let Some(desired) = PowerOperation::parse(action).and_then(PowerOperation::desired) {
         sqlx::query("UPDATE node_bmcs SET desired_power = $2 WHERE node_id = $1")
             .bind(node_id)
-            .bind(desired_after(action))
+            .bind(desired)
             .execute(&mut *conn)
             .await?;
     }

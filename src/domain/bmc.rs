@@ -59,16 +59,60 @@ pub fn check(
     Ok(())
 }
 
-/// The power operations there are (`docs/power.md`).
-pub const POWER_ACTIONS: [&str; 7] = [
-    "on",
-    "off",
-    "force-off",
-    "cycle",
-    "pxe-once",
-    "discover",
-    "check",
-];
+/// A power operation (`docs/power.md`): its name in the API and the database, and what it
+/// asks of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerOperation {
+    On,
+    Off,
+    ForceOff,
+    Cycle,
+    PxeOnce,
+    Discover,
+    Check,
+}
+
+impl PowerOperation {
+    pub const ALL: [PowerOperation; 7] = [
+        PowerOperation::On,
+        PowerOperation::Off,
+        PowerOperation::ForceOff,
+        PowerOperation::Cycle,
+        PowerOperation::PxeOnce,
+        PowerOperation::Discover,
+        PowerOperation::Check,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PowerOperation::On => "on",
+            PowerOperation::Off => "off",
+            PowerOperation::ForceOff => "force-off",
+            PowerOperation::Cycle => "cycle",
+            PowerOperation::PxeOnce => "pxe-once",
+            PowerOperation::Discover => "discover",
+            PowerOperation::Check => "check",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PowerOperation> {
+        PowerOperation::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// The power state it leaves the machine in (`on`, `off`); `None`: it changes nothing.
+    pub fn desired(self) -> Option<&'static str> {
+        match self {
+            PowerOperation::Off | PowerOperation::ForceOff => Some("off"),
+            PowerOperation::Check => None,
+            _ => Some("on"),
+        }
+    }
+
+    /// Whether the machine boots from the network next (set at the BMC before the cycle).
+    pub fn boots_from_network(self) -> bool {
+        matches!(self, PowerOperation::PxeOnce | PowerOperation::Discover)
+    }
+}
 
 /// `host:port` for a URL: an IPv6 address in brackets; no port when none is given.
 pub fn authority(address: &str, port: Option<u16>) -> String {
@@ -86,6 +130,26 @@ pub fn authority(address: &str, port: Option<u16>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_operations_are_named_once_and_say_what_they_leave() {
+        for operation in PowerOperation::ALL {
+            assert_eq!(PowerOperation::parse(operation.name()), Some(operation));
+        }
+        assert_eq!(PowerOperation::parse("reboot"), None);
+        assert_eq!(PowerOperation::ForceOff.desired(), Some("off"));
+        assert_eq!(PowerOperation::Discover.desired(), Some("on"));
+        assert_eq!(
+            PowerOperation::Check.desired(),
+            None,
+            "a check changes nothing"
+        );
+        let network: Vec<_> = PowerOperation::ALL
+            .into_iter()
+            .filter(|o| o.boots_from_network())
+            .collect();
+        assert_eq!(network, [PowerOperation::PxeOnce, PowerOperation::Discover]);
+    }
 
     #[test]
     fn settings_are_checked_field_by_field_without_echoing_the_password() {

@@ -449,7 +449,7 @@ pub async fn request_power(
     action: &str,
     force: bool,
 ) -> Result<Vec<db::power_ops::PowerOp>, ApiError> {
-    if !crate::domain::bmc::POWER_ACTIONS.contains(&action) {
+    if crate::domain::bmc::PowerOperation::parse(action).is_none() {
         return Err(ApiError::unprocessable(
             "invalid_power_action",
             format!(

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     db::{self, events::Actor, keys::Key, power_ops::ClaimedOp},
-    domain::bmc::authority,
+    domain::bmc::{PowerOperation, authority},
     provisioner::bootenvs::DISCOVERY,
 };
 
@@ -147,9 +147,12 @@ impl PowerControl {
     /// BMC accepts the change is recorded on the operation (taken back after that, the
     /// operation only confirms: a cycle is not cycled twice).
     pub async fn apply(&self, op: &ClaimedOp, polling: Polling) -> Result<String, PowerError> {
+        let operation = PowerOperation::parse(&op.action).ok_or_else(|| {
+            BmcError::Terminal(format!("`{}` is not a power operation", op.action))
+        })?;
         let (bmc, driver) = self.connect(op.node_id, &op.node).await?;
         let started = tokio::time::Instant::now();
-        let result = self.perform(&driver, op, polling).await;
+        let result = self.perform(&driver, op, operation, polling).await;
         let failure = match &result {
             Err(PowerError::Bmc(e)) => Some(e),
             _ => None,
@@ -159,7 +162,7 @@ impl PowerControl {
         let mut conn = self.pool.acquire().await.map_err(db::Error::from)?;
         db::bmcs::record_power(&mut conn, op.node_id, Some(state.name()), "").await?;
         drop(conn);
-        if op.action == "check" {
+        if operation == PowerOperation::Check {
             return Ok(self.checked(&driver, state).await?);
         }
         Ok(format!(
@@ -225,17 +228,19 @@ impl PowerControl {
         &self,
         driver: &Driver,
         op: &ClaimedOp,
+        operation: PowerOperation,
         polling: Polling,
     ) -> Result<PowerState, PowerError> {
         let address = driver.address();
         let read = || driver.power_state();
-        if op.action == "check" {
-            // the credentials work when two reads agree (a refusal is terminal)
+        let Some(desired) = operation.desired() else {
+            // a check: the credentials work when two reads agree (a refusal is terminal)
             return Ok(confirm::settled(read, polling.every).await?);
-        }
-        let wanted = match db::power_ops::desired_after(&op.action) {
-            "off" => PowerState::Off,
-            _ => PowerState::On,
+        };
+        let wanted = if desired == "off" {
+            PowerState::Off
+        } else {
+            PowerState::On
         };
         if op.sent {
             // taken back after the BMC accepted the change: wait for it to apply; only a
@@ -247,10 +252,10 @@ impl PowerControl {
             }
         }
         let current = confirm::settled(read, polling.every).await?;
-        let action = match op.action.as_str() {
-            "on" => PowerAction::On,
-            "off" => PowerAction::Off,
-            "force-off" => PowerAction::ForceOff,
+        let action = match operation {
+            PowerOperation::On => PowerAction::On,
+            PowerOperation::Off => PowerAction::Off,
+            PowerOperation::ForceOff => PowerAction::ForceOff,
             _ => PowerAction::Cycle,
         };
         let cycles = action == PowerAction::Cycle;
@@ -263,10 +268,10 @@ impl PowerControl {
             ))
             .into());
         }
-        if op.action == "discover" {
+        if operation == PowerOperation::Discover {
             self.await_machine(driver, op).await?;
         }
-        if op.action == "pxe-once" || op.action == "discover" {
+        if operation.boots_from_network() {
             driver.boot_from(BootDevice::Pxe, true).await?;
         }
         driver.power(action, current).await?;

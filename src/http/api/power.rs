@@ -11,6 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::schemas;
 use crate::{
     db::{self, keys::Key, nodes::NodeFilter, paging::Window, power_ops::PowerOp},
+    domain::bmc::PowerOperation,
     http::{
         actions,
         audit::Acting,
@@ -50,15 +51,16 @@ enum Action {
 
 impl Action {
     fn name(self) -> &'static str {
-        match self {
-            Action::On => "on",
-            Action::Off => "off",
-            Action::ForceOff => "force-off",
-            Action::Cycle => "cycle",
-            Action::PxeOnce => "pxe-once",
-            Action::Discover => "discover",
-            Action::Check => "check",
-        }
+        let operation = match self {
+            Action::On => PowerOperation::On,
+            Action::Off => PowerOperation::Off,
+            Action::ForceOff => PowerOperation::ForceOff,
+            Action::Cycle => PowerOperation::Cycle,
+            Action::PxeOnce => PowerOperation::PxeOnce,
+            Action::Discover => PowerOperation::Discover,
+            Action::Check => PowerOperation::Check,
+        };
+        operation.name()
     }
 }
 
