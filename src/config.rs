@@ -105,6 +105,10 @@ pub struct Settings {
     #[command(flatten)]
     pub power: crate::power::PowerSettings,
 
+    /// The ansible jig: ansible-playbook and how runs are batched.
+    #[command(flatten)]
+    pub ansible: crate::jig::AnsibleSettings,
+
     /// Boot environments, discovery, DHCP/DNS and OS installs.
     #[command(flatten)]
     pub provisioner: crate::provisioner::ProvisionerSettings,

@@ -314,6 +314,35 @@ impl NodeAccess {
         Ok(())
     }
 
+    /// The check before a jig's run on the node: a ping, then its (cached, pinned)
+    /// connection.
+    pub async fn reach(&self, node: &NodeRef) -> Result<Arc<Session>, AccessError> {
+        self.ping(node).await?;
+        self.session(node).await
+    }
+
+    /// A jig's run (of `role`, by `actor`) could not reach the node `when` (before or during
+    /// the run): the node is dead (§6) unless the failure was ours. The runlog's line.
+    pub async fn unreachable(
+        &self,
+        node: &NodeRef,
+        actor: &str,
+        role: &str,
+        error: AccessError,
+        when: &str,
+    ) -> String {
+        self.forget(node.id);
+        let reason = error.reason();
+        if !error.node_is_dead() {
+            return reason;
+        }
+        let why = format!("{reason} ({when} of {role})");
+        if let Err(e) = self.mark_dead(node.id, actor, &why).await {
+            tracing::warn!(node = %node.name, error = %e, "cannot mark the node dead");
+        }
+        format!("{} is unreachable {when}; marked dead: {reason}", node.name)
+    }
+
     /// Marks a node dead (running the death ripple) unless it is already; cuts its cached
     /// connection. Records `actor` and `reason` in the node's history.
     pub async fn mark_dead(&self, node_id: i64, actor: &str, reason: &str) -> db::Result<bool> {

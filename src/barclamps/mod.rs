@@ -18,7 +18,9 @@ use crate::{
 };
 
 pub use crate::domain::barclamp::Change as ImportStatus;
-pub use source::{ReadError, ScriptFile, SourceFile, role_scripts, shipped_role_scripts};
+pub use source::{
+    ReadError, ScriptFile, SourceFile, ansible_tree, role_scripts, shipped_role_scripts,
+};
 
 /// What an import did to one barclamp.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -208,6 +210,10 @@ async fn import_docs(
     if docs.is_empty() {
         return Ok(Vec::new());
     }
+    // a few small files, read once per import
+    if let Some(problems) = Problems::from_vec(playbook_problems(&docs)) {
+        return Err(problems.into());
+    }
     let mut tx = pool.begin().await?;
     store::lock_imports(&mut tx).await?;
     let catalog = store::load_catalog(&mut tx).await?;
@@ -225,6 +231,52 @@ async fn import_docs(
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Every role on the `ansible` jig needs its playbook, `<barclamp>/ansible/<role>.yml`
+/// beside the barclamp file (SEMANTICS.md §1): a document that comes without files (from
+/// the API) cannot have one.
+fn playbook_problems(docs: &[SourcedDoc]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for sourced in docs {
+        let barclamp = &sourced.doc.barclamp.name;
+        let roles: Vec<&str> = sourced
+            .doc
+            .roles
+            .iter()
+            .filter(|r| r.jig == crate::jig::ansible::JIG)
+            .map(|r| r.name.as_str())
+            .collect();
+        if roles.is_empty() {
+            continue;
+        }
+        let tree = match source::ansible_tree(&sourced.source, barclamp) {
+            Ok(tree) => tree,
+            Err(e) => {
+                problems.push(Problem::new(
+                    &sourced.source,
+                    barclamp::Subject::Barclamp(barclamp.clone()),
+                    format!("cannot read its ansible/ folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        for role in roles {
+            let playbook = format!("{role}.yml");
+            if !tree.iter().any(|f| f.name == playbook) {
+                problems.push(Problem::new(
+                    &sourced.source,
+                    barclamp::Subject::Role(role.to_string()),
+                    format!(
+                        "jig ansible runs the playbook {barclamp}/ansible/{playbook} beside the \
+                         barclamp file, and there is none (a barclamp with ansible roles is \
+                         imported from a directory, --barclamp-dir)"
+                    ),
+                ));
+            }
+        }
+    }
+    problems
 }
 
 fn outcomes(plan: &ImportPlan) -> Vec<ImportOutcome> {

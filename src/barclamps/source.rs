@@ -160,3 +160,72 @@ pub fn shipped_role_scripts(barclamp: &str, role: &str) -> Vec<ScriptFile> {
     scripts.sort_by(|a, b| a.name.cmp(&b.name));
     scripts
 }
+
+/// The most files an `ansible/` folder may hold.
+pub const MAX_ANSIBLE_FILES: usize = 2000;
+
+/// The files of a barclamp's `ansible/` folder (`<barclamp>/ansible/` beside its file): the
+/// playbooks of its roles on the `ansible` jig and whatever they use, as paths relative to
+/// the folder (`web.yml`, `templates/site.conf.j2`), sorted. Symbolic links are left out:
+/// nothing outside the folder comes along. Empty when there is no such folder.
+pub fn ansible_tree(source: &str, barclamp: &str) -> io::Result<Vec<ScriptFile>> {
+    if source.starts_with(SHIPPED_PREFIX) {
+        let prefix = format!("{barclamp}/ansible/");
+        let mut files: Vec<ScriptFile> = Shipped::iter()
+            .filter_map(|path| {
+                let name = path.strip_prefix(&prefix)?.to_owned();
+                let file = Shipped::get(&path)?;
+                Some(ScriptFile {
+                    name,
+                    contents: file.data,
+                })
+            })
+            .collect();
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        return Ok(files);
+    }
+    let path = Path::new(source);
+    let Some(dir) = path.parent().filter(|_| path.is_absolute()) else {
+        return Ok(Vec::new());
+    };
+    let root = dir.join(barclamp).join("ansible");
+    let mut files = Vec::new();
+    let mut pending = vec![String::new()];
+    while let Some(relative) = pending.pop() {
+        let entries = match std::fs::read_dir(root.join(&relative)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && relative.is_empty() => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let name = if relative.is_empty() {
+                name
+            } else {
+                format!("{relative}/{name}")
+            };
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(name);
+            } else if kind.is_file() {
+                if files.len() == MAX_ANSIBLE_FILES {
+                    return Err(io::Error::other(format!(
+                        "{} holds more than {MAX_ANSIBLE_FILES} files",
+                        root.display()
+                    )));
+                }
+                files.push(ScriptFile {
+                    name,
+                    contents: Cow::Owned(std::fs::read(entry.path())?),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}

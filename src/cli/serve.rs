@@ -15,8 +15,9 @@ use crate::{
     db,
     hooks::Hooks,
     http::{AppState, server::Server},
-    jig::{JigRegistry, ScriptJig},
+    jig::{AnsibleJig, JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
+    power::inband::InbandJig,
     probe::Prober,
     provisioner::{Provisioner, install::OsInstallJig},
     ssh::ClientKey,
@@ -140,6 +141,10 @@ async fn serve_on(
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
+    match crate::jig::ansible::installed(&settings.ansible).await {
+        Ok(version) => tracing::info!(%version, "the ansible jig runs ansible-playbook"),
+        Err(why) => tracing::warn!("{why}"),
+    }
     let access = NodeAccess::new(pool.clone(), key.clone(), settings.access.clone());
     let prober = tokio::spawn(
         Prober {
@@ -153,10 +158,23 @@ async fn serve_on(
         .dnsmasq_dir
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("dnsmasq"));
+    let power = std::sync::Arc::new(crate::power::node::PowerControl::new(
+        pool.clone(),
+        std::sync::Arc::new(
+            crate::power::vault::Vault::load_or_create(&settings.data_dir)
+                .context("cannot load or create the key that seals BMC credentials")?,
+        ),
+        crate::power::BmcTimeouts::default(),
+    ));
     let (hooks, jigs) = crate::provisioner::dnsmasq::register(
         Hooks::default(),
         JigRegistry::builtin()
             .with(ScriptJig::new(access.clone()))
+            .with(InbandJig::new(pool.clone(), access.clone(), power.clone()))
+            .with(
+                AnsibleJig::new(access.clone(), settings.ansible.clone())
+                    .context("cannot make the ansible jig's directory")?,
+            )
             .with(OsInstallJig::new(
                 pool.clone(),
                 access,
@@ -201,14 +219,7 @@ async fn serve_on(
         refusals: std::sync::Arc::new(crate::http::audit::Refusals::new(
             settings.audit_refusals_per_minute,
         )),
-        power: std::sync::Arc::new(crate::power::node::PowerControl::new(
-            pool.clone(),
-            std::sync::Arc::new(
-                crate::power::vault::Vault::load_or_create(&settings.data_dir)
-                    .context("cannot load or create the key that seals BMC credentials")?,
-            ),
-            crate::power::BmcTimeouts::default(),
-        )),
+        power: power.clone(),
     };
     // The demo's namespace nodes, if any, live until the annealer has stopped using them.
     let demo_nodes = if settings.demo {

@@ -133,6 +133,41 @@ pub async fn set(conn: &mut PgConnection, node_id: i64, bmc: &NewBmc) -> Result<
     Ok(())
 }
 
+/// Enrolls or replaces the node's BMC ([`set`]) and queues the `check` every enrolment
+/// gets (are the credentials good, may the account change the power): the BMC and the
+/// check. The caller commits.
+pub async fn enroll(
+    conn: &mut PgConnection,
+    node_id: i64,
+    node: &str,
+    bmc: &NewBmc,
+    actor: &super::events::Actor,
+) -> Result<(Bmc, super::power_ops::PowerOp)> {
+    set(conn, node_id, bmc).await?;
+    let (check, _) = super::power_ops::request(conn, node_id, "check", false, actor).await?;
+    Ok((require(conn, node_id, node).await?, check))
+}
+
+/// The name of the node other than `node_id` whose BMC (of `driver`) is at `address`, if
+/// one is: a BMC belongs to one machine.
+pub async fn owner_of(
+    conn: &mut PgConnection,
+    driver: &str,
+    address: &str,
+    node_id: i64,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT n.name FROM node_bmcs b JOIN nodes n ON n.id = b.node_id
+          WHERE b.driver = $1 AND b.address = $2 AND b.node_id <> $3
+          ORDER BY n.id LIMIT 1",
+    )
+    .bind(driver)
+    .bind(address)
+    .bind(node_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Removes the node's BMC; whether it had one.
 pub async fn delete(conn: &mut PgConnection, node_id: i64) -> Result<bool> {
     Ok(sqlx::query("DELETE FROM node_bmcs WHERE node_id = $1")

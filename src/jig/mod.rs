@@ -1,6 +1,7 @@
 //! Jigs: the ways work gets done on a node. Each is a small implementation of [`Jig`];
 //! the runner looks them up by name in a [`JigRegistry`].
 
+pub mod ansible;
 mod noop;
 mod script;
 mod sim;
@@ -10,6 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+pub use ansible::{AnsibleJig, AnsibleSettings};
 pub use noop::NoopJig;
 pub use script::{LIBRARY as SCRIPT_LIBRARY, RUNNER as SCRIPT_RUNNER, ScriptJig};
 pub use sim::SimJig;

@@ -91,7 +91,7 @@ impl ScriptJig {
         };
 
         // The check before the run: ping, and a connection that passes the pinned key.
-        let session = match self.reach(&node).await {
+        let session = match self.access.reach(&node).await {
             Ok(session) => session,
             Err(e) => {
                 return self
@@ -144,11 +144,6 @@ impl ScriptJig {
         }
     }
 
-    async fn reach(&self, node: &NodeRef) -> Result<Arc<crate::ssh::Session>, AccessError> {
-        self.access.ping(node).await?;
-        self.access.session(node).await
-    }
-
     /// The node could not be reached: it is dead (§6), unless the failure was ours.
     async fn unreachable(
         &self,
@@ -157,20 +152,11 @@ impl ScriptJig {
         error: AccessError,
         when: &str,
     ) -> JigOutput {
-        self.access.forget(node.id);
-        let reason = error.reason();
-        if error.node_is_dead() {
-            let why = format!("{reason} ({when} of {role})");
-            if let Err(e) = self.access.mark_dead(node.id, JIG_ACTOR, &why).await {
-                tracing::warn!(node = %node.name, error = %e, "cannot mark the node dead");
-            }
-            JigOutput::failed(format!(
-                "script jig: {} is unreachable {when}; marked dead: {reason}",
-                node.name
-            ))
-        } else {
-            JigOutput::failed(format!("script jig: {reason}"))
-        }
+        let line = self
+            .access
+            .unreachable(node, JIG_ACTOR, role, error, when)
+            .await;
+        JigOutput::failed(format!("script jig: {line}"))
     }
 }
 

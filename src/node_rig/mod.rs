@@ -1,6 +1,8 @@
 //! Nodes on one machine: each a network namespace with its own address, hostname, sshd,
-//! state directory (at [`NODE_STATE_MOUNT`]) and root home, behind a bridge the rig
-//! creates. `crowbar serve --demo` runs its nodes on one; the tests run theirs on many.
+//! `/etc` and `/var` (overlays of the machine's: what a node writes there stays its own),
+//! state directory (at [`NODE_STATE_MOUNT`]), root home and tool directory (at
+//! [`NODE_TOOLS_MOUNT`]), behind a bridge the rig creates. `crowbar serve --demo` runs its
+//! nodes on one; the tests run theirs on many.
 //!
 //! Network hygiene: only 198.51.100.0/24 and 203.0.113.0/24 are used, split into eight /26
 //! blocks, and only on the bridge and veths a rig creates. A rig claims a block with an
@@ -41,6 +43,10 @@ use crate::ssh::PublicKey;
 
 /// Where each node sees its private state directory.
 pub const NODE_STATE_MOUNT: &str = "/var/lib/node-state";
+/// Where each node sees its own tool directory: first in root's `PATH` in the node's SSH
+/// sessions, so a stand-in for a tool that needs hardware the node lacks (ipmitool's
+/// `/dev/ipmi0`, say) goes there. Empty unless a test puts something in it.
+pub const NODE_TOOLS_MOUNT: &str = "/usr/local/sbin";
 /// The most nodes one rig (one /26 block) holds.
 pub const MAX_NODES: usize = 61;
 const SSH_PORT: u16 = 22;
@@ -132,6 +138,17 @@ impl NodeRig {
         for dir in ["/run/sshd", NODE_STATE_MOUNT] {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
         }
+        let place = std::path::absolute(spec.dir.clone().unwrap_or_else(std::env::temp_dir))
+            .context("cannot resolve the rig's directory")?;
+        // a node sees its files through its own /etc and /var overlays otherwise, and what
+        // it writes to its state directory would stay in the overlay
+        ensure!(
+            !place.starts_with("/etc") && !place.starts_with("/var"),
+            "the nodes' directory {} is under /etc or /var, which every node overlays with \
+             a copy of its own; choose a directory elsewhere (a data directory outside /var, \
+             or TMPDIR)",
+            place.display()
+        );
         let (block, lock) = claim_block(spec.block_wait)?;
         let pid = std::process::id();
         let id = format!("{block}p{pid}");
@@ -172,6 +189,7 @@ impl NodeRig {
             let dir = self.dir.join(format!("node{index}"));
             let state_dir = dir.join("state");
             fs::create_dir_all(&state_dir).context("cannot create a node directory")?;
+            fs::create_dir_all(dir.join("tools")).context("cannot create a node directory")?;
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(dir.join("root"))
@@ -411,6 +429,11 @@ impl RigNode {
         &self.state_dir
     }
 
+    /// The directory the node sees at [`NODE_TOOLS_MOUNT`].
+    pub fn tools_dir(&self) -> PathBuf {
+        self.dir.join("tools")
+    }
+
     pub fn sshd_pid(&self) -> Option<u32> {
         self.sshd().as_ref().map(|c| c.id())
     }
@@ -451,23 +474,38 @@ impl RigNode {
             .context("cannot open the sshd log")?;
         // `ip netns exec`, `unshare` (without --fork) and the final `exec` keep one pid: the
         // child is sshd itself. `unshare --mount` makes the mount namespace private, so the
-        // bind mounts stay inside: the state directory, and a home of its own for root (the
-        // machine's dotfiles are not the node's business, and can be slow). `--uts` gives
-        // the node a hostname of its own.
+        // mounts stay inside: overlays on /etc and /var whose upper layers are the node's
+        // (a role that configures the machine changes the node's files, never this
+        // machine's), the state directory, a home of its own for root (the machine's
+        // dotfiles are not the node's business, and can be slow) and the tool directory.
+        // `--uts` gives the node a hostname of its own.
+        let overlays = self.dir.join("overlay");
+        for dir in ["etc", "var"] {
+            for layer in ["upper", "work"] {
+                fs::create_dir_all(overlays.join(dir).join(layer))
+                    .context("cannot create a node's overlay directory")?;
+            }
+        }
         let child = Command::new("ip")
             .args(["netns", "exec", &self.netns])
             .args(["unshare", "--uts", "--mount", "--"])
             .args([
                 "sh",
                 "-c",
-                "hostname \"$1\" && mount --bind \"$2\" \"$3\" && mount --bind \"$4\" /root \
-                 && exec /usr/sbin/sshd -D -e -f \"$5\"",
+                "o=\"$2\"; hostname \"$1\" \
+                 && mount -t overlay overlay -o \"lowerdir=/etc,upperdir=$o/etc/upper,workdir=$o/etc/work\" /etc \
+                 && mount -t overlay overlay -o \"lowerdir=/var,upperdir=$o/var/upper,workdir=$o/var/work\" /var \
+                 && mkdir -p \"$4\" && mount --bind \"$3\" \"$4\" && mount --bind \"$5\" /root \
+                 && mount --bind \"$6\" \"$7\" && exec /usr/sbin/sshd -D -e -f \"$8\"",
                 "sh",
             ])
             .arg(&self.name)
+            .arg(&overlays)
             .arg(&self.state_dir)
             .arg(NODE_STATE_MOUNT)
             .arg(self.dir.join("root"))
+            .arg(self.tools_dir())
+            .arg(NODE_TOOLS_MOUNT)
             .arg(self.dir.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

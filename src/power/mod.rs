@@ -7,6 +7,7 @@
 
 pub mod confirm;
 pub mod driver;
+pub mod inband;
 pub mod ipmi;
 pub mod node;
 pub mod pinning;
@@ -149,6 +150,26 @@ impl Default for BmcTimeouts {
             attempts: 3,
             backoff: Duration::from_secs(1),
         }
+    }
+}
+
+/// How often a wait for a power operation looks at it.
+const OPERATION_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until the power operation `id` has ended (`done` or `failed`) and returns it as
+/// it ended. Some daemon's power worker carries it out; the caller bounds the wait.
+pub async fn ended(
+    pool: &sqlx::PgPool,
+    id: i64,
+) -> crate::db::Result<crate::db::power_ops::PowerOp> {
+    loop {
+        let mut conn = pool.acquire().await?;
+        let op = crate::db::power_ops::get(&mut conn, id).await?;
+        drop(conn);
+        if matches!(op.state.as_str(), "done" | "failed") {
+            return Ok(op);
+        }
+        tokio::time::sleep(OPERATION_POLL).await;
     }
 }
 

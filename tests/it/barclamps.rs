@@ -91,8 +91,18 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         .fetch_all(&db.pool)
         .await
         .unwrap();
-    assert_eq!(jigs, ["dnsmasq", "noop", "os-install", "script", "test"]);
+    assert_eq!(
+        jigs,
+        ["bmc", "dnsmasq", "noop", "os-install", "script", "test"]
+    );
 
+    let bmc = role(&db.pool, "bmc").await;
+    assert_eq!(
+        (bmc.jig.as_str(), bmc.barclamp.as_str()),
+        ("bmc", "provisioner")
+    );
+    assert!(!bmc.implicit);
+    assert_eq!(bmc.requires, ["crowbar-managed-node"]);
     let admin = role(&db.pool, "crowbar-admin-node").await;
     assert!(admin.bootstrap && !admin.implicit);
     assert_eq!(admin.requires, ["crowbar-installed-node"]);
@@ -215,9 +225,9 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
     ),
     (
         "unknown jig",
-        "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: ansible}\n",
+        "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: chef}\n",
         Some("site-a"),
-        "unknown jig ansible",
+        "unknown jig chef",
     ),
     (
         "unknown required role",
@@ -300,7 +310,7 @@ async fn bad_barclamps_are_refused_and_change_nothing() {
 async fn every_problem_of_a_barclamp_is_reported() {
     let db = test_db().await;
     import_shipped(&db.pool).await.unwrap();
-    let text = "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: ansible}\n  - {name: site-b, jig: noop, flags: [shiny]}\n  - {name: site-c, jig: noop, timeout: -1, template: [x]}\n";
+    let text = "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: chef}\n  - {name: site-b, jig: noop, flags: [shiny]}\n  - {name: site-c, jig: noop, timeout: -1, template: [x]}\n";
     let error = import_document(&db.pool, "site.yml", text)
         .await
         .unwrap_err();

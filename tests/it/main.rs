@@ -3,6 +3,7 @@
 mod support;
 
 mod annealer;
+mod ansible_jig;
 mod api;
 mod barclamps;
 mod cli;
@@ -15,6 +16,7 @@ mod migrations;
 mod multi_daemon;
 mod pg_harness;
 mod power;
+mod power_inband;
 mod power_ipmi;
 mod power_ops;
 mod proptest_annealer;

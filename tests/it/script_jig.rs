@@ -317,15 +317,7 @@ async fn a_changed_host_key_refuses_the_node_until_an_admin_accepts_it() {
     first_contact(&site).await;
     let name = site.name(1);
     // The node now presents another key than the pinned one (as after a reinstall).
-    let other = crowbar::ssh::ClientKey::load_or_create(&site.barclamps.join("other"))
-        .unwrap()
-        .public_openssh();
-    sqlx::query("UPDATE nodes SET host_key = $2 WHERE name = $1")
-        .bind(&name)
-        .bind(&other)
-        .execute(&site.pool)
-        .await
-        .unwrap();
+    let other = site.pin_another_host_key(1, &site.barclamps).await;
 
     // A run finds out before doing anything.
     world::deployment(&site.pool, "d").await;

@@ -123,9 +123,10 @@ async fn set(
     }
     let found = node_of(&state, &node).await?;
     let mut tx = state.pool.begin().await?;
-    db::bmcs::set(
+    let (bmc, check) = db::bmcs::enroll(
         &mut tx,
         found.id,
+        &found.name,
         &db::bmcs::NewBmc {
             driver: driver.into(),
             address: body.address.clone(),
@@ -134,6 +135,7 @@ async fn set(
             username: body.username.clone(),
             password_sealed: state.power.vault().seal(&body.password),
         },
+        &acting.actor,
     )
     .await?;
     acting
@@ -146,9 +148,6 @@ async fn set(
             }),
         )
         .await?;
-    let (check, _) =
-        db::power_ops::request(&mut tx, found.id, "check", false, &acting.actor).await?;
-    let bmc = db::bmcs::require(&mut tx, found.id, &found.name).await?;
     tx.commit().await?;
     Ok(Json(Enrolled { bmc, check }))
 }

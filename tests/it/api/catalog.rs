@@ -10,7 +10,7 @@ async fn roles_read_by_id_or_name_with_filters() {
     let app = TestApp::new().await;
     let roles = app.get("/api/v2/roles").send().await.status(StatusCode::OK);
     // the shipped barclamps: core's 4 roles, demo's 3, provisioner's 3 and test's 9
-    assert_eq!(roles.body.as_array().unwrap().len(), 19);
+    assert_eq!(roles.body.as_array().unwrap().len(), 20);
     let client = app
         .get("/api/v2/roles/test-client")
         .send()
@@ -101,7 +101,18 @@ async fn jigs_are_read_and_toggled() {
         .iter()
         .map(|j| j["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["noop", "script", "dnsmasq", "os-install", "test"]);
+    assert_eq!(
+        names,
+        [
+            "noop",
+            "script",
+            "ansible",
+            "dnsmasq",
+            "bmc",
+            "os-install",
+            "test"
+        ]
+    );
     let test = app
         .get("/api/v2/jigs/test")
         .send()

@@ -381,6 +381,31 @@ impl Site {
             .expect("run the report script")
     }
 
+    /// Every noderole as (node, role, state, runlog): what a test shows when it gives up.
+    pub async fn noderoles(&self) -> Vec<(String, String, i16, String)> {
+        sqlx::query_as(
+            "SELECT n.name, r.name, nr.state, nr.runlog FROM noderoles nr
+               JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id ORDER BY nr.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Pins another key than rig node `i` presents (as after a reinstall), made in `dir`.
+    pub async fn pin_another_host_key(&self, i: usize, dir: &Path) -> String {
+        let other = crowbar::ssh::ClientKey::load_or_create(&dir.join("other"))
+            .unwrap()
+            .public_openssh();
+        sqlx::query("UPDATE nodes SET host_key = $2 WHERE name = $1")
+            .bind(self.name(i))
+            .bind(&other)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        other
+    }
+
     pub async fn noderole(&self, i: usize, role: &str) -> (i16, i32, String, Value) {
         sqlx::query_as(
             "SELECT nr.state, nr.run_count, nr.runlog, nr.wall FROM noderoles nr
