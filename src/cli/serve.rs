@@ -183,6 +183,7 @@ async fn serve_on(
             )),
         pool,
         &dnsmasq_dir,
+        &provisioner.domain,
     );
     let engine = Engine::start(
         pool.clone(),

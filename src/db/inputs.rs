@@ -2,7 +2,8 @@
 //!
 //! Layers, later wins: role template → deployment-role committed data → noderole sysdata →
 //! noderole committed data. A noderole sees its own layers on top of those of its ancestors
-//! on the same node (lowest cohort first), plus node facts under `crowbar`, plus — from
+//! on the same node (lowest cohort first), plus node facts under `crowbar` (the node's
+//! name, admin address, MAC, hints, quirks and its IPAM addresses), plus — from
 //! noderoles on other nodes — only the attribs its role wants, placed at each attrib's path.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use super::error::Result;
+use super::{error::Result, networks::ADDRESS_CIDR};
 use crate::domain::data::{content_hash, deep_merge, get_path, set_path};
 
 /// Input data and its hash, per noderole id.
@@ -37,16 +38,24 @@ pub async fn compute(
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    let facts: Vec<(i64, Value)> = sqlx::query_as(
+    let facts: Vec<(i64, Value)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT nr.id, jsonb_build_object(
                     'node', jsonb_build_object('id', n.id, 'name', n.name, 'address', host(n.address),
                                                'admin', n.admin, 'mac', n.mac::text,
-                                               'hints', n.hints, 'quirks', to_jsonb(n.quirks)),
+                                               'hints', n.hints, 'quirks', to_jsonb(n.quirks),
+                                               'addresses', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'network', nw.name,
+                   'address', {ADDRESS_CIDR},
+                   'router', CASE WHEN family(nw.router) = a.family THEN host(nw.router) END)
+                 ORDER BY nw.id, a.family), '[]'::jsonb)
+          FROM network_allocations a JOIN networks nw ON nw.id = a.network_id
+         WHERE a.node_id = n.id)),
                     'noderole', jsonb_build_object('id', nr.id, 'role', r.name, 'deployment', d.name))
            FROM noderoles nr JOIN nodes n ON n.id = nr.node_id JOIN roles r ON r.id = nr.role_id
            JOIN deployments d ON d.id = nr.deployment_id
-          WHERE nr.id = ANY($1)",
-    )
+          WHERE nr.id = ANY($1)"
+    )))
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;

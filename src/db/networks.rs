@@ -303,18 +303,25 @@ pub struct Address {
     pub address: String,
 }
 
-const SELECT_ADDRESS: &str = "
-    SELECT nw.name AS network, n.name AS node,
-           host(a.address) || '/' || CASE
+/// An allocation `a` of network `nw` in CIDR notation: the address with its network's
+/// prefix length.
+pub(super) const ADDRESS_CIDR: &str = "host(a.address) || '/' || CASE
              WHEN a.family = 4 THEN coalesce(masklen(nw.v4prefix), 32)
-             WHEN nw.v6prefix IS NOT NULL THEN 64 ELSE 128 END AS address
-      FROM network_allocations a JOIN networks nw ON nw.id = a.network_id
-      JOIN nodes n ON n.id = a.node_id";
+             WHEN nw.v6prefix IS NOT NULL THEN 64 ELSE 128 END";
+
+static SELECT_ADDRESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT nw.name AS network, n.name AS node, {ADDRESS_CIDR} AS address
+           FROM network_allocations a JOIN networks nw ON nw.id = a.network_id
+           JOIN nodes n ON n.id = a.node_id"
+    )
+});
 
 /// Every address of a node, by network then family.
 pub async fn addresses_of_node(conn: &mut PgConnection, node_id: i64) -> Result<Vec<Address>> {
     Ok(sqlx::query_as::<_, Address>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ADDRESS} WHERE a.node_id = $1 ORDER BY nw.id, a.family"
+        "{} WHERE a.node_id = $1 ORDER BY nw.id, a.family",
+        *SELECT_ADDRESS
     )))
     .bind(node_id)
     .fetch_all(conn)
@@ -329,7 +336,8 @@ pub async fn allocations(
     offset: i64,
 ) -> Result<Vec<Address>> {
     Ok(sqlx::query_as::<_, Address>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_ADDRESS} WHERE a.network_id = $1 ORDER BY a.node_id, a.family LIMIT $2 OFFSET $3"
+        "{} WHERE a.network_id = $1 ORDER BY a.node_id, a.family LIMIT $2 OFFSET $3",
+        *SELECT_ADDRESS
     )))
     .bind(network_id)
     .bind(limit)

@@ -43,6 +43,7 @@ pub struct DnsmasqJig {
     pool: PgPool,
     dir: PathBuf,
     settle: Duration,
+    domain: String,
 }
 
 impl DnsmasqJig {
@@ -51,7 +52,15 @@ impl DnsmasqJig {
             pool,
             dir: dir.into(),
             settle,
+            domain: String::new(),
         }
+    }
+
+    /// The nodes' DNS domain, which `dns-database` publishes (`dns/domain`) for clients'
+    /// search lists.
+    pub fn with_domain(mut self, domain: &str) -> Self {
+        self.domain = domain.to_string();
+        self
     }
 }
 
@@ -63,7 +72,7 @@ impl Jig for DnsmasqJig {
     fn run<'a>(&'a self, job: &'a JigJob) -> BoxFuture<'a, JigOutput> {
         Box::pin(async move {
             tokio::time::sleep(self.settle).await;
-            match self.write(&job.role).await {
+            match self.write(job).await {
                 Ok(output) => output,
                 Err(e) => JigOutput::failed(e.to_string()),
             }
@@ -72,9 +81,9 @@ impl Jig for DnsmasqJig {
 }
 
 impl DnsmasqJig {
-    #[tracing::instrument(skip_all, fields(role = %role))]
-    async fn write(&self, role: &str) -> Result<JigOutput, Error> {
-        let (file, content, reservations) = match role {
+    #[tracing::instrument(skip_all, fields(role = %job.role))]
+    async fn write(&self, job: &JigJob) -> Result<JigOutput, Error> {
+        let (file, content, reservations) = match job.role.as_str() {
             DHCP_ROLE => {
                 let rows = db::dnsmasq::reservations(&self.pool)
                     .await
@@ -112,10 +121,16 @@ impl DnsmasqJig {
         } else {
             format!("{} unchanged ({entries} entries)", path.display())
         };
-        Ok(JigOutput::ok(
-            Some(json!({"dnsmasq": {"file": file, "entries": entries, "rewritten": changed}})),
-            log,
-        ))
+        let mut wall = json!({"dnsmasq": {"file": file, "entries": entries, "rewritten": changed}});
+        if job.role == DNS_ROLE {
+            // where nodes resolve each other: the node this role runs on (the admin node,
+            // whose dnsmasq serves the records), for dns-client's wanted attribs
+            let server = crate::domain::data::get_path(&job.input, "crowbar/node/address")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            wall["dns"] = json!({"server": server, "domain": self.domain});
+        }
+        Ok(JigOutput::ok(Some(wall), log))
     }
 }
 
@@ -270,10 +285,11 @@ pub fn register(
     jigs: crate::jig::JigRegistry,
     pool: &PgPool,
     dir: &Path,
+    domain: &str,
 ) -> (crate::hooks::Hooks, crate::jig::JigRegistry) {
     (
         hooks.with(DatabaseHooks::dhcp()).with(DatabaseHooks::dns()),
-        jigs.with(DnsmasqJig::new(pool.clone(), dir, DEFAULT_SETTLE)),
+        jigs.with(DnsmasqJig::new(pool.clone(), dir, DEFAULT_SETTLE).with_domain(domain)),
     )
 }
 

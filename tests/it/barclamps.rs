@@ -80,8 +80,9 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         statuses(&outcomes),
         [
             ("core".to_owned(), ImportStatus::Created),
-            ("demo".to_owned(), ImportStatus::Created),
             ("provisioner".to_owned(), ImportStatus::Created),
+            ("base".to_owned(), ImportStatus::Created),
+            ("demo".to_owned(), ImportStatus::Created),
             ("test".to_owned(), ImportStatus::Created)
         ]
     );
@@ -93,7 +94,15 @@ async fn shipped_barclamps_import_and_a_second_import_changes_nothing() {
         .unwrap();
     assert_eq!(
         jigs,
-        ["bmc", "dnsmasq", "noop", "os-install", "script", "test"]
+        [
+            "ansible",
+            "bmc",
+            "dnsmasq",
+            "noop",
+            "os-install",
+            "script",
+            "test"
+        ]
     );
 
     let bmc = role(&db.pool, "bmc").await;

@@ -380,8 +380,8 @@ async fn the_catalog_reads_and_jigs_toggle() {
     let barclamps = db::roles::list_barclamps(&pool, 100, 0).await.unwrap();
     assert_eq!(
         barclamps.len(),
-        4,
-        "the shipped core, demo, provisioner and test barclamps"
+        5,
+        "the shipped core, provisioner, base, demo and test barclamps"
     );
     let mut conn = pool.acquire().await.unwrap();
     let detail = db::roles::get_barclamp(&mut conn, &Key::from("test"))
@@ -403,7 +403,11 @@ async fn the_catalog_reads_and_jigs_toggle() {
     )
     .await
     .unwrap();
-    assert_eq!(roles.len(), 19, "core 4, demo 3, provisioner 3, test 9");
+    assert_eq!(
+        roles.len(),
+        28,
+        "core 4, provisioner 4, base 8, demo 3, test 9"
+    );
     let client = db::roles::get_role(&mut conn, &Key::from("test-client"))
         .await
         .unwrap();
@@ -431,7 +435,11 @@ async fn the_catalog_reads_and_jigs_toggle() {
     );
 
     let jigs = db::roles::list_jigs(&pool, 100, 0).await.unwrap();
-    assert_eq!(jigs.len(), 5, "noop, script, dnsmasq, os-install, test");
+    assert_eq!(
+        jigs.len(),
+        7,
+        "noop, script, ansible, dnsmasq, bmc, os-install, test"
+    );
     drop(conn);
     let mut tx = pool.begin().await.unwrap();
     let jig = db::roles::update_jig(

@@ -10,7 +10,7 @@
 //! recorded by the runner exactly like any other; batching only shares the process.
 //!
 //! **Data stays data.** Each host's input reaches the play as variables from a file of its
-//! own (`host_vars/<node>.yml`), every string tagged `!unsafe` so that Ansible never
+//! own (`host_vars/<node>.json`), every string marked unsafe so that Ansible never
 //! templates it ([`vars`]); nothing of the input is on a command line. The wall is the
 //! `crowbar_wall` fact a play sets; the runlog is one line per task of that host, bounded
 //! (`jigs/ansible/crowbar_results.py`, the callback plugin that collects them).
@@ -445,11 +445,11 @@ impl Inner {
                 format!("[{}]:{}", addr.ip(), addr.port())
             };
             known_hosts.push_str(&format!("{pattern} {}\n", host.key));
-            let (yaml, left_out) = vars::host_vars(&host.run.job.input);
+            let (json, left_out) = vars::host_vars(&host.run.job.input);
             write(
                 dir.join("host_vars")
                     .join(format!("{}.yml", host.node.name)),
-                yaml.as_bytes(),
+                json.as_bytes(),
             )?;
             dropped.insert(host.node.name.clone(), left_out);
         }

@@ -1,6 +1,9 @@
-//! A noderole's input as Ansible variables: its top-level keys, each value written as YAML
-//! whose every string carries Ansible's `!unsafe` tag, so that no value is ever templated
-//! (a value `{{ lookup('pipe', 'id') }}` stays those characters: data, not code).
+//! A noderole's input as Ansible variables: its top-level keys, written as a JSON host-vars
+//! file whose every string is wrapped as Ansible's unsafe text
+//! (`{"__ansible_unsafe": "..."}`), so that no value is ever templated (a value
+//! `{{ lookup('pipe', 'id') }}` stays those characters: data, not code) and every string
+//! stays a string. (YAML's `!unsafe` tag would not do: Ansible reads a tagged scalar as if
+//! unquoted, so a MAC address becomes a number and `yes` a boolean.)
 //!
 //! Keys Ansible gives a meaning of its own are left out and named in the runlog: a
 //! variable may not set how Ansible connects (`ansible_*`: `ansible_ssh_common_args` could
@@ -39,61 +42,38 @@ pub fn allowed(name: &str) -> bool {
     identifier && !name.to_ascii_lowercase().starts_with("ansible_") && !RESERVED.contains(&name)
 }
 
-/// The host's variables file (YAML) and the keys left out.
+/// The host's variables file (`host_vars/<node>.json`) and the keys left out.
 pub fn host_vars(input: &Value) -> (String, Vec<String>) {
-    let mut yaml = String::new();
+    let mut vars = serde_json::Map::new();
     let mut dropped = Vec::new();
     if let Value::Object(map) = input {
         for (key, value) in map {
-            if !allowed(key) {
+            if allowed(key) {
+                vars.insert(key.clone(), unsafe_strings(value));
+            } else {
                 dropped.push(key.clone());
-                continue;
             }
-            yaml.push_str(key);
-            yaml.push_str(": ");
-            write_value(&mut yaml, value);
-            yaml.push('\n');
         }
     }
-    if yaml.is_empty() {
-        yaml.push_str("{}\n");
-    }
-    (yaml, dropped)
+    (Value::Object(vars).to_string(), dropped)
 }
 
-/// JSON as a YAML flow value. JSON's double-quoted strings are YAML double-quoted strings
-/// (same escapes), so only strings need their tag.
-fn write_value(out: &mut String, value: &Value) {
+/// The value with every string wrapped as unsafe text (keys are never templated).
+fn unsafe_strings(value: &Value) -> Value {
     match value {
-        Value::String(text) => {
-            out.push_str("!unsafe ");
-            out.push_str(&Value::String(text.clone()).to_string());
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push_str(": ");
-                write_value(out, item);
-            }
-            out.push('}');
-        }
-        other => out.push_str(&other.to_string()),
+        Value::String(text) => serde_json::json!({ UNSAFE: text }),
+        Value::Array(items) => Value::Array(items.iter().map(unsafe_strings).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), unsafe_strings(item)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
+
+/// How Ansible's JSON decoder recognises a string it must never template.
+const UNSAFE: &str = "__ansible_unsafe";
 
 #[cfg(test)]
 mod tests {
@@ -110,15 +90,18 @@ mod tests {
             "hostvars": {},
             "2bad": 1,
             "with-dash": 1,
-            "crowbar": {"node": {"name": "n1"}},
+            "crowbar": {"node": {"mac": "52:54:00:12:34:56"}},
         });
-        let (yaml, dropped) = host_vars(&input);
+        let (text, mut dropped) = host_vars(&input);
+        let vars: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
-            yaml,
-            "app: {\"n\": null, \"name\": !unsafe \"{{ lookup('pipe', 'id') }}\", \"on\": true, \
-             \"ports\": [80, !unsafe \"x\"]}\ncrowbar: {\"node\": {\"name\": !unsafe \"n1\"}}\n"
+            vars,
+            json!({
+                "app": {"name": {UNSAFE: "{{ lookup('pipe', 'id') }}"}, "ports": [80, {UNSAFE: "x"}],
+                        "on": true, "n": null},
+                "crowbar": {"node": {"mac": {UNSAFE: "52:54:00:12:34:56"}}},
+            })
         );
-        let mut dropped = dropped;
         dropped.sort();
         assert_eq!(
             dropped,
@@ -130,12 +113,6 @@ mod tests {
                 "with-dash"
             ]
         );
-    }
-
-    #[test]
-    fn escapes_survive() {
-        let (yaml, _) = host_vars(&json!({"s": "a\"b\\c\nd\u{1}é"}));
-        assert_eq!(yaml, "s: !unsafe \"a\\\"b\\\\c\\nd\\u0001é\"\n");
-        assert_eq!(host_vars(&json!({})).0, "{}\n");
+        assert_eq!(host_vars(&json!({})).0, "{}");
     }
 }

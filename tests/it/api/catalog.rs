@@ -10,7 +10,7 @@ async fn roles_read_by_id_or_name_with_filters() {
     let app = TestApp::new().await;
     let roles = app.get("/api/v2/roles").send().await.status(StatusCode::OK);
     // the shipped barclamps: core's 4 roles, demo's 3, provisioner's 3 and test's 9
-    assert_eq!(roles.body.as_array().unwrap().len(), 20);
+    assert_eq!(roles.body.as_array().unwrap().len(), 28);
     let client = app
         .get("/api/v2/roles/test-client")
         .send()
@@ -65,11 +65,13 @@ async fn barclamps_read_by_id_or_name() {
         .send()
         .await
         .status(StatusCode::OK);
+    // by id: parents first (base's parent is provisioner)
     assert_eq!(list.body[0]["name"], "core");
-    assert_eq!(list.body[1]["name"], "demo");
-    assert_eq!(list.body[2]["name"], "provisioner");
-    assert_eq!(list.body[3]["name"], "test");
-    assert!(list.body[3].get("document").is_none());
+    assert_eq!(list.body[1]["name"], "provisioner");
+    assert_eq!(list.body[2]["name"], "base");
+    assert_eq!(list.body[3]["name"], "demo");
+    assert_eq!(list.body[4]["name"], "test");
+    assert!(list.body[4].get("document").is_none());
     let one = app
         .get("/api/v2/barclamps/test")
         .send()

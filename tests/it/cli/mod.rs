@@ -186,7 +186,10 @@ roles:
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["core", "demo", "provisioner", "test", "site"]);
+    assert_eq!(
+        names,
+        ["core", "provisioner", "base", "demo", "test", "site"]
+    );
     let table = crowbar(&daemon, &["barclamps", "list"]).await;
     assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
 
