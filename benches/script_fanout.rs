@@ -15,6 +15,8 @@
 #[path = "../tests/it/support/nodes.rs"]
 mod nodes;
 
+mod support;
+
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -23,21 +25,15 @@ use std::{
 
 use anyhow::{Context, bail};
 use crowbar::{
-    access::{AccessSettings, NodeAccess},
     annealer::{AnnealerSettings, Engine},
-    db::{self, events::Actor, keys::Key},
+    db,
     hooks::Hooks,
     jig::{JigRegistry, ScriptJig},
     pg::{ManagedPostgres, PgOptions},
-    probe::{ProbeSettings, Prober},
     ssh::ClientKey,
 };
 use nodes::{NODE_STATE_MOUNT, NodeRig};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-
-/// How long any one measured step may take before the benchmark gives up.
-const STEP_LIMIT: Duration = Duration::from_secs(300);
 
 struct Args {
     nodes: usize,
@@ -160,35 +156,13 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
         "rig: {n} namespace nodes with sshd in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let mut conn = pool.acquire().await?;
-    for node in rig.nodes() {
-        db::nodes::create(
-            &mut conn,
-            &db::nodes::NewNode {
-                name: node.name().to_string(),
-                address: Some(node.addr().to_string()),
-                ..Default::default()
-            },
-            &Actor::token("bench"),
-        )
-        .await?;
-    }
-    drop(conn);
-    // First contact (not timed): pins host keys, marks nodes alive. Its connections close.
-    let access = NodeAccess::new(pool.clone(), key.clone(), AccessSettings::default());
-    let probed = Prober {
-        access: access.clone(),
-        settings: ProbeSettings {
-            probe_interval: Duration::ZERO,
-            ..ProbeSettings::default()
-        },
-    }
-    .round()
-    .await?;
-    let alive = probed.iter().filter(|o| o.alive).count();
-    if alive != n {
-        bail!("only {alive} of {n} nodes answered the first probe: {probed:?}");
-    }
+    let names: Vec<String> = rig.nodes().iter().map(|n| n.name().to_string()).collect();
+    let fleet: Vec<_> = rig
+        .nodes()
+        .iter()
+        .map(|n| (n.name().to_string(), n.addr()))
+        .collect();
+    let access = support::register_and_contact(&pool, &fleet, &key).await?;
 
     let shutdown = CancellationToken::new();
     let settings = AnnealerSettings {
@@ -205,7 +179,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
     );
 
     // 1. crowbar, one script role on every node
-    let crowbar_one = converge(&pool, &rig, "one", "bench-one").await?;
+    let crowbar_one = support::converge(&pool, &names, "one", "bench-one").await?;
     check_files(&rig, "bench-one")?;
     println!(
         "crowbar   1 role  x {n} nodes: {:>7.2}s",
@@ -227,9 +201,10 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
 
     // 4. crowbar, a chain of roles on every node (fresh connections: the cache is emptied)
     for node in rig.nodes() {
-        access.forget(node_id(&pool, node.name()).await?);
+        access.forget(support::node_id(&pool, node.name()).await?);
     }
-    let chain = converge(&pool, &rig, "chain", &format!("bench-c{}", args.chain)).await?;
+    let chain =
+        support::converge(&pool, &names, "chain", &format!("bench-c{}", args.chain)).await?;
     check_files(&rig, &format!("bench-c{}", args.chain))?;
     println!(
         "crowbar   {}-role chain x {n} nodes: {:>7.2}s ({:.2}s per role)",
@@ -250,64 +225,6 @@ async fn bench(args: &Args, pg: &ManagedPostgres, tmp: &Path) -> anyhow::Result<
     drop(rig);
     pool.close().await;
     Ok(())
-}
-
-async fn node_id(pool: &PgPool, name: &str) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("SELECT id FROM nodes WHERE name = $1")
-        .bind(name)
-        .fetch_one(pool)
-        .await?)
-}
-
-/// Binds `role` on every node in a new deployment, commits, and times until all is ACTIVE.
-async fn converge(
-    pool: &PgPool,
-    rig: &NodeRig,
-    deployment: &str,
-    role: &str,
-) -> anyhow::Result<Duration> {
-    let actor = Actor::token("bench");
-    let mut tx = pool.begin().await?;
-    db::deployments::create(&mut tx, deployment, "", None, &actor).await?;
-    for node in rig.nodes() {
-        db::node_roles::bind(
-            &mut tx,
-            &Key::from(node.name()),
-            role,
-            Some(&Key::from(deployment)),
-            None,
-            &actor,
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    let started = Instant::now();
-    let mut tx = pool.begin().await?;
-    db::deployments::commit(&mut tx, &Key::from(deployment), &actor).await?;
-    tx.commit().await?;
-    loop {
-        let (pending, failed): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE nr.state <> 0), count(*) FILTER (WHERE nr.state = -1)
-               FROM noderoles nr JOIN deployments d ON d.id = nr.deployment_id WHERE d.name = $1",
-        )
-        .bind(deployment)
-        .fetch_one(pool)
-        .await?;
-        if failed > 0 {
-            let log: String =
-                sqlx::query_scalar("SELECT runlog FROM noderoles WHERE state = -1 LIMIT 1")
-                    .fetch_one(pool)
-                    .await?;
-            bail!("{failed} noderoles failed: {log}");
-        }
-        if pending == 0 {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > STEP_LIMIT {
-            bail!("{deployment}: {pending} noderoles not active after {STEP_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn check_files(rig: &NodeRig, file: &str) -> anyhow::Result<()> {
@@ -333,7 +250,7 @@ fn ansible_raw(rig: &NodeRig, key: &ClientKey, tmp: &Path) -> anyhow::Result<Dur
     let forks = rig.nodes().len().to_string();
     let started = Instant::now();
     let out = Command::new("timeout")
-        .arg(STEP_LIMIT.as_secs().to_string())
+        .arg(support::STEP_LIMIT.as_secs().to_string())
         .args(["ansible", "nodes", "-i"])
         .arg(dir.join("inventory"))
         .args(["-f", &forks, "-u", "root", "--private-key"])
@@ -363,7 +280,7 @@ fn ssh_fanout(rig: &NodeRig, key: &ClientKey) -> anyhow::Result<Duration> {
         .iter()
         .map(|node| {
             Command::new("timeout")
-                .arg(STEP_LIMIT.as_secs().to_string())
+                .arg(support::STEP_LIMIT.as_secs().to_string())
                 .arg("ssh")
                 .arg("-i")
                 .arg(key.path())

@@ -177,3 +177,113 @@ pub async fn serve(
     let server = tokio::spawn(crowbar::app::run(state, listener, shutdown.clone()));
     Ok((addr, shutdown, server))
 }
+
+/// How long a fan-out benchmark's measured step may take before it gives up.
+pub const STEP_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The id of the node named `name`.
+pub async fn node_id(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT id FROM nodes WHERE name = $1")
+        .bind(name)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Binds `role` on every node of `nodes` in a new deployment, commits, and times from the
+/// commit until every noderole of the deployment is ACTIVE (fails on the first ERROR, or
+/// after [`STEP_LIMIT`]).
+pub async fn converge(
+    pool: &sqlx::PgPool,
+    nodes: &[String],
+    deployment: &str,
+    role: &str,
+) -> anyhow::Result<std::time::Duration> {
+    use crowbar::db::keys::Key;
+    let actor = Actor::token("bench");
+    let mut tx = pool.begin().await?;
+    db::deployments::create(&mut tx, deployment, "", None, &actor).await?;
+    for node in nodes {
+        db::node_roles::bind(
+            &mut tx,
+            &Key::from(node.as_str()),
+            role,
+            Some(&Key::from(deployment)),
+            None,
+            &actor,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let started = std::time::Instant::now();
+    let mut tx = pool.begin().await?;
+    db::deployments::commit(&mut tx, &Key::from(deployment), &actor).await?;
+    tx.commit().await?;
+    loop {
+        let (pending, failed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE nr.state <> 0), count(*) FILTER (WHERE nr.state = -1)
+               FROM noderoles nr JOIN deployments d ON d.id = nr.deployment_id WHERE d.name = $1",
+        )
+        .bind(deployment)
+        .fetch_one(pool)
+        .await?;
+        if failed > 0 {
+            let log: String =
+                sqlx::query_scalar("SELECT runlog FROM noderoles WHERE state = -1 LIMIT 1")
+                    .fetch_one(pool)
+                    .await?;
+            anyhow::bail!("{failed} noderoles failed: {log}");
+        }
+        if pending == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > STEP_LIMIT {
+            anyhow::bail!("{deployment}: {pending} noderoles not active after {STEP_LIMIT:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Registers the nodes (name, address) and makes first contact (not timed): host keys
+/// pinned, every node alive. The access to them with `key`.
+pub async fn register_and_contact(
+    pool: &sqlx::PgPool,
+    nodes: &[(String, std::net::Ipv4Addr)],
+    key: &crowbar::ssh::ClientKey,
+) -> anyhow::Result<std::sync::Arc<crowbar::access::NodeAccess>> {
+    use crowbar::{
+        access::{AccessSettings, NodeAccess},
+        probe::{ProbeSettings, Prober},
+    };
+    let mut conn = pool.acquire().await?;
+    for (name, address) in nodes {
+        db::nodes::create(
+            &mut conn,
+            &db::nodes::NewNode {
+                name: name.clone(),
+                address: Some(address.to_string()),
+                ..Default::default()
+            },
+            &Actor::token("bench"),
+        )
+        .await?;
+    }
+    drop(conn);
+    let access = NodeAccess::new(pool.clone(), key.clone(), AccessSettings::default());
+    let probed = Prober {
+        access: access.clone(),
+        settings: ProbeSettings {
+            probe_interval: std::time::Duration::ZERO,
+            ..ProbeSettings::default()
+        },
+    }
+    .round()
+    .await?;
+    let alive = probed.iter().filter(|o| o.alive).count();
+    if alive != nodes.len() {
+        anyhow::bail!(
+            "only {alive} of {} nodes answered the first probe: {probed:?}",
+            nodes.len()
+        );
+    }
+    Ok(access)
+}

@@ -167,24 +167,6 @@ async fn settled(site: &Site) {
     }
 }
 
-/// (started, finished) of the succeeded runs of `role` on node `i`.
-async fn run_times(
-    site: &Site,
-    i: usize,
-    role: &str,
-) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
-    sqlx::query_as(
-        "SELECT rr.started_at, rr.finished_at FROM run_records rr
-           JOIN roles r ON r.id = rr.role_id JOIN nodes n ON n.id = rr.node_id
-          WHERE rr.outcome = 'succeeded' AND r.name = $1 AND n.name = $2 ORDER BY rr.id",
-    )
-    .bind(role)
-    .bind(site.name(i))
-    .fetch_all(&site.pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plays_run_in_graph_order_with_variables_walls_and_hostile_values_as_data() {
     let (mut site, _dir) = site(2).await;
@@ -241,8 +223,8 @@ async fn plays_run_in_graph_order_with_variables_walls_and_hostile_values_as_dat
         "{log}"
     );
     // the client ran after the server had finished
-    let server = run_times(&site, 1, "ans-server").await;
-    let client = run_times(&site, 2, "ans-client").await;
+    let server = site.run_times(&site.name(1), "ans-server").await;
+    let client = site.run_times(&site.name(2), "ans-client").await;
     assert_eq!((server.len(), client.len()), (1, 1));
     assert!(client[0].0 >= server[0].1, "{server:?} {client:?}");
 
@@ -259,7 +241,7 @@ async fn plays_run_in_graph_order_with_variables_walls_and_hostile_values_as_dat
         .unwrap();
     tx.commit().await.unwrap();
     wait_for(CONVERGE, "the server ran again", || async {
-        run_times(&site, 1, "ans-server").await.len() == 2 && converged(&site.pool).await
+        site.run_times(&site.name(1), "ans-server").await.len() == 2 && converged(&site.pool).await
     })
     .await;
     let (_, _, log, _) = site.noderole(1, "ans-server").await;

@@ -7,6 +7,7 @@ mod ansible_jig;
 mod api;
 mod barclamps;
 mod cli;
+mod content;
 mod documents;
 mod first_run;
 mod hooks;

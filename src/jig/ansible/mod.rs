@@ -342,9 +342,14 @@ impl Inner {
             .try_clone()
             .map_err(|e| format!("cannot make the run's log: {e}"))?;
         let results = dir.path().join("results.json");
+        // Nothing of the daemon's environment (its database URL, say) reaches the play.
         let mut child = tokio::process::Command::new(&self.settings.ansible_playbook)
             .arg(Path::new("playbook").join(playbook))
             .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LANG", "C.UTF-8")
+            .env("HOME", dir.path())
             .env("ANSIBLE_CONFIG", dir.path().join("ansible.cfg"))
             .env("ANSIBLE_HOME", dir.path().join(".ansible"))
             .env("CROWBAR_RESULTS", &results)

@@ -381,6 +381,25 @@ impl Site {
             .expect("run the report script")
     }
 
+    /// (started, finished) of the succeeded runs of `role` on the node named `node`, oldest
+    /// first.
+    pub async fn run_times(
+        &self,
+        node: &str,
+        role: &str,
+    ) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+        sqlx::query_as(
+            "SELECT rr.started_at, rr.finished_at FROM run_records rr
+               JOIN roles r ON r.id = rr.role_id JOIN nodes n ON n.id = rr.node_id
+              WHERE rr.outcome = 'succeeded' AND r.name = $1 AND n.name = $2 ORDER BY rr.id",
+        )
+        .bind(role)
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
     /// Every noderole as (node, role, state, runlog): what a test shows when it gives up.
     pub async fn noderoles(&self) -> Vec<(String, String, i16, String)> {
         sqlx::query_as(
