@@ -100,6 +100,11 @@ const SOLO: &str = r#"
 
 /// The site with the `ans` barclamp imported and the annealer running the ansible jig.
 async fn site(nodes: usize) -> (Site, tempfile::TempDir) {
+    site_with(nodes, python::tool("ansible-playbook")).await
+}
+
+/// [`site`] with `program` as ansible-playbook.
+async fn site_with(nodes: usize, program: PathBuf) -> (Site, tempfile::TempDir) {
     let mut site = Site::new(nodes, site_settings(Duration::ZERO)).await;
     // first contact: every node alive, its host key pinned
     for outcome in site.prober().round().await.unwrap() {
@@ -120,7 +125,7 @@ async fn site(nodes: usize) -> (Site, tempfile::TempDir) {
         .await
         .expect("the ans barclamp imports");
     let settings = AnsibleSettings {
-        ansible_playbook: python::tool("ansible-playbook"),
+        ansible_playbook: program,
         ansible_batch_window: Duration::from_millis(500),
         ..AnsibleSettings::default()
     };
@@ -343,5 +348,39 @@ async fn a_changed_host_key_refuses_the_play() {
         None,
         "nothing ran"
     );
+    site.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_ansible_only_ansible_roles_fail_and_say_what_to_do() {
+    let missing = PathBuf::from("/nonexistent/ansible-playbook");
+    let status = crowbar::jig::ansible::installed(&AnsibleSettings {
+        ansible_playbook: missing.clone(),
+        ..AnsibleSettings::default()
+    })
+    .await;
+    assert!(
+        status
+            .as_ref()
+            .is_err_and(|why| why.contains("Install ansible-core")),
+        "{status:?}"
+    );
+    // an ERROR freezes its node (SEMANTICS.md §2): the script role gets a node of its own
+    let (mut site, _dir) = site_with(2, missing).await;
+    world::deployment(&site.pool, "d").await;
+    bind(&site, 1, "ans-solo", None).await;
+    bind(&site, 2, "rig-solo", None).await;
+    world::commit(&site.pool, "d").await;
+    settled(&site).await;
+    let (state, _, log, _) = site.noderole(1, "ans-solo").await;
+    assert_eq!(state, -1, "{log}");
+    assert!(
+        log.contains("/nonexistent/ansible-playbook cannot be run")
+            && log.contains("install ansible-core"),
+        "{log}"
+    );
+    let (state, _, log, _) = site.noderole(2, "rig-solo").await;
+    assert_eq!(state, 0, "a script role is not held up: {log}");
+    assert!(site.alive(1).await, "the node is not blamed");
     site.stop().await;
 }
