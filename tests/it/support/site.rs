@@ -234,8 +234,10 @@ impl Site {
         }
     }
 
-    /// Namespace nodes share this machine's /etc: `crowbar-access` must keep the hostname
-    /// it writes in the node's own state directory (system-wide deployment-role data).
+    /// `crowbar-access` keeps the hostname it writes in the node's state directory
+    /// (system-wide deployment-role data), where the test reads it from this machine's
+    /// side. (The node's /etc is its own overlay, so writing /etc/hostname would be safe
+    /// too.)
     pub async fn keep_hostname_files_in_node_state(&self) {
         sqlx::query(
             "INSERT INTO deployment_roles (deployment_id, role_id, proposed_data, committed_data)
