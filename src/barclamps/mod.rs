@@ -19,7 +19,8 @@ use crate::{
 
 pub use crate::domain::barclamp::Change as ImportStatus;
 pub use source::{
-    ReadError, ScriptFile, SourceFile, ansible_tree, role_scripts, shipped_role_scripts,
+    ANSIBLE_JIG, ReadError, ScriptFile, SourceFile, ansible_tree, role_scripts,
+    shipped_role_scripts,
 };
 
 /// What an import did to one barclamp.
@@ -244,7 +245,7 @@ fn playbook_problems(docs: &[SourcedDoc]) -> Vec<Problem> {
             .doc
             .roles
             .iter()
-            .filter(|r| r.jig == crate::jig::ansible::JIG)
+            .filter(|r| r.jig == source::ANSIBLE_JIG)
             .map(|r| r.name.as_str())
             .collect();
         if roles.is_empty() {

@@ -161,6 +161,9 @@ pub fn shipped_role_scripts(barclamp: &str, role: &str) -> Vec<ScriptFile> {
     scripts
 }
 
+/// The jig whose roles run the playbooks of a barclamp's `ansible/` folder.
+pub const ANSIBLE_JIG: &str = "ansible";
+
 /// The most files an `ansible/` folder may hold.
 pub const MAX_ANSIBLE_FILES: usize = 2000;
 

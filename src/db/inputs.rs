@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
-use super::{error::Result, networks::ADDRESS_CIDR};
+use super::{error::Result, fragments::ADDRESS_CIDR};
 use crate::domain::data::{content_hash, deep_merge, get_path, set_path};
 
 /// Input data and its hash, per noderole id.

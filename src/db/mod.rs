@@ -18,6 +18,7 @@ pub mod documents;
 pub mod error;
 pub mod events;
 pub mod explain;
+mod fragments;
 pub mod hooks;
 pub mod host_keys;
 pub mod inputs;

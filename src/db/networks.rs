@@ -303,11 +303,7 @@ pub struct Address {
     pub address: String,
 }
 
-/// An allocation `a` of network `nw` in CIDR notation: the address with its network's
-/// prefix length.
-pub(super) const ADDRESS_CIDR: &str = "host(a.address) || '/' || CASE
-             WHEN a.family = 4 THEN coalesce(masklen(nw.v4prefix), 32)
-             WHEN nw.v6prefix IS NOT NULL THEN 64 ELSE 128 END";
+use super::fragments::ADDRESS_CIDR;
 
 static SELECT_ADDRESS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

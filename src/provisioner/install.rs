@@ -202,16 +202,25 @@ impl OsInstallJig {
     /// power worker carries it out, one operation per BMC; the run's timeout bounds the
     /// wait.
     async fn power_cycled(&self, job: &JigJob, op: i64, node: &str) -> Step<()> {
-        let op = crate::power::ended(&self.pool, op).await?;
-        if op.state != "done" {
-            return Err(Error::PowerFailed {
-                node: node.to_string(),
-                reason: op.reason,
-            });
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            let now = db::power_ops::get(&mut conn, op).await?;
+            drop(conn);
+            match now.state.as_str() {
+                "done" => {
+                    // the node went down: its cached connection is of no use any more
+                    self.access.forget(job.node_id);
+                    return Ok(());
+                }
+                "failed" => {
+                    return Err(Error::PowerFailed {
+                        node: node.to_string(),
+                        reason: now.reason,
+                    });
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
         }
-        // the node went down: its cached connection is of no use any more
-        self.access.forget(job.node_id);
-        Ok(())
     }
 
     /// Polls `check` until it holds. The run's timeout bounds the wait.

@@ -44,7 +44,7 @@ use crate::{
 };
 
 /// The jig's name, as barclamps declare it.
-pub const JIG: &str = "ansible";
+pub use crate::barclamps::ANSIBLE_JIG as JIG;
 /// The callback plugin that reports each host's outcome.
 const CALLBACK: &str = include_str!("../../../jigs/ansible/crowbar_results.py");
 /// Who the node history names when a run finds its node unreachable.
