@@ -39,7 +39,9 @@ use crate::support::{
     world,
 };
 
-const LIMIT: Duration = Duration::from_secs(150);
+// A bound, not a measure: the first pass takes about 50 s alone, several times that on a
+// machine busy with other suites.
+const LIMIT: Duration = Duration::from_secs(600);
 
 /// The roles of the base barclamp, children before parents (the order retries must take:
 /// a child cannot be retried while its parent waits to run again).
