@@ -117,6 +117,31 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// Says at start whether the ansible jig can run, and when it cannot, which of the roles
+/// just imported will fail.
+async fn ansible_at_start(settings: &Settings, pool: &PgPool) {
+    let why = match crate::jig::ansible::installed(&settings.ansible).await {
+        Ok(version) => {
+            tracing::info!(%version, "the ansible jig runs ansible-playbook");
+            return;
+        }
+        Err(why) => why,
+    };
+    let filter = db::roles::RoleFilter {
+        barclamp: None,
+        jig: Some(crate::jig::ansible::JIG.to_string()),
+        limit: 10_000,
+        offset: 0,
+    };
+    match db::roles::list_roles(pool, &filter).await {
+        Ok(roles) if !roles.is_empty() => {
+            let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+            tracing::warn!(roles = %names.join(" "), "{why}");
+        }
+        _ => tracing::warn!("{why}"),
+    }
+}
+
 async fn serve_on(
     settings: &Settings,
     server: Server,
@@ -141,10 +166,7 @@ async fn serve_on(
     let key = ClientKey::load_or_create(&settings.data_dir.join("ssh"))
         .context("cannot load or create the daemon's SSH key")?;
     tracing::info!(key = %key.fingerprint(), file = %key.path().display(), "SSH key of this daemon");
-    match crate::jig::ansible::installed(&settings.ansible).await {
-        Ok(version) => tracing::info!(%version, "the ansible jig runs ansible-playbook"),
-        Err(why) => tracing::warn!("{why}"),
-    }
+    ansible_at_start(settings, pool).await;
     let access = NodeAccess::new(pool.clone(), key.clone(), settings.access.clone());
     let prober = tokio::spawn(
         Prober {

@@ -384,3 +384,34 @@ async fn without_ansible_only_ansible_roles_fail_and_say_what_to_do() {
     assert!(site.alive(1).await, "the node is not blamed");
     site.stop().await;
 }
+
+#[tokio::test]
+async fn a_daemon_without_ansible_says_so_at_start_naming_the_roles_that_will_fail() {
+    let mut daemon = crate::support::daemon::Daemon::start(
+        crate::support::daemon::DaemonOptions::default()
+            .arg("--ansible-playbook")
+            .arg("/nonexistent/ansible-playbook"),
+    )
+    .await;
+    let log = daemon.stderr();
+    assert!(
+        log.contains("/nonexistent/ansible-playbook cannot be run")
+            && log.contains("Install ansible-core"),
+        "{log}"
+    );
+    // the shipped base barclamp's roles, just imported
+    let warning = log
+        .lines()
+        .find(|l| l.contains("cannot be run"))
+        .unwrap_or_default();
+    assert!(
+        warning.contains("ntp-client") && warning.contains("network-interfaces"),
+        "{warning}"
+    );
+    assert_eq!(
+        daemon.get("/readyz").await.status(),
+        200,
+        "it serves anyway"
+    );
+    daemon.stop().await;
+}
