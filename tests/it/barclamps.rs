@@ -269,6 +269,12 @@ const BAD: &[(&str, &str, Option<&str>, &str)] = &[
         "role test-admin already belongs to barclamp test",
     ),
     (
+        "an ansible role without its playbook",
+        "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: ansible}\n",
+        Some("site-a"),
+        "runs the playbook site/ansible/site-a.yml beside the barclamp file, and there is none",
+    ),
+    (
         "unknown key",
         "barclamp: {name: site, parent: core}\nroles:\n  - {name: site-a, jig: noop, require: [x]}\n",
         Some("site-a"),
