@@ -259,8 +259,9 @@
   // ---- live fragments keep what the admin was doing ----------------------------------
   // A fragment reloaded by events replaces its elements: the focused control, the checked
   // boxes and the values chosen or typed but not sent are carried over to the new ones (by
-  // id, label or name and value).
-  let kept = null;
+  // id, label or name and value). Kept per fragment: several reload at once, and one's swap
+  // must not drop what another keeps.
+  const kept = {};
   function keyOf(el) {
     if (el.id) return "#" + CSS.escape(el.id);
     const label = el.getAttribute("aria-label");
@@ -277,7 +278,7 @@
     const values = [...target.querySelectorAll("select, input[type=text], input:not([type])")]
       .filter(function (el) { return el.id; })
       .map(function (el) { return [el.id, el.value]; });
-    kept = { id: target.id, focused: focused, checked: checked, values: values };
+    kept[target.id] = { focused: focused, checked: checked, values: values };
   });
   function restore(root) {
     // a reloaded grid keeps the role or node picked with the keyboard
@@ -285,26 +286,30 @@
       const again = root.querySelector('.chip[data-kind="' + picked.dataset.kind + '"][data-value="' + CSS.escape(picked.dataset.value) + '"]');
       if (again) { again.setAttribute("aria-pressed", "true"); picked = again; }
     }
-    if (!kept || root.id !== kept.id) return;
-    kept.values.forEach(function (pair) {
+    const was = root.id && kept[root.id];
+    if (!was) return;
+    delete kept[root.id];
+    was.values.forEach(function (pair) {
       const el = root.querySelector("#" + CSS.escape(pair[0]));
       if (!el || el.value === pair[1]) return;
       if (el.tagName === "SELECT" && ![...el.options].some(function (o) { return o.value === pair[1]; })) return;
       el.value = pair[1];
     });
-    kept.checked.forEach(function (key) {
+    was.checked.forEach(function (key) {
       const box = root.querySelector(key);
       if (box) box.checked = true;
     });
-    if (kept.focused) {
-      const el = root.querySelector(kept.focused);
+    if (was.focused) {
+      const el = root.querySelector(was.focused);
       if (el) el.focus();
     }
-    kept = null;
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    htmx.onLoad(function (root) { restore(root); sortables(root); reapply(root); });
+    // restored as the new elements go in, not when htmx settles them 20 ms later: a
+    // choice read (or sent) in between would be the default
+    document.body.addEventListener("htmx:afterSwap", function (event) { restore(event.target); });
+    htmx.onLoad(function (root) { sortables(root); reapply(root); });
     follow();
   });
 })();

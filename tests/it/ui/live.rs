@@ -95,6 +95,70 @@ async fn the_deployment_and_noderole_pages_follow_changes_without_a_reload() {
     site.stop().await;
 }
 
+/// A role chosen in the grid's form but not yet added survives the grid and the page's other
+/// sections reloading together, round after round: each section keeps its own unsent choices
+/// (one section's reload must not drop another's).
+#[tokio::test]
+async fn a_choice_not_yet_sent_survives_every_section_reloading_at_once() {
+    let site = UiSite::start().await;
+    world::node(&site.pool, "n1", true).await;
+    world::node(&site.pool, "n2", true).await;
+    world::deployment(&site.pool, "web").await;
+    world::deployment(&site.pool, "other").await;
+    world::bind(&site.pool, "n1", "test-admin", "web").await;
+    let browser = Browser::start(site.url()).await;
+    site.login(&browser).await;
+    browser.goto("/deployments/web").await;
+    let first = browser
+        .eval("document.querySelector('#add-role').options[0].value")
+        .await;
+    assert_ne!(
+        first, "test-server",
+        "the choice must differ from the default"
+    );
+    browser.select("#add-role", "test-server").await;
+
+    for round in 0..6 {
+        // the grid and the sections following every change (at least two) reload on a node moving
+        browser
+            .eval("(window.before = [...document.querySelectorAll('[data-live-src]')].filter(el => /\\b(changed|grid)\\b/.test(el.dataset.follows)).map(el => [el.id, el]))")
+            .await;
+        let to = if round % 2 == 0 { "web" } else { "other" };
+        let update = crowbar::db::nodes::NodeUpdate {
+            deployment: Some(crowbar::db::keys::Key::from(to)),
+            ..Default::default()
+        };
+        world::update_node(&site.pool, "n2", update).await;
+        browser
+            .wait_until(
+                &format!("round {round}: every section reloaded"),
+                "window.before.length >= 2 && window.before.every(([id, el]) => document.getElementById(id) !== el)",
+            )
+            .await;
+        browser
+            .wait_until(
+                &format!(
+                    "round {round}: n2 shown {}",
+                    if to == "web" { "in" } else { "out" }
+                ),
+                &format!(
+                    "!!document.querySelector('.drop[data-node=\"n2\"]') === {}",
+                    to == "web"
+                ),
+            )
+            .await;
+        assert_eq!(
+            browser
+                .eval("document.querySelector('#add-role').value")
+                .await,
+            "test-server",
+            "round {round}: the unsent choice was lost"
+        );
+    }
+    browser.close().await;
+    site.stop().await;
+}
+
 /// The windows of [`every_open_page_agrees_with_the_api_after_each_change`].
 struct Windows {
     deployment: WindowHandle,
