@@ -10,6 +10,7 @@ mod cli;
 mod content;
 mod documents;
 mod first_run;
+mod ha_rig;
 mod hooks;
 mod http_edge;
 mod metrics;

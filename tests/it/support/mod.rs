@@ -10,6 +10,7 @@ pub mod browser;
 pub mod daemon;
 pub mod db;
 pub mod demo;
+pub mod ha;
 pub mod ipmi;
 pub mod nodes;
 pub mod python;
