@@ -181,15 +181,52 @@ async fn external_database(url: &str) -> Vec<Check> {
 /// schema. `name` names the server in the lines; empty: its host or socket.
 async fn database(url: &str, name: &str) -> Vec<Check> {
     const SUBJECT: &str = "database";
-    let options: PgConnectOptions = match url.parse() {
-        Ok(options) => options,
+    let hosts = match db::primary::Target::parse(url) {
+        Ok(hosts) => hosts,
         Err(e) => {
             return vec![Check::fail(
                 SUBJECT,
-                format!("the database URL is not a postgres:// URL: {e}"),
-                "pass --database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                e,
+                "pass --database-url postgres://USER:PASSWORD@HOST:PORT/DATABASE (several \
+                 hosts: HOST1:PORT,HOST2:PORT)",
             )];
         }
+    };
+    let mut checks = Vec::new();
+    let options = if hosts.wants_primary {
+        let answers = hosts.ask_all().await;
+        let primaries: Vec<&PgConnectOptions> = hosts
+            .members
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| **a == db::primary::Answer::Primary)
+            .map(|(m, _)| m)
+            .collect();
+        let said = hosts.explain(&answers);
+        match primaries.as_slice() {
+            [one] => {
+                checks.push(Check::ok("database members", said));
+                (*one).clone()
+            }
+            [] => {
+                checks.push(Check::fail(
+                    "database members",
+                    format!("no member accepts writes: {said}"),
+                    "check the failover manager (e.g. `patronictl list`); crowbar waits for a primary",
+                ));
+                return checks;
+            }
+            [first, ..] => {
+                checks.push(Check::warn(
+                    "database members",
+                    format!("more than one member accepts writes (split brain?): {said}"),
+                    "check the failover manager at once (e.g. `patronictl list`)",
+                ));
+                (*first).clone()
+            }
+        }
+    } else {
+        hosts.members[0].clone()
     };
     let target = if name.is_empty() {
         describe(&options)
@@ -200,22 +237,26 @@ async fn database(url: &str, name: &str) -> Vec<Check> {
         tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await;
     let mut conn = match connected {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return vec![unreachable(&target, &e.to_string())],
+        Ok(Err(e)) => {
+            checks.push(unreachable(&target, &e.to_string()));
+            return checks;
+        }
         Err(_) => {
-            return vec![unreachable(
+            checks.push(unreachable(
                 &target,
                 &format!("no answer within {CONNECT_TIMEOUT:?}"),
-            )];
+            ));
+            return checks;
         }
     };
-    let checks = match inspect(&mut conn, &target).await {
+    checks.extend(match inspect(&mut conn, &target).await {
         Ok(checks) => checks,
         Err(e) => vec![Check::fail(
             SUBJECT,
             format!("{target} answers, but reading its version and migrations failed: {e}"),
             "check that the URL's user may read the database (GRANT, or the database owner)",
         )],
-    };
+    });
     let _ = conn.close().await;
     checks
 }

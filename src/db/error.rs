@@ -42,6 +42,14 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// No member of a replicated database accepts writes now (a failover under way, or
+    /// none is primary); names what each member answered.
+    #[error("{0}")]
+    Unavailable(String),
+    /// This build may not serve or migrate the database as it stands (a rolling upgrade's
+    /// rule was hit); says what to do.
+    #[error("{0}")]
+    Upgrade(String),
     #[error("applying database migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -223,4 +231,31 @@ pub fn is_retryable(e: &Error) -> bool {
     e.as_database_error()
         .and_then(|db| db.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// Whether `e` means the database is away for now (its server shut down or restarted, the
+/// connection dropped, a failover under way, the session reached a standby) rather than that
+/// the statement was wrong: what a failover looks like to a client. Worth waiting for.
+pub fn is_unavailable(e: &Error) -> bool {
+    match e {
+        Error::Connect { .. } | Error::Unavailable(_) => true,
+        Error::Sql(e) => sql_unavailable(e),
+        _ => false,
+    }
+}
+
+fn sql_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // connection exceptions; admin, crash and starting-up shutdowns; a write on a
+            // member that has become a standby
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
 }

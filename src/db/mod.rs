@@ -32,6 +32,7 @@ pub mod nodes;
 pub mod overview;
 pub mod paging;
 pub mod power_ops;
+pub mod primary;
 pub mod ripple;
 pub mod role_catalog;
 pub mod roles;
@@ -53,20 +54,64 @@ use sqlx::{
 /// Migrations embedded in the binary, applied at start and by `crowbar migrate`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Opens a pool. The URL is never logged (it may hold a password); `target` names the
-/// server for error messages.
+/// How long a request waits for a connection, a failover included: a switchover takes a
+/// few seconds, so a request that arrives meanwhile waits for the new primary.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a pool. The URL is never logged (it may hold a password). A URL with several
+/// hosts (or `target_session_attrs=read-write`) connects to the member that accepts writes
+/// and follows the primary from then on ([`primary`]).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
-    let options: PgConnectOptions = url.parse().map_err(|source| Error::Connect {
-        target: "the given database URL".into(),
-        source,
+    let target = primary::Target::parse(url).map_err(|message| Error::Invalid {
+        code: "database_url",
+        message,
     })?;
-    let target = describe(&options);
-    PgPoolOptions::new()
+    let options = PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+        .acquire_timeout(ACQUIRE_TIMEOUT);
+    if !target.wants_primary {
+        let first = target.members[0].clone();
+        let described = describe(&first);
+        return options
+            .connect_with(first)
+            .await
+            .map_err(|source| Error::Connect {
+                target: described,
+                source,
+            });
+    }
+    let first = find_primary(&target).await?;
+    let described = describe(&first);
+    let pool = options
+        .after_connect(|conn, _| Box::pin(primary::refuse_standby(conn)))
+        .connect_with(first)
         .await
-        .map_err(|source| Error::Connect { target, source })
+        .map_err(|source| Error::Connect {
+            target: described,
+            source,
+        })?;
+    tokio::spawn(primary::follow(pool.clone(), target));
+    Ok(pool)
+}
+
+/// The member that accepts writes, waiting as long as a pool would for a connection (a
+/// daemon started during a failover waits for its end); the error names what each member
+/// answered.
+async fn find_primary(target: &primary::Target) -> Result<PgConnectOptions> {
+    let deadline = std::time::Instant::now() + ACQUIRE_TIMEOUT;
+    loop {
+        match target.find(None).await {
+            Ok(found) => return Ok(found),
+            Err(answers) if std::time::Instant::now() >= deadline => {
+                return Err(Error::Unavailable(format!(
+                    "no member of {} accepts writes: {}",
+                    target.describe(),
+                    target.explain(&answers)
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 /// Applies every pending migration. Safe to run from several daemons at once: sqlx takes an

@@ -14,7 +14,7 @@ use super::{
     error::{Error, Result},
     events::{self, Actor, NewEvent},
     locks::{self, Lock},
-    runs::LEASE_GONE,
+    runs::lease_gone,
 };
 
 /// Wakes power workers: an operation was queued or a running one ended.
@@ -256,24 +256,28 @@ pub async fn finish(
     Ok(ended)
 }
 
-/// Takes back running operations whose worker is gone (its lease's session ended) or hung
-/// (no heartbeat for `orphaned_after`), or all of `worker`'s when given (it is stopping):
+/// Takes back running operations whose worker is gone (its lease's session ended, once the
+/// leases have settled for `settled_after`: see `runs::lease_gone`) or hung (no heartbeat
+/// for `orphaned_after`), or all of `worker`'s when given (it is stopping):
 /// queued again to be finished by any worker, or failed after [`MAX_ATTEMPTS`]. Returns how
 /// many.
 pub async fn take_back(
     conn: &mut PgConnection,
     orphaned_after: std::time::Duration,
+    settled_after: std::time::Duration,
     worker: Option<&str>,
 ) -> Result<usize> {
     let lost: Vec<(i64, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, attempts FROM power_ops
           WHERE state = 'running'
-            AND (worker = $2 OR ($2::text IS NULL AND (({LEASE_GONE})
+            AND (worker = $2 OR ($2::text IS NULL AND (({})
                  OR heartbeat_at < now() - make_interval(secs => $1))))
-          FOR UPDATE SKIP LOCKED"
+          FOR UPDATE SKIP LOCKED",
+        lease_gone("$3")
     )))
     .bind(orphaned_after.as_secs_f64())
     .bind(worker)
+    .bind(settled_after.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?;
     for (id, attempts) in &lost {

@@ -660,11 +660,24 @@ pub const LEASE_SPACE: i32 = 0x6372_6f77;
 
 /// Runs whose worker's lease is free: no session of this database holds its advisory lock.
 /// (A two-key advisory lock shows its keys as `classid`, `objid` with `objsubid` 2.)
-pub(super) const LEASE_GONE: &str = "worker_lease IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM pg_locks l
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND l.classid = 1668444023 AND l.objid = worker_lease::oid)";
+///
+/// And the leases have settled: the oldest session holding a lease on this server is older
+/// than `grace` (an SQL expression, in seconds). After a failover the new primary holds no
+/// lease at all, and every live worker takes its lease back within a heartbeat; until then
+/// a free lease means nothing, and recovering its runs would run them a second time.
+pub(super) fn lease_gone(grace: &str) -> String {
+    format!(
+        "worker_lease IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.classid = 1668444023 AND l.objid = worker_lease::oid)
+         AND coalesce((SELECT min(a.backend_start) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND l.classid = 1668444023), now()) < now() - make_interval(secs => {grace})"
+    )
+}
 
 /// A worker's lease: a database session of its own, held for the worker's life, with the
 /// advisory lock (`LEASE_SPACE`, key). Every run the worker claims carries the key.
@@ -730,7 +743,8 @@ pub async fn orphan_due(
     // (not greatest(0, ...) in SQL: it skips a NULL, and would make "none" due at once)
     let secs: Option<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT extract(epoch FROM min(heartbeat_at) - now())::float8 + $1
-           FROM runs WHERE state = 'running' AND {LEASE_GONE}"
+           FROM runs WHERE state = 'running' AND {}",
+        lease_gone("$1")
     )))
     .bind(orphaned_after.as_secs_f64())
     .fetch_one(pool)
@@ -759,7 +773,8 @@ pub async fn recover_on(
         conn,
         &format!(
             "state = 'running' AND (heartbeat_at < now() - make_interval(secs => $3::float8)
-                OR (heartbeat_at < now() - make_interval(secs => $4::float8) AND {LEASE_GONE}))"
+                OR (heartbeat_at < now() - make_interval(secs => $4::float8) AND {}))",
+            lease_gone("$4::float8")
         ),
         &[
             &recovery.lost_after.as_secs_f64().to_string(),

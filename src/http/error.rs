@@ -75,6 +75,17 @@ impl ApiError {
         )
     }
 
+    /// The database is away for a moment (a failover): 503 with `Retry-After`, so that a
+    /// client retrying an idempotent request once gets through. The cause is logged.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "request failed: the database is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable for a moment (a failover?); retry the request",
+        )
+    }
+
     /// A failure the client cannot fix: the cause is logged, the client learns nothing internal.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
@@ -95,7 +106,13 @@ impl IntoResponse for ApiError {
         if let Some(details) = self.details {
             error["details"] = details;
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.code == "database_unavailable" {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -126,9 +143,12 @@ impl From<db::Error> for ApiError {
             db::Error::Constraint { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            db::Error::Connect { .. } | db::Error::Migrate(_) | db::Error::Sql(_) => {
-                ApiError::internal(e)
-            }
+            _ if db::error::is_unavailable(&e) => ApiError::unavailable(e),
+            db::Error::Connect { .. }
+            | db::Error::Unavailable(_)
+            | db::Error::Upgrade(_)
+            | db::Error::Migrate(_)
+            | db::Error::Sql(_) => ApiError::internal(e),
         }
     }
 }

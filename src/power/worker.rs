@@ -130,7 +130,7 @@ impl PowerWorker {
 
     async fn take_back(&self, worker: Option<&str>) -> db::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let taken = power_ops::take_back(&mut tx, HUNG_AFTER, worker).await?;
+        let taken = power_ops::take_back(&mut tx, HUNG_AFTER, HEARTBEAT * 2, worker).await?;
         tx.commit().await?;
         if taken > 0 {
             tracing::info!(

@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::{
     db::{
-        error::is_retryable,
+        error::{is_retryable, is_unavailable},
         runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult, WorkerLease},
     },
     domain::untrusted,
@@ -106,6 +106,13 @@ pub async fn complete_each(
         Ok(done) => return (done, Vec::new()),
         Err(e) => e,
     };
+    if is_unavailable(&e) {
+        tracing::error!(error = %e, runs = results.len(), "the database stayed away; the recovery sweep will requeue these runs");
+        return (
+            Completion::default(),
+            results.iter().map(|r| r.run_id).collect(),
+        );
+    }
     tracing::warn!(error = %e, runs = results.len(), "completing a batch failed; completing its runs one by one");
     let mut total = Completion::default();
     let mut lost = Vec::new();
@@ -150,8 +157,16 @@ pub fn unrecordable(result: &RunResult, error: &crate::db::Error) -> RunResult {
     }
 }
 
-/// Completes a batch, retrying on deadlock or serialization failure; with `next`, queues
-/// what it made runnable ([`runs::complete`]).
+/// How long a completion waits for a database that is away (a failover, a restart) before
+/// it gives up and leaves its runs to the recovery sweep. The runs stay in flight (and
+/// heart-beaten) meanwhile, so a run that finished while the database was away is recorded
+/// once, when it is back, instead of being run again.
+pub const UNAVAILABLE_WAIT: Duration = Duration::from_secs(60);
+
+/// Completes a batch, retrying on deadlock or serialization failure, and while the
+/// database is away (up to [`UNAVAILABLE_WAIT`]); with `next`, queues what it made
+/// runnable ([`runs::complete`]). A retry after a commit whose answer was lost changes
+/// nothing: only runs still running are completed.
 pub async fn complete(
     pool: &PgPool,
     worker: &str,
@@ -159,16 +174,40 @@ pub async fn complete(
     next: Option<&QueueConfig>,
 ) -> crate::db::Result<Completion> {
     let mut attempt = 0;
+    let mut away: Option<(std::time::Instant, Duration)> = None;
     loop {
-        let mut tx = pool.begin().await?;
-        match runs::complete(&mut tx, worker, results, next).await {
+        let tried = async {
+            let mut tx = pool.begin().await?;
+            let done = runs::complete(&mut tx, worker, results, next).await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+        .await;
+        match tried {
             Ok(done) => {
-                tx.commit().await?;
+                if let Some((since, _)) = away {
+                    tracing::info!(
+                        runs = results.len(),
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "recorded results that waited for the database"
+                    );
+                }
                 return Ok(done);
             }
             Err(e) if is_retryable(&e) && attempt < 5 => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "completion conflicted; retrying");
+            }
+            Err(e) if is_unavailable(&e) => {
+                let (since, backoff) = *away.get_or_insert_with(|| {
+                    tracing::warn!(error = %e, runs = results.len(), "the database is away; results wait for it");
+                    (std::time::Instant::now(), Duration::from_millis(50))
+                });
+                if since.elapsed() >= UNAVAILABLE_WAIT {
+                    return Err(e);
+                }
+                tokio::time::sleep(backoff).await;
+                away = Some((since, (backoff * 2).min(Duration::from_secs(1))));
             }
             Err(e) => return Err(e),
         }

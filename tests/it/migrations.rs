@@ -1,40 +1,12 @@
 //! Migrations that move data, run over data written under the schema before them.
 
-use sqlx::{AssertSqlSafe, PgPool, migrate::Migrator, postgres::PgConnectOptions};
-
-use crate::support::db::test_db;
-
-/// A fresh database next to `test`'s, migrated up to (not including) `version`.
-async fn database_before(test_pool: &PgPool, url: &str, name: &str, version: i64) -> PgPool {
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(test_pool)
-        .await
-        .unwrap();
-    let options: PgConnectOptions = url.parse().unwrap();
-    let pool = PgPool::connect_with(options.database(name)).await.unwrap();
-    let earlier = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_str().unwrap().to_string();
-        let number: i64 = file.split('_').next().unwrap().parse().unwrap();
-        if number < version {
-            std::fs::copy(&path, earlier.path().join(&file)).unwrap();
-        }
-    }
-    Migrator::new(earlier.path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    pool
-}
+use crate::support::db::{database_before, drop_database, test_db};
 
 #[tokio::test]
 async fn sessions_opened_before_0007_keep_a_live_owner_or_end() {
     let test = test_db().await;
     let name = format!("{}_before_0007", test.name);
-    let pool = database_before(&test.pool, test.url.expose(), &name, 7).await;
+    let (pool, _) = database_before(7, &name).await;
     sqlx::raw_sql(
         "INSERT INTO api_tokens (name, token_hash) VALUES ('ops', 'h-ops');
          INSERT INTO api_tokens (name, token_hash, revoked_at) VALUES ('old', 'h-old', now());
@@ -68,8 +40,5 @@ async fn sessions_opened_before_0007_keep_a_live_owner_or_end() {
         ]
     );
     pool.close().await;
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-        .execute(&test.pool)
-        .await
-        .unwrap();
+    drop_database(&name).await;
 }

@@ -49,34 +49,16 @@ async fn three_daemons_converge_one_database_without_overlapping_runs() {
     let mut daemons = Vec::new();
     for _ in 0..DAEMONS {
         daemons.push(
-            Daemon::start(
-                DaemonOptions::default()
-                    .arg("--run-cap")
-                    .arg(CAP.to_string())
-                    .arg("--sweep-interval")
-                    .arg("1s")
-                    .env("CROWBAR_DATABASE_URL", test.url.expose())
-                    .env("CROWBAR_ADMIN_TOKEN", "multi-daemon-test-token"),
-            )
+            Daemon::start(DaemonOptions::sharing(
+                test.url.expose(),
+                "multi-daemon-test-token",
+                CAP,
+            ))
             .await,
         );
     }
     commit(pool, "multi").await;
-
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let status = db::anneal::status(pool, Some("multi")).await.unwrap();
-        match status.status {
-            "finished" => break,
-            "failed" => panic!("a run failed: {status:?}"),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "did not converge in time: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    converged(pool, "multi", Duration::from_secs(180)).await;
     for daemon in &mut daemons {
         assert!(daemon.stop().await.success(), "{}", daemon.stderr());
     }
@@ -84,44 +66,11 @@ async fn three_daemons_converge_one_database_without_overlapping_runs() {
     assert_eq!(tally_mismatches(pool).await, vec![]);
 
     // every noderole ran exactly once (destructive ones included: first runs)
-    let runs: Vec<(i64, String, f64, f64, String)> = sqlx::query_as(
-        "SELECT node_id, worker, extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)::float8, outcome
-           FROM run_records WHERE outcome IN ('succeeded', 'failed', 'timed_out', 'skipped')
-          ORDER BY started_at",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let runs = executed_runs(pool).await;
     assert_eq!(runs.len() as i64, total, "one run per noderole");
     assert!(runs.iter().all(|r| r.4 == "succeeded"));
-
-    // no node ever had two overlapping runs
-    let mut by_node: std::collections::HashMap<i64, Vec<(f64, f64)>> = Default::default();
-    for r in &runs {
-        by_node.entry(r.0).or_default().push((r.2, r.3));
-    }
-    for (node, mut spans) in by_node {
-        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for pair in spans.windows(2) {
-            assert!(
-                pair[0].1 <= pair[1].0,
-                "node {node} ran two jobs at once: {pair:?}"
-            );
-        }
-    }
-    // the global cap held at every instant
-    let mut edges: Vec<(f64, i64)> = runs.iter().flat_map(|r| [(r.2, 1), (r.3, -1)]).collect();
-    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut running = 0;
-    let mut peak = 0;
-    for (_, step) in edges {
-        running += step;
-        peak = peak.max(running);
-    }
-    assert!(
-        peak <= CAP,
-        "{peak} runs executed at once; the cap is {CAP}"
-    );
+    // no node ever had two overlapping runs, and the global cap held at every instant
+    assert_one_per_node_within_cap(&runs, CAP);
     // the work was shared
     let mut workers: Vec<String> = runs.iter().map(|r| r.1.clone()).collect();
     workers.sort();
@@ -152,14 +101,7 @@ async fn chained_fleet(pool: &sqlx::PgPool, deployment_name: &str, nodes: usize,
 }
 
 fn recovery_daemon(url: &str, lost_after: &str) -> DaemonOptions {
-    DaemonOptions::default()
-        .arg("--run-cap")
-        .arg("8")
-        .arg("--sweep-interval")
-        .arg("1s")
-        .env("CROWBAR_RUN_LOST_AFTER", lost_after)
-        .env("CROWBAR_DATABASE_URL", url)
-        .env("CROWBAR_ADMIN_TOKEN", "recovery-test-token")
+    DaemonOptions::sharing(url, "recovery-test-token", 8).env("CROWBAR_RUN_LOST_AFTER", lost_after)
 }
 
 /// The ids of the runs executing now, once some are (bounded wait).
@@ -211,22 +153,6 @@ async fn db_now(pool: &sqlx::PgPool) -> f64 {
         .unwrap()
 }
 
-async fn converge(pool: &sqlx::PgPool, deployment_name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let status = db::anneal::status(pool, Some(deployment_name))
-            .await
-            .unwrap();
-        match status.status {
-            "finished" => return,
-            "failed" => panic!("a run failed: {status:?}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "did not converge: {status:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// `kill -9` of the only daemon mid-anneal: the runs it was executing are recovered as soon
 /// as its database session is gone (its worker lease), not after the heartbeat timeout
 /// (a minute here), and a new daemon converges the fleet.
@@ -249,7 +175,7 @@ async fn a_killed_daemons_runs_are_recovered_when_its_session_ends() {
     let second = Daemon::start(recovery_daemon(test.url.expose(), "60s")).await;
     let ready = db_now(pool).await;
     let after_ready = lost_within(pool, &orphaned, ready, Duration::from_secs(50)).await;
-    converge(pool, "crash").await;
+    converged(pool, "crash", Duration::from_secs(180)).await;
     let converged = db_now(pool).await - ready;
     println!(
         "lost runs recovered {after_ready:.2} s after the new daemon was ready; \
@@ -287,5 +213,5 @@ async fn a_hung_daemons_runs_are_recovered_after_the_heartbeat_timeout() {
     assert_eq!(leases, 4, "both daemons hold their leases");
     println!("a hung daemon's runs recovered {waited:.2} s after it stopped");
     hung.signal(nix::sys::signal::Signal::SIGCONT);
-    converge(pool, "hang").await;
+    converged(pool, "hang", Duration::from_secs(180)).await;
 }

@@ -354,12 +354,16 @@ async fn the_claim_takes_one_operation_per_bmc_under_the_cap_and_takes_back_a_de
             .unwrap()
     );
     tx.commit().await.unwrap();
-    // under a lease no session holds: its worker is dead
+    // under a lease no session holds: its worker is dead (while another worker's lease,
+    // held here, shows the leases have settled: not a failover's empty new primary)
+    let _live = crowbar::db::runs::WorkerLease::take(pool, None)
+        .await
+        .unwrap();
     let next = claim(pool, 3, Some(424242)).await;
     assert_eq!(next.iter().map(|op| op.id).collect::<Vec<_>>(), [second.id]);
     for attempt in 1..=power_ops::MAX_ATTEMPTS {
         let mut tx = pool.begin().await.unwrap();
-        let taken = power_ops::take_back(&mut tx, Duration::from_secs(600), None)
+        let taken = power_ops::take_back(&mut tx, Duration::from_secs(600), Duration::ZERO, None)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -62,9 +62,22 @@ pub struct DaemonOptions {
     /// The PEM certificate the daemon serves HTTPS with (see [`DaemonOptions::tls`]): the
     /// test's client trusts it and speaks HTTPS.
     pub tls_cert_pem: Option<String>,
+    /// Another crowbar binary (an older build, for upgrades); `None`: this build's.
+    pub program: Option<PathBuf>,
 }
 
 impl DaemonOptions {
+    /// One of several daemons sharing the database at `url`: the global run cap `cap`, a
+    /// 1 s sweep, and the admin token `token`.
+    pub fn sharing(url: &str, token: &str, cap: i64) -> Self {
+        DaemonOptions::default()
+            .arg("--run-cap")
+            .arg(cap.to_string())
+            .arg("--sweep-interval")
+            .arg("1s")
+            .env("CROWBAR_DATABASE_URL", url)
+            .env("CROWBAR_ADMIN_TOKEN", token)
+    }
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -79,6 +92,11 @@ impl DaemonOptions {
     }
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+    /// Runs `binary` instead of this build's crowbar.
+    pub fn program(mut self, binary: impl Into<PathBuf>) -> Self {
+        self.program = Some(binary.into());
         self
     }
     pub fn checkout(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -168,7 +186,10 @@ impl Daemon {
             .prefix("crowbar-it-logs-")
             .tempdir()
             .expect("create a log directory");
-        let mut cmd = crowbar_command(&options.env);
+        let mut cmd = match &options.program {
+            Some(binary) => command(binary, &options.env),
+            None => crowbar_command(&options.env),
+        };
         cmd.arg("serve");
         match &options.checkout {
             Some(checkout) => cmd.current_dir(checkout),

@@ -66,6 +66,52 @@ pub async fn test_db() -> TestDb {
     }
 }
 
+/// A fresh database `name` on the test cluster, migrated up to (not including) `version`:
+/// its pool and URL.
+pub async fn database_before(version: i64, name: &str) -> (PgPool, String) {
+    let cluster = cluster();
+    let admin = PgPool::connect_with(cluster.admin_url.clone())
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let options = cluster.admin_url.clone().database(name);
+    let pool = PgPool::connect_with(options.clone()).await.unwrap();
+    let earlier = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_str().unwrap().to_string();
+        let number: i64 = file.split('_').next().unwrap().parse().unwrap();
+        if number < version {
+            std::fs::copy(&path, earlier.path().join(&file)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(earlier.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    (pool, url_of(&options))
+}
+
+/// Drops database `name` (one [`database_before`] made), ending its sessions.
+pub async fn drop_database(name: &str) {
+    let admin = PgPool::connect_with(cluster().admin_url.clone())
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+}
+
 fn url_of(options: &PgConnectOptions) -> String {
     let database = options.get_database().unwrap_or("postgres");
     let user = options.get_username();

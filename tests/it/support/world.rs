@@ -208,3 +208,71 @@ pub async fn tally_mismatches(pool: &PgPool) -> Vec<(i64, i16, i64, i64)> {
     .await
     .unwrap()
 }
+
+/// A run's record: `(node id, worker, started, finished, outcome)`, times in epoch seconds.
+pub type RunSpan = (i64, String, f64, f64, String);
+
+/// The records of the runs that executed (not those dropped or lost before starting),
+/// oldest first.
+pub async fn executed_runs(pool: &PgPool) -> Vec<RunSpan> {
+    sqlx::query_as(
+        "SELECT node_id, worker, extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)::float8, outcome
+           FROM run_records WHERE outcome IN ('succeeded', 'failed', 'timed_out', 'skipped')
+          ORDER BY started_at",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Asserts from run records that no node ever had two runs at once and that at most `cap`
+/// ran at any instant; returns the peak.
+pub fn assert_one_per_node_within_cap(runs: &[RunSpan], cap: i64) -> i64 {
+    let mut by_node: std::collections::HashMap<i64, Vec<(f64, f64)>> = Default::default();
+    for r in runs {
+        by_node.entry(r.0).or_default().push((r.2, r.3));
+    }
+    for (node, mut spans) in by_node {
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "node {node} ran two jobs at once: {pair:?}"
+            );
+        }
+    }
+    let mut edges: Vec<(f64, i64)> = runs.iter().flat_map(|r| [(r.2, 1), (r.3, -1)]).collect();
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut running = 0;
+    let mut peak = 0;
+    for (_, step) in edges {
+        running += step;
+        peak = peak.max(running);
+    }
+    assert!(
+        peak <= cap,
+        "{peak} runs executed at once; the cap is {cap}"
+    );
+    peak
+}
+
+/// Waits until `deployment` has converged (panics when a run failed or after `limit`). Reads
+/// that fail are tried again: the database may be away for a moment (a failover).
+pub async fn converged(pool: &PgPool, deployment: &str, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let status = crowbar::db::anneal::status(pool, Some(deployment)).await;
+        if let Ok(status) = &status {
+            match status.status {
+                "finished" => return,
+                "failed" => panic!("a run failed: {status:?}"),
+                _ => {}
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{deployment} did not converge in {limit:?}: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
