@@ -7,6 +7,7 @@ mod client;
 mod converge;
 mod deployments;
 mod doctor;
+mod migrate;
 mod node_roles;
 mod nodes;
 mod power;
@@ -38,8 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (API, UI, annealer). Works with no configuration at all.
     Serve(Settings),
-    /// Apply pending database migrations and exit.
-    Migrate(Settings),
+    /// Apply pending database migrations and exit; `--check` says what that would do
+    /// during a rolling upgrade, changing nothing.
+    Migrate(migrate::MigrateArgs),
     /// Check what crowbar needs on this machine and say how to fix what is missing. Takes
     /// the settings of `serve`; exits 0 unless a check fails.
     Doctor(Settings),
@@ -120,7 +122,7 @@ pub(crate) fn report(error: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(settings) => serve::serve(settings).await?,
-        Command::Migrate(settings) => serve::migrate_only(settings).await?,
+        Command::Migrate(args) => return migrate::run(args).await,
         // doctor prints its own verdicts: its exit code says whether one failed
         Command::Doctor(settings) => return Ok(doctor::run(settings).await),
         Command::Nodes(nodes) => nodes::run(nodes.command, &nodes.client).await?,

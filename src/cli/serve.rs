@@ -25,13 +25,13 @@ use crate::{
 };
 
 /// The database a daemon runs on: a server given by URL, or the private one it manages.
-struct Database {
-    pool: PgPool,
+pub(super) struct Database {
+    pub(super) pool: PgPool,
     managed: Option<ManagedPostgres>,
 }
 
 impl Database {
-    async fn open(settings: &Settings) -> anyhow::Result<Database> {
+    pub(super) async fn open(settings: &Settings) -> anyhow::Result<Database> {
         match &settings.database_url {
             Some(url) => Ok(Database {
                 pool: db::connect(url.expose(), settings.db_pool_size).await?,
@@ -68,7 +68,7 @@ impl Database {
 
     /// Returns the pool's connections (waiting at most `grace` for busy ones), then stops
     /// the private PostgreSQL, which ends whatever session is still open.
-    async fn close(self, grace: Duration) {
+    pub(super) async fn close(self, grace: Duration) {
         if tokio::time::timeout(grace, self.pool.close())
             .await
             .is_err()
@@ -276,6 +276,11 @@ async fn serve_on(
         shutdown_grace: settings.shutdown_grace,
     }
     .start(shutdown.clone());
+    let presence = tokio::spawn(presence(
+        pool.clone(),
+        engine.worker.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(listen = %addr, "crowbar is ready on {scheme}://{addr}");
     let options = RunOptions {
         shutdown_grace: settings.shutdown_grace,
@@ -301,6 +306,7 @@ async fn serve_on(
         power_worker,
     )
     .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), presence).await;
     if let Some(nodes) = demo_nodes {
         let _ = tokio::task::spawn_blocking(move || drop(nodes)).await;
         tracing::info!("demo namespace nodes removed");
@@ -309,17 +315,25 @@ async fn serve_on(
     Ok(())
 }
 
-pub async fn migrate_only(settings: Settings) -> anyhow::Result<()> {
-    telemetry::init(settings.log_format);
-    let settings = settings
-        .with_absolute_paths()
-        .context("cannot resolve the configured paths against the working directory")?;
-    let database = Database::open(&settings).await?;
-    let result = db::migrate(&database.pool).await;
-    database.close(settings.shutdown_grace).await;
-    result?;
-    println!("migrations applied");
-    Ok(())
+/// Keeps this daemon in the database's list of serving daemons (with its build, for
+/// upgrades: `crowbar migrate --check`) until shutdown, then takes it out.
+async fn presence(pool: PgPool, name: String, shutdown: CancellationToken) {
+    let version = env!("CARGO_PKG_VERSION");
+    let schema = db::schema::newest_known();
+    let mut tick = tokio::time::interval(db::daemons::REFRESH_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = db::daemons::register(&pool, &name, version, schema).await {
+                    tracing::debug!(error = %e, "cannot refresh this daemon's presence");
+                }
+            }
+        }
+    }
+    if let Err(e) = db::daemons::leave(&pool, &name).await {
+        tracing::debug!(error = %e, "cannot record that this daemon stops");
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before this

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod barclamps;
 pub mod bmcs;
 mod confinement;
+pub mod daemons;
 pub mod deployment_roles;
 pub mod deployments;
 pub mod dnsmasq;
@@ -115,10 +116,76 @@ async fn find_primary(target: &primary::Target) -> Result<PgConnectOptions> {
 }
 
 /// Applies every pending migration. Safe to run from several daemons at once: sqlx takes an
-/// advisory lock.
+/// advisory lock. The rolling-upgrade rules (docs/operations.md) hold: a contract migration
+/// is not applied while a daemon of a build it leaves behind serves, and a database a newer
+/// build migrated is served without migrating when its `oldest_serving` allows this build,
+/// refused otherwise.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    MIGRATOR.run(pool).await?;
-    Ok(())
+    {
+        let mut conn = pool.acquire().await?;
+        let applied = schema::applied_migrations(&mut conn)
+            .await?
+            .unwrap_or_default();
+        let raise = schema::pending(&applied)
+            .iter()
+            .filter_map(|p| p.raises_to)
+            .max();
+        if let Some(raise) = raise
+            && schema::has_daemons_table(&mut conn).await?
+        {
+            let behind: Vec<String> = daemons::serving(&mut conn)
+                .await?
+                .into_iter()
+                .filter(|d| d.schema_version < raise)
+                .map(|d| {
+                    format!(
+                        "{} (crowbar {}, schema {})",
+                        d.name, d.version, d.schema_version
+                    )
+                })
+                .collect();
+            if !behind.is_empty() {
+                return Err(Error::Upgrade(format!(
+                    "a pending migration removes what crowbar builds older than schema {raise} use, \
+                     and these daemons run such builds: {}. Upgrade (or stop) them first, then \
+                     start this build again; `crowbar migrate --check` shows the plan",
+                    behind.join(", ")
+                )));
+            }
+        }
+    }
+    match MIGRATOR.run(pool).await {
+        Ok(()) => Ok(()),
+        // the database carries migrations this build does not know: a newer build's
+        Err(sqlx::migrate::MigrateError::VersionMissing(newest)) => serve_newer(pool, newest).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A newer build migrated the database: this build serves it if the schema still allows
+/// builds as old as this one, and refuses to start otherwise, saying so.
+async fn serve_newer(pool: &PgPool, newer: i64) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    let known = schema::newest_known();
+    let oldest = schema::oldest_serving(&mut conn).await?;
+    match oldest {
+        Some(oldest) if oldest <= known => {
+            tracing::warn!(
+                database_has = newer,
+                this_build_knows = known,
+                oldest_serving = oldest,
+                "a newer crowbar migrated this database; its schema still serves this build: \
+                 serving without migrating (finish the upgrade: run the newer build everywhere)"
+            );
+            Ok(())
+        }
+        _ => Err(Error::Upgrade(format!(
+            "the database's schema is newer than this crowbar: it carries migration {newer}, this \
+             build knows migrations up to {known}, and the schema serves builds from {} on. Run the \
+             newer crowbar (this build may not serve it)",
+            oldest.map_or("a newer one".to_string(), |o| format!("schema {o}"))
+        ))),
+    }
 }
 
 /// True when the database answers and every embedded migration is applied.

@@ -29,3 +29,4 @@ mod script_jig;
 mod serve;
 mod store;
 mod ui;
+mod upgrades;
