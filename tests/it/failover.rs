@@ -160,11 +160,13 @@ async fn send(
 /// successful run, none in TRANSITION, one run per node at a time within the cap. Returns
 /// how many runs were recorded lost (their results could not be recorded in time).
 async fn assert_converged_cleanly(pool: &PgPool, total: i64) -> i64 {
-    let states: Vec<(i16, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM noderoles GROUP BY state")
-            .fetch_all(pool)
-            .await
-            .unwrap();
+    let states: Vec<(i16, i64)> = sqlx::query_as(
+        "SELECT nr.state, count(*) FROM noderoles nr JOIN deployments d ON d.id = nr.deployment_id
+          WHERE d.name = 'drill' GROUP BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
     assert_eq!(
         states,
         vec![(NodeRoleState::Active.code(), total)],
@@ -208,9 +210,12 @@ async fn mid_anneal(pool: &PgPool) {
 async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     let drill = Drill::start(30).await;
 
-    // a script creating nodes through every daemon, logging what was acknowledged
+    // a script writing through every daemon, logging what was acknowledged: it makes a node,
+    // changes it, and binds a role to it in a deployment it never commits (so nothing runs)
+    deployment(&drill.pool, "acks").await;
     let client = client_builder().timeout(REQUEST_LIMIT).build().unwrap();
-    let log: Arc<Mutex<Vec<Sent>>> = Arc::default();
+    // (what was written: 0 made, 1 changed, 2 bound; the node; what the request got)
+    let log: Arc<Mutex<Vec<(usize, String, Sent)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn({
         let (client, log, stop, urls) = (
@@ -221,19 +226,37 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
         );
         async move {
             let mut i = 0;
+            let mut made = false;
             while !stop.load(Ordering::Relaxed) {
-                let name = format!("ack-{i}");
-                let sent = send(
-                    &client,
-                    &urls[i % urls.len()],
-                    Method::POST,
-                    "/api/v2/nodes",
-                    json!({ "name": name }),
-                    false,
-                )
-                .await;
-                log.lock().unwrap().push(sent);
+                let (kind, name) = (i % 3, format!("ack-{}", i / 3));
                 i += 1;
+                if kind > 0 && !made {
+                    // its node may not exist: the script moves on to the next one
+                    continue;
+                }
+                let url = &urls[i % urls.len()];
+                let (method, path, body) = match kind {
+                    0 => (
+                        Method::POST,
+                        "/api/v2/nodes".to_string(),
+                        json!({ "name": name }),
+                    ),
+                    1 => (
+                        Method::PUT,
+                        format!("/api/v2/nodes/{name}"),
+                        json!({ "description": format!("changed {name}") }),
+                    ),
+                    _ => (
+                        Method::POST,
+                        "/api/v2/node_roles".to_string(),
+                        json!({ "node": name, "role": "test-admin", "deployment": "acks" }),
+                    ),
+                };
+                let sent = send(&client, url, method, &path, body, false).await;
+                if kind == 0 {
+                    made = sent.status == Some(StatusCode::CREATED);
+                }
+                log.lock().unwrap().push((kind, name, sent));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -251,13 +274,12 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
 
-    let log = log.lock().unwrap().clone();
+    let written = log.lock().unwrap().clone();
+    let log: Vec<Sent> = written.iter().map(|(_, _, sent)| sent.clone()).collect();
     let hung: Vec<&Sent> = log.iter().filter(|s| s.took >= REQUEST_LIMIT).collect();
     assert!(hung.is_empty(), "requests waited forever: {hung:?}");
-    let failed: Vec<&Sent> = log
-        .iter()
-        .filter(|s| s.status != Some(StatusCode::CREATED))
-        .collect();
+    let acknowledged = |s: &Sent| s.status.is_some_and(|s| s.is_success());
+    let failed: Vec<&Sent> = log.iter().filter(|s| !acknowledged(s)).collect();
     for sent in &failed {
         assert!(
             sent.status
@@ -269,25 +291,68 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     }
     let first_write = log
         .iter()
-        .find(|s| s.at >= killed && s.status == Some(StatusCode::CREATED))
+        .find(|s| s.at >= killed && acknowledged(s))
         .map(|s| s.at + s.took - killed)
         .expect("a write succeeded after the kill");
 
-    // every acknowledged node is there, read from the new primary
-    let names: Vec<String> = (0..log.len())
-        .filter(|i| log[*i].status == Some(StatusCode::CREATED))
-        .map(|i| format!("ack-{i}"))
-        .collect();
-    let present: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM nodes WHERE name = ANY($1) ORDER BY name")
-            .bind(&names)
-            .fetch_all(&drill.pool)
-            .await
-            .unwrap();
-    assert!(names.len() > 20, "the writer got answers: {log:?}");
-    let mut expected = names.clone();
-    expected.sort();
-    assert_eq!(present, expected, "every acknowledged write survived");
+    // every acknowledged write is there, read from the new primary
+    let acked = |which: usize| -> Vec<String> {
+        let mut names: Vec<String> = written
+            .iter()
+            .filter(|(kind, _, sent)| *kind == which && acknowledged(sent))
+            .map(|(_, name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let (made, changed, bound) = (acked(0), acked(1), acked(2));
+    assert!(made.len() > 20, "the writer got answers: {log:?}");
+    let found = |sql: &'static str, names: Vec<String>| {
+        let pool = drill.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(sql)
+                .bind(names)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        found(
+            "SELECT name FROM nodes WHERE name = ANY($1) ORDER BY name",
+            made.clone()
+        )
+        .await,
+        made,
+        "every acknowledged node survived"
+    );
+    assert_eq!(
+        found(
+            "SELECT name FROM nodes WHERE name = ANY($1) AND description = 'changed ' || name ORDER BY name",
+            changed.clone()
+        )
+        .await,
+        changed,
+        "every acknowledged change survived"
+    );
+    assert_eq!(
+        found(
+            "SELECT n.name FROM noderoles nr JOIN nodes n ON n.id = nr.node_id
+               JOIN roles r ON r.id = nr.role_id JOIN deployments d ON d.id = nr.deployment_id
+              WHERE n.name = ANY($1) AND r.name = 'test-admin' AND d.name = 'acks' ORDER BY 1",
+            bound.clone()
+        )
+        .await,
+        bound,
+        "every acknowledged binding survived"
+    );
+    let snapshots: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM snapshots s JOIN deployments d ON d.id = s.deployment_id WHERE d.name = 'drill'",
+    )
+    .fetch_one(&drill.pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshots, 1, "the acknowledged commit survived");
     let lost_runs = assert_converged_cleanly(&drill.pool, drill.total).await;
 
     for daemon in &drill.daemons {
@@ -301,11 +366,13 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     }
     eprintln!(
         "failover drill: {old} killed, {new} promoted by Patroni after {:.2} s; first acknowledged \
-         API write {:.2} s after the kill; {} writes acknowledged, {} refused with 503 or unanswered; \
-         {lost_runs} runs recorded lost and run again",
+         API write {:.2} s after the kill; {} nodes made, {} changed, {} bindings acknowledged, {} \
+         requests refused with 503 or unanswered; {lost_runs} runs recorded lost and run again",
         promoted.as_secs_f64(),
         first_write.as_secs_f64(),
-        names.len(),
+        made.len(),
+        changed.len(),
+        bound.len(),
         failed.len(),
     );
     drill.stop().await;
