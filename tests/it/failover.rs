@@ -26,6 +26,7 @@ use crate::support::{
     client_builder,
     daemon::{Daemon, DaemonOptions},
     ha::HaCluster,
+    sse::SseStream,
     world::*,
 };
 
@@ -206,6 +207,44 @@ async fn mid_anneal(pool: &PgPool) {
     }
 }
 
+/// Follows `GET /api/v2/events` on `url` as a browser's EventSource does (reconnecting with
+/// `Last-Event-ID` when the stream ends) until `stop`: the ids delivered, and how many times
+/// it reconnected.
+async fn follow_events(url: String, stop: Arc<AtomicBool>) -> (Vec<i64>, usize) {
+    let client = client_builder().build().unwrap();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut reconnects = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let mut request = client
+            .get(format!("{url}/api/v2/events"))
+            .bearer_auth(TOKEN);
+        if let Some(last) = ids.last() {
+            request = request.header("Last-Event-ID", last.to_string());
+        }
+        let response = match request.send().await {
+            Ok(r) if r.status() == StatusCode::OK => r,
+            _ => {
+                reconnects += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut stream = SseStream::new(response);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return (ids, reconnects);
+            }
+            match stream.maybe_next(Duration::from_millis(200)).await {
+                Some(event) => ids.push(event.seq()),
+                None if stream.ended() => break,
+                None => {}
+            }
+        }
+        reconnects += 1;
+    }
+    (ids, reconnects)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     let drill = Drill::start(30).await;
@@ -262,6 +301,9 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
         }
     });
 
+    // an event stream open through the failover, on another daemon than the commit's
+    let events = tokio::spawn(follow_events(drill.urls[1].clone(), stop.clone()));
+
     mid_anneal(&drill.pool).await;
     let (old, killed) = drill.cluster.kill_leader_postmaster().await;
     let (new, promoted) = drill.cluster.wait_new_leader(&old, killed).await;
@@ -273,6 +315,15 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
+    let (ids, reconnects) = events.await.unwrap();
+    // gap-free and in order through the failover: every id once, one after another
+    assert!(ids.len() > 100, "the stream delivered events: {ids:?}");
+    let breaks: Vec<(i64, i64)> = ids
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert_eq!(breaks, vec![], "the event stream skipped or repeated ids");
 
     let written = log.lock().unwrap().clone();
     let log: Vec<Sent> = written.iter().map(|(_, _, sent)| sent.clone()).collect();
@@ -367,13 +418,15 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
     eprintln!(
         "failover drill: {old} killed, {new} promoted by Patroni after {:.2} s; first acknowledged \
          API write {:.2} s after the kill; {} nodes made, {} changed, {} bindings acknowledged, {} \
-         requests refused with 503 or unanswered; {lost_runs} runs recorded lost and run again",
+         requests refused with 503 or unanswered; {lost_runs} runs recorded lost and run again; \
+         the event stream delivered {} events in order without a gap ({reconnects} reconnects)",
         promoted.as_secs_f64(),
         first_write.as_secs_f64(),
         made.len(),
         changed.len(),
         bound.len(),
         failed.len(),
+        ids.len(),
     );
     drill.stop().await;
 }

@@ -41,10 +41,7 @@ impl Served {
             "text/event-stream",
             "an event stream"
         );
-        SseStream {
-            response,
-            buffer: String::new(),
-        }
+        SseStream::new(response)
     }
 
     pub async fn open(
@@ -82,9 +79,24 @@ impl SseEvent {
 pub struct SseStream {
     response: reqwest::Response,
     buffer: String,
+    ended: bool,
 }
 
 impl SseStream {
+    /// Reads the events of an answer to `GET /api/v2/events` (any server).
+    pub fn new(response: reqwest::Response) -> SseStream {
+        SseStream {
+            response,
+            buffer: String::new(),
+            ended: false,
+        }
+    }
+
+    /// Whether the server ended the stream (or the connection broke).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// The next event (comments skipped); `None` when the stream ended, panics after
     /// `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
@@ -125,7 +137,10 @@ impl SseStream {
             }
             match self.response.chunk().await {
                 Ok(Some(bytes)) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(None) | Err(_) => return None,
+                Ok(None) | Err(_) => {
+                    self.ended = true;
+                    return None;
+                }
             }
         }
     }
