@@ -18,6 +18,7 @@ use crate::{
         events::{CHANNEL_ANNEAL, CHANNEL_EVENTS, CHANNEL_RUNS, CHANNEL_SEQUENCED},
         runs::{self, QueueConfig, Recovery, orphan_due},
     },
+    events::Duty,
     hooks::{Dispatcher, Hooks},
     jig::JigRegistry,
     runner::{self, Runner},
@@ -99,6 +100,9 @@ pub async fn pass(
 pub struct Engine {
     pub tracker: TaskTracker,
     pub worker: String,
+    /// Whether this daemon numbers events and dispatches hooks on notifications (the
+    /// daemon's event hub shares it).
+    pub event_duty: Duty,
 }
 
 impl Engine {
@@ -118,11 +122,13 @@ impl Engine {
         let anneal_wake = wakes.anneal.clone();
         let runs_wake = wakes.runs.clone();
         let tracker = TaskTracker::new();
+        let event_duty = Duty::keep(pool.clone(), shutdown.clone());
         tracker.spawn(listen(pool.clone(), wakes.clone(), shutdown.clone()));
         tracker.spawn(
             Dispatcher {
                 pool: pool.clone(),
                 hooks,
+                duty: event_duty.clone(),
             }
             .run(wakes.events.clone(), shutdown.clone()),
         );
@@ -145,7 +151,11 @@ impl Engine {
         tracker.spawn(runner.run(runs_wake, shutdown));
         tracker.close();
         tracing::info!(worker = %worker, cap = settings.run_cap, "annealer started");
-        Engine { tracker, worker }
+        Engine {
+            tracker,
+            worker,
+            event_duty,
+        }
     }
 }
 

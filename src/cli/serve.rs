@@ -229,6 +229,7 @@ async fn serve_on(
                 events: settings.event_retention,
                 audit: settings.audit_retention,
             },
+            engine.event_duty.clone(),
         ),
         shutdown: shutdown.clone(),
         provisioner,

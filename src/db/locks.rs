@@ -22,6 +22,9 @@ pub enum Lock {
     PowerSweep,
     /// Claims of queued power operations, so the cap on BMC operations holds.
     PowerClaims,
+    /// The duty of numbering events and dispatching hooks on every notification (a
+    /// session's lock; see `events::duty`).
+    EventDuty,
 }
 
 impl Lock {
@@ -35,6 +38,7 @@ impl Lock {
             Lock::Discovery => 4,
             Lock::PowerSweep => 5,
             Lock::PowerClaims => 6,
+            Lock::EventDuty => 7,
         }
     }
 }
@@ -79,6 +83,7 @@ mod tests {
             Lock::Discovery,
             Lock::PowerSweep,
             Lock::PowerClaims,
+            Lock::EventDuty,
         ];
         let keys: std::collections::HashSet<i64> = all.iter().map(|l| l.key()).collect();
         assert_eq!(keys.len(), all.len());

@@ -4,8 +4,9 @@
 //! Every change is recorded in `events` in its own transaction (`db::events`). For the
 //! stream, events get a delivery number `seq` (`event_order`, see migrations 0002 and 0011) from
 //! [`db::events::sequence_pending`], run by the [`EventHub`] task of every daemon (one at a
-//! time wins the lock): when a transaction that recorded events commits (NOTIFY
-//! `crowbar_events`) and every [`POLL_INTERVAL`]. A sequencer that numbered events
+//! time wins the lock): by the daemon holding the event [`duty`] when a transaction that
+//! recorded events commits (NOTIFY `crowbar_events`), and by every daemon every
+//! [`POLL_INTERVAL`]. A sequencer that numbered events
 //! NOTIFYs `crowbar_events_sequenced`; each daemon's hub turns that into a wake-up on a
 //! broadcast channel that its stream readers wait on (they also poll, in case a
 //! notification is lost). The same task deletes events and audit records older than their
@@ -21,6 +22,10 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::events::{self, CHANNEL_EVENTS, CHANNEL_SEQUENCED};
+
+pub mod duty;
+
+pub use duty::Duty;
 
 /// How often the hub numbers events even without notifications, and how often a reader
 /// looks again without a wake-up.
@@ -60,17 +65,21 @@ pub struct EventHub {
 struct Inner {
     pool: PgPool,
     retention: Retention,
+    duty: Duty,
     wake: broadcast::Sender<()>,
     started: OnceLock<()>,
 }
 
 impl EventHub {
-    pub fn new(pool: PgPool, retention: Retention) -> Self {
+    /// A hub that numbers events on notifications while `duty` is held, and on its poll
+    /// always.
+    pub fn new(pool: PgPool, retention: Retention, duty: Duty) -> Self {
         let (wake, _) = broadcast::channel(16);
         EventHub {
             inner: Arc::new(Inner {
                 pool,
                 retention,
+                duty,
                 wake,
                 started: OnceLock::new(),
             }),
@@ -126,7 +135,9 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
             Wake::Notified(Ok(true)) => {
                 let _ = inner.wake.send(());
             }
-            Wake::Notified(Ok(false)) | Wake::Poll => sequence(&inner).await,
+            Wake::Notified(Ok(false)) if inner.duty.held() => sequence(&inner).await,
+            Wake::Notified(Ok(false)) => {}
+            Wake::Poll => sequence(&inner).await,
             Wake::Notified(Err(e)) => {
                 tracing::warn!(error = %e, "event LISTEN connection lost; reconnecting");
                 listener = None;

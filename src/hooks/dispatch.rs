@@ -11,6 +11,7 @@ use super::{HookContext, Hooks, NodeEvent, NodeRoleEvent};
 use crate::{
     db::{self, hooks::HookEvent},
     domain::state::NodeRoleState,
+    events::Duty,
 };
 
 /// Events to dispatch at most per round.
@@ -124,10 +125,12 @@ async fn dispatch_one(
     }
 }
 
-/// The dispatcher task of a daemon.
+/// The dispatcher task of a daemon: on notifications while it holds the event `duty`,
+/// and once a second always.
 pub struct Dispatcher {
     pub pool: PgPool,
     pub hooks: Hooks,
+    pub duty: Duty,
 }
 
 impl Dispatcher {
@@ -139,7 +142,9 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = wake.notified() => {},
+                _ = wake.notified() => if !self.duty.held() {
+                    continue;
+                },
                 _ = tick.tick() => {},
             }
             loop {

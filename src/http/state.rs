@@ -55,7 +55,11 @@ impl AppState {
     /// the default event retention and login limits, and a shutdown token of its own.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            events: crate::events::EventHub::new(pool.clone(), crate::events::Retention::default()),
+            events: crate::events::EventHub::new(
+                pool.clone(),
+                crate::events::Retention::default(),
+                crate::events::Duty::always(),
+            ),
             pool: pool.clone(),
             run_cap: crate::annealer::AnnealerSettings::default().run_cap,
             hooks: crate::hooks::Hooks::default(),

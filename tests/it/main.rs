@@ -9,6 +9,7 @@ mod barclamps;
 mod cli;
 mod content;
 mod documents;
+mod event_duty;
 mod failover;
 mod first_run;
 mod ha_rig;
