@@ -150,8 +150,11 @@ fn scan_processes(secret: &str, leaks: &mut Vec<String>) -> usize {
         {
             continue;
         }
-        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let read_cmdline = || {
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        };
+        let cmdline = read_cmdline();
         if cmdline.contains(secret) {
             leaks.push(format!("command line of {}: {cmdline}", path.display()));
         }
@@ -159,7 +162,15 @@ fn scan_processes(secret: &str, leaks: &mut Vec<String>) -> usize {
         ipmitools += usize::from(is_ipmitool);
         let environ = std::fs::read(path.join("environ")).unwrap_or_default();
         if !is_ipmitool && String::from_utf8_lossy(&environ).contains(secret) {
-            leaks.push(format!("environment of {} ({cmdline})", path.display()));
+            // A process caught starting has no command line yet, and may be ipmitool by
+            // the time its environment is read: only its own environment holds the password.
+            let now = read_cmdline();
+            if !now.starts_with("ipmitool ") {
+                leaks.push(format!(
+                    "environment of {} ({cmdline} / {now})",
+                    path.display()
+                ));
+            }
         }
     }
     ipmitools
