@@ -44,8 +44,22 @@ where
         if json_has_nul(&bytes) {
             return Err(ApiError::unprocessable("invalid_body", NUL_MESSAGE));
         }
+        // serde fills a struct from an array too (field by field, in order): `[]` made an
+        // empty document. Every body of this API is an object.
+        if !is_object(&bytes) {
+            return Err(ApiError::unprocessable("invalid_body", OBJECT_MESSAGE));
+        }
         Ok(ApiJson(value))
     }
+}
+
+const OBJECT_MESSAGE: &str = "the body must be a JSON object (`{...}`)";
+
+/// Whether a JSON text that parsed is an object (its first byte past whitespace is `{`).
+fn is_object(json: &[u8]) -> bool {
+    json.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'{')
 }
 
 /// Why NULs are refused: PostgreSQL cannot store them in text or JSON, and no name, address

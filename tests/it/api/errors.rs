@@ -73,6 +73,29 @@ async fn bodies_that_do_not_parse_get_the_error_body() {
         )
         .await;
     }
+    // an array where an object belongs, even where every field may be left out (serde
+    // would fill the struct from it field by field)
+    app.deployment("web").await;
+    for (path, body) in [
+        ("/api/v2/deployments/web/plan", json!([])),
+        ("/api/v2/deployments/web/plan", json!([1, []])),
+        ("/api/v2/nodes", json!(["n2", false])),
+    ] {
+        app.refused(
+            app.post(path).json(body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        )
+        .await;
+    }
+    let reply = app
+        .refused(
+            app.post("/api/v2/deployments/web/plan").json(json!([])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        )
+        .await;
+    assert!(reply.message().contains("JSON object"), "{}", reply.body);
     let reply = app
         .refused(
             app.put("/api/v2/nodes/n1").json(json!({"alive": "yes"})),
