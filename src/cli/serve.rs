@@ -277,6 +277,11 @@ async fn serve_on(
         shutdown_grace: settings.shutdown_grace,
     }
     .start(shutdown.clone());
+    // listed before it says it is ready: an operator's `migrate --check` sees every daemon
+    // that serves
+    if let Err(e) = register_presence(pool, &engine.worker).await {
+        tracing::warn!(error = %e, "cannot list this daemon among those serving; trying again every {:?}", db::daemons::REFRESH_EVERY);
+    }
     let presence = tokio::spawn(presence(
         pool.clone(),
         engine.worker.clone(),
@@ -319,14 +324,12 @@ async fn serve_on(
 /// Keeps this daemon in the database's list of serving daemons (with its build, for
 /// upgrades: `crowbar migrate --check`) until shutdown, then takes it out.
 async fn presence(pool: PgPool, name: String, shutdown: CancellationToken) {
-    let version = env!("CARGO_PKG_VERSION");
-    let schema = db::schema::newest_known();
     let mut tick = tokio::time::interval(db::daemons::REFRESH_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = db::daemons::register(&pool, &name, version, schema).await {
+                if let Err(e) = register_presence(&pool, &name).await {
                     tracing::debug!(error = %e, "cannot refresh this daemon's presence");
                 }
             }
@@ -335,6 +338,17 @@ async fn presence(pool: PgPool, name: String, shutdown: CancellationToken) {
     if let Err(e) = db::daemons::leave(&pool, &name).await {
         tracing::debug!(error = %e, "cannot record that this daemon stops");
     }
+}
+
+/// Lists this daemon, with its build, among those serving (or refreshes it).
+async fn register_presence(pool: &PgPool, name: &str) -> db::Result<()> {
+    db::daemons::register(
+        pool,
+        name,
+        env!("CARGO_PKG_VERSION"),
+        db::schema::newest_known(),
+    )
+    .await
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C (SIGINT). The handlers are installed before this
