@@ -57,6 +57,10 @@ fn main() -> anyhow::Result<()> {
     let mut server_settings = Vec::new();
     if args.statements > 0 {
         libraries.push("pg_stat_statements");
+        server_settings.push((
+            "pg_stat_statements.track_planning".to_string(),
+            "on".to_string(),
+        ));
     }
     if args.explain_ms > 0 {
         libraries.push("auto_explain");
@@ -271,8 +275,8 @@ fn print_slow_plans(log: &str, ms: usize) {
 
 /// The statements that took the most server time while converging (pg_stat_statements).
 async fn print_statements(pool: &sqlx::PgPool, top: usize, elapsed: f64) -> anyhow::Result<()> {
-    let rows: Vec<(String, i64, f64, i64)> = sqlx::query_as(
-        "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time, rows
+    let rows: Vec<(String, i64, f64, f64, i64)> = sqlx::query_as(
+        "SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls, total_exec_time, total_plan_time, rows
            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
           ORDER BY total_exec_time DESC LIMIT $1",
     )
@@ -280,13 +284,14 @@ async fn print_statements(pool: &sqlx::PgPool, top: usize, elapsed: f64) -> anyh
     .fetch_all(pool)
     .await?;
     println!("server time by statement (pg_stat_statements):");
-    println!("   total s  share   calls      rows  statement");
-    for (query, calls, ms, rows) in rows {
-        let text: String = query.chars().take(110).collect();
+    println!("   total s  share  planning s   calls      rows  statement");
+    for (query, calls, ms, plan_ms, rows) in rows {
+        let text: String = query.chars().take(100).collect();
         println!(
-            "{:>10.2} {:>5.0} % {calls:>7} {rows:>9}  {text}",
+            "{:>10.2} {:>5.0} % {:>10.2} {calls:>7} {rows:>9}  {text}",
             ms / 1000.0,
-            ms / 1000.0 / elapsed * 100.0
+            ms / 1000.0 / elapsed * 100.0,
+            plan_ms / 1000.0
         );
     }
     Ok(())

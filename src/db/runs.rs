@@ -506,16 +506,24 @@ pub async fn complete(
     changed.dedup();
     let actor = Actor(format!("worker:{worker}"));
     events::noderoles_changed(conn, &actor, "run finished", &changed).await?;
+    // From what this transaction already holds, not read back from `run_records` (a join
+    // planned on stale statistics read the whole table once per batch).
+    let run_nodes: Vec<i64> = live.iter().map(|run| run.2).collect();
+    let run_noderoles: Vec<i64> = live.iter().map(|run| run.1).collect();
     sqlx::query(
         "INSERT INTO events (type, actor, reason, node_id, noderole_id, deployment_id, run_id, data)
-         SELECT 'run.finished', $1, r.outcome, rr.node_id, rr.noderole_id, nr.deployment_id, rr.id,
-                jsonb_build_object('id', rr.id, 'outcome', r.outcome, 'noderole_id', rr.noderole_id)
-           FROM run_records rr JOIN unnest($2::bigint[], $3::text[]) AS r(id, outcome) ON r.id = rr.id
-           LEFT JOIN noderoles nr ON nr.id = rr.noderole_id",
+         SELECT 'run.finished', $1, r.outcome, r.node_id, r.noderole_id,
+                (SELECT nr.deployment_id FROM noderoles nr WHERE nr.id = r.noderole_id), r.id,
+                jsonb_build_object('id', r.id, 'outcome', r.outcome, 'noderole_id', r.noderole_id)
+           FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+                AS r(id, outcome, noderole_id, node_id)
+          ORDER BY r.id",
     )
     .bind(&actor.0)
     .bind(&run_ids)
     .bind(&outcomes)
+    .bind(&run_noderoles)
+    .bind(&run_nodes)
     .execute(&mut *conn)
     .await?;
     match next {

@@ -38,11 +38,19 @@ fn previous_build() -> PathBuf {
 
 /// This build's newest migration (the file names in migrations/).
 fn newest_migration() -> i64 {
+    newest_migration_named().0
+}
+
+/// The newest migration's number and its description (its file name in words, as
+/// `migrate --check` shows it).
+fn newest_migration_named() -> (i64, String) {
     std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .unwrap()
         .map(|e| {
             let name = e.unwrap().file_name().into_string().unwrap();
-            name.split('_').next().unwrap().parse::<i64>().unwrap()
+            let stem = name.trim_end_matches(".sql");
+            let (number, words) = stem.split_once('_').unwrap();
+            (number.parse::<i64>().unwrap(), words.replace('_', " "))
         })
         .max()
         .unwrap()
@@ -132,7 +140,7 @@ async fn a_build_serves_a_newer_schema_only_while_that_schema_allows_it() {
 #[tokio::test]
 async fn migrate_check_says_what_an_upgrade_applies_and_changes_nothing() {
     let test = test_db().await;
-    let known = newest_migration();
+    let (known, description) = newest_migration_named();
     let name = format!("{}_before_{known}", test.name);
     let (pool, url) = database_before(known, &name).await;
     let count = || async {
@@ -154,7 +162,7 @@ async fn migrate_check_says_what_an_upgrade_applies_and_changes_nothing() {
     );
     assert!(
         plan.stdout
-            .contains(&format!("  {known} rolling upgrades: expand")),
+            .contains(&format!("  {known} {description}: expand")),
         "{}",
         plan.stdout
     );
