@@ -136,8 +136,11 @@ impl Engine {
             pool.clone(),
             config.clone(),
             settings.clone(),
-            anneal_wake.clone(),
-            runs_wake.clone(),
+            Wakeups {
+                anneal: anneal_wake.clone(),
+                runs: runs_wake.clone(),
+            },
+            event_duty.clone(),
             shutdown.clone(),
         ));
         let runner = Runner {
@@ -312,14 +315,36 @@ pub async fn sweep(
     Ok((repaired, queued))
 }
 
+/// How many sweep intervals a daemon without the event duty lets pass between its own
+/// sweeps.
+///
+/// The sweep's work is the same for the whole database whoever does it (recovery, the
+/// window, the tallies): the daemon holding the event duty ([`Duty`]) sweeps on every
+/// interval, the others on every `SWEEP_STANDBY_EVERY`th, so three daemons do not sweep three
+/// windows, yet a holder that hangs while its session lives still has its runs recovered
+/// (after at most this many intervals beyond the heartbeat timeout).
+pub const SWEEP_STANDBY_EVERY: u32 = 4;
+
+/// What wakes the annealer, and what it wakes.
+struct Wakeups {
+    /// Notified when something may have become runnable.
+    anneal: Arc<Notify>,
+    /// Notified (for the runner) when runs were queued.
+    runs: Arc<Notify>,
+}
+
 async fn anneal_loop(
     pool: PgPool,
     config: QueueConfig,
     settings: AnnealerSettings,
-    wake: Arc<Notify>,
-    runs_wake: Arc<Notify>,
+    wakeups: Wakeups,
+    duty: Duty,
     shutdown: CancellationToken,
 ) {
+    let Wakeups {
+        anneal: wake,
+        runs: runs_wake,
+    } = wakeups;
     let recovery = settings.recovery();
     // From here on the event log says what changed; what is runnable now is found by one
     // look at every node.
@@ -341,11 +366,17 @@ async fn anneal_loop(
     let orphans = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(orphans);
     let mut orphans_pending = false;
+    let mut ticks: u32 = 0;
     loop {
         let sweeping = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wake.notified() => false,
-            _ = sweep_timer.tick() => true,
+            _ = sweep_timer.tick() => {
+                // the first tick sweeps whoever holds the duty (a daemon that just started)
+                let mine = duty.held() || ticks.is_multiple_of(SWEEP_STANDBY_EVERY);
+                ticks = ticks.wrapping_add(1);
+                mine
+            }
             _ = &mut orphans, if orphans_pending => {
                 orphans_pending = false;
                 true
