@@ -92,6 +92,24 @@ impl Drill {
         }
     }
 
+    /// The lines of the daemons' logs at warning level or above, each named by its daemon:
+    /// what a test shows when a request got an answer it should not have.
+    fn logged_errors(&self) -> String {
+        self.daemons
+            .iter()
+            .enumerate()
+            .flat_map(|(i, daemon)| {
+                daemon
+                    .stderr()
+                    .lines()
+                    .filter(|line| line.contains("ERROR") || line.contains("WARN"))
+                    .map(|line| format!("daemon {i}: {line}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Stops the daemons (each must exit cleanly) and the cluster.
     async fn stop(mut self) {
         for daemon in &mut self.daemons {
@@ -335,9 +353,11 @@ async fn the_primary_dies_mid_anneal_and_nothing_acknowledged_is_lost() {
         assert!(
             sent.status
                 .is_none_or(|s| s == StatusCode::SERVICE_UNAVAILABLE),
-            "a failure during a failover is a 503 (or no answer): {} got {:?}",
+            "a failure during a failover is a 503 (or no answer): {} got {:?}\n\
+             what the daemons logged as errors:\n{}",
             sent.what,
-            sent.status
+            sent.status,
+            drill.logged_errors()
         );
     }
     let first_write = log
