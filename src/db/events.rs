@@ -244,15 +244,18 @@ pub async fn sequence_pending(pool: &PgPool, batch: i64) -> Result<usize> {
         .await?;
     notify(&mut tx, CHANNEL_SEQUENCED).await?;
     tx.commit().await?;
-    vacuum_pending_now_and_then(pool, pending.len()).await;
+    // every PENDING_VACUUM_EVERY numbers, by whichever daemon gives the one that crosses
+    if high / PENDING_VACUUM_EVERY != top / PENDING_VACUUM_EVERY {
+        vacuum_pending(pool).await;
+    }
     Ok(pending.len())
 }
 
-/// Events taken out of `events_pending` between two vacuums of it.
-pub const PENDING_VACUUM_EVERY: u64 = 20_000;
+/// Events numbered (and so taken out of `events_pending`) between two vacuums of it.
+pub const PENDING_VACUUM_EVERY: i64 = 20_000;
 
-/// Vacuums `events_pending` once [`PENDING_VACUUM_EVERY`] events have left it (counted in
-/// this process: only the sequencer deletes from it).
+/// Vacuums `events_pending`; the sequencer does once every [`PENDING_VACUUM_EVERY`] events
+/// it numbers.
 ///
 /// Every round walks the table's index from its lowest id, the oldest events first, and a
 /// deleted entry stays in the index until a vacuum takes it out: between two vacuums every
@@ -261,14 +264,7 @@ pub const PENDING_VACUUM_EVERY: u64 = 20_000;
 /// second, so rounds grew slower the longer the anneal ran (a third of the sequencer's time
 /// at 10,000 × 10). The table holds only what is not numbered yet, so its vacuum is short.
 /// A vacuum that fails (or finds another one at work) is only logged: the next one comes.
-async fn vacuum_pending_now_and_then(pool: &PgPool, numbered: usize) {
-    static SINCE_VACUUM: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    use std::sync::atomic::Ordering::Relaxed;
-    let since = SINCE_VACUUM.fetch_add(numbered as u64, Relaxed) + numbered as u64;
-    if since < PENDING_VACUUM_EVERY {
-        return;
-    }
-    SINCE_VACUUM.store(0, Relaxed);
+async fn vacuum_pending(pool: &PgPool) {
     if let Err(e) = sqlx::raw_sql("VACUUM (SKIP_LOCKED) events_pending")
         .execute(pool)
         .await

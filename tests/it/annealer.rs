@@ -1067,3 +1067,49 @@ async fn only_the_runs_a_worker_still_holds_are_heart_beaten() {
     assert_eq!(state(&pool, "n1", "test-admin").await, Todo);
     assert_eq!(state(&pool, "n2", "test-admin").await, Transition);
 }
+
+/// The sequencer vacuums its table of pending events when its numbers cross a multiple of
+/// `PENDING_VACUUM_EVERY`, and not in between.
+#[tokio::test]
+async fn the_sequencer_vacuums_pending_events_every_so_many_numbers() {
+    let pool = setup().await;
+    let vacuums = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'events_pending'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let record = |n: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO events (type, actor) SELECT 'test.filler', 'test' FROM generate_series(1, $1)",
+            )
+            .bind(n)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    let every = db::events::PENDING_VACUUM_EVERY;
+    // number everything so far; then stop short of the next multiple
+    while db::events::sequence_pending(&pool, every).await.unwrap() > 0 {}
+    let numbered = db::events::last_seq(&pool).await.unwrap();
+    let before = vacuums().await;
+    record(every - 1 - numbered % every).await;
+    while db::events::sequence_pending(&pool, every).await.unwrap() > 0 {}
+    assert_eq!(vacuums().await, before, "no vacuum short of the multiple");
+    // the next number crosses it
+    record(1).await;
+    assert_eq!(db::events::sequence_pending(&pool, every).await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while vacuums().await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no vacuum after the multiple"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
