@@ -283,9 +283,23 @@ fn next_window_start(window: &[i64], size: i64) -> i64 {
 }
 
 /// Queues what is runnable on `nodes`, one transaction per batch of them.
+///
+/// A pass of more than one batch starts at a random place in `nodes` and wraps around. A
+/// commit wakes every daemon with the same changes; walked from the same end, their passes
+/// computed the same batches side by side (candidates and inputs), and all but one threw
+/// theirs away on the queue's one-run-per-node index. From different places, each queues
+/// nodes the others have not reached, and skips those they already have.
 async fn queue_nodes(pool: &PgPool, config: &QueueConfig, nodes: &[i64]) -> db::Result<usize> {
+    let size = config.batch.max(1) as usize;
+    let start = if nodes.len() > size {
+        rand::random_range(0..nodes.len())
+    } else {
+        0
+    };
+    let (head, tail) = nodes.split_at(start);
+    let rotated: Vec<i64> = tail.iter().chain(head).copied().collect();
     let mut queued = 0;
-    for chunk in nodes.chunks(config.batch.max(1) as usize) {
+    for chunk in rotated.chunks(size) {
         let mut tx = pool.begin().await?;
         queued += runs::queue_runnable_on(&mut tx, config, chunk).await?;
         tx.commit().await?;

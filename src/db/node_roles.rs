@@ -401,7 +401,8 @@ pub async fn delete(conn: &mut PgConnection, id: i64, actor: &Actor) -> Result<V
     let descendants: Vec<(i64, i64, i16, i32, String, String)> = sqlx::query_as(
         "WITH RECURSIVE d(id) AS (
              SELECT child_id FROM noderole_edges WHERE parent_id = $1
-             UNION SELECT e.child_id FROM noderole_edges e JOIN d ON e.parent_id = d.id)
+             UNION SELECT down.id FROM d CROSS JOIN LATERAL (
+                 SELECT e.child_id AS id FROM noderole_edges e WHERE e.parent_id = d.id OFFSET 0) down)
          SELECT nr.id, nr.node_id, nr.state, nr.run_count, r.name, n.name
            FROM d JOIN noderoles nr ON nr.id = d.id JOIN roles r ON r.id = nr.role_id
            JOIN nodes n ON n.id = nr.node_id ORDER BY nr.id FOR UPDATE OF nr",

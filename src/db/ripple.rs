@@ -15,6 +15,10 @@
 //! BLOCKED or TODO, then they turn ACTIVE): planned on stale ones, in which BLOCKED is rare,
 //! `id = ANY($1) AND state = 3` walked the index of unsettled noderoles over every BLOCKED
 //! one and filtered by id, once per completion batch.
+//!
+//! Walks down the graph are driven the same way: each step looks up the edges of the rows
+//! it has (a lateral subquery per row). As a join, a recursive step hashed every edge of
+//! the graph on every call, a cost that grows with the fleet.
 
 use sqlx::PgConnection;
 
@@ -97,10 +101,11 @@ pub async fn block_descendants(conn: &mut PgConnection, ids: &[i64]) -> Result<V
         "WITH RECURSIVE d(id) AS (
              SELECT child_id FROM noderole_edges WHERE parent_id = ANY($1)
              UNION
-             SELECT e.child_id FROM noderole_edges e JOIN d ON e.parent_id = d.id
+             SELECT down.id FROM d CROSS JOIN LATERAL (
+                 SELECT e.child_id AS id FROM noderole_edges e WHERE e.parent_id = d.id OFFSET 0) down
          )
          UPDATE noderoles n SET state = $2
-           FROM d WHERE n.id = d.id AND n.state NOT IN ($2, $3, $4)
+          WHERE n.id = ANY(ARRAY(SELECT id FROM d)) AND n.state + 0 NOT IN ($2, $3, $4)
          RETURNING n.id",
     )
     .bind(ids)
@@ -122,13 +127,13 @@ pub async fn block_waiting_children(conn: &mut PgConnection, parents: &[i64]) ->
     let blocked = sqlx::query_scalar(
         "WITH RECURSIVE d(id) AS (
              SELECT c.id FROM noderole_edges e JOIN noderoles c ON c.id = e.child_id
-              WHERE e.parent_id = ANY($1) AND c.state IN ($2, $3)
+              WHERE e.parent_id = ANY($1) AND c.state + 0 IN ($2, $3)
              UNION
-             SELECT c.id FROM d JOIN noderole_edges e ON e.parent_id = d.id
-               JOIN noderoles c ON c.id = e.child_id
-              WHERE c.state IN ($2, $3)
+             SELECT down.id FROM d CROSS JOIN LATERAL (
+                 SELECT c.id FROM noderole_edges e JOIN noderoles c ON c.id = e.child_id
+                  WHERE e.parent_id = d.id AND c.state + 0 IN ($2, $3) OFFSET 0) down
          )
-         UPDATE noderoles SET state = $4 WHERE id IN (SELECT id FROM d) RETURNING id",
+         UPDATE noderoles SET state = $4 WHERE id = ANY(ARRAY(SELECT id FROM d)) RETURNING id",
     )
     .bind(parents)
     .bind(Todo.code())

@@ -274,13 +274,16 @@ pub async fn claim(
             .filter(|c| startable.contains(&c.1))
             .map(|c| c.0)
             .collect();
+        // The node's name is looked up per run: as a join, PostgreSQL hashed every node of
+        // the fleet on each claim.
         let mut batch: Vec<ClaimedRun> = sqlx::query_as(
             "UPDATE runs ru SET state = 'running', worker = $2, worker_lease = $3,
                                  started_at = clock_timestamp(), heartbeat_at = clock_timestamp()
-               FROM noderoles nr, nodes n, roles r, jigs j, barclamps b
-              WHERE ru.id = ANY($1) AND nr.id = ru.noderole_id AND n.id = ru.node_id
+               FROM noderoles nr, roles r, jigs j, barclamps b
+              WHERE ru.id = ANY($1) AND nr.id = ru.noderole_id
                 AND r.id = nr.role_id AND j.id = r.jig_id AND b.id = r.barclamp_id
-             RETURNING ru.id, ru.noderole_id, ru.node_id, n.name AS node, r.name AS role,
+             RETURNING ru.id, ru.noderole_id, ru.node_id,
+                       (SELECT n.name FROM nodes n WHERE n.id = ru.node_id) AS node, r.name AS role,
                        b.name AS barclamp, b.source AS barclamp_source, j.name AS jig, r.destructive, nr.run_count, ru.timeout_secs, ru.input",
         )
         .bind(&runs)
