@@ -89,21 +89,19 @@ impl CursorLease {
     }
 }
 
-/// The roles of noderoles, by noderole id; a noderole that is gone has none.
-pub async fn roles_of_noderoles(
+/// Role names by role id (the ids `node_role.updated` events carry); a role that is gone
+/// has none.
+pub async fn role_names(
     pool: &PgPool,
-    noderole_ids: &[i64],
+    role_ids: &[i64],
 ) -> Result<std::collections::HashMap<i64, String>> {
-    if noderole_ids.is_empty() {
+    if role_ids.is_empty() {
         return Ok(Default::default());
     }
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT nr.id, r.name FROM noderoles nr JOIN roles r ON r.id = nr.role_id
-          WHERE nr.id = ANY($1)",
-    )
-    .bind(noderole_ids)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM roles WHERE id = ANY($1)")
+        .bind(role_ids)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().collect())
 }
 

@@ -25,11 +25,15 @@ pub enum Lock {
     /// The duty of numbering events and dispatching hooks on every notification (a
     /// session's lock; see `events::duty`).
     EventDuty,
+    /// One of the few completion writers the daemons sharing a database run at once (see
+    /// `runner::COMPLETERS`); the number is the writer's slot.
+    CompletionWriter(u8),
 }
 
 impl Lock {
-    /// "crowbar" followed by a number per lock.
-    const fn key(self) -> i64 {
+    /// "crowbar" followed by a number per lock (what `pg_locks` shows of an advisory lock:
+    /// the high half as `classid`, the low half as `objid`).
+    pub const fn key(self) -> i64 {
         const BASE: i64 = 0x6372_6f77_6261_7200;
         BASE + match self {
             Lock::Imports => 1,
@@ -39,6 +43,7 @@ impl Lock {
             Lock::PowerSweep => 5,
             Lock::PowerClaims => 6,
             Lock::EventDuty => 7,
+            Lock::CompletionWriter(slot) => 0x100 + slot as i64,
         }
     }
 }
@@ -84,6 +89,9 @@ mod tests {
             Lock::PowerSweep,
             Lock::PowerClaims,
             Lock::EventDuty,
+            Lock::CompletionWriter(0),
+            Lock::CompletionWriter(1),
+            Lock::CompletionWriter(u8::MAX),
         ];
         let keys: std::collections::HashSet<i64> = all.iter().map(|l| l.key()).collect();
         assert_eq!(keys.len(), all.len());

@@ -30,13 +30,18 @@ pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result
     };
     let events = cursor.pending(BATCH).await?;
     let ctx = HookContext { pool: pool.clone() };
-    // the roles of the batch's noderole events, in one statement rather than one each
-    let changed: Vec<i64> = events
+    // The names of the roles the batch's noderole events carry, in one statement. By the
+    // role recorded with the event, not by the noderole: the change happened whether or
+    // not the noderole is still there, and the lookup stays as small as the roles table
+    // (by noderole, it read one row per event).
+    let mut role_ids: Vec<i64> = events
         .iter()
         .filter(|e| e.kind == "node_role.updated")
-        .filter_map(|e| e.noderole_id)
+        .filter_map(|e| e.data["role_id"].as_i64())
         .collect();
-    let roles = db::hooks::roles_of_noderoles(pool, &changed).await?;
+    role_ids.sort_unstable();
+    role_ids.dedup();
+    let roles = db::hooks::role_names(pool, &role_ids).await?;
     for event in &events {
         dispatch_one(hooks, &ctx, &roles, event).await;
     }
@@ -63,7 +68,10 @@ async fn dispatch_one(
             else {
                 return;
             };
-            let role = roles.get(&noderole_id).cloned();
+            let role = event.data["role_id"]
+                .as_i64()
+                .and_then(|id| roles.get(&id))
+                .cloned();
             // state hooks are for committed deployments, as they were when the change happened
             let committed = event.data["deployment_committed"].as_bool() == Some(true);
             let Some(role) = role else { return };

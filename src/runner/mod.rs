@@ -2,7 +2,7 @@
 //! and completes them in batches (one transaction per batch applies every outcome).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::{
     db::{
         error::{is_retryable, is_unavailable},
+        locks::{self, Lock},
         runs::{self, ClaimedRun, Completion, Outcome, QueueConfig, RunResult, WorkerLease},
     },
     domain::untrusted,
@@ -102,7 +103,18 @@ pub async fn complete_each(
     results: &[RunResult],
     next: Option<&QueueConfig>,
 ) -> (Completion, Vec<i64>) {
-    let e = match complete(pool, worker, results, next).await {
+    complete_each_as(pool, worker, results, next, None).await
+}
+
+/// [`complete_each`] as the completion writer `slot` (see [`COMPLETERS`]).
+async fn complete_each_as(
+    pool: &PgPool,
+    worker: &str,
+    results: &[RunResult],
+    next: Option<&QueueConfig>,
+    slot: Option<u8>,
+) -> (Completion, Vec<i64>) {
+    let e = match complete_as(pool, worker, results, next, slot).await {
         Ok(done) => return (done, Vec::new()),
         Err(e) => e,
     };
@@ -117,11 +129,11 @@ pub async fn complete_each(
     let mut total = Completion::default();
     let mut lost = Vec::new();
     for result in results {
-        let done = match complete(pool, worker, std::slice::from_ref(result), next).await {
+        let done = match complete_as(pool, worker, std::slice::from_ref(result), next, slot).await {
             Ok(done) => Ok(done),
             Err(e) => {
                 tracing::error!(run = result.run_id, error = %e, "cannot record a run's result; failing the run");
-                complete(pool, worker, &[unrecordable(result, &e)], next).await
+                complete_as(pool, worker, &[unrecordable(result, &e)], next, slot).await
             }
         };
         match done {
@@ -173,11 +185,26 @@ pub async fn complete(
     results: &[RunResult],
     next: Option<&QueueConfig>,
 ) -> crate::db::Result<Completion> {
+    complete_as(pool, worker, results, next, None).await
+}
+
+/// [`complete`] as the completion writer `slot`: the transaction first waits for that
+/// slot's lock (see [`COMPLETERS`]).
+async fn complete_as(
+    pool: &PgPool,
+    worker: &str,
+    results: &[RunResult],
+    next: Option<&QueueConfig>,
+    slot: Option<u8>,
+) -> crate::db::Result<Completion> {
     let mut attempt = 0;
     let mut away: Option<(std::time::Instant, Duration)> = None;
     loop {
         let tried = async {
             let mut tx = pool.begin().await?;
+            if let Some(slot) = slot {
+                locks::hold(&mut tx, Lock::CompletionWriter(slot)).await?;
+            }
             let done = runs::complete(&mut tx, worker, results, next).await?;
             tx.commit().await?;
             Ok(done)
@@ -391,10 +418,17 @@ impl Runner {
     }
 }
 
-/// Batches written at once. A completion is a few dozen set-based statements, most of the
-/// time waiting on the database; with two in flight the next batch's statements run while
-/// the last one's are being applied (a second core on the server, or the first one's
-/// round trips), instead of every result waiting for one serial writer.
+/// Batches written at once, by one daemon and by all the daemons sharing a database. A
+/// completion is a few dozen set-based statements, most of the time waiting on the
+/// database; with two in flight the next batch's statements run while the last one's are
+/// being applied (a second core on the server, or the first one's round trips), instead
+/// of every result waiting for one serial writer.
+///
+/// Each writer holds a slot (an advisory lock, [`Lock::CompletionWriter`]) for its
+/// transaction, and a daemon's writers take different slots, so several daemons together
+/// still write [`COMPLETERS`] batches at once. Unbounded, three daemons wrote six at once,
+/// each a third of the size: the same rows in three times the statements, contending for
+/// the same index pages, and every statement cost more per row.
 const COMPLETERS: usize = 2;
 
 /// Applies results in batches, [`COMPLETERS`] at a time, until the channel closes.
@@ -407,30 +441,48 @@ async fn complete_loop(
     runner: Arc<Notify>,
 ) {
     let mut writing = JoinSet::new();
+    // the slot each writer holds, and those no writer of this daemon holds
+    let mut held: HashMap<tokio::task::Id, u8> = HashMap::new();
+    let mut free: Vec<u8> = (0..COMPLETERS as u8).rev().collect();
     loop {
-        if writing.len() >= COMPLETERS {
-            let _ = writing.join_next().await;
+        let Some(slot) = free.pop() else {
+            if let Some(done) = writing.join_next_with_id().await {
+                free.extend(held.remove(&finished_id(&done)));
+            }
             continue;
-        }
+        };
         let mut batch = Vec::new();
         tokio::select! {
             received = completions.recv_many(&mut batch, COMPLETION_BATCH) => {
                 if received == 0 {
                     break;
                 }
-                writing.spawn(complete_batch(
+                let writer = writing.spawn(complete_batch(
                     pool.clone(),
                     worker.clone(),
                     config.clone(),
                     batch,
                     in_flight.clone(),
                     runner.clone(),
+                    slot,
                 ));
+                held.insert(writer.id(), slot);
             }
-            Some(_) = writing.join_next(), if !writing.is_empty() => {}
+            Some(done) = writing.join_next_with_id(), if !writing.is_empty() => {
+                free.push(slot);
+                free.extend(held.remove(&finished_id(&done)));
+            }
         }
     }
     while writing.join_next().await.is_some() {}
+}
+
+/// The task a [`JoinSet::join_next_with_id`] answer is about, whether it finished or not.
+fn finished_id<T>(done: &Result<(tokio::task::Id, T), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, _)) => *id,
+        Err(e) => e.id(),
+    }
 }
 
 /// One batch of results, applied; its runs leave the in-flight set and the runner looks
@@ -442,10 +494,11 @@ async fn complete_batch(
     batch: Vec<RunResult>,
     in_flight: Arc<InFlight>,
     runner: Arc<Notify>,
+    slot: u8,
 ) {
     let started = std::time::Instant::now();
     // what the outcomes made runnable is queued with them: no annealer pass needed
-    let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config)).await;
+    let (_, lost) = complete_each_as(&pool, &worker, &batch, Some(&config), Some(slot)).await;
     metrics::annealer_phase("complete", started.elapsed());
     tracing::debug!(
         runs = batch.len(),

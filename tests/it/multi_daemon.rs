@@ -215,3 +215,70 @@ async fn a_hung_daemons_runs_are_recovered_after_the_heartbeat_timeout() {
     hung.signal(nix::sys::signal::Signal::SIGCONT);
     converged(pool, "hang", Duration::from_secs(180)).await;
 }
+
+/// The completion writers are shared by every daemon on the database: while other sessions
+/// hold every writer slot, a daemon's finished runs wait for one (nothing is recorded), and
+/// they are recorded, and the fleet converges, once the slots are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_wait_for_a_writer_slot_another_daemon_holds() {
+    use db::locks::{self, Lock};
+    let test = test_db().await;
+    let pool = &test.pool;
+    chained_fleet(pool, "slots", 4, 0.0).await;
+    // another daemon's two writers, in the middle of their transactions
+    let mut other = pool.begin().await.unwrap();
+    for slot in 0..2 {
+        locks::hold(&mut other, Lock::CompletionWriter(slot))
+            .await
+            .unwrap();
+    }
+    let _daemon = Daemon::start(DaemonOptions::sharing(
+        test.url.expose(),
+        "slots-test-token",
+        8,
+    ))
+    .await;
+    commit(pool, "slots").await;
+    running_runs(pool).await;
+    let slot_keys: Vec<i64> = (0..2)
+        .map(|slot| Lock::CompletionWriter(slot).key())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks
+              WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND ((classid::bigint << 32) | objid::bigint) = ANY($1)",
+        )
+        .bind(&slot_keys)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no completion waited for a writer slot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM run_records")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded, 0,
+        "a run was recorded while every writer slot was held"
+    );
+    other.rollback().await.unwrap();
+    converged(pool, "slots", Duration::from_secs(120)).await;
+    let runs = executed_runs(pool).await;
+    let noderoles: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(runs.len() as i64, noderoles, "one run per noderole");
+    assert!(runs.iter().all(|r| r.4 == "succeeded"), "{runs:?}");
+}

@@ -114,17 +114,36 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no `{css}` on {}: {e}", self.path_now()))
     }
 
-    /// Clicks the element `css` (waiting for it to appear; found again when a live reload
-    /// replaced it on the way).
-    pub async fn click(&self, css: &str) {
+    /// Does `act` to the element `css` (waiting for it to appear; found again when a live
+    /// reload replaced it on the way: a stale element takes no action, so none is done
+    /// twice). `what` names the action in a failure.
+    async fn on_fresh<F, Fut>(&self, css: &str, what: &str, act: F)
+    where
+        F: Fn(Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
         for _ in 0..5 {
-            match self.find(css).await.click().await {
+            match act(self.find(css).await).await {
                 Ok(()) => return,
                 Err(e) if e.to_string().contains("stale element") => continue,
-                Err(e) => panic!("clicking {css}: {e}"),
+                Err(e) => panic!("{what} {css}: {e}"),
             }
         }
-        panic!("clicking {css}: it kept being replaced");
+        panic!("{what} {css}: it kept being replaced");
+    }
+
+    /// Clicks the element `css`, found again when a live reload replaced it on the way.
+    pub async fn click(&self, css: &str) {
+        self.on_fresh(css, "clicking", |e| async move { e.click().await })
+            .await;
+    }
+
+    /// Sends `keys` to the element `css`, found again when replaced on the way.
+    pub async fn press(&self, css: &str, keys: &str) {
+        self.on_fresh(css, "sending keys to", |e| async move {
+            e.send_keys(keys).await
+        })
+        .await;
     }
 
     /// Checks the checkbox `css` (a second click would uncheck it: this looks before each
@@ -148,16 +167,12 @@ impl Browser {
         );
     }
 
-    /// Chooses `value` in the select element `css` (found again when replaced on the way).
+    /// Chooses `value` in the select element `css`, found again when replaced on the way.
     pub async fn select(&self, css: &str, value: &str) {
-        for _ in 0..5 {
-            match self.find(css).await.select_by_value(value).await {
-                Ok(()) => return,
-                Err(e) if e.to_string().contains("stale element") => continue,
-                Err(e) => panic!("choosing {value} in {css}: {e}"),
-            }
-        }
-        panic!("choosing {value} in {css}: it kept being replaced");
+        self.on_fresh(css, &format!("choosing {value} in"), |e| async move {
+            e.select_by_value(value).await
+        })
+        .await;
     }
 
     fn path_now(&self) -> String {

@@ -310,11 +310,11 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
 
     // the keyboard path: pick the role with Enter, drop it on the node's row with Enter
     browser
-        .find("#role-palette .chip[data-value=\"site-flaky\"]")
-        .await
-        .send_keys(&Key::Enter.to_string())
-        .await
-        .unwrap();
+        .press(
+            "#role-palette .chip[data-value=\"site-flaky\"]",
+            &Key::Enter.to_string(),
+        )
+        .await;
     browser
         .wait_until(
             "the role to be picked",
@@ -324,11 +324,8 @@ async fn the_keyboard_binds_a_failing_role_and_its_error_is_retried_after_the_fi
     let announced = browser.text("#announce").await;
     assert!(announced.contains("Picked role site-flaky"), "{announced}");
     browser
-        .find(".drop[data-node=\"n3\"]")
-        .await
-        .send_keys(&Key::Enter.to_string())
-        .await
-        .unwrap();
+        .press(".drop[data-node=\"n3\"]", &Key::Enter.to_string())
+        .await;
     wait_state(&browser, &cell("n3", "site-flaky"), "PROPOSED").await;
     browser
         .wait_until("the event stream", "window.crowbarLive.connected === true")
