@@ -24,9 +24,9 @@ pub async fn compute(
     }
     // Driven by the ids, whatever the statistics say: each step of the walk looks up the
     // parents of the rows it has by index (a per-row subquery; `OFFSET 0` keeps PostgreSQL
-    // from turning it into a join). As a join, the walk hashed every edge of the graph on
-    // each call, a cost that grows with the fleet (47 ms a call at 10,000 × 10, for a few
-    // hundred rows).
+    // from turning it into a join). As a join planned with a call's own values, the walk
+    // could hash every edge of the graph on each call, a cost that grows with the fleet
+    // (47 ms a call at 10,000 × 10, for a few hundred rows, seen in a plan made by hand).
     let layers: Vec<(i64, i64, Value, Value, Value, Value)> = sqlx::query_as(
         "WITH RECURSIVE a(target, id, node_id) AS (
              SELECT id, id, node_id FROM noderoles WHERE id = ANY($1)
@@ -46,7 +46,8 @@ pub async fn compute(
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    // The node is looked up per noderole (a join hashed every node of the fleet per call).
+    // The node is looked up per noderole (as a join, a plan could hash every node of the
+    // fleet per call).
     let facts: Vec<(i64, Value)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT nr.id, jsonb_build_object(
                     'node', jsonb_build_object('id', n.id, 'name', n.name, 'address', host(n.address),

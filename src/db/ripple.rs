@@ -17,8 +17,8 @@
 //! one and filtered by id, once per completion batch.
 //!
 //! Walks down the graph are driven the same way: each step looks up the edges of the rows
-//! it has (a lateral subquery per row). As a join, a recursive step hashed every edge of
-//! the graph on every call, a cost that grows with the fleet.
+//! it has (a lateral subquery per row). As a join, a recursive step could be planned to
+//! hash every edge of the graph on every call, a cost that grows with the fleet.
 
 use sqlx::PgConnection;
 

@@ -274,8 +274,8 @@ pub async fn claim(
             .filter(|c| startable.contains(&c.1))
             .map(|c| c.0)
             .collect();
-        // The node's name is looked up per run: as a join, PostgreSQL hashed every node of
-        // the fleet on each claim.
+        // The node's name is looked up per run: as a join, a plan made with a claim's own
+        // values hashed every node of the fleet.
         let mut batch: Vec<ClaimedRun> = sqlx::query_as(
             "UPDATE runs ru SET state = 'running', worker = $2, worker_lease = $3,
                                  started_at = clock_timestamp(), heartbeat_at = clock_timestamp()

@@ -441,13 +441,13 @@ async fn complete_loop(
     runner: Arc<Notify>,
 ) {
     let mut writing = JoinSet::new();
-    // the slot each writer holds, and those no writer of this daemon holds
+    // the slot each writer of this daemon holds
     let mut held: HashMap<tokio::task::Id, u8> = HashMap::new();
-    let mut free: Vec<u8> = (0..COMPLETERS as u8).rev().collect();
     loop {
-        let Some(slot) = free.pop() else {
+        let free = (0..COMPLETERS as u8).find(|slot| !held.values().any(|h| h == slot));
+        let Some(slot) = free else {
             if let Some(done) = writing.join_next_with_id().await {
-                free.extend(held.remove(&finished_id(&done)));
+                held.remove(&finished_id(&done));
             }
             continue;
         };
@@ -469,8 +469,7 @@ async fn complete_loop(
                 held.insert(writer.id(), slot);
             }
             Some(done) = writing.join_next_with_id(), if !writing.is_empty() => {
-                free.push(slot);
-                free.extend(held.remove(&finished_id(&done)));
+                held.remove(&finished_id(&done));
             }
         }
     }
