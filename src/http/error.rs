@@ -177,9 +177,11 @@ pub async fn ensure_error_body(response: Response) -> Response {
     replaced
 }
 
+/// A bare driver error (a `begin` or `commit` in a handler) is classified like any database
+/// error: a connection lost in a failover is a 503 the client may retry, not a 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(e)
+        db::Error::Sql(e).into()
     }
 }
 
@@ -226,6 +228,26 @@ mod tests {
         let (status, body) = call(StatusCode::NO_CONTENT).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         assert_eq!(body, serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_request_is_a_503_and_a_driver_bug_a_500() {
+        let eof = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "expected to read 5 bytes, got 0 bytes at EOF",
+        );
+        assert_eq!(
+            ApiError::from(sqlx::Error::Io(eof)).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(sqlx::Error::PoolTimedOut).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from(sqlx::Error::RowNotFound).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[tokio::test]
