@@ -1,0 +1,19 @@
+-- The noderoles' (state, id) index goes.
+--
+-- A noderole changes state three times per run (BLOCKED -> TODO -> TRANSITION -> ACTIVE).
+-- Every index naming the state makes each of those a non-HOT update, writing an entry into
+-- every index of the table; this one took one on every change, at a place in the tree set by
+-- the new state, and was the most expensive of them to keep.
+--
+-- Its questions are answered by other indexes, each bounded by what it asks for:
+--   a list of ERROR or TRANSITION noderoles, the sweep's stranded TRANSITION ones
+--                                      -> noderoles_frozen (node_id) WHERE state IN (-1, 2)
+--   a list of TODO noderoles           -> noderoles_todo (node_id, cohort, id) WHERE state = 1
+--   a list of BLOCKED or PROPOSED ones, the sweep's BLOCKED repair
+--                                      -> noderoles_node_unsettled (node_id, state) WHERE state <> 0
+--   a list of ACTIVE noderoles         -> the primary key (most noderoles are ACTIVE)
+-- It was also the index PostgreSQL wrongly reached for on stale statistics (reading every
+-- TODO or BLOCKED noderole per call); several statements test the state as `state + 0` to
+-- keep it away.
+-- Builds before this one do not name this index, so they serve this schema unchanged.
+DROP INDEX noderoles_state_id;
