@@ -93,8 +93,7 @@ impl NodeRoleFilter {
     pub(super) async fn page_ids(&self, conn: &mut PgConnection) -> Result<Vec<i64>> {
         let mut query = PagedQuery::new("noderoles");
         query
-            // its partial indexes (migration 0024) serve the lists of one state
-            .equal_code("state", self.state.map(|s| s.code()))
+            .equal("state", self.state.map(|s| s.code()))
             .refers_to("deployment_id", "deployments", self.deployment.clone())
             .refers_to("node_id", "nodes", self.node.clone())
             .refers_to("role_id", "roles", self.role.clone())

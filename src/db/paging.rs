@@ -78,17 +78,6 @@ impl PagedQuery {
         self
     }
 
-    /// Only rows whose `column` is `value`, when given, with the value written into the
-    /// statement's text instead of bound: a partial index whose predicate names that value
-    /// (`WHERE state = 1`) then serves the plan PostgreSQL reuses too, which a bound value
-    /// never lets it prove. For small codes only (a state), each a statement of its own.
-    pub fn equal_code(&mut self, column: &'static str, value: Option<i16>) -> &mut Self {
-        if let Some(value) = value {
-            self.builder.push(format!(" AND p.{column} = {value}"));
-        }
-        self
-    }
-
     /// Only rows whose `column` references the row of `table` with that id or name, when
     /// given.
     pub fn refers_to(

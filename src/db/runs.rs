@@ -73,55 +73,43 @@ async fn queue_on(
     config: &QueueConfig,
     only: Option<&[i64]>,
 ) -> Result<usize> {
-    // Driven by nodes: for each free node, two short index walks over its own noderoles
-    // pick the first runnable one: its TODO noderoles in (cohort, id) order, stopping at the
-    // first one that may run here (`noderoles_todo`), and the few a hook asked to run again
-    // (`noderoles_requested`). The cost follows the number of nodes, never the size of the
-    // graph. The per-node tests are subplans whatever the statistics say (see `claim`).
-    // States are written into the text, not bound: a partial index serves a reused (generic)
-    // plan only when the statement names its predicate's values. No index on noderoles leads
-    // with the state (migration 0024), so no plan can read all TODO noderoles per node, as
-    // one on stale statistics once did through such an index (13 minutes at 100,000 x 10).
+    // Driven by nodes: for each free node, one index walk over its own noderoles picks the
+    // first runnable one. The cost follows the number of nodes, never the size of the graph.
+    // The per-node tests are subplans whatever the statistics say (see `claim`), and the
+    // noderoles' own state is a filter (`state + 0`, see the note atop `ripple`): written
+    // `state = $2`, it allowed a plan that reads every TODO noderole by the (state, id)
+    // index once per node, the plan statistics from before a commit of a million noderoles
+    // favour (one such statement ran for 13 minutes at 100,000 x 10).
     let which_nodes = match only {
-        Some(_) => "n.id = ANY($4) AND",
+        Some(_) => "n.id = ANY($8) AND",
         None => "",
     };
-    // the deployment is committed and the role's jig is one this daemon runs
-    let runnable_here = "JOIN deployments d ON d.id = nr.deployment_id AND d.state = 'committed'
-                         JOIN roles r ON r.id = nr.role_id
-                         JOIN jigs j ON j.id = r.jig_id AND j.active AND j.name = ANY($2)";
-    let (todo, active) = (Todo.code(), Active.code());
-    let (error, transition) = (Error.code(), Transition.code());
     let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.id, n.id, c.timeout, c.lane
            FROM nodes n
            CROSS JOIN LATERAL (
-               SELECT x.id, x.timeout,
-                      CASE WHEN x.requested_lane = 'high' THEN 'high' ELSE 'normal' END AS lane
-                 FROM ((SELECT nr.id, nr.cohort, nr.requested_lane,
-                               coalesce(r.timeout_secs, $1) AS timeout
-                          FROM noderoles nr {runnable_here}
-                         WHERE nr.node_id = n.id AND nr.state = {todo}
-                         ORDER BY nr.cohort, nr.id
-                         LIMIT 1)
-                       UNION ALL
-                       (SELECT nr.id, nr.cohort, nr.requested_lane,
-                               coalesce(r.timeout_secs, $1) AS timeout
-                          FROM noderoles nr {runnable_here}
-                         WHERE nr.node_id = n.id AND nr.requested_lane IS NOT NULL
-                           AND nr.state IN ({todo}, {active}))) x
-                -- hook-requested high runs first, then other requested ones, then TODO
-                ORDER BY x.requested_lane = 'high' DESC NULLS LAST, x.cohort, x.id
+               SELECT nr.id, coalesce(r.timeout_secs, $1) AS timeout,
+                      CASE WHEN nr.requested_lane = 'high' THEN 'high' ELSE 'normal' END AS lane
+                 FROM noderoles nr
+                 JOIN deployments d ON d.id = nr.deployment_id AND d.state = 'committed'
+                 JOIN roles r ON r.id = nr.role_id
+                 JOIN jigs j ON j.id = r.jig_id AND j.active AND j.name = ANY($4)
+                WHERE nr.node_id = n.id
+                  AND (nr.state + 0 = $2 OR (nr.state + 0 = $3 AND nr.requested_lane IS NOT NULL))
+                ORDER BY nr.requested_lane = 'high' DESC NULLS LAST, nr.cohort, nr.id
                 LIMIT 1) c
           WHERE {which_nodes} n.alive AND n.available
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id OFFSET 0)
-            AND NOT EXISTS (SELECT 1 FROM noderoles o
-                             WHERE o.node_id = n.id AND o.state IN ({error}, {transition}) OFFSET 0)
+            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6) OFFSET 0)
           ORDER BY n.id
-          LIMIT $3"
+          LIMIT $7"
     )))
     .bind(config.default_timeout_secs)
+    .bind(Todo.code())
+    .bind(Active.code())
     .bind(&config.jigs)
+    .bind(Error.code())
+    .bind(Transition.code())
     .bind(config.batch)
     .bind(only.unwrap_or_default())
     .fetch_all(&mut *conn)
