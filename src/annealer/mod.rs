@@ -464,7 +464,7 @@ pub async fn run_until_idle(
         }
         let results =
             futures::future::join_all(claimed.iter().map(|run| runner::execute(jigs, run))).await;
-        completed += runner::complete(pool, worker, &results, None)
+        completed += runner::complete(pool, worker, &results, None, None)
             .await?
             .completed;
     }

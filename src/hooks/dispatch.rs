@@ -37,7 +37,7 @@ pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result
     let mut role_ids: Vec<i64> = events
         .iter()
         .filter(|e| e.kind == "node_role.updated")
-        .filter_map(|e| e.data["role_id"].as_i64())
+        .filter_map(role_id)
         .collect();
     role_ids.sort_unstable();
     role_ids.dedup();
@@ -47,6 +47,11 @@ pub async fn dispatch_pending(pool: &PgPool, hooks: &Hooks) -> crate::db::Result
     }
     cursor.advance(events.last()).await?;
     Ok(events.len())
+}
+
+/// The role a `node_role.updated` event recorded (its noderole may be gone since).
+fn role_id(event: &HookEvent) -> Option<i64> {
+    event.data["role_id"].as_i64()
 }
 
 async fn dispatch_one(
@@ -68,10 +73,7 @@ async fn dispatch_one(
             else {
                 return;
             };
-            let role = event.data["role_id"]
-                .as_i64()
-                .and_then(|id| roles.get(&id))
-                .cloned();
+            let role = role_id(event).and_then(|id| roles.get(&id)).cloned();
             // state hooks are for committed deployments, as they were when the change happened
             let committed = event.data["deployment_committed"].as_bool() == Some(true);
             let Some(role) = role else { return };

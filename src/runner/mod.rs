@@ -97,24 +97,15 @@ pub fn bound_log(log: String, limit: usize) -> String {
 /// readable reason instead ([`unrecordable`]). So one bad result never holds back the
 /// others, and its run never stays running. Returns the ids of the runs that could not be
 /// recorded at all (the database is unreachable): the recovery sweep requeues those.
+/// With `slot`, as that completion writer (see [`COMPLETERS`]).
 pub async fn complete_each(
-    pool: &PgPool,
-    worker: &str,
-    results: &[RunResult],
-    next: Option<&QueueConfig>,
-) -> (Completion, Vec<i64>) {
-    complete_each_as(pool, worker, results, next, None).await
-}
-
-/// [`complete_each`] as the completion writer `slot` (see [`COMPLETERS`]).
-async fn complete_each_as(
     pool: &PgPool,
     worker: &str,
     results: &[RunResult],
     next: Option<&QueueConfig>,
     slot: Option<u8>,
 ) -> (Completion, Vec<i64>) {
-    let e = match complete_as(pool, worker, results, next, slot).await {
+    let e = match complete(pool, worker, results, next, slot).await {
         Ok(done) => return (done, Vec::new()),
         Err(e) => e,
     };
@@ -129,11 +120,11 @@ async fn complete_each_as(
     let mut total = Completion::default();
     let mut lost = Vec::new();
     for result in results {
-        let done = match complete_as(pool, worker, std::slice::from_ref(result), next, slot).await {
+        let done = match complete(pool, worker, std::slice::from_ref(result), next, slot).await {
             Ok(done) => Ok(done),
             Err(e) => {
                 tracing::error!(run = result.run_id, error = %e, "cannot record a run's result; failing the run");
-                complete_as(pool, worker, &[unrecordable(result, &e)], next, slot).await
+                complete(pool, worker, &[unrecordable(result, &e)], next, slot).await
             }
         };
         match done {
@@ -178,19 +169,9 @@ pub const UNAVAILABLE_WAIT: Duration = Duration::from_secs(60);
 /// Completes a batch, retrying on deadlock or serialization failure, and while the
 /// database is away (up to [`UNAVAILABLE_WAIT`]); with `next`, queues what it made
 /// runnable ([`runs::complete`]). A retry after a commit whose answer was lost changes
-/// nothing: only runs still running are completed.
+/// nothing: only runs still running are completed. With `slot`, as that completion writer:
+/// the transaction first waits for that slot's lock (see [`COMPLETERS`]).
 pub async fn complete(
-    pool: &PgPool,
-    worker: &str,
-    results: &[RunResult],
-    next: Option<&QueueConfig>,
-) -> crate::db::Result<Completion> {
-    complete_as(pool, worker, results, next, None).await
-}
-
-/// [`complete`] as the completion writer `slot`: the transaction first waits for that
-/// slot's lock (see [`COMPLETERS`]).
-async fn complete_as(
     pool: &PgPool,
     worker: &str,
     results: &[RunResult],
@@ -497,7 +478,7 @@ async fn complete_batch(
 ) {
     let started = std::time::Instant::now();
     // what the outcomes made runnable is queued with them: no annealer pass needed
-    let (_, lost) = complete_each_as(&pool, &worker, &batch, Some(&config), Some(slot)).await;
+    let (_, lost) = complete_each(&pool, &worker, &batch, Some(&config), Some(slot)).await;
     metrics::annealer_phase("complete", started.elapsed());
     tracing::debug!(
         runs = batch.len(),

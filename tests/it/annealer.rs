@@ -350,7 +350,7 @@ async fn finish(pool: &sqlx::PgPool, runs: &[db::runs::ClaimedRun], success: boo
             runlog: "log".into(),
         })
         .collect();
-    crowbar::runner::complete(pool, "w", &results, None)
+    crowbar::runner::complete(pool, "w", &results, None, None)
         .await
         .unwrap();
 }
@@ -1013,12 +1013,12 @@ async fn a_result_the_database_refuses_fails_only_its_run() {
         })
         .collect();
     assert!(
-        crowbar::runner::complete(&pool, "w", &results, None)
+        crowbar::runner::complete(&pool, "w", &results, None, None)
             .await
             .is_err(),
         "the batch as a whole is refused"
     );
-    let (done, lost) = crowbar::runner::complete_each(&pool, "w", &results, None).await;
+    let (done, lost) = crowbar::runner::complete_each(&pool, "w", &results, None, None).await;
     assert_eq!((done.completed, lost.len()), (2, 0));
     assert_eq!(state(&pool, "n1", "test-admin").await, Error);
     assert_eq!(state(&pool, "n2", "test-admin").await, Active);

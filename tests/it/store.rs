@@ -97,7 +97,7 @@ async fn run_one_step(pool: &sqlx::PgPool) -> usize {
             runlog: String::new(),
         })
         .collect();
-    crowbar::runner::complete(pool, "w", &results, None)
+    crowbar::runner::complete(pool, "w", &results, None, None)
         .await
         .unwrap();
     claimed.len()

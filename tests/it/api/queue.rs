@@ -115,6 +115,7 @@ async fn anneal_status_is_an_http_status() {
             runlog: String::new(),
         }],
         None,
+        None,
     )
     .await
     .unwrap();
