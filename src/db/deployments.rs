@@ -203,7 +203,7 @@ pub async fn commit(conn: &mut PgConnection, key: &Key, actor: &Actor) -> Result
     .fetch_all(&mut *conn)
     .await?;
     let proposed: Vec<i64> = sqlx::query_scalar(
-        "UPDATE noderoles SET committed_data = proposed_data, state = $2
+        "UPDATE noderoles SET committed_data = proposed_data, state = $2, updated_at = now()
           WHERE deployment_id = $1 AND state = $3 RETURNING id",
     )
     .bind(id)

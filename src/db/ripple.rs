@@ -57,7 +57,7 @@ pub async fn settle(
         return Ok(vec![]);
     }
     Ok(sqlx::query_scalar(
-        "UPDATE noderoles c SET state = $2
+        "UPDATE noderoles c SET state = $2, updated_at = now()
           WHERE c.id = ANY($1) AND c.state + 0 = $3
             AND NOT EXISTS (SELECT 1 FROM noderole_edges e JOIN noderoles p ON p.id = e.parent_id
                              WHERE e.child_id = c.id AND p.state <> $4 OFFSET 0)

@@ -57,6 +57,18 @@ pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Re
 
 /// [`queue_runnable`] for the given nodes only: what a completion made runnable, queued in
 /// the completion's own transaction, so the cost follows the work done, not the fleet.
+/// SQL: the node `node` (an expression) has a noderole in ERROR or TRANSITION, so nothing
+/// else may start on it (§5). The two states are written into the text rather than bound:
+/// every plan, a reused generic one too, can then answer from the small partial index of
+/// such noderoles (`noderoles_frozen`) instead of reading each of the node's noderoles.
+fn node_frozen(node: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = {node} AND o.state IN ({}, {}) OFFSET 0)",
+        Error.code(),
+        Transition.code()
+    )
+}
+
 pub async fn queue_runnable_on(
     conn: &mut PgConnection,
     config: &QueueConfig,
@@ -81,7 +93,7 @@ async fn queue_on(
     // index once per node, the plan statistics from before a commit of a million noderoles
     // favour (one such statement ran for 13 minutes at 100,000 x 10).
     let which_nodes = match only {
-        Some(_) => "n.id = ANY($8) AND",
+        Some(_) => "n.id = ANY($6) AND",
         None => "",
     };
     let candidates: Vec<(i64, i64, i32, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -100,16 +112,15 @@ async fn queue_on(
                 LIMIT 1) c
           WHERE {which_nodes} n.alive AND n.available
             AND NOT EXISTS (SELECT 1 FROM runs ru WHERE ru.node_id = n.id OFFSET 0)
-            AND NOT EXISTS (SELECT 1 FROM noderoles o WHERE o.node_id = n.id AND o.state IN ($5, $6) OFFSET 0)
+            AND NOT {frozen}
           ORDER BY n.id
-          LIMIT $7"
+          LIMIT $5",
+        frozen = node_frozen("n.id"),
     )))
     .bind(config.default_timeout_secs)
     .bind(Todo.code())
     .bind(Active.code())
     .bind(&config.jigs)
-    .bind(Error.code())
-    .bind(Transition.code())
     .bind(config.batch)
     .bind(only.unwrap_or_default())
     .fetch_all(&mut *conn)
@@ -220,7 +231,7 @@ pub async fn claim(
         // follows the runs taken, not the fleet. (The table statistics lag a commit that
         // moves a million noderoles to TODO; a join planned on stale ones read every
         // TRANSITION noderole once per queued run.)
-        let candidates: Vec<(i64, i64)> = sqlx::query_as(
+        let candidates: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT ru.id, ru.noderole_id FROM runs ru
               WHERE ru.state = 'queued' AND ru.lane = $1
                 AND EXISTS (SELECT 1 FROM noderoles nr
@@ -232,11 +243,11 @@ pub async fn claim(
                             OFFSET 0)
                 AND EXISTS (SELECT 1 FROM nodes n WHERE n.id = ru.node_id AND n.alive AND n.available
                             OFFSET 0)
-                AND NOT EXISTS (SELECT 1 FROM noderoles o
-                                 WHERE o.node_id = ru.node_id AND o.state IN ($6, $7) OFFSET 0)
+                AND NOT {frozen}
               ORDER BY ru.queued_at, ru.id
               LIMIT $2 FOR UPDATE OF ru SKIP LOCKED",
-        )
+            frozen = node_frozen("ru.node_id"),
+        )))
         // planned for each call with its own values: a cached generic plan does not know
         // how few rows the LIMIT takes, and may sort every queued run instead of walking
         // the queue's index in order
@@ -246,8 +257,6 @@ pub async fn claim(
         .bind(Todo.code())
         .bind(Active.code())
         .bind(&config.jigs)
-        .bind(Error.code())
-        .bind(Transition.code())
         .fetch_all(&mut *conn)
         .await?;
         if candidates.is_empty() {
@@ -298,7 +307,9 @@ pub async fn claim(
     tracing::Span::current().record("runs", tracing::field::debug(&runs));
     if !claimed.is_empty() {
         let ids: Vec<i64> = claimed.iter().map(|c| c.noderole_id).collect();
-        sqlx::query("UPDATE noderoles SET state = $2, requested_lane = NULL WHERE id = ANY($1)")
+        sqlx::query(
+            "UPDATE noderoles SET state = $2, requested_lane = NULL, updated_at = now() WHERE id = ANY($1)",
+        )
             .bind(&ids)
             .bind(Transition.code())
             .execute(&mut *conn)
@@ -454,7 +465,7 @@ pub async fn complete(
     if !ok_ids.is_empty() {
         changed.extend(
             sqlx::query_scalar::<_, i64>(
-                "UPDATE noderoles nr SET state = $5, run_count = nr.run_count + 1,
+                "UPDATE noderoles nr SET state = $5, run_count = nr.run_count + 1, updated_at = now(),
                         wall = coalesce(u.wall, nr.wall), input_hash = u.hash, runlog = u.runlog
                    FROM unnest($1::bigint[], $2::jsonb[], $3::text[], $4::text[]) AS u(id, wall, hash, runlog)
                   WHERE nr.id = u.id RETURNING nr.id",
@@ -473,7 +484,7 @@ pub async fn complete(
     if !failed_ids.is_empty() {
         changed.extend(
             sqlx::query_scalar::<_, i64>(
-                "UPDATE noderoles nr SET state = $3, runlog = u.runlog
+                "UPDATE noderoles nr SET state = $3, runlog = u.runlog, updated_at = now()
                    FROM unnest($1::bigint[], $2::text[]) AS u(id, runlog)
                   WHERE nr.id = u.id RETURNING nr.id",
             )

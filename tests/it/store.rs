@@ -569,3 +569,81 @@ async fn the_builtin_admin_token_is_generated_once_then_reused() {
     std::fs::write(&path, "\n").unwrap();
     assert!(ensure_admin_token(&pool, &data_dir, None).await.is_err());
 }
+
+/// A run record: id, noderole, node, role.
+type RunRecord = (i64, Option<i64>, Option<i64>, Option<i64>);
+
+/// The run records, and how many name no noderole.
+async fn run_history(pool: &sqlx::PgPool) -> (Vec<RunRecord>, i64) {
+    let rows: Vec<RunRecord> =
+        sqlx::query_as("SELECT id, noderole_id, node_id, role_id FROM run_records ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let unnamed = rows.iter().filter(|r| r.1.is_none()).count() as i64;
+    (rows, unnamed)
+}
+
+#[tokio::test]
+async fn run_history_outlives_the_noderoles_and_nodes_it_names() {
+    let pool = setup().await;
+    let n1 = node(&pool, "n1", true).await;
+    let n2 = node(&pool, "n2", true).await;
+    deployment(&pool, "web").await;
+    bind(&pool, "n1", "test-server", "web").await;
+    bind(&pool, "n2", "test-server", "web").await;
+    commit(&pool, "web").await;
+    while run_one_step(&pool).await > 0 {}
+    let (before, unnamed) = run_history(&pool).await;
+    let noderoles: i64 = sqlx::query_scalar("SELECT count(*) FROM noderoles")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        before.len() as i64,
+        noderoles,
+        "each noderole ran once: {before:?}"
+    );
+    assert!(before.iter().any(|r| r.2 == Some(n2)));
+    assert_eq!(unnamed, 0);
+
+    // a deleted noderole: its records stay, without it, still naming the node and role
+    let server_n1 = id_of(&pool, "n1", "test-server").await;
+    let mut tx = pool.begin().await.unwrap();
+    db::node_roles::delete(&mut tx, server_n1, &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (after, unnamed) = run_history(&pool).await;
+    assert_eq!(after.len(), before.len());
+    assert_eq!(unnamed, 1);
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(was.0, is.0);
+        assert_eq!(
+            is.1,
+            if was.1 == Some(server_n1) {
+                None
+            } else {
+                was.1
+            }
+        );
+        assert_eq!((is.2, is.3), (was.2, was.3), "node and role are kept");
+    }
+
+    // a deleted node: its records stay, naming neither it nor its noderoles
+    let mut tx = pool.begin().await.unwrap();
+    db::nodes::delete(&mut tx, &Key::from("n2"), &admin())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let (last, _) = run_history(&pool).await;
+    assert_eq!(last.len(), before.len());
+    for (was, is) in after.iter().zip(&last) {
+        if was.2 == Some(n2) {
+            assert_eq!((is.1, is.2), (None, None));
+        } else {
+            assert_eq!(was, is);
+            assert_eq!(is.2, Some(n1));
+        }
+    }
+}
