@@ -234,11 +234,12 @@ pub async fn claim(
         // follows the runs taken, not the fleet. (The table statistics lag a commit that
         // moves a million noderoles to TODO; a join planned on stale ones read every
         // TRANSITION noderole once per queued run.)
-        // The limit is written into the text, rounded up to a power of two (a dozen texts
-        // in all), and the runs past `free` are let go at commit: with index scans only, the
-        // reused plan walks the queue's index in order and stops at the limit. (A bound
-        // limit made it plan each call; 2.7 s of server time in a 10,000 x 10 anneal.)
-        let limit = (free as u64).next_power_of_two();
+        // The limit is written into the text, rounded up by `written_limit` (a score of
+        // texts in all), and the runs past `free` are let go at commit: with index scans
+        // only, the reused plan walks the queue's index in order and stops at the limit.
+        // (A bound limit made it plan each call: 2.7 s of server time in a 10,000 x 10
+        // anneal, inside the section every claim waits for.)
+        let limit = written_limit(free);
         let mut candidates: Vec<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT ru.id, ru.noderole_id FROM runs ru
               WHERE ru.state = 'queued' AND ru.lane = $1
@@ -330,6 +331,18 @@ pub async fn claim(
         .await?;
     }
     Ok(claimed)
+}
+
+/// `wanted` rounded up to the next power of two, or to three quarters of it when that is
+/// enough: few distinct values to write into a statement, at most half again as many as asked.
+fn written_limit(wanted: i64) -> u64 {
+    let power = (wanted.max(1) as u64).next_power_of_two();
+    let three_quarters = power / 4 * 3;
+    if power >= 4 && wanted as u64 <= three_quarters {
+        three_quarters
+    } else {
+        power
+    }
 }
 
 /// Marks the runs `ids` of this worker, while running, as alive. Only the runs the worker
@@ -1001,4 +1014,36 @@ pub async fn list_in(
     .bind(deployment)
     .fetch_all(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::written_limit;
+
+    #[test]
+    fn a_written_limit_covers_what_is_wanted_with_half_as_many_again_at_most() {
+        for (wanted, limit) in [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (5, 6),
+            (6, 6),
+            (7, 8),
+            (96, 96),
+            (97, 128),
+            (1000, 1024),
+        ] {
+            assert_eq!(written_limit(wanted), limit, "for {wanted}");
+        }
+        let mut distinct = std::collections::BTreeSet::new();
+        for wanted in 1..=1000 {
+            let limit = written_limit(wanted);
+            assert!(
+                limit >= wanted as u64 && 2 * limit <= 3 * wanted as u64 + 1,
+                "{wanted} -> {limit}"
+            );
+            distinct.insert(limit);
+        }
+        assert!(distinct.len() <= 20, "{} texts", distinct.len());
+    }
 }
