@@ -55,8 +55,6 @@ pub async fn queue_runnable(conn: &mut PgConnection, config: &QueueConfig) -> Re
     queue_on(conn, config, None).await
 }
 
-/// [`queue_runnable`] for the given nodes only: what a completion made runnable, queued in
-/// the completion's own transaction, so the cost follows the work done, not the fleet.
 /// SQL: the node `node` (an expression) has a noderole in ERROR or TRANSITION, so nothing
 /// else may start on it (§5). The two states are written into the text rather than bound:
 /// every plan, a reused generic one too, can then answer from the small partial index of
@@ -69,6 +67,8 @@ fn node_frozen(node: &str) -> String {
     )
 }
 
+/// [`queue_runnable`] for the given nodes only: what a completion made runnable, queued in
+/// the completion's own transaction, so the cost follows the work done, not the fleet.
 pub async fn queue_runnable_on(
     conn: &mut PgConnection,
     config: &QueueConfig,
@@ -316,12 +316,13 @@ pub async fn claim(
     if !claimed.is_empty() {
         let ids: Vec<i64> = claimed.iter().map(|c| c.noderole_id).collect();
         sqlx::query(
-            "UPDATE noderoles SET state = $2, requested_lane = NULL, updated_at = now() WHERE id = ANY($1)",
+            "UPDATE noderoles SET state = $2, requested_lane = NULL, updated_at = now()
+              WHERE id = ANY($1)",
         )
-            .bind(&ids)
-            .bind(Transition.code())
-            .execute(&mut *conn)
-            .await?;
+        .bind(&ids)
+        .bind(Transition.code())
+        .execute(&mut *conn)
+        .await?;
         events::noderoles_changed(
             conn,
             &Actor(format!("worker:{worker}")),
@@ -336,9 +337,10 @@ pub async fn claim(
 /// `wanted` rounded up to the next power of two, or to three quarters of it when that is
 /// enough: few distinct values to write into a statement, at most half again as many as asked.
 fn written_limit(wanted: i64) -> u64 {
-    let power = (wanted.max(1) as u64).next_power_of_two();
+    let wanted = wanted.max(1) as u64;
+    let power = wanted.next_power_of_two();
     let three_quarters = power / 4 * 3;
-    if power >= 4 && wanted as u64 <= three_quarters {
+    if power >= 4 && wanted <= three_quarters {
         three_quarters
     } else {
         power
@@ -1023,6 +1025,7 @@ mod tests {
     #[test]
     fn a_written_limit_covers_what_is_wanted_with_half_as_many_again_at_most() {
         for (wanted, limit) in [
+            (0, 1),
             (1, 1),
             (2, 2),
             (3, 3),
