@@ -647,3 +647,23 @@ async fn run_history_outlives_the_noderoles_and_nodes_it_names() {
         }
     }
 }
+
+/// The daemon's sessions run without PostgreSQL's JIT compiler (it spent about a second
+/// compiling each walk up the graph on every new connection), unless the URL asks for it.
+#[tokio::test]
+async fn the_daemons_sessions_run_without_jit_unless_the_url_asks_for_it() {
+    let db = test_db().await;
+    let jit = |pool: sqlx::PgPool| async move {
+        let setting: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        setting
+    };
+    let url = db.url.expose();
+    assert_eq!(jit(db::connect(url, 2).await.unwrap()).await, "off");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let asked = format!("{url}{separator}options=-c%20jit%3Don");
+    assert_eq!(jit(db::connect(&asked, 2).await.unwrap()).await, "on");
+}
