@@ -6,8 +6,9 @@
 //!                                     [--statements 10] [--explain 15]
 //!
 //! Setup (nodes, bindings) is written with bulk SQL and is not timed; the timer runs from
-//! the commit of the deployment until `/api/v2/anneal` would say `finished`. The annealer
-//! runs in this process unless `--daemons N` starts N real `crowbar serve` processes.
+//! the commit of the deployment, once the daemons are serving, until `/api/v2/anneal`
+//! would say `finished`. The annealer runs in this process unless `--daemons N` starts N
+//! real `crowbar serve` processes.
 //! `--statements N` loads pg_stat_statements and prints the N statements that took the
 //! most server time while converging. `--explain MS` loads auto_explain and prints, summed
 //! by statement and the indexes its plan used, the plans of statements slower than MS
@@ -131,6 +132,7 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         }
         None
     };
+    wait_until_serving(&pool, args.daemons.max(1)).await?;
 
     if args.statements > 0 {
         sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -365,6 +367,39 @@ fn pgbench(pg: &ManagedPostgres, seconds: u64) -> anyhow::Result<f64> {
                 .and_then(|n| n.parse().ok())
         })
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{out}"))
+}
+
+/// Waits until `daemons` runners hold their worker leases and no other session of the
+/// server has run a statement for five polls in a row, so that the clock starts with the
+/// daemons serving rather than starting: three daemons starting at once (their first looks
+/// at every node) would otherwise contend with the commit being timed.
+async fn wait_until_serving(pool: &sqlx::PgPool, daemons: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet = 0;
+    while quiet < 5 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the daemons were not serving within 60 s"
+        );
+        let (leases, busy): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM pg_locks
+                      WHERE locktype = 'advisory' AND granted AND objsubid = 2
+                        AND classid::bigint = $1),
+                    (SELECT count(*) FROM pg_stat_activity
+                      WHERE backend_type = 'client backend' AND state = 'active'
+                        AND pid <> pg_backend_pid())",
+        )
+        .bind(i64::from(db::runs::LEASE_SPACE))
+        .fetch_one(pool)
+        .await?;
+        quiet = if leases >= daemons as i64 && busy == 0 {
+            quiet + 1
+        } else {
+            0
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 fn spawn_daemon(pg: &ManagedPostgres, cap: i64) -> anyhow::Result<std::process::Child> {
