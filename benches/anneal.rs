@@ -132,7 +132,12 @@ async fn bench(args: &Args, pg: &ManagedPostgres) -> anyhow::Result<()> {
         }
         None
     };
-    wait_until_serving(&pool, args.daemons.max(1)).await?;
+    // the engine here holds its runner's lease; a real daemon its power worker's too
+    let leases = match args.daemons {
+        0 => 1,
+        n => 2 * n as i64,
+    };
+    wait_until_serving(&pool, leases).await?;
 
     if args.statements > 0 {
         sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -369,11 +374,11 @@ fn pgbench(pg: &ManagedPostgres, seconds: u64) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output:\n{out}"))
 }
 
-/// Waits until `daemons` runners hold their worker leases and no other session of the
-/// server has run a statement for five polls in a row, so that the clock starts with the
-/// daemons serving rather than starting: three daemons starting at once (their first looks
-/// at every node) would otherwise contend with the commit being timed.
-async fn wait_until_serving(pool: &sqlx::PgPool, daemons: usize) -> anyhow::Result<()> {
+/// Waits until the daemons hold `leases` worker leases between them and no other session
+/// of the server has run a statement for five polls in a row, so that the clock starts
+/// with the daemons serving rather than starting: three daemons starting at once (their
+/// first looks at every node) would otherwise contend with the commit being timed.
+async fn wait_until_serving(pool: &sqlx::PgPool, leases: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet = 0;
     while quiet < 5 {
@@ -381,22 +386,21 @@ async fn wait_until_serving(pool: &sqlx::PgPool, daemons: usize) -> anyhow::Resu
             Instant::now() < deadline,
             "the daemons were not serving within 60 s"
         );
-        let (leases, busy): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM pg_locks
-                      WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                        AND classid::bigint = $1),
-                    (SELECT count(*) FROM pg_stat_activity
-                      WHERE backend_type = 'client backend' AND state = 'active'
-                        AND pid <> pg_backend_pid())",
+        let mut conn = pool.acquire().await?;
+        let held = db::runs::leases_held(&mut conn).await?;
+        let busy: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND state = 'active'
+                AND pid <> pg_backend_pid()",
         )
-        .bind(i64::from(db::runs::LEASE_SPACE))
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
-        quiet = if leases >= daemons as i64 && busy == 0 {
+        quiet = if held >= leases && busy == 0 {
             quiet + 1
         } else {
             0
         };
+        drop(conn);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())

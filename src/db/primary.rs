@@ -200,10 +200,20 @@ fn parse_one(url: &str) -> Result<PgConnectOptions, String> {
 /// statement (measured: 15 ms of work after 923 ms of compiling), a third of the server's
 /// time with three daemons on one database. crowbar's statements are all short.
 fn without_jit(options: PgConnectOptions) -> PgConnectOptions {
-    if options.get_options().is_some_and(|o| o.contains("jit")) {
+    if options.get_options().is_some_and(sets_jit) {
         return options;
     }
     options.options([("jit", "off")])
+}
+
+/// Whether server options (`-c jit=on`, `-cjit=on`, `--jit=on`) set `jit` itself; its
+/// cost thresholds (`jit_above_cost`, ...) are not `jit`.
+fn sets_jit(options: &str) -> bool {
+    options.split_whitespace().any(|word| {
+        let setting = word.strip_prefix("-c").unwrap_or(word);
+        let setting = setting.strip_prefix("--").unwrap_or(setting);
+        setting.starts_with("jit=")
+    })
 }
 
 /// Whether the session on `conn` may write: `false` on a standby.
@@ -340,6 +350,13 @@ mod tests {
         );
         let asked = Target::parse("postgres:///crowbar?options=-c%20jit%3Don").unwrap();
         assert_eq!(asked.members[0].get_options(), Some("-c jit=on"));
+        assert!(sets_jit("-cjit=on") && sets_jit("--jit=on"));
+        let threshold =
+            Target::parse("postgres:///crowbar?options=-c%20jit_above_cost%3D0").unwrap();
+        assert_eq!(
+            threshold.members[0].get_options(),
+            Some("-c jit_above_cost=0 -c jit=off")
+        );
     }
 
     #[test]

@@ -706,8 +706,17 @@ impl Recovery {
 /// The first key of every worker lease (`pg_advisory_lock(LEASE_SPACE, lease)`): "crow".
 pub const LEASE_SPACE: i32 = 0x6372_6f77;
 
+/// SQL: the lock `l` (a row of `pg_locks`) is a worker lease held on this database. (A
+/// two-key advisory lock shows its keys as `classid`, `objid` with `objsubid` 2.)
+fn held_lease(l: &str) -> String {
+    format!(
+        "{l}.locktype = 'advisory' AND {l}.granted AND {l}.objsubid = 2
+         AND {l}.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND {l}.classid = {LEASE_SPACE}"
+    )
+}
+
 /// Runs whose worker's lease is free: no session of this database holds its advisory lock.
-/// (A two-key advisory lock shows its keys as `classid`, `objid` with `objsubid` 2.)
 ///
 /// And the leases have settled: the oldest session holding a lease on this server is older
 /// than `grace` (an SQL expression, in seconds). After a failover the new primary holds no
@@ -716,15 +725,22 @@ pub const LEASE_SPACE: i32 = 0x6372_6f77;
 pub(super) fn lease_gone(grace: &str) -> String {
     format!(
         "worker_lease IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = 1668444023 AND l.objid = worker_lease::oid)
+            SELECT 1 FROM pg_locks l WHERE {held} AND l.objid = worker_lease::oid)
          AND coalesce((SELECT min(a.backend_start) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = 1668444023), now()) < now() - make_interval(secs => {grace})"
+             WHERE {held}), now()) < now() - make_interval(secs => {grace})",
+        held = held_lease("l"),
     )
+}
+
+/// How many worker leases the sessions of this database hold: one per runner, and one per
+/// power worker (so two per daemon).
+pub async fn leases_held(conn: &mut PgConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM pg_locks l WHERE {}",
+        held_lease("l")
+    )))
+    .fetch_one(conn)
+    .await?)
 }
 
 /// A worker's lease: a database session of its own, held for the worker's life, with the

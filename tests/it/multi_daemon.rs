@@ -198,17 +198,10 @@ async fn a_hung_daemons_runs_are_recovered_after_the_heartbeat_timeout() {
     let stopped = db_now(pool).await;
     let _other = Daemon::start(recovery_daemon(test.url.expose(), "3s")).await;
     let waited = lost_within(pool, &orphaned, stopped, Duration::from_secs(60)).await;
-    // the hung daemon's session, and so its lease, were there all along (two-key locks
-    // only: the one-key transaction locks of db::locks share the lease space's high word)
-    let leases: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::oid
-            AND objsubid = 2 AND granted
-            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .bind(db::runs::LEASE_SPACE)
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    // the hung daemon's session, and so its lease, were there all along
+    let leases = db::runs::leases_held(&mut pool.acquire().await.unwrap())
+        .await
+        .unwrap();
     // each daemon holds two: its runner's and its power worker's
     assert_eq!(leases, 4, "both daemons hold their leases");
     println!("a hung daemon's runs recovered {waited:.2} s after it stopped");
